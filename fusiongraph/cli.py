@@ -1,0 +1,150 @@
+"""The `fusiongraph` command: ask a question through the graph, inspect models and the outcome store."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import warnings
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+warnings.filterwarnings("ignore", module="langchain_community")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+app = typer.Typer(help="Use many LLMs as one: decompose, route, judged cascade, record, synthesise.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+console = Console(width=max(Console().width, 110))
+
+
+def _context(**knobs):
+    from fusiongraph.context import FusionContext
+
+    return FusionContext(**{k: v for k, v in knobs.items() if v is not None})
+
+
+def _fail(message: str) -> None:
+    Console(stderr=True).print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(2)
+
+
+@app.command()
+def ask(
+    query: str = typer.Argument(..., help="The question or task; '-' reads it from standard input."),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole result as JSON."),
+    local_only: Optional[bool] = typer.Option(None, "--local-only/--api", help="Use only local models."),
+    budget: Optional[float] = typer.Option(None, "--budget", help="Most USD this query may spend."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Quality threshold (0-1) to accept."),
+    max_subtasks: Optional[int] = typer.Option(None, "--max-subtasks", help="Cap on subtasks."),
+    store_dir: Optional[str] = typer.Option(None, "--store-dir", help="Outcome store directory."),
+    models: Optional[str] = typer.Option(None, "--models", help="Model roster YAML."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Most output tokens per call."),
+) -> None:
+    """Answer QUERY through the fusion graph; print the answer and the route of every subtask."""
+    if query == "-":
+        query = sys.stdin.read()
+    try:
+        ctx = _context(local_only=local_only, budget_usd=budget, quality_threshold=threshold,
+                       max_subtasks=max_subtasks, store_dir=store_dir, models_path=models, max_tokens=max_tokens)
+        from fusiongraph.text import clean_query
+
+        clean_query(query)
+    except ValueError as exc:
+        _fail(str(exc))
+    from graphs.fusion import graph
+
+    try:
+        result = graph.invoke({"query": query}, context=ctx)
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        _fail(str(exc))
+    if as_json:
+        print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
+        return
+    console.print(result["answer"] or "[italic](no answer)[/]", markup=False, highlight=False)
+    console.print()
+    print_routes(result)
+
+
+def print_routes(result: dict) -> None:
+    for r in sorted(result.get("results", []), key=lambda r: r["index"]):
+        table = Table(title=f"subtask {r['index'] + 1}: {r['subtask'][:90]}", title_justify="left",
+                      caption=f"class {r['task_class']} ({r['class_confidence']:.2f}) | route: {r['route_source']}"
+                              f" | plan: {' -> '.join(r['candidates']) or '-'} | {r['status']}",
+                      caption_justify="left")
+        for col in ("model", "rules/self/llm", "conf", "ok", "tokens", "USD", "s"):
+            table.add_column(col, overflow="fold")
+        for a in r["attempts"]:
+            scores = {v["judge"]: v["score"] for v in a.get("verdicts", [])}
+            judges = " / ".join("-" if scores.get(j) is None else f"{scores[j]:.2f}" for j in ("rules", "self", "llm"))
+            table.add_row(a["model"], a.get("error", judges)[:80], f"{a.get('confidence', 0):.2f}",
+                          "yes" if a.get("accepted") else "no", f"{a.get('tokens_in', 0)}/{a.get('tokens_out', 0)}",
+                          f"{a.get('cost_usd', 0) + a.get('judge_cost_usd', 0):.6f}", f"{a.get('latency_s', 0):.2f}")
+        console.print(table)
+        skipped = [f"{s['model']} ({s['reason']})" for s in r.get("skipped", []) if s.get("model")]
+        if skipped:
+            console.print(f"  skipped: {'; '.join(skipped)}", style="dim")
+    s = result.get("summary", {})
+    if s:
+        console.print(f"total cost ${s['cost_usd']:.6f} ({s['tokens_in']} in / {s['tokens_out']} out tokens); "
+                      f"{s['strongest_model']} alone on the same tokens: ${s['strongest_alone_cost_usd']:.6f}")
+    for e in result.get("trace", []):
+        if e.get("fallback") or e.get("capped") or e.get("trimmed_chars"):
+            console.print(f"  note ({e['node']}): {e.get('fallback') or e.get('capped') or e.get('trimmed_chars')}",
+                          style="yellow")
+
+
+@app.command("models")
+def list_models(
+    local_only: bool = typer.Option(False, "--local-only", help="As a local-only run would see them."),
+    models: Optional[str] = typer.Option(None, "--models", help="Model roster YAML."),
+) -> None:
+    """List the roster: kind, prices, context, and whether each model is available now."""
+    from fusiongraph.resources import resolve_paths
+    from fusiongraph.roster import Roster
+
+    path = resolve_paths(_context(models_path=models))[0]
+    try:
+        roster = Roster.from_yaml(path)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    available, skipped = roster.availability(local_only)
+    reasons = {s["model"]: s["reason"] for s in skipped}
+    table = Table(title=str(path))
+    for col in ("id", "kind", "$/1M in", "$/1M out", "context", "available"):
+        table.add_column(col)
+    for model_id in roster.by_cost():
+        spec = roster[model_id]
+        table.add_row(model_id, spec.kind, f"{spec.price_in:.2f}", f"{spec.price_out:.2f}", str(spec.context),
+                      "yes" if model_id in available else f"no: {reasons[model_id]}")
+    console.print(table)
+
+
+@app.command("store")
+def show_store(
+    store_dir: Optional[str] = typer.Option(None, "--store-dir", help="Outcome store directory."),
+    last: int = typer.Option(10, "--last", help="Show the last N outcomes."),
+) -> None:
+    """Show what the outcome store holds."""
+    from fusiongraph.resources import get_resources
+
+    try:
+        res = get_resources(_context(store_dir=store_dir))
+    except Exception as exc:
+        _fail(str(exc))
+    console.print(res.store.directory, res.store.counts())
+    rows = res.store.outcomes()[-last:] if last else []
+    table = Table()
+    for col in ("id", "subtask", "class", "model", "success", "accepted", "cost $", "error"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(str(r["id"]), r["subtask"][:50], str(r["task_class"]), r["model"], f"{r['success']:.2f}",
+                      str(r["accepted"]), f"{r['cost_usd']:.6f}", (r["error"] or "")[:40])
+    console.print(table)
+
+
+if __name__ == "__main__":
+    app()

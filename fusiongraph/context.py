@@ -1,0 +1,81 @@
+"""Runtime knobs of the fusion graph: one dataclass, shown with its descriptions in LangGraph Studio."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+
+@dataclass(kw_only=True)
+class FusionContext:
+    """Per-run configuration, passed as ``graph.invoke(..., context=FusionContext(...))`` or a dict."""
+
+    quality_threshold: float = field(default=0.6, metadata={
+        "description": "Accept an answer when the judges' aggregated confidence (0-1) reaches this; else escalate."})
+    budget_usd: float = field(default=0.05, metadata={
+        "description": "Most USD one query may spend, shared equally by its subtasks; the cascade stops before "
+                       "a call that could exceed it and returns the best answer so far."})
+    max_subtasks: int = field(default=8, metadata={
+        "description": "Cap on the number of subtasks the decomposer may produce."})
+    local_only: bool = field(default=False, metadata={
+        "description": "Use only local (in-process llama.cpp) models, never an API."})
+    k: int = field(default=16, metadata={
+        "description": "Number of nearest past subtasks the neighbour router looks at."})
+    min_neighbours: int = field(default=4, metadata={
+        "description": "With at least this many similar past subtasks, the neighbours decide the route."})
+    min_similarity: float = field(default=0.5, metadata={
+        "description": "Cosine similarity below which a past subtask does not count as a neighbour."})
+    taxonomy_confidence: float = field(default=0.5, metadata={
+        "description": "Below this classifier confidence, the neighbours decide the route (if any exist)."})
+    skip_below: float = field(default=0.25, metadata={
+        "description": "Skip a candidate whose predicted success is below this (it stays as a last resort)."})
+    max_tokens: int = field(default=256, metadata={
+        "description": "Most output tokens per model call."})
+    llm_judge: bool = field(default=True, metadata={
+        "description": "Ask an LLM judge to score each answer (prompts/judge.md)."})
+    judge_model: str = field(default="", metadata={
+        "description": "Roster id of the LLM judge; empty picks the cheapest available API model, else the local one."})
+    planner_model: str = field(default="", metadata={
+        "description": "Roster id of the model that decomposes and synthesises; empty picks the cheapest "
+                       "available API model, else the local one."})
+    guides: int = field(default=2, metadata={
+        "description": "Accepted answers of stronger models on similar subtasks given to a cheaper model as "
+                       "worked examples (RAR); 0 turns guides off."})
+    request_timeout_s: float = field(default=60.0, metadata={
+        "description": "Timeout of one API call in seconds."})
+    store_dir: str = field(default="", metadata={
+        "description": "Directory of the outcome store; empty uses $FUSIONGRAPH_STORE_DIR or the user data dir."})
+    models_path: str = field(default="", metadata={
+        "description": "Model roster YAML; empty uses $FUSIONGRAPH_MODELS or the shipped store/models.yaml."})
+    taxonomy_path: str = field(default="", metadata={
+        "description": "Task taxonomy YAML; empty uses $FUSIONGRAPH_TAXONOMY or the shipped store/taxonomy.yaml."})
+
+    def __post_init__(self) -> None:
+        errors = []
+        if not 0.0 <= self.quality_threshold <= 1.0:
+            errors.append(f"quality_threshold must be in [0, 1], got {self.quality_threshold}")
+        if self.budget_usd < 0:
+            errors.append(f"budget_usd must be >= 0, got {self.budget_usd}")
+        if self.max_subtasks < 1:
+            errors.append(f"max_subtasks must be >= 1, got {self.max_subtasks}")
+        if self.k < 0:
+            errors.append(f"k must be >= 0, got {self.k}")
+        if self.max_tokens < 1:
+            errors.append(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if errors:
+            raise ValueError("; ".join(errors))
+
+    @classmethod
+    def knob_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+def as_context(value: FusionContext | dict | None) -> FusionContext:
+    """Accept the context as given by Python callers, the CLI, Studio or the server (a dict)."""
+    if value is None:
+        return FusionContext()
+    if isinstance(value, FusionContext):
+        return value
+    unknown = set(value) - set(FusionContext.knob_names())
+    if unknown:
+        raise ValueError(f"unknown context knobs: {sorted(unknown)}; known: {FusionContext.knob_names()}")
+    return FusionContext(**value)

@@ -1,0 +1,100 @@
+"""Process-wide resources behind the nodes: roster, taxonomy, embedder, outcome store, router.
+
+Built once per configuration (store directory, roster and taxonomy files) and shared by every run
+in the process, so a `langgraph dev` worker or a CLI call loads the models and the index once.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from fusiongraph.context import FusionContext
+from fusiongraph.embeddings import Embedder, MiniLMEmbeddings
+from fusiongraph.roster import Roster
+from fusiongraph.routing import Router
+from fusiongraph.taxonomy import Taxonomy
+from store import DEFAULT_MODELS, DEFAULT_TAXONOMY, OutcomeStore
+
+
+@dataclass
+class Resources:
+    roster: Roster
+    taxonomy: Taxonomy
+    embedder: Embedder
+    store: OutcomeStore
+    router: Router = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.taxonomy.check_models(self.roster.ids())
+        self.router = Router(self.store)
+
+
+def default_store_dir() -> Path:
+    env = os.environ.get("FUSIONGRAPH_STORE_DIR")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("fusiongraph")) / "store"
+
+
+def resolve_paths(ctx: FusionContext) -> tuple[Path, Path, Path]:
+    models = Path(ctx.models_path or os.environ.get("FUSIONGRAPH_MODELS") or DEFAULT_MODELS).expanduser()
+    taxonomy = Path(ctx.taxonomy_path or os.environ.get("FUSIONGRAPH_TAXONOMY") or DEFAULT_TAXONOMY).expanduser()
+    store_dir = Path(ctx.store_dir).expanduser() if ctx.store_dir else default_store_dir()
+    return models.resolve(), taxonomy.resolve(), store_dir.resolve()
+
+
+_lock = threading.Lock()
+_built: dict[tuple, Resources] = {}
+_override: Resources | None = None
+_embedder: Embedder | None = None
+
+
+def default_embedder() -> Embedder:
+    global _embedder
+    with _lock:
+        if _embedder is None:
+            _embedder = Embedder(MiniLMEmbeddings())
+        return _embedder
+
+
+def get_resources(ctx: FusionContext) -> Resources:
+    if _override is not None:
+        return _override
+    key = resolve_paths(ctx)
+    with _lock:
+        if key in _built:
+            return _built[key]
+    embedder = default_embedder()
+    models, taxonomy, store_dir = key
+    res = Resources(Roster.from_yaml(models), Taxonomy.from_yaml(taxonomy), embedder,
+                    OutcomeStore(store_dir, embedder.dim, embedder.name))
+    with _lock:
+        return _built.setdefault(key, res)
+
+
+@contextmanager
+def use_resources(resources: Resources) -> Iterator[Resources]:
+    """Run graphs in this block on the given resources (fake models in tests, an app's own store)."""
+    global _override
+    previous, _override = _override, resources
+    try:
+        yield resources
+    finally:
+        _override = previous
+
+
+@atexit.register
+def _close_stores() -> None:
+    for res in _built.values():
+        try:
+            res.store.close()
+        except Exception:
+            pass

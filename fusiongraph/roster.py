@@ -1,0 +1,194 @@
+"""The model roster: which models exist, what they cost, and how to reach them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages import AIMessage
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+from fusiongraph.local_llm import LocalLlamaChat, find_gguf
+from fusiongraph.text import estimate_tokens
+
+
+class ModelSpec(BaseModel):
+    """One model of the roster (a row of models.yaml)."""
+
+    id: str
+    kind: Literal["local", "openai", "openai_compatible"]
+    description: str = ""
+    model: str | None = None  # API model name
+    model_env: str | None = None  # env var holding the API model name (overrides `model`)
+    api_key_env: str | None = None
+    base_url: str | None = None
+    base_url_env: str | None = None
+    gguf_package: str | None = None
+    gguf_file: str | None = None
+    gguf_path: str | None = None
+    gguf_path_env: str | None = None
+    context: int = Field(default=4096, gt=0)
+    price_in: float = Field(default=0.0, ge=0, description="USD per 1M input tokens")
+    price_out: float = Field(default=0.0, ge=0, description="USD per 1M output tokens")
+    logprobs: bool = False
+    timeout_s: float | None = None
+    answers: bool = Field(default=True, description="false: only a judge or planner, never a cascade tier")
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> "ModelSpec":
+        if self.kind == "local" and not (self.gguf_path or self.gguf_path_env or (self.gguf_package and self.gguf_file)):
+            raise ValueError(f"local model {self.id!r} needs gguf_path, gguf_path_env or gguf_package + gguf_file")
+        if self.kind == "openai" and not (self.model or self.model_env):
+            raise ValueError(f"OpenAI model {self.id!r} needs `model`")
+        if self.kind == "openai_compatible" and not (self.base_url or self.base_url_env):
+            raise ValueError(f"OpenAI-compatible model {self.id!r} needs base_url or base_url_env")
+        return self
+
+    def cost(self, tokens_in: int, tokens_out: int) -> float:
+        return (tokens_in * self.price_in + tokens_out * self.price_out) / 1e6
+
+    def usage(self, message: AIMessage | None, prompt_text: str) -> dict:
+        """Tokens in/out of one call (as the model reported them, else estimated) and their cost in USD."""
+        usage = getattr(message, "usage_metadata", None) or {}
+        tokens_in = int(usage.get("input_tokens") or estimate_tokens(prompt_text))
+        out_text = message.text if message is not None else ""
+        tokens_out = int(usage.get("output_tokens") or (estimate_tokens(out_text) if out_text else 0))
+        return {"tokens_in": tokens_in, "tokens_out": tokens_out, "cost_usd": self.cost(tokens_in, tokens_out)}
+
+    @property
+    def blended_price(self) -> float:
+        """Price of a typical call (3 input tokens per output token), for ordering cheapest first."""
+        return 3 * self.price_in + self.price_out
+
+    def unavailable_reason(self, local_only: bool) -> str | None:
+        """Why this model cannot be called right now (never an error: the cascade skips it)."""
+        if self.kind == "local":
+            return None
+        if local_only:
+            return "local_only is set"
+        if self.kind == "openai" and not os.environ.get(self.api_key_env or "OPENAI_API_KEY"):
+            return f"${self.api_key_env or 'OPENAI_API_KEY'} is not set"
+        if self.kind == "openai_compatible" and not (self.base_url or os.environ.get(self.base_url_env or "")):
+            return f"${self.base_url_env} is not set"
+        return None
+
+    def secrets(self) -> list[str]:
+        """Secret values to redact from anything shown or stored."""
+        value = os.environ.get(self.api_key_env or "") if self.api_key_env else None
+        return [value] if value and len(value) >= 4 else []
+
+
+class Roster:
+    """The configured models in roster order; chat models are built lazily and cached."""
+
+    def __init__(self, specs: list[ModelSpec], chat_models: dict[str, BaseChatModel] | None = None):
+        ids = [s.id for s in specs]
+        dupes = {i for i in ids if ids.count(i) > 1}
+        if dupes:
+            raise ValueError(f"duplicate model ids in roster: {sorted(dupes)}")
+        self.specs = {s.id: s for s in specs}
+        self._order = ids
+        self._chat: dict[tuple, BaseChatModel] = {}
+        self._given = dict(chat_models or {})  # injected models (tests, embedding applications)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "Roster":
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"model roster {path} does not exist") from None
+        except yaml.YAMLError as exc:
+            raise ValueError(f"model roster {path} is not valid YAML: {exc}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("models"), list):
+            raise ValueError(f"model roster {path} must have a top-level `models:` list")
+        specs = []
+        for i, row in enumerate(data["models"]):
+            try:
+                specs.append(ModelSpec.model_validate(row))
+            except ValidationError as exc:
+                raise ValueError(f"model roster {path}, entry {i} ({(row or {}).get('id')!r}): {exc}") from None
+        return cls(specs)
+
+    def __getitem__(self, model_id: str) -> ModelSpec:
+        try:
+            return self.specs[model_id]
+        except KeyError:
+            raise KeyError(f"unknown model {model_id!r}; the roster has {self._order}") from None
+
+    def ids(self) -> list[str]:
+        return list(self._order)
+
+    def by_cost(self, ids: list[str] | None = None) -> list[str]:
+        """Ids ordered cheapest first (roster order breaks ties)."""
+        ids = self._order if ids is None else [i for i in ids if i in self.specs]
+        return sorted(ids, key=lambda i: (self.specs[i].blended_price, self._order.index(i)))
+
+    def availability(self, local_only: bool, answering: bool = False) -> tuple[list[str], list[dict]]:
+        """(available ids cheapest first, skipped models with the reason); `answering`: cascade tiers only."""
+        available, skipped = [], []
+        for model_id in self.by_cost():
+            if answering and not self.specs[model_id].answers:
+                continue
+            if model_id in self._given:
+                available.append(model_id)
+                continue
+            reason = self[model_id].unavailable_reason(local_only)
+            if reason:
+                skipped.append({"model": model_id, "reason": reason})
+            else:
+                available.append(model_id)
+        return available, skipped
+
+    def helper(self, available: list[str], preferred: str = "") -> str | None:
+        """The model for a helper role (decompose, judge, synthesise): the preferred one if available,
+        else the cheapest available API model (better than a tiny local one at following formats),
+        else the cheapest available model."""
+        if preferred:
+            if preferred not in self.specs:
+                raise KeyError(f"unknown model {preferred!r}; the roster has {self._order}")
+            if preferred in available:
+                return preferred
+        api = [m for m in available if self.specs[m].kind != "local"]
+        return (api or available or [None])[0]
+
+    def strongest(self) -> str:
+        """The costliest configured answering model: the baseline a fused answer is compared with."""
+        return self.by_cost([i for i in self._order if self.specs[i].answers])[-1]
+
+    def secrets(self) -> list[str]:
+        return [s for spec in self.specs.values() for s in spec.secrets()]
+
+    def chat_model(self, model_id: str, max_tokens: int, timeout_s: float) -> BaseChatModel:
+        if model_id in self._given:
+            return self._given[model_id]
+        key = (model_id, max_tokens, timeout_s)
+        if key not in self._chat:
+            self._chat[key] = self._build(self[model_id], max_tokens, timeout_s)
+        return self._chat[key]
+
+    @staticmethod
+    def _build(spec: ModelSpec, max_tokens: int, timeout_s: float) -> BaseChatModel:
+        if spec.kind == "local":
+            path = os.environ.get(spec.gguf_path_env or "") or spec.gguf_path
+            gguf = find_gguf(spec.gguf_package, spec.gguf_file, path)
+            return LocalLlamaChat(model_path=str(gguf), model_name=spec.id, n_ctx=spec.context, max_tokens=max_tokens)
+        from langchain_openai import ChatOpenAI
+
+        model = (os.environ.get(spec.model_env) if spec.model_env else None) or spec.model or "default"
+        base_url = (os.environ.get(spec.base_url_env) if spec.base_url_env else None) or spec.base_url
+        api_key = os.environ.get(spec.api_key_env) if spec.api_key_env else None
+        return ChatOpenAI(
+            model=model,
+            base_url=base_url,
+            api_key=api_key or "not-needed",
+            timeout=spec.timeout_s or timeout_s,
+            max_retries=0,  # the cascade moves on instead; transient retries are the graph's RetryPolicy
+            logprobs=spec.logprobs or None,
+            top_logprobs=1 if spec.logprobs else None,  # llama.cpp's server sends none without it
+            # max_tokens through extra_body: OpenAI-compatible servers (llama.cpp) ignore max_completion_tokens
+            extra_body={"max_tokens": max_tokens},
+        )

@@ -1,0 +1,75 @@
+"""Text hygiene shared by the nodes: query validation, trimming to a model's context, redaction."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+MAX_QUERY_CHARS = 2_000_000
+
+
+class QueryError(ValueError):
+    """The query cannot be answered as given."""
+
+
+def clean_query(query: object) -> str:
+    """A usable query or a clear error: strings only, no lone surrogates or control characters, not blank."""
+    if isinstance(query, bytes):
+        query = query.decode("utf-8", errors="replace")
+    if not isinstance(query, str):
+        raise QueryError(f"query must be a string, got {type(query).__name__}")
+    query = query.encode("utf-8", errors="replace").decode("utf-8")  # lone surrogates -> U+FFFD
+    query = _CONTROL.sub(" ", unicodedata.normalize("NFC", query)).strip()
+    if not query:
+        raise QueryError("query is empty: give the question or task to answer")
+    if len(query) > MAX_QUERY_CHARS:
+        raise QueryError(f"query is {len(query):,} characters; the limit is {MAX_QUERY_CHARS:,}")
+    return query
+
+
+def estimate_tokens(text: str) -> int:
+    """A conservative token estimate (English averages ~4 characters a token) when no tokenizer is at hand."""
+    return len(text) // 3 + 1
+
+
+def trim_to_tokens(text: str, max_tokens: int, count=estimate_tokens) -> tuple[str, int]:
+    """Keep the head and the tail of a text that is too long; returns (text, characters removed)."""
+    if max_tokens <= 0:
+        return "", len(text)
+    if count(text) <= max_tokens:
+        return text, 0
+    keep = max(int(len(text) * max_tokens / max(count(text), 1)) - 40, 16)
+    while True:
+        head, tail = text[: keep * 2 // 3], text[len(text) - keep // 3:]
+        removed = len(text) - len(head) - len(tail)
+        trimmed = f"{head}\n[... {removed} characters trimmed ...]\n{tail}"
+        if count(trimmed) <= max_tokens or keep <= 16:
+            return trimmed, removed
+        keep = int(keep * 0.8)
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    """Remove secret values (API keys) and anything shaped like a bearer key from text that is shown or stored."""
+    for s in secrets:
+        text = text.replace(s, "***")
+    return re.sub(r"\b(sk-[A-Za-z0-9_\-]{8,}|Bearer\s+[A-Za-z0-9._\-]{8,})", "***", text)
+
+
+_WORD = re.compile(r"[^\W_]{3,}|\d+", re.UNICODE)
+_STOP = frozenset("the and for are was were with what which who whom whose this that these those from into "
+                  "about also then than have has had not but all any can could would should will shall how why "
+                  "when where does did its it's you your they them their there here give tell please".split())
+
+
+def content_words(text: str) -> set[str]:
+    return {w.lower() for w in _WORD.findall(text) if w.lower() not in _STOP}
+
+
+def grounding(subtask: str, query: str) -> float:
+    """Share of a subtask's content words found in the query: a decomposer that invents tasks scores low."""
+    words = content_words(subtask)
+    if not words:
+        return 0.0
+    query_words = content_words(query)
+    return sum(1 for w in words if w in query_words or any(q.startswith(w[:5]) for q in query_words)) / len(words)

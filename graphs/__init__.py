@@ -1,0 +1,1 @@
+"""LangGraph graphs: wiring only; the work is in nodes/."""

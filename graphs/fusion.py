@@ -1,0 +1,44 @@
+"""The fusion graph: decompose -> (per subtask, in parallel: taxonomy -> neighbours -> cascade -> record)
+-> synthesize. Wiring only; each node lives in nodes/."""
+
+from langgraph.graph import END, START, StateGraph
+
+from fusiongraph.context import FusionContext
+from fusiongraph.state import FusionInput, FusionOutput, FusionState, SubtaskOutput, SubtaskState
+from nodes.cascade import cascade
+from nodes.decompose import decompose, fan_out_subtasks
+from nodes.neighbours import neighbours
+from nodes.record import record
+from nodes.synthesize import synthesize
+from nodes.taxonomy import taxonomy
+
+
+def build_subtask_graph():
+    """One subtask: classify, consult the neighbours, run the judged cascade, record the outcomes."""
+    builder = StateGraph(SubtaskState, context_schema=FusionContext, output_schema=SubtaskOutput)
+    builder.add_node("taxonomy", taxonomy)
+    builder.add_node("neighbours", neighbours)
+    builder.add_node("cascade", cascade)
+    builder.add_node("record", record)
+    builder.add_edge(START, "taxonomy")
+    builder.add_edge("taxonomy", "neighbours")
+    builder.add_edge("neighbours", "cascade")
+    builder.add_edge("cascade", "record")
+    builder.add_edge("record", END)
+    return builder.compile(name="subtask")
+
+
+def build_graph():
+    builder = StateGraph(FusionState, context_schema=FusionContext, input_schema=FusionInput,
+                         output_schema=FusionOutput)
+    builder.add_node("decompose", decompose)
+    builder.add_node("subtask", build_subtask_graph())
+    builder.add_node("synthesize", synthesize)
+    builder.add_edge(START, "decompose")
+    builder.add_conditional_edges("decompose", fan_out_subtasks, ["subtask"])
+    builder.add_edge("subtask", "synthesize")
+    builder.add_edge("synthesize", END)
+    return builder.compile(name="fusion")
+
+
+graph = build_graph()

@@ -1,0 +1,1 @@
+"""The nodes of the fusion graph, one per file."""

@@ -1,0 +1,36 @@
+"""neighbours: FAISS nearest past subtasks predict each model's success; with the taxonomy, pick the plan."""
+
+from __future__ import annotations
+
+from langgraph.runtime import Runtime
+
+from fusiongraph.context import FusionContext, as_context
+from fusiongraph.resources import get_resources
+from fusiongraph.state import SubtaskState
+
+
+def neighbours(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
+    ctx = as_context(runtime.context)
+    res = get_resources(ctx)
+    available, unavailable = res.roster.availability(ctx.local_only, answering=True)
+    task_class = res.taxonomy.classes[state["task_class"]]
+    route = res.router.route(
+        res.embedder.embed_one(state["subtask"]), state["class_scores"], state["class_confidence"],
+        task_class.candidates, available, k=ctx.k, min_similarity=ctx.min_similarity,
+        min_neighbours=ctx.min_neighbours, taxonomy_confidence=ctx.taxonomy_confidence,
+        skip_below=ctx.skip_below, with_answers=ctx.guides > 0)
+    guides = sorted(
+        ({"subtask": nb.text, "model": model, "answer": answer, "similarity": round(nb.similarity, 4)}
+         for nb in route.neighbours for model, answer in nb.answers.items()),
+        key=lambda g: -g["similarity"])
+    return {
+        "route_source": route.source,
+        "predictions": {m: p.as_dict() for m, p in route.predictions.items()},
+        "candidates": route.plan,
+        "skipped": unavailable + route.skipped,
+        "guides": guides[: 4 * max(ctx.guides, 0)],
+        "trace": [{"node": "neighbours", "neighbours": len(route.neighbours),
+                   "nearest": [{"subtask": nb.text[:120], "similarity": round(nb.similarity, 4),
+                                "outcomes": {m: round(s, 3) for m, s in nb.outcomes.items()}}
+                               for nb in route.neighbours[:3]]}],
+    }

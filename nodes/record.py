@@ -1,0 +1,52 @@
+"""record: write every judged attempt to the outcome store, so the next similar subtask routes better."""
+
+from __future__ import annotations
+
+import uuid
+
+from langgraph.config import get_config
+from langgraph.runtime import Runtime
+
+from fusiongraph.context import FusionContext, as_context
+from fusiongraph.resources import get_resources
+from fusiongraph.state import SubtaskState
+from store import Outcome
+
+RESULT_KEYS = ("index", "subtask", "task_class", "class_confidence", "class_scores", "route_source", "predictions",
+               "candidates", "skipped", "attempts", "status", "answered_by", "answer")
+
+
+def _run_id() -> str:
+    try:
+        return str(get_config().get("metadata", {}).get("run_id") or get_config().get("run_id") or uuid.uuid4())
+    except RuntimeError:
+        return str(uuid.uuid4())
+
+
+def record(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
+    res = get_resources(as_context(runtime.context))
+    attempts = state.get("attempts", [])
+    trace = list(state.get("trace", []))
+    if attempts:
+        run_id = _run_id()
+        outcomes = [
+            Outcome(model=a["model"], success=float(a.get("confidence", 0.0)), accepted=bool(a.get("accepted")),
+                    judges={v["judge"]: v["score"] for v in a.get("verdicts", [])},
+                    answer=a.get("answer"), error=a.get("error"), tokens_in=a.get("tokens_in", 0),
+                    tokens_out=a.get("tokens_out", 0), cost_usd=a.get("cost_usd", 0.0) + a.get("judge_cost_usd", 0.0),
+                    latency_s=a.get("latency_s", 0.0), run_id=run_id)
+            for a in attempts
+        ]
+        try:
+            res.store.record(state["subtask"], res.embedder.embed_one(state["subtask"]), state.get("task_class"),
+                             outcomes)
+            trace.append({"node": "record", "recorded": len(outcomes)})
+        except Exception as exc:  # the answer still goes out; the failure is visible
+            trace.append({"node": "record", "error": f"{type(exc).__name__}: {exc}"[:300]})
+    result = {k: state.get(k) for k in RESULT_KEYS}
+    result["cost_usd"] = sum(a.get("cost_usd", 0.0) + a.get("judge_cost_usd", 0.0) for a in attempts)
+    result["tokens_in"] = sum(a.get("tokens_in", 0) for a in attempts)
+    result["tokens_out"] = sum(a.get("tokens_out", 0) for a in attempts)
+    result["latency_s"] = round(sum(a.get("latency_s", 0.0) for a in attempts), 3)
+    result["trace"] = trace
+    return {"results": [result]}

@@ -1,0 +1,11 @@
+"""The outcome store (SQLite + FAISS) and the shipped configuration: model roster and task taxonomy."""
+
+from pathlib import Path
+
+from store.outcomes import Neighbour, Outcome, OutcomeStore, StoreError
+
+CONFIG_DIR = Path(__file__).resolve().parent
+DEFAULT_MODELS = CONFIG_DIR / "models.yaml"
+DEFAULT_TAXONOMY = CONFIG_DIR / "taxonomy.yaml"
+
+__all__ = ["CONFIG_DIR", "DEFAULT_MODELS", "DEFAULT_TAXONOMY", "Neighbour", "Outcome", "OutcomeStore", "StoreError"]

@@ -1,0 +1,366 @@
+"""The outcome store: every judged attempt, with the subtask's embedding, for nearest-neighbour routing.
+
+SQLite is the source of truth (subtasks with their embeddings, outcomes, metadata); the FAISS index
+is a derived cache written with ``faiss.write_index`` and reconciled with SQLite on open, so a crash
+between the two never loses an outcome: whatever SQLite committed is searchable after the next load.
+Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import faiss
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS subtasks (
+    id INTEGER PRIMARY KEY,
+    text_hash TEXT NOT NULL UNIQUE,
+    text TEXT NOT NULL,
+    task_class TEXT,
+    embedding BLOB NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outcomes (
+    id INTEGER PRIMARY KEY,
+    subtask_id INTEGER NOT NULL REFERENCES subtasks(id),
+    model TEXT NOT NULL,
+    task_class TEXT,
+    success REAL NOT NULL CHECK (success >= 0 AND success <= 1),
+    accepted INTEGER NOT NULL,
+    judges TEXT NOT NULL DEFAULT '{}',
+    answer TEXT,
+    error TEXT,
+    tokens_in INTEGER NOT NULL DEFAULT 0,
+    tokens_out INTEGER NOT NULL DEFAULT 0,
+    cost_usd REAL NOT NULL DEFAULT 0,
+    latency_s REAL NOT NULL DEFAULT 0,
+    source TEXT NOT NULL DEFAULT 'live',
+    run_id TEXT,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outcomes_subtask ON outcomes(subtask_id);
+"""
+
+INDEX_FILE = "index.faiss"
+INDEX_META_FILE = "index.json"
+DB_FILE = "outcomes.sqlite"
+# Past this many vectors a flat (exact) search gets slow; switch to HNSW (approximate, ~0.1 ms).
+HNSW_THRESHOLD = 50_000
+
+
+class StoreError(RuntimeError):
+    """The store on disk cannot be used as it is; the message names the file and the fix."""
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass
+class Outcome:
+    """One judged attempt of one model on one subtask."""
+
+    model: str
+    success: float
+    accepted: bool
+    judges: dict = field(default_factory=dict)
+    answer: str | None = None
+    error: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    source: str = "live"
+    run_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= float(self.success) <= 1.0) or self.success != self.success:
+            raise ValueError(f"outcome success must be in [0, 1], got {self.success!r} for model {self.model!r}")
+
+
+@dataclass
+class Neighbour:
+    subtask_id: int
+    similarity: float
+    text: str
+    task_class: str | None
+    outcomes: dict[str, float]  # model -> mean success on that subtask
+    answers: dict[str, str] = field(default_factory=dict)  # model -> an accepted answer (guides)
+
+
+def _new_index(dim: int, hnsw: bool) -> faiss.Index:
+    if hnsw:
+        inner = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        inner.hnsw.efSearch = 64
+        inner.hnsw.efConstruction = 80
+    else:
+        inner = faiss.IndexFlatIP(dim)
+    return faiss.IndexIDMap2(inner)
+
+
+class OutcomeStore:
+    """Outcomes of past subtasks, searchable by embedding. Thread-safe; several processes may share one."""
+
+    def __init__(self, directory: str | Path | None, dim: int, embedder_name: str = "unknown"):
+        self.directory = Path(directory) if directory is not None else None
+        self.dim = int(dim)
+        self._lock = threading.RLock()
+        self._indexed_upto = 0  # highest subtask id present in the FAISS index
+        self._class_totals: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0]))
+        self._model_totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
+        self._outcomes_seen = 0  # highest outcome id folded into the class totals
+        self._unsaved = 0
+        if self.directory is None:
+            self._db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        else:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            db_path = self.directory / DB_FILE
+            try:
+                self._db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None, timeout=60)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(
+                    f"outcome store {db_path} is not a readable SQLite database ({exc}); "
+                    f"move it aside to start a new store, or restore it from a backup"
+                ) from exc
+        try:
+            self._db.executescript(SCHEMA)
+            self._check_meta(embedder_name)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"outcome store {self._db_label()} is corrupt or not a fusiongraph store ({exc}); "
+                f"move it aside to start a new store, or restore it from a backup"
+            ) from exc
+        self._index = self._load_index()
+        self.refresh()
+
+    # ------------------------------------------------------------------ opening
+    def _db_label(self) -> str:
+        return str(self.directory / DB_FILE) if self.directory else ":memory:"
+
+    def _check_meta(self, embedder_name: str) -> None:
+        rows = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        if not rows:
+            self._db.execute("INSERT INTO meta VALUES ('dim', ?), ('embedder', ?), ('version', '1')",
+                             (str(self.dim), embedder_name))
+            return
+        if int(rows["dim"]) != self.dim:
+            raise StoreError(
+                f"outcome store {self._db_label()} holds {rows['dim']}-dimensional embeddings "
+                f"({rows.get('embedder')}), but the embedder gives {self.dim}; use the same embedder or a new store directory"
+            )
+
+    def _load_index(self) -> faiss.Index:
+        if self.directory is not None:
+            path, meta_path = self.directory / INDEX_FILE, self.directory / INDEX_META_FILE
+            if path.exists() and meta_path.exists():
+                try:
+                    index = faiss.read_index(str(path))
+                    meta = json.loads(meta_path.read_text())
+                    if index.d != self.dim or index.ntotal != meta["count"]:
+                        raise ValueError(f"index holds {index.ntotal} vectors of dim {index.d}, meta says {meta}")
+                    self._indexed_upto = int(meta["upto"])
+                    return index
+                except Exception as exc:  # the index is only a cache: rebuild it from SQLite
+                    log.warning("FAISS index %s unreadable (%s); rebuilding it from %s", path, exc, DB_FILE)
+        self._indexed_upto = 0
+        return _new_index(self.dim, hnsw=False)
+
+    # ------------------------------------------------------------------ syncing
+    def refresh(self) -> None:
+        """Fold in what other connections (threads, processes) committed since we last looked."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, embedding FROM subtasks WHERE id > ? ORDER BY id", (self._indexed_upto,)
+            ).fetchall()
+            if rows:
+                self._add_vectors([r[0] for r in rows], [r[1] for r in rows])
+            for model, cls, success, oid in self._db.execute(
+                "SELECT model, task_class, success, id FROM outcomes WHERE id > ? AND error IS NULL ORDER BY id", (self._outcomes_seen,)
+            ):
+                self._fold(model, cls, success)
+                self._outcomes_seen = oid
+
+    def _fold(self, model: str, task_class: str | None, success: float) -> None:
+        total = self._class_totals[task_class or ""][model]
+        total[0] += success
+        total[1] += 1
+        m = self._model_totals[model]
+        m[0] += success
+        m[1] += 1
+
+    def _add_vectors(self, ids: Sequence[int], blobs: Sequence[bytes]) -> None:
+        vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), self.dim)
+        if not isinstance(faiss.downcast_index(self._index.index), faiss.IndexHNSWFlat) \
+                and self._index.ntotal + len(ids) > HNSW_THRESHOLD:
+            self._rebuild_as_hnsw()
+        self._index.add_with_ids(np.ascontiguousarray(vectors), np.asarray(ids, dtype=np.int64))
+        self._indexed_upto = max(self._indexed_upto, int(max(ids)))
+        self._unsaved += len(ids)
+
+    def _rebuild_as_hnsw(self) -> None:
+        index = _new_index(self.dim, hnsw=True)
+        for start in range(0, self._indexed_upto + 1, 100_000):
+            rows = self._db.execute(
+                "SELECT id, embedding FROM subtasks WHERE id > ? AND id <= ? ORDER BY id",
+                (start - 1 if start else -1, min(start + 99_999, self._indexed_upto)),
+            ).fetchall()
+            if rows:
+                vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
+                index.add_with_ids(np.ascontiguousarray(vecs), np.asarray([r[0] for r in rows], dtype=np.int64))
+        self._index = index
+
+    # ------------------------------------------------------------------ writing
+    def record(self, text: str, embedding: np.ndarray, task_class: str | None, outcomes: Iterable[Outcome]) -> int:
+        """Write a subtask (once per distinct text) and its judged outcomes in one transaction."""
+        return self.record_many([(text, embedding, task_class, list(outcomes))])[0]
+
+    def record_many(self, items: Iterable[tuple[str, np.ndarray, str | None, list[Outcome]]]) -> list[int]:
+        """Write many subtasks and their outcomes in one transaction; returns their subtask ids."""
+        rows = [(text, self._as_vector(emb), cls, list(outs)) for text, emb, cls, outs in items]
+        now = time.time()
+        ids: list[int] = []
+        with self._lock:
+            cur = self._db.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                for text, vec, task_class, outcomes in rows:
+                    h = text_hash(text)
+                    row = cur.execute("SELECT id FROM subtasks WHERE text_hash = ?", (h,)).fetchone()
+                    if row is None:
+                        cur.execute(
+                            "INSERT INTO subtasks (text_hash, text, task_class, embedding, created_at)"
+                            " VALUES (?,?,?,?,?)", (h, text, task_class, vec.tobytes(), now))
+                        subtask_id = cur.lastrowid
+                    else:
+                        subtask_id = row[0]
+                    cur.executemany(
+                        "INSERT INTO outcomes (subtask_id, model, task_class, success, accepted, judges, answer,"
+                        " error, tokens_in, tokens_out, cost_usd, latency_s, source, run_id, created_at)"
+                        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        [(subtask_id, o.model, task_class, float(o.success), int(bool(o.accepted)),
+                          json.dumps(o.judges, default=str), o.answer, o.error, int(o.tokens_in),
+                          int(o.tokens_out), float(o.cost_usd), float(o.latency_s), o.source, o.run_id, now)
+                         for o in outcomes])
+                    ids.append(subtask_id)
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            self.refresh()
+        return ids
+
+    def _as_vector(self, embedding) -> np.ndarray:
+        vec = np.asarray(embedding, dtype=np.float32).reshape(-1)
+        if vec.shape[0] != self.dim:
+            raise ValueError(f"embedding has {vec.shape[0]} dimensions, the store expects {self.dim}")
+        if not np.all(np.isfinite(vec)):
+            raise ValueError("embedding contains NaN or infinity")
+        return vec
+
+    def save(self) -> None:
+        """Write the FAISS index atomically (temp file + rename); SQLite is already durable."""
+        if self.directory is None:
+            return
+        with self._lock:
+            tmp = self.directory / f".{INDEX_FILE}.{os.getpid()}.tmp"
+            faiss.write_index(self._index, str(tmp))
+            meta_tmp = self.directory / f".{INDEX_META_FILE}.{os.getpid()}.tmp"
+            meta_tmp.write_text(json.dumps({"upto": self._indexed_upto, "count": int(self._index.ntotal),
+                                            "dim": self.dim}))
+            os.replace(tmp, self.directory / INDEX_FILE)
+            os.replace(meta_tmp, self.directory / INDEX_META_FILE)
+            self._unsaved = 0
+
+    def close(self) -> None:
+        with self._lock:
+            if self._unsaved:
+                self.save()
+            self._db.close()
+
+    # ------------------------------------------------------------------ reading
+    def neighbours(self, embedding, k: int, exclude_ids: set[int] | None = None,
+                   with_answers: bool = False) -> list[Neighbour]:
+        """The k most similar past subtasks (cosine similarity) with each model's mean success on them."""
+        if k <= 0:
+            return []
+        with self._lock:
+            version = self._db.execute("PRAGMA data_version").fetchone()[0]
+            if version != getattr(self, "_data_version", None):
+                self.refresh()
+                self._data_version = version
+            if self._index.ntotal == 0:
+                return []
+            vec = self._as_vector(embedding).reshape(1, -1)
+            want = min(k + len(exclude_ids or ()), self._index.ntotal)
+            sims, ids = self._index.search(vec, want)
+            hits = [(int(i), float(s)) for i, s in zip(ids[0], sims[0]) if i >= 0 and i not in (exclude_ids or ())]
+            hits = hits[:k]
+            if not hits:
+                return []
+            marks = ",".join("?" * len(hits))
+            info = {r[0]: r[1:] for r in self._db.execute(
+                f"SELECT id, text, task_class FROM subtasks WHERE id IN ({marks})", [h[0] for h in hits])}
+            per: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0]))
+            answers: dict[int, dict[str, str]] = defaultdict(dict)
+            cols = "subtask_id, model, success, accepted" + (", answer" if with_answers else "")
+            for row in self._db.execute(f"SELECT {cols} FROM outcomes WHERE subtask_id IN ({marks}) AND error IS NULL",
+                                        [h[0] for h in hits]):
+                acc = per[row[0]][row[1]]
+                acc[0] += row[2]
+                acc[1] += 1
+                if with_answers and row[3] and row[4]:
+                    answers[row[0]][row[1]] = row[4]
+        return [
+            Neighbour(sid, sim, info[sid][0], info[sid][1],
+                      {m: s / n for m, (s, n) in per[sid].items()}, dict(answers.get(sid, {})))
+            for sid, sim in hits if sid in info
+        ]
+
+    def class_rates(self, task_class: str | None) -> dict[str, tuple[float, int]]:
+        """Per-model (mean success, count) within a task class; ``None`` gives the rates over all classes."""
+        with self._lock:
+            if task_class is None:
+                return {m: (s / n, n) for m, (s, n) in self._model_totals.items() if n}
+            return {m: (s / n, n) for m, (s, n) in self._class_totals.get(task_class, {}).items() if n}
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            subtasks = self._db.execute("SELECT COUNT(*) FROM subtasks").fetchone()[0]
+            outcomes = self._db.execute("SELECT COUNT(*) FROM outcomes").fetchone()[0]
+            return {"subtasks": subtasks, "outcomes": outcomes, "vectors": int(self._index.ntotal)}
+
+    def outcomes(self, limit: int | None = None) -> list[dict]:
+        """Rows for inspection and export, newest last."""
+        sql = ("SELECT o.id, s.text, o.model, o.task_class, o.success, o.accepted, o.judges, o.error, o.tokens_in,"
+               " o.tokens_out, o.cost_usd, o.latency_s, o.source, o.run_id FROM outcomes o"
+               " JOIN subtasks s ON s.id = o.subtask_id ORDER BY o.id")
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        keys = ["id", "subtask", "model", "task_class", "success", "accepted", "judges", "error", "tokens_in",
+                "tokens_out", "cost_usd", "latency_s", "source", "run_id"]
+        with self._lock:
+            rows = [dict(zip(keys, r)) for r in self._db.execute(sql)]
+        for r in rows:
+            r["judges"] = json.loads(r["judges"])
+            r["accepted"] = bool(r["accepted"])
+        return rows
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)

@@ -1,0 +1,78 @@
+import json
+import warnings
+
+import pytest
+
+warnings.filterwarnings("ignore", module="langchain_community")
+
+from fusiongraph.embeddings import Embedder  # noqa: E402
+from fusiongraph.resources import Resources, use_resources  # noqa: E402
+from fusiongraph.roster import ModelSpec, Roster  # noqa: E402
+from fusiongraph.taxonomy import TaskClass, Taxonomy  # noqa: E402
+from store import OutcomeStore  # noqa: E402
+from tests.fakes import BagOfWordsEmbeddings, ScriptedChat  # noqa: E402
+
+CHEAP, STRONG = "cheap", "strong"
+
+
+def judge_script(prompt: str) -> str:
+    """The fake LLM judge: answers containing GOOD score 9, the rest 2."""
+    answer = prompt.split("Candidate answer:", 1)[-1]
+    return json.dumps({"reason": "scripted", "score": 9 if "GOOD" in answer else 2})
+
+
+def planner_script(prompt: str) -> str:
+    """The fake decomposer/synthesiser: splits on ' AND ', fuses by joining."""
+    if prompt.startswith("Request:"):
+        return "FUSED: " + " | ".join(line[8:] for line in prompt.splitlines() if line.startswith("Answer: "))
+    return json.dumps({"subtasks": [p.strip() for p in prompt.split(" AND ")]})
+
+
+def make_taxonomy(models: list[str]) -> Taxonomy:
+    return Taxonomy([
+        TaskClass("math", "arithmetic calculations numbers", ["what is 2 plus 2", "compute 17 times 3"], models),
+        TaskClass("factual_qa", "facts capital city history", ["what is the capital of france"], models),
+        TaskClass("creative_writing", "poems stories haiku", ["write a haiku about rain"], models),
+    ])
+
+
+@pytest.fixture
+def fusion(tmp_path):
+    """Build resources with scripted models: fusion(models={id: (spec_kwargs, chat)}) -> Resources in use."""
+    entered = []
+
+    def build(models: dict, planner=None, judge=None, store_dir=None, extra_specs=()):
+        specs, chats = [], {}
+        for model_id, (kwargs, chat) in models.items():
+            specs.append(ModelSpec(id=model_id, kind=kwargs.pop("kind", "openai_compatible"),
+                                   base_url="http://127.0.0.1:9/v1", **kwargs))
+            if chat is not None:
+                chats[model_id] = chat
+        specs.append(ModelSpec(id="planner", kind="openai_compatible", base_url="http://127.0.0.1:9/v1",
+                               answers=False))
+        chats["planner"] = planner or ScriptedChat(script=planner_script)
+        specs.append(ModelSpec(id="judge", kind="openai_compatible", base_url="http://127.0.0.1:9/v1",
+                               answers=False))
+        chats["judge"] = judge or ScriptedChat(script=judge_script)
+        specs.extend(extra_specs)
+        roster = Roster(specs, chats)
+        embedder = Embedder(BagOfWordsEmbeddings())
+        store = OutcomeStore(store_dir or tmp_path / "store", embedder.dim, embedder.name)
+        res = Resources(roster, make_taxonomy([s.id for s in specs if s.id not in ("planner", "judge")]),
+                        embedder, store)
+        cm = use_resources(res)
+        cm.__enter__()
+        entered.append(cm)
+        return res
+
+    yield build
+    for cm in reversed(entered):
+        cm.__exit__(None, None, None)
+
+
+def ctx(**overrides):
+    from fusiongraph.context import FusionContext
+
+    base = dict(planner_model="planner", judge_model="judge", budget_usd=1.0, quality_threshold=0.6, guides=0)
+    base.update(overrides)
+    return FusionContext(**base)

@@ -1,0 +1,87 @@
+"""Fake chat models and embeddings for fast, deterministic tests of the graph logic."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from typing import Any, Callable
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.runnables import RunnableLambda
+from pydantic import ConfigDict, PrivateAttr
+
+
+class BagOfWordsEmbeddings(Embeddings):
+    """Hashes words into a small vector: texts that share words are neighbours."""
+
+    name = "bag-of-words-64"
+
+    def __init__(self, dim: int = 64):
+        self.dim = dim
+
+    def _one(self, text: str) -> list[float]:
+        v = np.zeros(self.dim, dtype=np.float32)
+        for w in re.findall(r"\w+", text.lower()):
+            v[int(hashlib.md5(w.encode()).hexdigest(), 16) % self.dim] += 1.0
+        v[0] += 0.01
+        return (v / np.linalg.norm(v)).tolist()
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return [self._one(t) for t in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._one(text)
+
+
+class ScriptedChat(BaseChatModel):
+    """A chat model whose reply is `script(last_user_text)`: a string, or an exception to raise."""
+
+    script: Callable[[str], Any]
+    tokens_out: int = 10
+    logprob: float | None = None
+    finish_reason: str = "stop"
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    _calls: list = PrivateAttr(default_factory=list)
+    _lock: Any = PrivateAttr(default_factory=threading.Lock)
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted"
+
+    @property
+    def calls(self) -> list[str]:
+        return self._calls
+
+    def _generate(self, messages: list[BaseMessage], stop=None, run_manager=None, **kwargs) -> ChatResult:
+        prompt = messages[-1].text
+        with self._lock:
+            self._calls.append(prompt)
+        reply = self.script(prompt)
+        if isinstance(reply, BaseException):
+            raise reply
+        meta = {"finish_reason": self.finish_reason}
+        if self.logprob is not None:
+            meta["token_logprobs"] = [self.logprob] * self.tokens_out
+        msg = AIMessage(content=reply, response_metadata=meta,
+                        usage_metadata={"input_tokens": 100, "output_tokens": self.tokens_out,
+                                        "total_tokens": 100 + self.tokens_out})
+        return ChatResult(generations=[ChatGeneration(message=msg)])
+
+    def with_structured_output(self, schema, *, include_raw: bool = False, **kwargs):
+        def parse(message: AIMessage):
+            try:
+                parsed, err = schema.model_validate_json(message.content), None
+            except ValueError as exc:
+                parsed, err = None, exc
+            if include_raw:
+                return {"raw": message, "parsed": parsed, "parsing_error": err}
+            if err:
+                raise err
+            return parsed
+
+        return self | RunnableLambda(parse)

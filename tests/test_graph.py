@@ -1,0 +1,174 @@
+"""The graph's logic with scripted chat models and bag-of-words embeddings (no model weights)."""
+
+import httpx
+import pytest
+
+from graphs.fusion import graph
+from fusiongraph.roster import ModelSpec
+from tests.conftest import ctx
+from tests.fakes import ScriptedChat
+
+
+def cheap_strong(cheap_reply="BAD answer", strong_reply="GOOD answer", strong_price=1.0, **cheap_kwargs):
+    cheap = ScriptedChat(script=lambda p: cheap_reply if isinstance(cheap_reply, str) else cheap_reply(p),
+                         **cheap_kwargs)
+    strong = ScriptedChat(script=lambda p: strong_reply)
+    models = {"cheap": ({"price_in": 0.0, "price_out": 0.0}, cheap),
+              "strong": ({"price_in": strong_price, "price_out": strong_price * 4}, strong)}
+    return models, cheap, strong
+
+
+def only(result):
+    assert len(result["results"]) == 1
+    return result["results"][0]
+
+
+def test_accepts_the_cheap_answer_when_the_judges_agree(fusion):
+    models, cheap, strong = cheap_strong(cheap_reply="GOOD: Paris")
+    fusion(models)
+    out = graph.invoke({"query": "What is the capital of France?"}, context=ctx())
+    r = only(out)
+    assert r["status"] == "accepted" and r["answered_by"] == "cheap"
+    assert [a["model"] for a in r["attempts"]] == ["cheap"]
+    assert strong.calls == []
+    assert out["answer"] == "GOOD: Paris"
+    judges = {v["judge"] for v in r["attempts"][0]["verdicts"]}
+    assert judges == {"rules", "self", "llm"}
+
+
+def test_escalates_when_the_judges_reject(fusion):
+    models, cheap, strong = cheap_strong()
+    fusion(models)
+    r = only(graph.invoke({"query": "What is the capital of France?"}, context=ctx()))
+    assert [a["model"] for a in r["attempts"]] == ["cheap", "strong"]
+    assert [a["accepted"] for a in r["attempts"]] == [False, True]
+    assert r["answered_by"] == "strong" and r["answer"] == "GOOD answer"
+    assert r["attempts"][1]["cost_usd"] == pytest.approx((100 * 1.0 + 10 * 4.0) / 1e6)
+
+
+def test_budget_stop_returns_the_best_answer_so_far(fusion):
+    models, cheap, strong = cheap_strong(strong_price=1000.0)
+    fusion(models)
+    out = graph.invoke({"query": "What is the capital of France?"}, context=ctx(budget_usd=0.01))
+    r = only(out)
+    assert strong.calls == []
+    assert r["status"] == "budget_exhausted"
+    assert r["answer"] == "BAD answer" and r["answered_by"] == "cheap"
+    assert out["summary"]["cost_usd"] <= 0.01
+
+
+def test_junk_decomposition_falls_back_to_the_whole_query(fusion):
+    models, *_ = cheap_strong(cheap_reply="GOOD")
+    fusion(models, planner=ScriptedChat(script=lambda p: "sure! here are some subtasks: 1) ... {oops"))
+    out = graph.invoke({"query": "What is 2 plus 2 and what is the capital of France?"}, context=ctx())
+    assert out["subtasks"] == ["What is 2 plus 2 and what is the capital of France?"]
+    event = next(e for e in out["trace"] if e["node"] == "decompose")
+    assert "whole query is one subtask" in event["fallback"]
+
+
+def test_invented_subtasks_are_dropped(fusion):
+    models, *_ = cheap_strong(cheap_reply="GOOD")
+    fusion(models, planner=ScriptedChat(script=lambda p: '{"subtasks": ["Explain quantum gravity", '
+                                                          '"What is 2 plus 2"]}'))
+    out = graph.invoke({"query": "What is 2 plus 2?"}, context=ctx())
+    assert out["subtasks"] == ["What is 2 plus 2?"]
+    assert next(e for e in out["trace"] if e["node"] == "decompose")["dropped_ungrounded"] == ["Explain quantum gravity"]
+
+
+def test_skips_tiers_without_keys(fusion, monkeypatch):
+    monkeypatch.delenv("FG_TEST_KEY", raising=False)
+    models, *_ = cheap_strong(cheap_reply="GOOD")
+    fusion(models, extra_specs=[ModelSpec(id="paid", kind="openai", model="gpt-x", api_key_env="FG_TEST_KEY",
+                                          price_in=5, price_out=15)])
+    r = only(graph.invoke({"query": "What is the capital of France?"}, context=ctx()))
+    assert {"model": "paid", "reason": "$FG_TEST_KEY is not set"} in r["skipped"]
+    assert "paid" not in r["candidates"]
+
+
+def test_local_only_skips_every_api_tier(fusion):
+    models, *_ = cheap_strong(cheap_reply="GOOD")
+    res = fusion(models, extra_specs=[ModelSpec(id="paid", kind="openai", model="gpt-x", api_key_env="HOME")])
+    assert res.roster.availability(local_only=True)[1][0] == {"model": "paid", "reason": "local_only is set"}
+
+
+def test_a_failing_tier_is_recorded_and_the_cascade_moves_on(fusion):
+    secret = "sk-test-SECRETSECRET123"
+    models, cheap, strong = cheap_strong(
+        cheap_reply=lambda p: httpx.ConnectError(f"connection refused (key {secret})"))
+    res = fusion(models)
+    r = only(graph.invoke({"query": "What is the capital of France?"}, context=ctx()))
+    assert r["attempts"][0]["error"].startswith("ConnectError")
+    assert secret not in r["attempts"][0]["error"]
+    assert r["answered_by"] == "strong"
+    rows = res.store.outcomes()
+    assert [(row["model"], bool(row["error"])) for row in rows] == [("cheap", True), ("strong", False)]
+
+
+def test_records_outcomes_and_routes_the_next_similar_subtask_by_neighbours(fusion):
+    models, cheap, strong = cheap_strong(cheap_reply="")  # an empty answer: the rules veto it
+    res = fusion(models)
+    c = ctx(min_neighbours=1, min_similarity=0.3, skip_below=0.4)
+    first = only(graph.invoke({"query": "What is the capital of France?"}, context=c))
+    assert first["route_source"] == "taxonomy"
+    assert res.store.counts() == {"subtasks": 1, "outcomes": 2, "vectors": 1}
+    second = only(graph.invoke({"query": "What is the capital city of France?"}, context=c))
+    assert second["route_source"] == "neighbours"
+    assert second["predictions"]["cheap"]["p_success"] < second["predictions"]["strong"]["p_success"]
+    # the cheap model failed on the neighbour: it is skipped, the strong one answers first
+    assert [a["model"] for a in second["attempts"]] == ["strong"]
+    assert len(cheap.calls) == 1
+
+
+def test_single_subtask_passes_through_without_a_synthesis_call(fusion):
+    planner = ScriptedChat(script=lambda p: '{"subtasks": ["What is the capital of France?"]}')
+    models, *_ = cheap_strong(cheap_reply="GOOD: Paris")
+    fusion(models, planner=planner)
+    out = graph.invoke({"query": "What is the capital of France?"}, context=ctx())
+    assert out["answer"] == "GOOD: Paris"
+    assert len(planner.calls) == 1  # the decomposition only
+    assert not any(e["node"] == "synthesize" for e in out["trace"])
+
+
+def test_subtasks_run_in_parallel_and_are_fused(fusion):
+    models, *_ = cheap_strong(cheap_reply=lambda p: f"GOOD: {p.split()[-1]}")
+    fusion(models)
+    out = graph.invoke({"query": "What is 2 plus 2 AND write a haiku about rain"}, context=ctx())
+    assert out["subtasks"] == ["What is 2 plus 2", "write a haiku about rain"]
+    assert [r["index"] for r in sorted(out["results"], key=lambda r: r["index"])] == [0, 1]
+    assert {r["task_class"] for r in out["results"]} == {"math", "creative_writing"}
+    assert out["answer"] == "FUSED: GOOD: 2 | GOOD: rain"
+
+
+def test_subtasks_are_capped(fusion):
+    models, *_ = cheap_strong(cheap_reply="GOOD")
+    fusion(models)
+    query = " AND ".join(f"compute {i} plus {i}" for i in range(12))
+    out = graph.invoke({"query": query}, context=ctx(max_subtasks=3))
+    assert len(out["subtasks"]) == 3
+    assert "capped" in next(e for e in out["trace"] if e["node"] == "decompose")
+
+
+@pytest.mark.parametrize("query", ["", "   \n\t ", None, 42])
+def test_empty_or_invalid_query_is_a_clear_error(fusion, query):
+    models, cheap, _ = cheap_strong()
+    fusion(models)
+    with pytest.raises(ValueError, match="query"):
+        graph.invoke({"query": query}, context=ctx())
+    assert cheap.calls == []
+
+
+def test_a_query_longer_than_the_context_is_trimmed_and_noted(fusion):
+    models, cheap, _ = cheap_strong(cheap_reply="GOOD")
+    models["cheap"][0]["context"] = 600
+    fusion(models)
+    query = "What is the capital of France? " + "padding words here " * 400
+    r = only(graph.invoke({"query": query}, context=ctx(max_tokens=100)))
+    assert r["attempts"][0]["trimmed_chars"] > 0
+    assert "characters trimmed" in cheap.calls[0]
+
+
+def test_rejects_unknown_context_knobs():
+    with pytest.raises(TypeError, match="budget"):
+        graph.invoke({"query": "hi"}, context={"budget": 1})
+    with pytest.raises(ValueError, match="quality_threshold"):
+        graph.invoke({"query": "hi"}, context={"quality_threshold": 3})

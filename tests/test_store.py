@@ -1,0 +1,104 @@
+"""The outcome store: round trips without pickle, recovery, concurrency."""
+
+import json
+import threading
+
+import numpy as np
+import pytest
+
+from store import Outcome, OutcomeStore, StoreError
+from store.outcomes import INDEX_FILE, INDEX_META_FILE
+
+
+def unit(seed: int, dim: int = 8) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=dim).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def test_save_load_round_trip(tmp_path):
+    store = OutcomeStore(tmp_path, 8, "test")
+    for i in range(20):
+        store.record(f"task {i}", unit(i), "math", [Outcome("a", success=i % 2, accepted=bool(i % 2)),
+                                                     Outcome("b", success=0.75, accepted=True, cost_usd=0.01)])
+    before = store.neighbours(unit(3), 5)
+    store.close()
+    assert (tmp_path / INDEX_FILE).exists()
+    assert not list(tmp_path.glob("*.pkl"))
+    again = OutcomeStore(tmp_path, 8, "test")
+    assert again.counts() == {"subtasks": 20, "outcomes": 40, "vectors": 20}
+    after = again.neighbours(unit(3), 5)
+    assert [(n.subtask_id, n.outcomes) for n in after] == [(n.subtask_id, n.outcomes) for n in before]
+    assert after[0].text == "task 3" and after[0].similarity == pytest.approx(1.0, abs=1e-5)
+    assert again.class_rates("math")["b"] == (pytest.approx(0.75), 20)
+
+
+def test_outcomes_committed_after_the_last_index_save_are_not_lost(tmp_path):
+    store = OutcomeStore(tmp_path, 8, "test")
+    store.record("first", unit(1), None, [Outcome("a", 1.0, True)])
+    store.save()
+    store.record("second", unit(2), None, [Outcome("a", 0.0, False)])
+    # no save: as if the process died here
+    again = OutcomeStore(tmp_path, 8, "test")
+    assert len(again) == 2
+    assert again.neighbours(unit(2), 1)[0].text == "second"
+
+
+def test_a_corrupt_index_is_rebuilt_from_sqlite(tmp_path):
+    store = OutcomeStore(tmp_path, 8, "test")
+    store.record("kept", unit(1), None, [Outcome("a", 1.0, True)])
+    store.close()
+    (tmp_path / INDEX_FILE).write_bytes(b"garbage")
+    again = OutcomeStore(tmp_path, 8, "test")
+    assert again.neighbours(unit(1), 1)[0].text == "kept"
+    (tmp_path / INDEX_META_FILE).write_text(json.dumps({"upto": 1, "count": 99}))
+    assert len(OutcomeStore(tmp_path, 8, "test")) == 1
+
+
+def test_a_corrupt_database_is_a_clear_error(tmp_path):
+    (tmp_path / "outcomes.sqlite").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="outcomes.sqlite"):
+        OutcomeStore(tmp_path, 8, "test")
+
+
+def test_embedding_dimension_mismatch_is_a_clear_error(tmp_path):
+    OutcomeStore(tmp_path, 8, "test").close()
+    with pytest.raises(StoreError, match="8-dimensional"):
+        OutcomeStore(tmp_path, 16, "other")
+
+
+def test_bad_outcomes_are_rejected_and_nothing_is_written(tmp_path):
+    store = OutcomeStore(tmp_path, 8, "test")
+    with pytest.raises(ValueError, match="success"):
+        Outcome("a", 1.5, True)
+    with pytest.raises(ValueError, match="dimensions"):
+        store.record("x", np.ones(3), None, [Outcome("a", 1.0, True)])
+    with pytest.raises(ValueError, match="NaN"):
+        store.record("x", np.full(8, np.nan), None, [Outcome("a", 1.0, True)])
+    assert store.counts() == {"subtasks": 0, "outcomes": 0, "vectors": 0}
+
+
+def test_threads_recording_at_once_lose_nothing(tmp_path):
+    store = OutcomeStore(tmp_path, 8, "test")
+
+    def work(t):
+        for i in range(25):
+            store.record(f"t{t} task {i}", unit(t * 100 + i), "math", [Outcome("a", 1.0, True)])
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert store.counts() == {"subtasks": 200, "outcomes": 200, "vectors": 200}
+
+
+def test_a_second_connection_sees_new_outcomes(tmp_path):
+    a = OutcomeStore(tmp_path, 8, "test")
+    b = OutcomeStore(tmp_path, 8, "test")
+    a.record("from a", unit(5), None, [Outcome("m", 1.0, True)])
+    assert b.neighbours(unit(5), 1)[0].text == "from a"
+
+
+def test_error_outcomes_do_not_count_as_model_failures(tmp_path):
+    store = OutcomeStore(tmp_path, 8, "test")
+    store.record("x", unit(1), "math", [Outcome("m", 0.0, False, error="ConnectError"), Outcome("n", 1.0, True)])
+    assert store.neighbours(unit(1), 1)[0].outcomes == {"n": 1.0}
+    assert "m" not in store.class_rates("math")

@@ -6,13 +6,12 @@ import os
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from fusiongraph.local_llm import LocalLlamaChat, find_gguf
-from fusiongraph.text import estimate_tokens
+from fusiongraph.text import estimate_tokens, load_yaml_mapping
 
 
 class ModelSpec(BaseModel):
@@ -96,17 +95,9 @@ class Roster:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "Roster":
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise FileNotFoundError(f"model roster {path} does not exist") from None
-        except yaml.YAMLError as exc:
-            raise ValueError(f"model roster {path} is not valid YAML: {exc}") from None
-        if not isinstance(data, dict) or not isinstance(data.get("models"), list):
-            raise ValueError(f"model roster {path} must have a top-level `models:` list")
+        rows = load_yaml_mapping(path, "model roster", "models", list)
         specs = []
-        for i, row in enumerate(data["models"]):
+        for i, row in enumerate(rows):
             try:
                 specs.append(ModelSpec.model_validate(row))
             except ValidationError as exc:

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
+
+from fusiongraph.text import load_yaml_mapping
 
 
 @dataclass
@@ -37,15 +38,9 @@ class Taxonomy:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "Taxonomy":
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise FileNotFoundError(f"taxonomy {path} does not exist") from None
-        if not isinstance(data, dict) or not isinstance(data.get("classes"), dict):
-            raise ValueError(f"taxonomy {path} must have a top-level `classes:` mapping")
+        body_by_name = load_yaml_mapping(path, "taxonomy", "classes", dict)
         classes = []
-        for name, body in data["classes"].items():
+        for name, body in body_by_name.items():
             body = body or {}
             if not body.get("candidates"):
                 raise ValueError(f"taxonomy {path}: class {name!r} lists no candidate models")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from pathlib import Path
+
+import yaml
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 MAX_QUERY_CHARS = 2_000_000
@@ -73,3 +76,17 @@ def grounding(subtask: str, query: str) -> float:
         return 0.0
     query_words = content_words(query)
     return sum(1 for w in words if w in query_words or any(q.startswith(w[:5]) for q in query_words)) / len(words)
+
+
+def load_yaml_mapping(path: str | Path, what: str, key: str, kind: type) -> object:
+    """`data[key]` of a YAML config file, or an error naming the file and what is wrong with it."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{what} {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get(key), kind):
+        raise ValueError(f"{what} {path} must have a top-level `{key}:` {'list' if kind is list else 'mapping'}")
+    return data[key]

@@ -69,3 +69,27 @@ def test_plan_skips_models_predicted_to_fail_but_never_plans_nothing():
     assert plan_cascade(["a", "b", "c"], preds, 0.3)[0] == ["b", "c"]
     only_bad = {"a": Prediction(0.1, 1.0), "b": Prediction(0.2, 1.0)}
     assert plan_cascade(["a", "b"], only_bad, 0.3)[0] == ["b"]
+
+
+@pytest.mark.parametrize("text,match", [
+    ("models: [", "not valid YAML"),
+    ("other: 1", "top-level `models:` list"),
+    ("models:\n  - {id: x, kind: openai}", "(?s)entry 0 .*'x'.*needs `model`"),
+    ("models:\n  - {id: x, kind: openai, model: a}\n  - {id: x, kind: openai, model: b}", "duplicate model ids"),
+])
+def test_a_malformed_roster_is_a_clear_error(tmp_path, text, match):
+    from fusiongraph.roster import Roster
+
+    (tmp_path / "models.yaml").write_text(text)
+    with pytest.raises(ValueError, match=match):
+        Roster.from_yaml(tmp_path / "models.yaml")
+
+
+def test_a_taxonomy_naming_unknown_models_is_a_clear_error(tmp_path):
+    from fusiongraph.taxonomy import Taxonomy
+
+    (tmp_path / "t.yaml").write_text("classes:\n  math: {description: sums, candidates: [nope]}")
+    with pytest.raises(ValueError, match="not in the roster: \\['nope'\\]"):
+        Taxonomy.from_yaml(tmp_path / "t.yaml").check_models(["a"])
+    with pytest.raises(FileNotFoundError, match="missing.yaml does not exist"):
+        Taxonomy.from_yaml(tmp_path / "missing.yaml")

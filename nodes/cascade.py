@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import time
 
+import httpx
+import openai
+from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langgraph.func import task
 from langgraph.runtime import Runtime
+from langgraph.types import RetryPolicy
 
 from fusiongraph.context import FusionContext, as_context
 from fusiongraph.judges import aggregate, llm_verdict, rule_verdict, self_verdict
@@ -19,6 +24,34 @@ from fusiongraph.text import estimate_tokens, redact, trim_to_tokens
 from prompts import load_prompt
 
 JUDGE_OUTPUT_TOKENS = 60
+MAX_RETRY_AFTER_S = 10.0
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth retrying: rate limits (honouring a short Retry-After), server errors, timeouts. A refused
+    connection, a 4xx or a malformed response is not: the cascade moves on at once."""
+    if isinstance(exc, openai.RateLimitError):
+        retry_after = exc.response.headers.get("retry-after") if exc.response is not None else None
+        try:
+            wait = float(retry_after) if retry_after is not None else 0.0
+        except ValueError:
+            wait = 0.0
+        if wait > MAX_RETRY_AFTER_S:
+            return False
+        time.sleep(wait)  # then RetryPolicy's own (short) backoff
+        return True
+    return isinstance(exc, (openai.InternalServerError, openai.APITimeoutError, httpx.TimeoutException,
+                            TimeoutError))
+
+
+TRANSIENT_RETRY = RetryPolicy(max_attempts=3, initial_interval=0.2, backoff_factor=2.0, max_interval=4.0,
+                              jitter=True, retry_on=is_transient)
+
+
+@task(retry_policy=TRANSIENT_RETRY)
+def call_model(model: BaseChatModel, messages: list) -> AIMessage:
+    """One model call, retried by LangGraph only on transient errors."""
+    return model.invoke(messages)
 
 
 def _messages(subtask: str, guides: list[dict]) -> list:
@@ -75,7 +108,8 @@ def cascade(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
             attempt["trimmed_chars"] = removed
         started = time.perf_counter()
         try:
-            message = model.with_config(run_name=f"answer:{model_id}", tags=["answer", model_id]).invoke(messages)
+            message = call_model(model.with_config(run_name=f"answer:{model_id}", tags=["answer", model_id]),
+                                 messages).result()
         except Exception as exc:  # connection refused, 4xx/5xx, timeout: record it and move on
             attempt.update(error=redact(f"{type(exc).__name__}: {exc}", secrets)[:500],
                            latency_s=round(time.perf_counter() - started, 3), confidence=0.0, accepted=False,

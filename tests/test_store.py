@@ -102,3 +102,38 @@ def test_error_outcomes_do_not_count_as_model_failures(tmp_path):
     store.record("x", unit(1), "math", [Outcome("m", 0.0, False, error="ConnectError"), Outcome("n", 1.0, True)])
     assert store.neighbours(unit(1), 1)[0].outcomes == {"n": 1.0}
     assert "m" not in store.class_rates("math")
+
+
+def _writer(tmp_path, name, count):
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "tests.store_writer", str(tmp_path), name, str(count)],
+                            stdout=subprocess.PIPE, text=True)
+
+
+def test_sigkill_in_the_middle_of_writing_keeps_every_committed_outcome(tmp_path):
+    import os
+    import signal
+
+    proc = _writer(tmp_path, "killed", 100_000)
+    for _ in range(180):  # let it commit a few hundred outcomes and save the index a few times
+        line = proc.stdout.readline()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    committed = int(line) + 1
+    store = OutcomeStore(tmp_path, 8, "test")
+    counts = store.counts()
+    assert counts["subtasks"] == counts["outcomes"] == counts["vectors"] >= committed
+    last = store.outcomes()[-1]["subtask"]
+    assert store.neighbours(store._as_vector(np.ones(8) / np.sqrt(8)), 1)  # searchable
+    assert last.startswith("killed task")
+
+
+def test_processes_recording_at_once_lose_nothing(tmp_path):
+    procs = [_writer(tmp_path, f"p{i}", 60) for i in range(4)]
+    for p in procs:
+        p.communicate(timeout=120)
+        assert p.returncode == 0
+    store = OutcomeStore(tmp_path, 8, "test")
+    assert store.counts() == {"subtasks": 240, "outcomes": 240, "vectors": 240}

@@ -121,16 +121,18 @@ def cascade(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
         answer = message.text
         verdicts = [rule_verdict(state["subtask"], answer, message.response_metadata.get("finish_reason"),
                                  state.get("task_class")), self_verdict(message)]
-        judge_cost = 0.0
+        judge_usage = {"tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0}
         if judge_spec is not None and not verdicts[0].veto:
             judge_model = res.roster.chat_model(judge_id, ctx.max_tokens, ctx.request_timeout_s)
             verdict, raw = llm_verdict(judge_model.with_config(run_name="judge", tags=["judge"]), subtask, answer)
             verdict.detail = redact(verdict.detail, secrets)
-            judge_cost = judge_spec.usage(raw, subtask + answer)["cost_usd"] if raw is not None else 0.0
+            if raw is not None:
+                judge_usage = judge_spec.usage(raw, subtask + answer)
             verdicts.append(verdict)
         confidence = aggregate(verdicts)
-        spent += attempt["cost_usd"] + judge_cost
-        attempt.update(answer=answer, confidence=round(confidence, 4), judge_cost_usd=judge_cost,
+        spent += attempt["cost_usd"] + judge_usage["cost_usd"]
+        attempt.update(answer=answer, confidence=round(confidence, 4), judge_cost_usd=judge_usage["cost_usd"],
+                       judge_tokens_in=judge_usage["tokens_in"], judge_tokens_out=judge_usage["tokens_out"],
                        accepted=confidence >= ctx.quality_threshold, verdicts=[v.as_dict() for v in verdicts],
                        finish_reason=message.response_metadata.get("finish_reason"))
         attempts.append(attempt)

@@ -45,8 +45,8 @@ def record(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
             trace.append({"node": "record", "error": f"{type(exc).__name__}: {exc}"[:300]})
     result = {k: state.get(k) for k in RESULT_KEYS}
     result["cost_usd"] = sum(a.get("cost_usd", 0.0) + a.get("judge_cost_usd", 0.0) for a in attempts)
-    result["tokens_in"] = sum(a.get("tokens_in", 0) for a in attempts)
-    result["tokens_out"] = sum(a.get("tokens_out", 0) for a in attempts)
+    result["tokens_in"] = sum(a.get("tokens_in", 0) + a.get("judge_tokens_in", 0) for a in attempts)
+    result["tokens_out"] = sum(a.get("tokens_out", 0) + a.get("judge_tokens_out", 0) for a in attempts)
     result["latency_s"] = round(sum(a.get("latency_s", 0.0) for a in attempts), 3)
     result["trace"] = trace
     return {"results": [result]}

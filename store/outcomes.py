@@ -25,6 +25,11 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+# One routing query searches one vector: OpenMP threads only add wake-up cost (24 ms vs 0.4 ms for a flat
+# search of 10k vectors on 2 busy cores). Bulk index builds raise it for their duration.
+SEARCH_THREADS = int(os.environ.get("FUSIONGRAPH_FAISS_THREADS", "1"))
+faiss.omp_set_num_threads(SEARCH_THREADS)
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS subtasks (
@@ -210,11 +215,25 @@ class OutcomeStore:
         if not isinstance(faiss.downcast_index(self._index.index), faiss.IndexHNSWFlat) \
                 and self._index.ntotal + len(ids) > HNSW_THRESHOLD:
             self._rebuild_as_hnsw()
-        self._index.add_with_ids(np.ascontiguousarray(vectors), np.asarray(ids, dtype=np.int64))
+        bulk = len(ids) > 1000
+        if bulk:
+            faiss.omp_set_num_threads(os.cpu_count() or 1)
+        try:
+            self._index.add_with_ids(np.ascontiguousarray(vectors), np.asarray(ids, dtype=np.int64))
+        finally:
+            if bulk:
+                faiss.omp_set_num_threads(SEARCH_THREADS)
         self._indexed_upto = max(self._indexed_upto, int(max(ids)))
         self._unsaved += len(ids)
 
     def _rebuild_as_hnsw(self) -> None:
+        faiss.omp_set_num_threads(os.cpu_count() or 1)
+        try:
+            self._index = self._build_hnsw()
+        finally:
+            faiss.omp_set_num_threads(SEARCH_THREADS)
+
+    def _build_hnsw(self) -> faiss.Index:
         index = _new_index(self.dim, hnsw=True)
         for start in range(0, self._indexed_upto + 1, 100_000):
             rows = self._db.execute(
@@ -224,7 +243,7 @@ class OutcomeStore:
             if rows:
                 vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
                 index.add_with_ids(np.ascontiguousarray(vecs), np.asarray([r[0] for r in rows], dtype=np.int64))
-        self._index = index
+        return index
 
     # ------------------------------------------------------------------ writing
     def record(self, text: str, embedding: np.ndarray, task_class: str | None, outcomes: Iterable[Outcome]) -> int:

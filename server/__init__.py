@@ -1,0 +1,1 @@
+"""HTTP extras mounted into the LangGraph server (langgraph.json "http.app"): an OpenAI-compatible endpoint."""

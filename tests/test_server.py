@@ -1,0 +1,358 @@
+"""The OpenAI-compatible endpoint (server/openai_app.py): fast tests on fake models, and an integration
+test against a real `langgraph dev` (LangGraph SDK + the mounted OpenAI endpoint, local model)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from server.openai_app import app, build_query, RequestError
+from tests.conftest import judge_script, planner_script
+from tests.fakes import ScriptedChat
+
+ROOT = Path(__file__).resolve().parents[1]
+KNOBS = {"planner_model": "planner", "judge_model": "judge", "budget_usd": 1.0, "guides": 0}
+
+
+def one_model(reply="GOOD: Paris"):
+    return {"cheap": ({"price_in": 0.0, "price_out": 0.0}, ScriptedChat(script=lambda p: reply))}
+
+
+def two_models(cheap_reply="BAD answer", strong_reply="GOOD answer"):
+    cheap = ScriptedChat(script=lambda p: cheap_reply)
+    strong = ScriptedChat(script=lambda p: strong_reply)
+    return {"cheap": ({"price_in": 0.0, "price_out": 0.0}, cheap),
+            "strong": ({"price_in": 1.0, "price_out": 4.0}, strong)}
+
+
+@pytest.fixture
+def client():
+    with TestClient(app) as c:
+        yield c
+
+
+def chat(client, content="What is the capital of France?", **extra):
+    body = {"model": "fusiongraph", "messages": [{"role": "user", "content": content}], "fusiongraph": dict(KNOBS)}
+    body.update(extra)
+    return client.post("/v1/chat/completions", json=body)
+
+
+def sse_events(response) -> list:
+    assert response.headers["content-type"].startswith("text/event-stream")
+    lines = [line for line in response.text.splitlines() if line.startswith("data: ")]
+    assert lines[-1] == "data: [DONE]"
+    return [json.loads(line[6:]) for line in lines[:-1]]
+
+
+# --- validation -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("body,status,param", [
+    ({"model": "fusiongraph"}, 400, "messages"),
+    ({"model": "fusiongraph", "messages": []}, 400, "messages"),
+    ({"model": "fusiongraph", "messages": "hi"}, 400, "messages"),
+    ({"model": "fusiongraph", "messages": [{"role": "user", "content": "   "}]}, 400, "messages[0].content"),
+    ({"model": "fusiongraph", "messages": [{"role": "user", "content": 5}]}, 400, "messages[0].content"),
+    ({"model": "fusiongraph", "messages": [{"role": "wizard", "content": "hi"}]}, 400, "messages[0].role"),
+    ({"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]},
+     400, "messages"),
+    ({"model": "fusiongraph", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
+     400, "messages[0].content"),
+    ({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}, 404, "model"),
+    ({"messages": [{"role": "user", "content": "hi"}]}, 400, "model"),
+    ({"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}], "budget_usd": "lots"}, 400, "budget_usd"),
+    ({"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}], "local_only": 1}, 400, "local_only"),
+    ({"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}, 400, "fusiongraph"),
+    ({"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}], "quality_threshold": 3}, 400,
+     "fusiongraph"),
+    ({"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}], "bogus": 1}, 400, "bogus"),
+    ({"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}], "fusiongraph": {"bogus": 1}}, 400,
+     "fusiongraph.bogus"),
+    ({"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}], "fusiongraph": [1]}, 400,
+     "fusiongraph"),
+    ({"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}], "store_dir": "/etc"}, 400,
+     "store_dir"),
+    ({"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}], "stream": "yes"}, 400, "stream"),
+    ({"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}], "n": 2}, 400, "n"),
+    ({"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}],
+      "tools": [{"type": "function", "function": {"name": "f"}}]}, 400, "tools"),
+    ([1, 2], 400, None),
+])
+def test_bad_requests_get_a_4xx_openai_error(client, body, status, param):
+    r = client.post("/v1/chat/completions", json=body)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["type"] == "invalid_request_error" and err["message"] and err["param"] == param
+
+
+def test_malformed_json_is_a_400(client):
+    r = client.post("/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "not valid JSON" in r.json()["error"]["message"]
+    assert client.post("/v1/chat/completions").status_code == 400
+
+
+def test_models_listing(client):
+    r = client.get("/v1/models")
+    assert r.status_code == 200
+    assert [m["id"] for m in r.json()["data"]] == ["fusiongraph"]
+    assert client.get("/v1/models/fusiongraph").json()["id"] == "fusiongraph"
+    assert client.get("/v1/models/gpt-4o").status_code == 404
+
+
+def test_conversation_becomes_one_query():
+    assert build_query([{"role": "user", "content": "Hi?"}]) == "Hi?"
+    q = build_query([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "I live in Paris."},
+                     {"role": "assistant", "content": [{"type": "text", "text": "Nice."}]},
+                     {"role": "user", "content": "Which country is that in?"}])
+    assert q == ("Conversation so far:\nSystem: Be brief.\nUser: I live in Paris.\nAssistant: Nice.\n\n"
+                 "User: Which country is that in?")
+    with pytest.raises(RequestError):
+        build_query([{"role": "user", "content": "x" * 10_000_000}])
+
+
+# --- completions --------------------------------------------------------------------------------------
+
+def test_a_completion_in_openai_format(client, fusion):
+    fusion(one_model())
+    r = chat(client, temperature=0.2)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["object"] == "chat.completion" and body["model"] == "fusiongraph"
+    assert body["id"].startswith("chatcmpl-")
+    (choice,) = body["choices"]
+    assert choice["message"] == {"role": "assistant", "content": "GOOD: Paris", "refusal": None}
+    assert choice["finish_reason"] == "stop"
+    fg = body["fusiongraph"]
+    assert fg["subtasks"] == ["What is the capital of France?"]
+    assert fg["results"][0]["answered_by"] == "cheap"
+    assert fg["ignored_params"] == ["temperature"]
+    assert any(e["node"] == "decompose" for e in fg["trace"])
+
+
+def test_usage_sums_every_model_called(client, fusion):
+    fusion(two_models())
+    body = chat(client).json()
+    fg = body["fusiongraph"]
+    (result,) = fg["results"]
+    assert [a["model"] for a in result["attempts"]] == ["cheap", "strong"]
+    assert body["choices"][0]["message"]["content"] == "GOOD answer"
+    overhead = [e for e in fg["trace"] if e["node"] in ("decompose", "synthesize")]
+    # answers, their LLM judges, and the decompose/synthesize calls
+    tokens_in = sum(a["tokens_in"] + a["judge_tokens_in"] for a in result["attempts"]) + \
+        sum(e.get("tokens_in", 0) for e in overhead)
+    tokens_out = sum(a["tokens_out"] + a["judge_tokens_out"] for a in result["attempts"]) + \
+        sum(e.get("tokens_out", 0) for e in overhead)
+    assert all(a["judge_tokens_in"] > 0 for a in result["attempts"])
+    assert body["usage"] == {"prompt_tokens": tokens_in, "completion_tokens": tokens_out,
+                             "total_tokens": tokens_in + tokens_out}
+    assert body["usage"]["prompt_tokens"] == fg["summary"]["tokens_in"] >= 500  # decompose, 2 answers, 2 judges
+    assert fg["summary"]["cost_usd"] > 0
+
+
+def test_knobs_reach_the_graph(client, fusion):
+    fusion(two_models(strong_reply="GOOD but pricey"))
+    # a zero budget stops before the paid model: the cheap draft is the best effort
+    body = chat(client, budget_usd=0.0, fusiongraph={**KNOBS, "budget_usd": 0.0}).json()
+    assert body["fusiongraph"]["results"][0]["status"] == "budget_exhausted"
+    assert body["choices"][0]["message"]["content"] == "BAD answer"
+    # max_tokens (OpenAI's own parameter) is the max_tokens knob; the graph validates it too
+    assert chat(client, max_tokens=7).status_code == 200
+
+
+def test_no_secret_in_responses(client, fusion, monkeypatch):
+    secret = "zzTopSecretValue12345"
+    monkeypatch.setenv("FG_TEST_API_KEY", secret)
+    fusion(one_model(reply=f"GOOD: the key is {secret} and sk-abcdefghijklmnop"))
+    r = chat(client)
+    assert r.status_code == 200
+    assert secret not in r.text and "sk-abcdefghijklmnop" not in r.text
+    s = chat(client, stream=True)
+    assert secret not in s.text and "sk-abcdefghijklmnop" not in s.text
+
+
+def test_a_graph_failure_is_a_json_500_without_secrets(client, monkeypatch):
+    import server.openai_app as mod
+
+    secret = "zzTopSecretValue12345"
+    monkeypatch.setenv("FG_TEST_API_KEY", secret)
+
+    class Broken:
+        def invoke(self, *a, **k):
+            raise RuntimeError(f"boom with {secret}")
+
+        def stream(self, *a, **k):
+            raise RuntimeError(f"boom with {secret}")
+
+    monkeypatch.setattr(mod, "_graph", lambda: Broken())
+    r = chat(client)
+    assert r.status_code == 500 and r.json()["error"]["type"] == "server_error"
+    assert "boom" in r.text and secret not in r.text
+    events = sse_events(chat(client, stream=True))
+    assert events[-1]["error"]["type"] == "server_error" and secret not in json.dumps(events)
+
+
+# --- streaming ----------------------------------------------------------------------------------------
+
+def test_streaming_forwards_the_only_models_tokens_live(client, fusion):
+    fusion(one_model())
+    events = sse_events(chat(client, stream=True, stream_options={"include_usage": True}))
+    assert all(e["object"] == "chat.completion.chunk" and e["model"] == "fusiongraph" for e in events)
+    assert len({e["id"] for e in events}) == 1
+    assert events[0]["choices"][0]["delta"]["role"] == "assistant"
+    text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e["choices"])
+    assert text == "GOOD: Paris"
+    last = [e for e in events if e["choices"]][-1]
+    assert last["choices"][0]["finish_reason"] == "stop"
+    assert last["fusiongraph"]["streamed_live"] is True
+    usage = events[-1]
+    assert usage["choices"] == [] and usage["usage"]["total_tokens"] == last["fusiongraph"]["summary"]["tokens_in"] + \
+        last["fusiongraph"]["summary"]["tokens_out"]
+
+
+def test_streaming_never_shows_a_rejected_draft(client, fusion):
+    fusion(two_models())
+    events = sse_events(chat(client, stream=True))
+    text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events)
+    assert text == "GOOD answer" and "BAD" not in json.dumps(events[:-1])
+    assert events[-1]["fusiongraph"]["streamed_live"] is False
+    assert "usage" not in events[-1]
+
+
+def test_streaming_a_decomposed_query_streams_the_synthesis(client, fusion):
+    fusion(one_model())
+    events = sse_events(chat(client, "What is 2 plus 2 AND what is the capital of France", stream=True))
+    text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events)
+    assert text == "FUSED: GOOD: Paris | GOOD: Paris"
+    assert events[-1]["fusiongraph"]["streamed_live"] is True
+    assert len(events[-1]["fusiongraph"]["subtasks"]) == 2
+
+
+def test_the_official_openai_client(client, fusion):
+    openai = pytest.importorskip("openai")
+    fusion(one_model())
+    oai = openai.OpenAI(base_url="http://testserver/v1", api_key="unused", http_client=client)
+    assert [m.id for m in oai.models.list()] == ["fusiongraph"]
+    done = oai.chat.completions.create(model="fusiongraph", messages=[{"role": "user", "content": "Capital of France?"}],
+                                       extra_body={"fusiongraph": KNOBS})
+    assert done.choices[0].message.content == "GOOD: Paris"
+    assert done.usage.total_tokens > 0
+    assert done.model_extra["fusiongraph"]["results"][0]["answered_by"] == "cheap"
+    chunks = list(oai.chat.completions.create(model="fusiongraph", stream=True, extra_body={"fusiongraph": KNOBS},
+                                              messages=[{"role": "user", "content": "Capital of France?"}]))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "GOOD: Paris"
+    with pytest.raises(openai.NotFoundError):
+        oai.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(openai.BadRequestError, match="unknown knob"):
+        oai.chat.completions.create(model="fusiongraph", messages=[{"role": "user", "content": "hi"}],
+                                    extra_body={"fusiongraph": {"nope": 1}})
+
+
+# --- integration: a real `langgraph dev` ----------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def langgraph_dev(tmp_path):
+    exe = Path(sys.executable).parent / "langgraph"
+    if not exe.exists():
+        exe = shutil.which("langgraph")
+    if not exe:
+        pytest.skip("langgraph-cli is not installed")
+    port = _free_port()
+    env = dict(os.environ, LANGGRAPH_CLI_NO_ANALYTICS="1", LANGSMITH_TRACING="false",
+               LANGGRAPH_NO_VERSION_CHECK="true", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               FUSIONGRAPH_STORE_DIR=str(tmp_path / "store"), PYTHONUNBUFFERED="1")
+    log_path = tmp_path / "langgraph-dev.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([str(exe), "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1",
+                                 "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"langgraph dev exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"langgraph dev did not answer /ok in 120 s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(1)
+        yield url, log_path
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_langgraph_dev_serves_the_graph_and_the_openai_endpoint(langgraph_dev):
+    from langgraph_sdk import get_sync_client
+
+    url, log_path = langgraph_dev
+    context = {"local_only": True, "max_tokens": 24}
+    question = {"query": "What is the capital of France?"}
+    client = get_sync_client(url=url)
+    assistants = client.assistants.search(graph_id="fusion")
+    assert assistants and assistants[0]["graph_id"] == "fusion"
+
+    # a stateless run (the first one loads the local model, the embedder and the store)
+    out = client.runs.wait(None, "fusion", input=question, context=context)
+    assert isinstance(out, dict) and out["answer"].strip(), out
+    assert out["results"][0]["attempts"][0]["model"] == "smollm2-135m"
+
+    # a run on a thread: the output lands in the thread's state
+    thread = client.threads.create()
+    client.runs.wait(thread["thread_id"], "fusion", input={"query": "What is 2 plus 2?"}, context=context)
+    state = client.threads.get_state(thread["thread_id"])
+    assert state["values"]["answer"].strip()
+
+    # streaming: node updates and the local model's message chunks
+    kinds, n_messages = set(), 0
+    for part in client.runs.stream(None, "fusion", input=question, context=context,
+                                   stream_mode=["updates", "messages"], stream_subgraphs=True):
+        kinds.add(part.event.split("|")[0].split("/")[0])
+        n_messages += part.event.startswith("messages")
+    assert "updates" in kinds and "messages" in kinds, kinds
+    assert n_messages >= 2
+
+    # the mounted OpenAI-compatible endpoint, through the official client
+    openai = pytest.importorskip("openai")
+    oai = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", timeout=120)
+    assert [m.id for m in oai.models.list()] == ["fusiongraph"]
+    done = oai.chat.completions.create(model="fusiongraph", max_tokens=24, extra_body={"local_only": True},
+                                       messages=[{"role": "user", "content": "What is the capital of France?"}])
+    assert done.choices[0].message.content.strip()
+    assert done.usage.completion_tokens > 0 and done.usage.prompt_tokens > 0
+    assert done.model_extra["fusiongraph"]["results"][0]["answered_by"] == "smollm2-135m"
+    stream = oai.chat.completions.create(model="fusiongraph", max_tokens=24, stream=True,
+                                         extra_body={"local_only": True},
+                                         messages=[{"role": "user", "content": "Name a colour."}])
+    chunks = list(stream)
+    deltas = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert "".join(deltas).strip()
+    final = chunks[-1].model_extra["fusiongraph"]
+    assert final["streamed_live"] is True  # local_only: one answering model, its tokens are forwarded live
+    assert len(deltas) >= 2 and "".join(deltas) == final["results"][0]["answer"][:500]
+    with pytest.raises(openai.BadRequestError):
+        oai.chat.completions.create(model="fusiongraph", messages=[{"role": "user", "content": ""}])

@@ -66,6 +66,7 @@ def decompose(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
     if len(subtasks) == 1:
         subtasks = [query]  # an atomic query stays exactly as the user wrote it
     event["subtasks"] = len(subtasks)
+    res.embedder.embed(subtasks)  # one batch now; the parallel subtask branches then hit the embedding cache
     return {"query": query, "subtasks": subtasks, "trace": [event]}
 
 

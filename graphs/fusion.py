@@ -13,6 +13,9 @@ from nodes.synthesize import synthesize
 from nodes.taxonomy import taxonomy
 
 
+MAX_PARALLEL_CALLS = 64
+
+
 def build_subtask_graph():
     """One subtask: classify, consult the neighbours, run the judged cascade, record the outcomes."""
     builder = StateGraph(SubtaskState, context_schema=FusionContext, output_schema=SubtaskOutput)
@@ -38,7 +41,9 @@ def build_graph():
     builder.add_conditional_edges("decompose", fan_out_subtasks, ["subtask"])
     builder.add_edge("subtask", "synthesize")
     builder.add_edge("synthesize", END)
-    return builder.compile(name="fusion")
+    # Subtasks wait on network calls, not the CPU: allow more parallel branches than the default thread
+    # pool (cores + 4) so 8 subtasks (each a node thread plus a model-call task) all run at once.
+    return builder.compile(name="fusion").with_config(max_concurrency=MAX_PARALLEL_CALLS)
 
 
 graph = build_graph()

@@ -146,5 +146,70 @@ def show_store(
     console.print(table)
 
 
+@app.command("import")
+def import_outcomes(
+    table: str = typer.Argument(..., help="Outcome table (CSV): prompt, [category], score:<model>, [cost:<model>]..."),
+    store_dir: Optional[str] = typer.Option(None, "--store-dir", help="Outcome store directory."),
+) -> None:
+    """Seed the outcome store from an outcome table (each prompt embedded once)."""
+    from tqdm import tqdm
+
+    from fusiongraph.resources import get_resources
+    from fusiongraph.tables import import_table, load_table
+
+    try:
+        loaded = load_table(table)
+        res = get_resources(_context(store_dir=store_dir))
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    with tqdm(total=len(loaded), desc="embedding", unit="prompt") as bar:
+        counts = import_table(res.store, res.embedder, loaded, progress=bar.update)
+    res.store.save()
+    unknown = [m for m in loaded.models if m not in res.roster.ids()]
+    console.print(f"imported {counts['prompts']} prompts, {counts['outcomes']} outcomes into "
+                  f"{res.store.directory}: {res.store.counts()}")
+    if unknown:
+        console.print(f"note: models not in the roster ({', '.join(unknown[:6])}) inform routing only once "
+                      f"the roster has models with those ids", style="yellow")
+
+
+@app.command()
+def bench(
+    table: str = typer.Argument(..., help="Outcome table (CSV) to replay."),
+    test: Optional[str] = typer.Option(None, "--test", help="Train on TABLE, test on this table."),
+    folds: int = typer.Option(5, "--folds", help="Cross-validation folds (without --test)."),
+    online: bool = typer.Option(False, "--online", help="Also replay in order, learning as it goes."),
+    out: str = typer.Option("bench-out", "--out", help="Directory for results.json and the plots."),
+    seed: int = typer.Option(0, "--seed"),
+    cache: Optional[str] = typer.Option(None, "--cache", help="Embedding cache (SQLite)."),
+) -> None:
+    """Replay routing strategies on recorded outcomes: quality, cost, curves, RouteLLM's APGR/CPT."""
+    from fusiongraph.bench import run_bench
+
+    try:
+        run_bench(table, out, test_path=test, folds=folds, online=online, seed=seed, cache_path=cache)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+
+
+@app.command("calibrate")
+def calibrate_models(
+    prompts: str = typer.Argument(..., help="JSONL of seed prompts: a string or {\"prompt\": ...} per line."),
+    store_dir: Optional[str] = typer.Option(None, "--store-dir", help="Outcome store directory."),
+    local_only: bool = typer.Option(False, "--local-only", help="Only local models."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Most output tokens per call."),
+    models: Optional[str] = typer.Option(None, "--models", help="Model roster YAML."),
+) -> None:
+    """Run every seed prompt through every configured model, judge and record; resumes if interrupted."""
+    from fusiongraph.calibrate import calibrate
+
+    try:
+        summary = calibrate(prompts, _context(store_dir=store_dir, local_only=local_only, max_tokens=max_tokens,
+                                              models_path=models))
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    console.print(summary)
+
+
 if __name__ == "__main__":
     app()

@@ -18,16 +18,19 @@ class FusionContext:
         "description": "Cap on the number of subtasks the decomposer may produce."})
     local_only: bool = field(default=False, metadata={
         "description": "Use only local (in-process llama.cpp) models, never an API."})
-    k: int = field(default=16, metadata={
+    k: int = field(default=64, metadata={
         "description": "Number of nearest past subtasks the neighbour router looks at."})
     min_neighbours: int = field(default=4, metadata={
         "description": "With at least this many similar past subtasks, the neighbours decide the route."})
-    min_similarity: float = field(default=0.5, metadata={
+    min_similarity: float = field(default=0.3, metadata={
         "description": "Cosine similarity below which a past subtask does not count as a neighbour."})
     taxonomy_confidence: float = field(default=0.5, metadata={
         "description": "Below this classifier confidence, the neighbours decide the route (if any exist)."})
     skip_below: float = field(default=0.25, metadata={
         "description": "Skip a candidate whose predicted success is below this (it stays as a last resort)."})
+    skip_margin: float = field(default=0.3, metadata={
+        "description": "Skip a candidate when a costlier one is predicted to succeed this much more often "
+                       "(RouteLLM's threshold on the strong model's advantage); 1 turns it off."})
     max_tokens: int = field(default=256, metadata={
         "description": "Most output tokens per model call."})
     llm_judge: bool = field(default=True, metadata={

@@ -56,9 +56,12 @@ class Router:
     """Predicts each model's success on a subtask from the outcome store."""
 
     store: OutcomeStore
-    class_prior_strength: float = 5.0  # pseudo-count pulling a class rate toward the model's global rate
-    neighbour_prior_strength: float = 2.0  # pseudo-count (in similarity units) of the class prior vs neighbours
-    similarity_power: float = 1.0  # w_i = sim_i ** power: >1 trusts the closest neighbours more
+    # Defaults tuned by replaying MMLU outcomes (fusiongraph/bench.py, 5-fold CV on RouteLLM's
+    # mixtral-8x7b / gpt-4 table): class rates are noisy per class, so shrink them harder; neighbours
+    # count by similarity squared; the class prior weighs as much as ~16 neighbours at similarity 1.
+    class_prior_strength: float = 20.0  # pseudo-count pulling a class rate toward the model's global rate
+    neighbour_prior_strength: float = 16.0  # pseudo-count (in similarity units) of the class prior vs neighbours
+    similarity_power: float = 2.0  # w_i = sim_i ** power: >1 trusts the closest neighbours more
 
     def global_rate(self, model: str) -> tuple[float, int]:
         s, n = self.store.class_rates(None).get(model, (0.5, 0))
@@ -105,7 +108,7 @@ class Router:
     def route(self, embedding: np.ndarray, class_scores: dict[str, float], class_confidence: float,
               class_candidates: list[str], available: list[str], *, k: int, min_similarity: float,
               min_neighbours: int, taxonomy_confidence: float, skip_below: float,
-              with_answers: bool = False) -> Route:
+              margin: float | None = None, with_answers: bool = False) -> Route:
         """The hybrid route the graph runs: who decides (taxonomy / neighbours / both), predictions, the plan.
 
         `available` is cheapest first; the plan keeps that order.
@@ -125,23 +128,35 @@ class Router:
                 skipped.append({"model": None, "reason": "no candidate of the task class is available; "
                                                           "using every available model"})
         predictions = self.predict(pool, class_scores, nbrs)
-        plan, skip = plan_cascade(pool, predictions, skip_below)
+        plan, skip = plan_cascade(pool, predictions, skip_below, margin)
         return Route(source, predictions, plan, skipped + skip, nbrs)
 
 
 def plan_cascade(models_by_cost: list[str], predictions: dict[str, Prediction],
-                 skip_below: float) -> tuple[list[str], list[dict]]:
+                 skip_below: float, margin: float | None = None) -> tuple[list[str], list[dict]]:
     """Cheapest first, leaving out models predicted (with evidence) to succeed less than `skip_below`.
 
+    With `margin` (optional; None, the default, leaves it off), a model is also left out when a costlier
+    model in the list is predicted (both with evidence) to succeed more than `margin` more often: the
+    cost/quality knob of a strong/weak router (RouteLLM's threshold on the strong model's advantage).
     If that leaves nothing, the model with the highest predicted success is the plan.
     """
     plan, skipped = [], []
-    for m in models_by_cost:
+    for i, m in enumerate(models_by_cost):
         pred = predictions.get(m)
         if pred is not None and pred.has_evidence and pred.p_success < skip_below:
             skipped.append({"model": m, "reason": f"predicted success {pred.p_success:.2f} < {skip_below:.2f}"})
-        else:
-            plan.append(m)
+            continue
+        if margin is not None and pred is not None and pred.has_evidence:
+            better = [(predictions[c].p_success - pred.p_success, c) for c in models_by_cost[i + 1:]
+                      if c in predictions and predictions[c].has_evidence
+                      and predictions[c].p_success - pred.p_success > margin]
+            if better:
+                gain, by = max(better)
+                skipped.append({"model": m, "reason": f"{by} is predicted to succeed {gain:+.2f} more often "
+                                                      f"(margin {margin:.2f})"})
+                continue
+        plan.append(m)
     if not plan and models_by_cost:
         best = max(models_by_cost, key=lambda m: predictions[m].p_success if m in predictions else 0.0)
         plan = [best]

@@ -7,10 +7,10 @@ import uuid
 from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
+from fusiongraph.attempt import outcomes_from_attempts
 from fusiongraph.context import FusionContext, as_context
 from fusiongraph.resources import get_resources
 from fusiongraph.state import SubtaskState
-from store import Outcome
 
 RESULT_KEYS = ("index", "subtask", "task_class", "class_confidence", "class_scores", "route_source", "predictions",
                "candidates", "skipped", "attempts", "status", "answered_by", "answer")
@@ -28,15 +28,7 @@ def record(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
     attempts = state.get("attempts", [])
     trace = list(state.get("trace", []))
     if attempts:
-        run_id = _run_id()
-        outcomes = [
-            Outcome(model=a["model"], success=float(a.get("confidence", 0.0)), accepted=bool(a.get("accepted")),
-                    judges={v["judge"]: v["score"] for v in a.get("verdicts", [])},
-                    answer=a.get("answer"), error=a.get("error"), tokens_in=a.get("tokens_in", 0),
-                    tokens_out=a.get("tokens_out", 0), cost_usd=a.get("cost_usd", 0.0) + a.get("judge_cost_usd", 0.0),
-                    latency_s=a.get("latency_s", 0.0), run_id=run_id)
-            for a in attempts
-        ]
+        outcomes = outcomes_from_attempts(attempts, _run_id())
         try:
             res.store.record(state["subtask"], res.embedder.embed_one(state["subtask"]), state.get("task_class"),
                              outcomes)

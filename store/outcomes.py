@@ -381,5 +381,12 @@ class OutcomeStore:
             r["accepted"] = bool(r["accepted"])
         return rows
 
+    def texts_with_source(self, source: str) -> set[str]:
+        """Hashes of the subtask texts that have outcomes from `source` (resuming a calibration)."""
+        with self._lock:
+            return {r[0] for r in self._db.execute(
+                "SELECT DISTINCT s.text_hash FROM outcomes o JOIN subtasks s ON s.id = o.subtask_id "
+                "WHERE o.source = ?", (source,))}
+
     def __len__(self) -> int:
         return int(self._index.ntotal)

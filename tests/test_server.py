@@ -17,7 +17,6 @@ import pytest
 from starlette.testclient import TestClient
 
 from server.openai_app import app, build_query, RequestError
-from tests.conftest import judge_script, planner_script
 from tests.fakes import ScriptedChat
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -55,6 +55,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--k", type=int, default=FusionContext().k)
     parser.add_argument("--out", type=Path, default=Path("bench-out/routing.json"))
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="keep the filled stores in this directory and reuse them on the next run")
     args = parser.parse_args()
 
     embedder = default_embedder()
@@ -64,8 +66,12 @@ def main() -> None:
     report = {}
     for size in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
-            store = OutcomeStore(Path(tmp), embedder.dim, embedder.name)
-            fill_s = fill(store, size, embedder.dim, rng)
+            where = args.keep / str(size) if args.keep else Path(tmp)
+            store = OutcomeStore(where, embedder.dim, embedder.name)
+            have = store.counts()["subtasks"]
+            if have not in (0, size):
+                raise SystemExit(f"{where} holds {have} subtasks, not {size}: remove it")
+            fill_s = fill(store, size, embedder.dim, rng) if have == 0 else 0.0
             router = Router(store)
             taxonomy.classify(embedder.embed_one("warm up"), embedder)
 
@@ -77,15 +83,14 @@ def main() -> None:
             vecs = [embedder.embed_one(f"warm {i}") for i in range(10)]
             [route(v) for v in vecs]
             without, with_embedding = [], []
-            for q in queries:
+            for vec in embedder.embed(queries):  # routing alone, back to back (embeddings made beforehand)
                 t0 = time.perf_counter()
-                vec = embedder.embeddings.embed_query(q)  # uncached: the real cost of a new subtask
-                vec = np.asarray(vec, dtype=np.float32)
-                t1 = time.perf_counter()
                 route(vec)
-                t2 = time.perf_counter()
-                without.append(t2 - t1)
-                with_embedding.append(t2 - t0)
+                without.append(time.perf_counter() - t0)
+            for q in queries:  # what a new subtask costs: embed it (uncached), then route it
+                t0 = time.perf_counter()
+                route(np.asarray(embedder.embeddings.embed_query(q), dtype=np.float32))
+                with_embedding.append(time.perf_counter() - t0)
             index = type(faiss.downcast_index(store._index.index)).__name__
             report[size] = {"index": index, "fill_s": round(fill_s, 1), "without_embedding": percentiles(without),
                             "with_embedding": percentiles(with_embedding)}

@@ -66,6 +66,7 @@ INDEX_META_FILE = "index.json"
 DB_FILE = "outcomes.sqlite"
 # Past this many vectors a flat (exact) search gets slow; switch to HNSW (approximate, ~0.1 ms).
 HNSW_THRESHOLD = 50_000
+MMAP_BYTES = 4 << 30
 
 
 class StoreError(RuntimeError):
@@ -143,6 +144,9 @@ class OutcomeStore:
                 self._db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None, timeout=60)
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
+                # neighbour look-ups hit random rows of a large table: read them through memory maps
+                self._db.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
+                self._db.execute("PRAGMA cache_size=-65536")
             except sqlite3.DatabaseError as exc:
                 raise StoreError(
                     f"outcome store {db_path} is not a readable SQLite database ({exc}); "

@@ -91,8 +91,8 @@ from typing import Callable
 import numpy as np
 
 from fusiongraph.routing import Prediction, Router, plan_cascade
-from fusiongraph.tables import OutcomeTable, TableError, load_table
-from store.outcomes import Outcome, OutcomeStore, text_hash
+from fusiongraph.tables import OutcomeTable, TableError, load_table, row_outcomes
+from store.outcomes import OutcomeStore, text_hash
 
 KNOBS = np.round(np.linspace(0.0, 1.0, 41), 4)
 DEFAULT_KNOB = 0.5
@@ -286,18 +286,10 @@ def _build_store(embedder, texts: list[str], vectors: np.ndarray, classes: list[
 
 
 def _record(store, texts, vectors, classes, scores, costs, tokens, models, known: dict[str, int]) -> None:
-    items = []
-    for i, text in enumerate(texts):
-        outs = []
-        for j, m in enumerate(models):
-            s = float(scores[i, j])
-            if math.isnan(s):
-                continue
-            c = float(costs[i, j]) if costs is not None else 0.0
-            t = float(tokens[i, j]) if tokens is not None and not math.isnan(tokens[i, j]) else 0.0
-            outs.append(Outcome(m, s, s >= 0.5, cost_usd=c if math.isfinite(c) else 0.0,
-                                tokens_out=int(round(t)), source="import"))
-        items.append((text, vectors[i], classes[i], outs))
+    items = [(text, vectors[i], classes[i],
+              row_outcomes(models, scores[i], costs[i] if costs is not None else None,
+                           tokens[i] if tokens is not None else None))
+             for i, text in enumerate(texts)]
     if items:
         for text, sid in zip(texts, store.record_many(items)):
             known[text_hash(text)] = sid

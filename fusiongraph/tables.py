@@ -168,24 +168,32 @@ def import_table(store, embedder, table: OutcomeTable, progress: Callable[[int],
     class given by the `category` column (None without one). ``progress(n)`` is called as prompts are
     embedded. Returns the number of prompts and outcomes written.
     """
-    from store.outcomes import Outcome
-
     vectors = embedder.embed(table.prompts, progress=progress)
     n_outcomes = 0
     for start in range(0, len(table), batch_size):
         items = []
         for i in range(start, min(start + batch_size, len(table))):
-            outs = []
-            for j, model in enumerate(table.models):
-                s = float(table.scores[i, j])
-                if math.isnan(s):
-                    continue
-                cost = table.costs[i, j] if table.costs is not None else 0.0
-                toks = table.tokens[i, j] if table.tokens is not None else 0.0
-                outs.append(Outcome(model, s, s >= 0.5, cost_usd=0.0 if math.isnan(cost) else float(cost),
-                                    tokens_out=0 if math.isnan(toks) else int(round(toks)), source="import"))
+            outs = row_outcomes(table.models, table.scores[i],
+                                table.costs[i] if table.costs is not None else None,
+                                table.tokens[i] if table.tokens is not None else None)
             n_outcomes += len(outs)
             items.append((table.prompts[i], vectors[i],
                           table.categories[i] if table.categories is not None else None, outs))
         store.record_many(items)
     return {"prompts": len(table), "outcomes": n_outcomes}
+
+
+def row_outcomes(models: list[str], scores, costs=None, tokens=None, source: str = "import") -> list:
+    """One table row as outcomes: success = score, accepted = score >= 0.5; missing scores are left out."""
+    from store.outcomes import Outcome
+
+    outs = []
+    for j, model in enumerate(models):
+        score = float(scores[j])
+        if math.isnan(score):
+            continue
+        cost = float(costs[j]) if costs is not None else 0.0
+        toks = float(tokens[j]) if tokens is not None else 0.0
+        outs.append(Outcome(model, score, score >= 0.5, cost_usd=cost if math.isfinite(cost) else 0.0,
+                            tokens_out=int(round(toks)) if math.isfinite(toks) else 0, source=source))
+    return outs

@@ -82,14 +82,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from platformdirs import user_cache_dir
 
+from fusiongraph.context import FusionContext
 from fusiongraph.routing import Prediction, Router, plan_cascade
 from fusiongraph.tables import OutcomeTable, TableError, load_table, row_outcomes
 from store.outcomes import OutcomeStore, text_hash
@@ -102,23 +103,12 @@ ROUTED = ("random", *MODES, "cascade")
 
 def _context_defaults() -> dict:
     """The graph's routing knobs (k, min_similarity, quality_threshold) from FusionContext's defaults."""
-    try:
-        from fusiongraph.context import FusionContext
-
-        c = FusionContext()
-        return {"k": c.k, "min_similarity": c.min_similarity, "accept": c.quality_threshold}
-    except Exception:  # pragma: no cover - the context module is being edited
-        return {"k": 16, "min_similarity": 0.5, "accept": 0.6}
+    c = FusionContext()
+    return {"k": c.k, "min_similarity": c.min_similarity, "accept": c.quality_threshold}
 
 
 def default_cache_path() -> Path:
-    try:
-        from platformdirs import user_cache_dir
-
-        base = Path(user_cache_dir("fusiongraph"))
-    except ImportError:  # platformdirs is a declared dependency; be lenient where it is missing
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fusiongraph"
-    return base / "embeddings.sqlite"
+    return Path(user_cache_dir("fusiongraph")) / "embeddings.sqlite"
 
 
 # ---------------------------------------------------------------------------------------------- costs

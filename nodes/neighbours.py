@@ -18,7 +18,7 @@ def neighbours(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
         res.embedder.embed_one(state["subtask"]), state["class_scores"], state["class_confidence"],
         task_class.candidates, available, k=ctx.k, min_similarity=ctx.min_similarity,
         min_neighbours=ctx.min_neighbours, taxonomy_confidence=ctx.taxonomy_confidence,
-        skip_below=ctx.skip_below, margin=ctx.skip_margin if ctx.skip_margin < 1 else None,
+        skip_below=ctx.skip_below, margin=ctx.skip_margin,
         with_answers=ctx.guides > 0)
     guides = sorted(
         ({"subtask": nb.text, "model": model, "answer": answer, "similarity": round(nb.similarity, 4)}

@@ -17,8 +17,9 @@ Strategies
 ``oracle``
     headline: the cheapest model with the best recorded score on each prompt. Its curve replays
     ``plan_cascade`` with the recorded scores as predictions.
-``taxonomy`` / ``knn`` / ``hybrid``
-    ``Router.predict(mode=...)``: class rates only / neighbours only / the graph's hybrid. The task
+``taxonomy`` / ``knn`` / ``probe`` / ``hybrid``
+    ``Router.predict(mode=...)``: class rates only / neighbours only / the success probe only (per-model
+    logistic regression on embedding and class, fitted on the training rows) / the graph's hybrid. The task
     class is the table's ``category`` when train and test tables both have one, else the shipped
     taxonomy classifier's class scores (and its top class is what training rows are recorded under).
     The single pick is the first model of ``plan_cascade(models_by_cost, predictions, skip_below=knob)``.
@@ -97,7 +98,7 @@ from store.outcomes import OutcomeStore, text_hash
 
 KNOBS = np.round(np.linspace(0.0, 1.0, 41), 4)
 DEFAULT_KNOB = 0.5
-MODES = ("taxonomy", "knn", "hybrid")
+MODES = ("taxonomy", "knn", "probe", "hybrid")
 ROUTED = ("random", *MODES, "cascade")
 
 
@@ -293,7 +294,7 @@ def _route_rows(router: Router, models: list[str], vectors: np.ndarray, class_sc
         sid = known.get(text_hash(texts[i]))
         nbrs = router.neighbours(vectors[i], k, min_similarity, exclude_ids={sid} if sid is not None else None)
         for mode in modes:
-            preds = router.predict(models, class_scores[i], nbrs, mode=mode)
+            preds = router.predict(models, class_scores[i], nbrs, mode=mode, embedding=vectors[i])
             out.router_calls += 1
             for j, m in enumerate(models):
                 out.p[mode][i, j] = preds[m].p_success
@@ -407,7 +408,7 @@ def run_bench(table_path, out_dir, test_path=None, folds: int = 5, online: bool 
             store, known = _build_store(embedder, [train.prompts[i] for i in tr], vec_train[tr], [cls_train[i] for i in tr],
                                  train.scores[tr], train.costs[tr] if train.costs is not None else None,
                                  train.tokens[tr] if train.tokens is not None else None, models)
-            router = Router(store, **router_params)
+            router = Router(store, probe_background=False, **router_params)
             _route_rows(router, models, vec_test, scores_test, test.prompts, te, k, min_similarity, MODES, replay,
                         known)
             store.close()
@@ -415,7 +416,7 @@ def run_bench(table_path, out_dir, test_path=None, folds: int = 5, online: bool 
     else:
         store, known = _build_store(embedder, train.prompts, vec_train, cls_train, train.scores, train.costs,
                                     train.tokens, models)
-        router = Router(store, **router_params)
+        router = Router(store, probe_background=False, **router_params)
         _route_rows(router, models, vec_test, scores_test, test.prompts, np.arange(n), k, min_similarity,
                     MODES, replay, known)
         store.close()
@@ -435,7 +436,7 @@ def run_bench(table_path, out_dir, test_path=None, folds: int = 5, online: bool 
         "cost_unit": costs.unit, "class_source": class_source, "default_knob": DEFAULT_KNOB,
         "k": k, "min_similarity": min_similarity, "accept_threshold": accept,
         "router": {f: getattr(Router, f) for f in ("class_prior_strength", "neighbour_prior_strength",
-                                                   "similarity_power") if hasattr(Router, f)} | router_params,
+                                                   "similarity_power", "probe_c", "probe_min_outcomes")} | router_params,
         "seed": seed, "router_predict_calls": replay.router_calls,
         "skip_below_rule": skip_rule,
         "seconds": {"embed": round(embed_s, 2), "route": round(route_s, 2)},
@@ -555,7 +556,7 @@ def run_online(table: OutcomeTable, vectors: np.ndarray, classes: list, class_sc
     budget = 0.5 if two else 0.5 * strategies[best_single]["cost"]
     store = OutcomeStore(None, vectors.shape[1], embedder.name)
     known: dict[str, int] = {}
-    router = Router(store, **router_params)
+    router = Router(store, probe_background=False, **router_params)
     size = max(1, math.ceil(n / windows))
     per = costs.per_prompt
     points = []

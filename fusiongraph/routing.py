@@ -8,8 +8,9 @@ Predicted success of model m for a subtask x (EMAFusion's hybrid, as Bayesian sh
     p_m(x) = (sum_i w_i * s_im + beta * prior_m) / (sum_i w_i + beta)
 
 where i runs over the neighbours of x that have an outcome s_im of model m, w_i is their cosine
-similarity, and prior_m is m's success rate in x's task class (itself shrunk toward m's global rate).
-With no neighbours the taxonomy decides; with many similar ones the neighbours dominate.
+similarity, and prior_m is the mean of m's success rate in x's task class (itself shrunk toward m's
+global rate) and the success probe's P(success) of m on x (:mod:`fusiongraph.probe`, once m has enough
+outcomes). With no neighbours the prior decides; with many similar ones the neighbours dominate.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from typing import Literal
 
 import numpy as np
 
+from fusiongraph.probe import SuccessProbe
 from store.outcomes import Neighbour, OutcomeStore
 
-Mode = Literal["hybrid", "knn", "taxonomy"]
+Mode = Literal["hybrid", "knn", "taxonomy", "probe"]
 
 
 @dataclass
@@ -30,6 +32,7 @@ class Prediction:
     neighbour_weight: float = 0.0  # summed similarity of neighbours with an outcome of this model
     class_rate: float | None = None
     class_n: int = 0
+    probe: float | None = None  # the success probe's P(success), when the model has a fit
 
     @property
     def has_evidence(self) -> bool:
@@ -39,6 +42,8 @@ class Prediction:
         d = asdict(self)
         d["p_success"] = round(d["p_success"], 4)
         d["neighbour_weight"] = round(d["neighbour_weight"], 4)
+        if d["probe"] is not None:
+            d["probe"] = round(d["probe"], 4)
         return d
 
 
@@ -62,6 +67,15 @@ class Router:
     class_prior_strength: float = 20.0  # pseudo-count pulling a class rate toward the model's global rate
     neighbour_prior_strength: float = 16.0  # pseudo-count (in similarity units) of the class prior vs neighbours
     similarity_power: float = 2.0  # w_i = sim_i ** power: >1 trusts the closest neighbours more
+    probe_c: float = 0.3  # the success probe's inverse L2 strength
+    probe_min_outcomes: int = 100  # a model's probe is fitted once it has this many outcomes
+    probe_background: bool = True  # refit the probe in a background thread (False: in line, deterministic)
+    probe: SuccessProbe | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.probe is None:
+            self.probe = SuccessProbe(self.store, c=self.probe_c, min_outcomes=self.probe_min_outcomes,
+                                      background=self.probe_background)
 
     def global_rate(self, model: str) -> tuple[float, int]:
         s, n = self.store.class_rates(None).get(model, (0.5, 0))
@@ -87,12 +101,19 @@ class Router:
                 if n.similarity >= min_similarity and n.outcomes]
 
     def predict(self, models: list[str], class_scores: dict[str, float], neighbours: list[Neighbour],
-                mode: Mode = "hybrid") -> dict[str, Prediction]:
+                mode: Mode = "hybrid", embedding: np.ndarray | None = None) -> dict[str, Prediction]:
+        """Each model's predicted success; `embedding` (the subtask's) feeds the probe in hybrid/probe modes."""
         out: dict[str, Prediction] = {}
+        probed = self.probe.predict(embedding, class_scores, models) if mode in ("hybrid", "probe") else {}
         for m in models:
-            prior, class_n = self.class_prior(m, class_scores)
+            rate, class_n = self.class_prior(m, class_scores)
+            probe = probed.get(m)
             if mode == "taxonomy":
-                out[m] = Prediction(prior, 0.0, prior, class_n)
+                out[m] = Prediction(rate, 0.0, rate, class_n)
+                continue
+            prior = rate if probe is None else 0.5 * (rate + probe)
+            if mode == "probe":  # the probe alone (the class rate where the model has no fit yet)
+                out[m] = Prediction(rate if probe is None else probe, 0.0, rate, class_n, probe)
                 continue
             w_sum, ws_sum = 0.0, 0.0
             for nb in neighbours:
@@ -102,7 +123,8 @@ class Router:
                     ws_sum += w * nb.outcomes[m]
             beta = self.neighbour_prior_strength if mode == "hybrid" else 1e-3
             base = prior if mode == "hybrid" else self.global_rate(m)[0]
-            out[m] = Prediction((ws_sum + beta * base) / (w_sum + beta), w_sum, prior, class_n)
+            out[m] = Prediction((ws_sum + beta * base) / (w_sum + beta), w_sum, rate, class_n,
+                                probe if mode == "hybrid" else None)
         return out
 
     def route(self, embedding: np.ndarray, class_scores: dict[str, float], class_confidence: float,
@@ -127,7 +149,7 @@ class Router:
             if available:
                 skipped.append({"model": None, "reason": "no candidate of the task class is available; "
                                                           "using every available model"})
-        predictions = self.predict(pool, class_scores, nbrs)
+        predictions = self.predict(pool, class_scores, nbrs, embedding=embedding)
         plan, skip = plan_cascade(pool, predictions, skip_below, margin)
         return Route(source, predictions, plan, skipped + skip, nbrs)
 

@@ -383,6 +383,34 @@ class OutcomeStore:
                 return {m: (s / n, n) for m, (s, n) in self._model_totals.items() if n}
             return {m: (s / n, n) for m, (s, n) in self._class_totals.get(task_class, {}).items() if n}
 
+    @property
+    def outcomes_folded(self) -> int:
+        """How many (error-free) outcomes this connection has folded in: a cheap growth counter."""
+        with self._lock:
+            return int(sum(n for _, n in self._model_totals.values()))
+
+    def training_rows(self, limit: int) -> tuple[np.ndarray, list[str | None], dict[str, tuple[np.ndarray, np.ndarray]]]:
+        """The newest `limit` subtasks with outcomes: (embeddings, task classes, {model: (row indices, mean success)}).
+
+        What the success probe is fitted on; per-subtask means come from the in-memory aggregates.
+        """
+        with self._lock:
+            self.refresh()
+            rows = self._db.execute(
+                "SELECT id, task_class, embedding FROM subtasks WHERE id < ? ORDER BY id DESC LIMIT ?",
+                (self._success_n.shape[0], int(limit))).fetchall()
+            ids = np.asarray([r[0] for r in rows], dtype=np.int64)
+            counts = self._success_n[ids] if len(ids) else np.zeros((0, self._success_n.shape[1]), np.int32)
+            sums = self._success_sum[ids] if len(ids) else np.zeros(counts.shape)
+            models = dict(self._model_cols)
+        vectors = (np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
+                   if rows else np.zeros((0, self.dim), np.float32))
+        per_model = {}
+        for model, col in models.items():
+            have = np.flatnonzero(counts[:, col] > 0)
+            per_model[model] = (have, sums[have, col] / counts[have, col])
+        return vectors, [r[1] for r in rows], per_model
+
     def counts(self) -> dict[str, int]:
         with self._lock:
             subtasks = self._db.execute("SELECT COUNT(*) FROM subtasks").fetchone()[0]

@@ -155,10 +155,11 @@ def test_results_shape_plots_and_router_is_used(tmp_path, embedder, monkeypatch)
     calls = {"predict": 0, "modes": set(), "plan": 0}
     real_predict, real_plan = Router.predict, bench.plan_cascade
 
-    def counting_predict(self, models, class_scores, neighbours, mode="hybrid"):
+    def counting_predict(self, models, class_scores, neighbours, mode="hybrid", embedding=None):
         calls["predict"] += 1
         calls["modes"].add(mode)
-        return real_predict(self, models, class_scores, neighbours, mode)
+        assert embedding is not None and embedding.shape == (embedder.dim,)
+        return real_predict(self, models, class_scores, neighbours, mode, embedding)
 
     def counting_plan(*a, **kw):
         calls["plan"] += 1
@@ -170,14 +171,14 @@ def test_results_shape_plots_and_router_is_used(tmp_path, embedder, monkeypatch)
     out = tmp_path / "out"
     res = bench.run_bench(table, out, folds=3, embedder=embedder, quiet=True)
 
-    assert calls["predict"] == 120 * 3 and calls["modes"] == {"taxonomy", "knn", "hybrid"}
-    assert calls["plan"] >= 120 * len(bench.KNOBS) * 5  # random, oracle, taxonomy, knn, hybrid; + cascade
+    assert calls["predict"] == 120 * 4 and calls["modes"] == {"taxonomy", "knn", "probe", "hybrid"}
+    assert calls["plan"] >= 120 * len(bench.KNOBS) * 6  # random, oracle, taxonomy, knn, probe, hybrid; + cascade
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk == json.loads(json.dumps(res))
     assert list(on_disk) == ["strategies"]
     names = set(on_disk["strategies"])
-    assert names == {"single:weak-7b", "single:strong-xl", "random", "oracle", "taxonomy", "knn", "hybrid",
-                     "cascade"}
+    assert names == {"single:weak-7b", "single:strong-xl", "random", "oracle", "taxonomy", "knn", "probe",
+                     "hybrid", "cascade"}
     for name, s in on_disk["strategies"].items():
         assert set(s) == {"quality", "cost", "apgr", "cpt50", "cpt80", "curve"}, name
         assert all(len(pt) == 2 for pt in s["curve"]) and s["curve"]
@@ -194,7 +195,7 @@ def test_informed_routers_beat_random(tmp_path, embedder):
     table = two_model_table(tmp_path / "two.csv", n=360, seed=5)
     s = bench.run_bench(table, tmp_path / "out", folds=5, embedder=embedder, quiet=True, plot=False)["strategies"]
     assert s["oracle"]["apgr"] > s["hybrid"]["apgr"]
-    for name in ("taxonomy", "knn", "hybrid"):
+    for name in ("taxonomy", "knn", "probe", "hybrid"):
         assert s[name]["apgr"] > s["random"]["apgr"] + 0.2, (name, s[name]["apgr"], s["random"]["apgr"])
         assert s[name]["cpt50"] < 45
     assert 0.3 < s["random"]["apgr"] < 0.7

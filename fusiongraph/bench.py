@@ -69,7 +69,8 @@ on the same test rows. The curve saved for such tables is the fine curve (sample
 
 Online mode
 -----------
-``online=True`` also replays the table in its order with an initially empty store: each window of
+``online=True`` also replays the table in its order (``shuffle_online=True``: in an order shuffled by
+``seed``) with an initially empty store: each window of
 prompts is routed (hybrid) with only the outcomes recorded before it, then recorded; per window the
 quality at a fixed cost (half the mean cost of the best single model; 50 % strong calls on a two-model
 table), a random router's quality at that cost on the same window (a random mixture of weak and strong on
@@ -329,7 +330,7 @@ def _load(path, label: str) -> tuple[OutcomeTable, int]:
 
 
 def run_bench(table_path, out_dir, test_path=None, folds: int = 5, online: bool = False, seed: int = 0,
-              cache_path=None, *, embedder=None, k: int | None = None, min_similarity: float | None = None,
+              cache_path=None, *, shuffle_online: bool = False, embedder=None, k: int | None = None, min_similarity: float | None = None,
               router_params: dict | None = None, quiet: bool = False, plot: bool = True,
               progress: Callable[[str], None] | None = None) -> dict:
     """Replay the routing strategies on an outcome table; write results.json and frontier.png to out_dir.
@@ -444,7 +445,8 @@ def run_bench(table_path, out_dir, test_path=None, folds: int = 5, online: bool 
     if online:
         results["online"] = run_online(test if test_path else train, vec_test if test_path else vec_train,
                                        cls_test if test_path else cls_train, scores_test, costs, models,
-                                       by_cost, strategies, k, min_similarity, router_params, embedder)
+                                       by_cost, strategies, k, min_similarity, router_params, embedder,
+                                       order_seed=seed if shuffle_online else None)
     info["seconds"]["total"] = round(time.perf_counter() - started, 2)
 
     out_dir = Path(out_dir)
@@ -548,8 +550,10 @@ def _check_two_model(p, e, pick, weak, strong, knob, rule) -> None:
 # ------------------------------------------------------------------------------------------ online
 def run_online(table: OutcomeTable, vectors: np.ndarray, classes: list, class_scores: list[dict],
                costs: CostModel, models: list[str], by_cost: list[str], strategies: dict, k: int,
-               min_similarity: float, router_params: dict, embedder, windows: int = 20) -> dict:
-    """Replay the table in order, routing each window with only the outcomes recorded before it."""
+               min_similarity: float, router_params: dict, embedder, windows: int = 20,
+               order_seed: int | None = None) -> dict:
+    """Replay the table in order (or shuffled by `order_seed`), routing each window with only the outcomes
+    recorded before it."""
     n, m = table.scores.shape
     two = m == 2
     best_single = max((s for s in strategies if s.startswith("single:")), key=lambda s: strategies[s]["quality"])
@@ -562,8 +566,9 @@ def run_online(table: OutcomeTable, vectors: np.ndarray, classes: list, class_sc
     points = []
     replay = Replay({"hybrid": np.zeros((n, m))}, {"hybrid": np.zeros((n, m), bool)})
     seen_outcomes = 0
+    order = np.arange(n) if order_seed is None else np.random.default_rng(order_seed).permutation(n)
     for start in range(0, n, size):
-        rows = np.arange(start, min(start + size, n))
+        rows = order[start:start + size]
         _route_rows(router, models, vectors, class_scores, table.prompts, rows, k, min_similarity, ("hybrid",),
                     replay, known)
         p, e = replay.p["hybrid"][rows], replay.e["hybrid"][rows]
@@ -592,7 +597,8 @@ def run_online(table: OutcomeTable, vectors: np.ndarray, classes: list, class_sc
                 table.tokens[rows] if table.tokens is not None else None, models, known)
         seen_outcomes += int((~np.isnan(sc)).sum())
     store.close()
-    return {"mode": "hybrid", "cost": budget, "window": size, "best_single": best_single,
+    return {"mode": "hybrid", "order": "table" if order_seed is None else f"shuffled (seed {order_seed})",
+            "cost": budget, "window": size, "best_single": best_single,
             "best_single_quality": strategies[best_single]["quality"], "points": points}
 
 
@@ -654,7 +660,7 @@ def plot_learning(online: dict, path: Path) -> None:
         ax2.legend(loc="lower right", fontsize=8)
     ax.set_xlabel("outcomes seen")
     ax.set_ylabel("quality")
-    ax.set_title("Online replay: routing with only the outcomes seen so far")
+    ax.set_title(f"Online replay ({online.get('order', 'table')} order): routing with only the outcomes seen so far")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()

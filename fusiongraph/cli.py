@@ -180,14 +180,16 @@ def bench(
     folds: int = typer.Option(5, "--folds", help="Cross-validation folds (without --test)."),
     online: bool = typer.Option(False, "--online", help="Also replay in order, learning as it goes."),
     out: str = typer.Option("bench-out", "--out", help="Directory for results.json and the plots."),
-    seed: int = typer.Option(0, "--seed"),
+    shuffle: bool = typer.Option(False, "--shuffle", help="With --online: replay in a shuffled order (--seed)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the fold split (and of --shuffle)."),
     cache: Optional[str] = typer.Option(None, "--cache", help="Embedding cache (SQLite)."),
 ) -> None:
     """Replay routing strategies on recorded outcomes: quality, cost, curves, RouteLLM's APGR/CPT."""
     from fusiongraph.bench import run_bench
 
     try:
-        run_bench(table, out, test_path=test, folds=folds, online=online, seed=seed, cache_path=cache)
+        run_bench(table, out, test_path=test, folds=folds, online=online, seed=seed, cache_path=cache,
+                  shuffle_online=shuffle)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
 

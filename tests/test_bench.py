@@ -219,6 +219,22 @@ def test_taxonomy_classifier_without_category_and_online(tmp_path, embedder):
     assert json.loads((out / "results.json").read_text())["online"]["points"] == pts
 
 
+def test_shuffled_online_replay_learns_each_topic_before_the_table_reaches_it(tmp_path, embedder):
+    """A table sorted by topic: in order, each topic's first window routes blind; shuffled, it has been seen."""
+    path = two_model_table(tmp_path / "two.csv", n=360, seed=4)
+    rows = list(csv.reader(open(path)))
+    header, body = rows[0], sorted(rows[1:], key=lambda r: TOPICS.index(r[1]))
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([header, *body])
+    in_order = bench.run_bench(path, tmp_path / "a", folds=3, embedder=embedder, quiet=True, plot=False, online=True)
+    shuffled = bench.run_bench(path, tmp_path / "b", folds=3, embedder=embedder, quiet=True, plot=False, online=True,
+                               shuffle_online=True, seed=1)
+    assert in_order["online"]["order"] == "table" and shuffled["online"]["order"] == "shuffled (seed 1)"
+    gain = lambda res: np.mean([p["quality"] - p["random_quality"] for p in res["online"]["points"][2:]])  # noqa: E731
+    assert gain(shuffled) > gain(in_order) + 0.01
+    assert gain(shuffled) > 0.02
+
+
 def test_multi_model_costs_and_separate_test_table(tmp_path, embedder, monkeypatch):
     train = three_model_table(tmp_path / "train.csv", n=180, seed=1)
     test = three_model_table(tmp_path / "test.csv", n=90, seed=2)

@@ -330,9 +330,9 @@ def _load(path, label: str) -> tuple[OutcomeTable, int]:
 
 
 def run_bench(table_path, out_dir, test_path=None, folds: int = 5, online: bool = False, seed: int = 0,
-              cache_path=None, *, shuffle_online: bool = False, embedder=None, k: int | None = None, min_similarity: float | None = None,
-              router_params: dict | None = None, quiet: bool = False, plot: bool = True,
-              progress: Callable[[str], None] | None = None) -> dict:
+              cache_path=None, *, shuffle_online: bool = False, embedder=None, k: int | None = None,
+              min_similarity: float | None = None, router_params: dict | None = None, quiet: bool = False,
+              plot: bool = True, progress: Callable[[str], None] | None = None) -> dict:
     """Replay the routing strategies on an outcome table; write results.json and frontier.png to out_dir.
 
     ``embedder`` defaults to MiniLM with an on-disk cache at ``cache_path`` (default: the user cache dir);

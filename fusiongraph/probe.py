@@ -8,18 +8,24 @@ prior that the neighbours then correct (see :mod:`fusiongraph.routing`).
 It is fitted from the outcome store itself, so there is no training step to run: it is fitted when
 first needed, and refitted once the store has grown by `refit_growth` (in a background thread for a
 live graph, in line for the replay benchmark). Between fits, new outcomes act at once through the
-neighbours. Its weights live only in memory (the store is the source of truth): nothing is pickled.
+neighbours. A fit is saved beside an on-disk store (`probe.npz`, plain arrays: nothing is pickled), so
+the next process (a CLI run, another server worker) starts from it instead of refitting; it is only a
+cache of what the store says, and an unreadable one is ignored.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 log = logging.getLogger(__name__)
+
+PROBE_FILE = "probe.npz"
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,25 @@ class ProbeFit:
     classes: dict[str, int]  # task class -> feature column after the embedding
     weights: dict[str, tuple[np.ndarray, float]]  # model -> (coefficients, intercept)
     outcomes: int  # store.outcomes_folded when fitted
+
+    def save(self, path: Path) -> None:
+        """Plain arrays via a temp file and an atomic rename."""
+        models = sorted(self.weights)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp.npz")
+        dim = len(next(iter(self.weights.values()))[0]) if models else 0
+        np.savez(tmp, classes=np.array(sorted(self.classes, key=self.classes.get), dtype=str),
+                 models=np.array(models, dtype=str), outcomes=np.array(self.outcomes),
+                 coef=np.array([self.weights[m][0] for m in models]).reshape(len(models), dim),
+                 intercept=np.array([self.weights[m][1] for m in models]))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> ProbeFit:
+        with np.load(path, allow_pickle=False) as z:
+            classes = {str(c): i for i, c in enumerate(z["classes"])}
+            weights = {str(m): (z["coef"][i].astype(np.float64), float(z["intercept"][i]))
+                       for i, m in enumerate(z["models"])}
+            return cls(classes, weights, int(z["outcomes"]))
 
 
 class SuccessProbe:
@@ -40,9 +65,20 @@ class SuccessProbe:
         self.max_subtasks = max_subtasks
         self.refit_growth = refit_growth
         self.background = background
-        self._fit: ProbeFit | None = None
         self._lock = threading.Lock()
         self._fitting = False
+        directory = getattr(store, "directory", None)
+        self.path = Path(directory) / PROBE_FILE if directory is not None else None
+        self._fit: ProbeFit | None = self._load()
+
+    def _load(self) -> ProbeFit | None:
+        if self.path is None or not self.path.exists():
+            return None
+        try:
+            return ProbeFit.load(self.path)
+        except Exception as exc:  # only a cache: refit from the store
+            log.warning("success probe %s unreadable (%s); it will be refitted from the store", self.path, exc)
+            return None
 
     # ------------------------------------------------------------------ fitting
     def fit(self) -> ProbeFit:
@@ -71,6 +107,11 @@ class SuccessProbe:
             weights[model] = (model_fit.coef_[0].astype(np.float64), float(model_fit.intercept_[0]))
         fit = ProbeFit(cols, weights, seen)
         self._fit = fit
+        if self.path is not None:
+            try:
+                fit.save(self.path)
+            except OSError as exc:  # a read-only store still routes; the next process refits
+                log.warning("could not save the success probe to %s: %s", self.path, exc)
         return fit
 
     def _refit_in_background(self) -> None:

@@ -111,10 +111,10 @@ class Router:
             if mode == "taxonomy":
                 out[m] = Prediction(rate, 0.0, rate, class_n)
                 continue
-            prior = rate if probe is None else 0.5 * (rate + probe)
             if mode == "probe":  # the probe alone (the class rate where the model has no fit yet)
                 out[m] = Prediction(rate if probe is None else probe, 0.0, rate, class_n, probe)
                 continue
+            prior = rate if probe is None else 0.5 * (rate + probe)
             w_sum, ws_sum = 0.0, 0.0
             for nb in neighbours:
                 if m in nb.outcomes:

@@ -95,3 +95,23 @@ def test_the_graph_route_uses_the_probe():
     on_bad = router.route(bad, {"math": 1.0}, **kw)
     assert on_good.predictions["a"].p_success > on_bad.predictions["a"].p_success + 0.3
     assert on_good.predictions["a"].probe is not None
+
+
+def test_a_fit_is_saved_beside_the_store_and_reused_by_the_next_process(tmp_path, monkeypatch, caplog):
+    store = OutcomeStore(tmp_path, DIM, "t")
+    fill(store, 300)
+    x = unit([1, 0.2, 0, 0, 0, 0, 0, 0])
+    fitted = SuccessProbe(store, background=False).predict(x, {"math": 1.0}, ["a", "b"])
+    assert (tmp_path / "probe.npz").exists()
+    store.close()
+
+    reopened = OutcomeStore(tmp_path, DIM, "t")
+    monkeypatch.setattr(SuccessProbe, "fit", lambda self: pytest.fail("refitted although a current fit was saved"))
+    again = SuccessProbe(reopened, background=False).predict(x, {"math": 1.0}, ["a", "b"])
+    assert again == pytest.approx(fitted)
+    monkeypatch.undo()
+
+    (tmp_path / "probe.npz").write_bytes(b"not an npz")  # only a cache: ignored, refitted from the store
+    probe = SuccessProbe(reopened, background=False)
+    assert "unreadable" in caplog.text
+    assert probe.predict(x, {"math": 1.0}, ["a", "b"]) == pytest.approx(fitted)

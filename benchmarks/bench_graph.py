@@ -90,7 +90,7 @@ def overhead(runs: int) -> None:
                 vec = embedder.embed_one(s)
                 cls = res.taxonomy.classify(vec, embedder)
                 res.router.route(vec, cls.scores, cls.confidence, ["m"], ["m"], k=16, min_similarity=0.5,
-                                 min_neighbours=4, taxonomy_confidence=0.5, skip_below=0.25)
+                                 min_neighbours=4, taxonomy_confidence=0.5, price_sensitivity=0.02)
                 answer = chats["m"].invoke([HumanMessage(s)]).text
                 chats["judge"].invoke([HumanMessage(f"Candidate answer:\n{answer}")])
                 store.record(s, vec, cls.task_class, [Outcome("m", 1.0, True)])

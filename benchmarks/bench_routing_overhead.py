@@ -82,7 +82,7 @@ def main() -> None:
             def route(vec):
                 cls = taxonomy.classify(vec, embedder)
                 return router.route(vec, cls.scores, cls.confidence, MODELS, MODELS, k=args.k, min_similarity=0.0,
-                                    min_neighbours=4, taxonomy_confidence=0.5, skip_below=0.25)
+                                    min_neighbours=4, taxonomy_confidence=0.5, price_sensitivity=0.02)
 
             vecs = [embedder.embed_one(f"warm {i}") for i in range(10)]
             [route(v) for v in vecs]

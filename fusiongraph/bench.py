@@ -93,12 +93,12 @@ import numpy as np
 from platformdirs import user_cache_dir
 
 from fusiongraph.context import FusionContext
-from fusiongraph.routing import Prediction, Router, plan_cascade
+from fusiongraph.routing import (COST_FLOOR, JointRates, Prediction, Router, explore_bonus, plan_utility,
+                                 utilities)
 from fusiongraph.tables import OutcomeTable, TableError, load_table, row_outcomes
 from store.outcomes import OutcomeStore, text_hash
 
-KNOBS = np.round(np.linspace(0.0, 1.0, 41), 4)
-DEFAULT_KNOB = 0.5
+LAMBDAS = np.round(np.concatenate([[0.0], np.geomspace(0.001, 0.5, 33)]), 6)  # price_sensitivity sweep
 MODES = ("taxonomy", "knn", "probe", "hybrid")
 ROUTED = ("random", *MODES, "cascade")
 
@@ -106,7 +106,8 @@ ROUTED = ("random", *MODES, "cascade")
 def _context_defaults() -> dict:
     """The graph's routing knobs (k, min_similarity, quality_threshold) from FusionContext's defaults."""
     c = FusionContext()
-    return {"k": c.k, "min_similarity": c.min_similarity, "accept": c.quality_threshold}
+    return {"k": c.k, "min_similarity": c.min_similarity, "accept": c.quality_threshold,
+            "price_sensitivity": c.price_sensitivity, "explore": c.explore}
 
 
 def default_cache_path() -> Path:
@@ -117,8 +118,9 @@ def default_cache_path() -> Path:
 @dataclass
 class CostModel:
     order: list[int]  # model column indices, cheapest first
-    per_prompt: np.ndarray  # (n, m) cost of each model's answer on each prompt
+    per_prompt: np.ndarray  # (n, m) cost of each model's answer on each (test) prompt
     unit: str
+    means: np.ndarray  # (m,) each model's mean cost on the training rows
 
     def models_by_cost(self, models: list[str]) -> list[str]:
         return [models[j] for j in self.order]
@@ -133,22 +135,26 @@ def cost_model(train: OutcomeTable, test: OutcomeTable) -> CostModel:
         means = np.where(np.isnan(means), 0.0, means)
         return np.where(np.isnan(matrix), means, matrix)
 
+    def means(ref: np.ndarray) -> np.ndarray:
+        return np.nan_to_num(np.nanmean(ref, axis=0), nan=0.0)
+
     if train.costs is not None and test.costs is not None:
         order = list(np.argsort(np.nanmean(train.costs, axis=0), kind="stable"))
-        return CostModel(order, filled(test.costs, train.costs), "USD per prompt")
+        return CostModel(order, filled(test.costs, train.costs), "USD per prompt", means(train.costs))
     if m == 2:
         order = list(np.argsort(np.nanmean(train.scores, axis=0), kind="stable"))
         per = np.zeros((n, 2))
         per[:, order[1]] = 1.0
-        return CostModel(order, per, "share of calls to the strong model")
+        return CostModel(order, per, "share of calls to the strong model", per[0].copy())
     if train.tokens is not None and test.tokens is not None:
         order = list(np.argsort(np.nanmean(train.tokens, axis=0), kind="stable"))
-        return CostModel(order, filled(test.tokens, train.tokens), "output tokens per prompt (cost proxy)")
+        return CostModel(order, filled(test.tokens, train.tokens), "output tokens per prompt (cost proxy)",
+                         means(train.tokens))
     order = list(np.argsort(np.nanmean(train.scores, axis=0), kind="stable"))
     per = np.zeros((n, m))
     for rank, j in enumerate(order):
         per[:, j] = rank / max(m - 1, 1)
-    return CostModel(order, per, "cost rank (0 = cheapest, 1 = costliest)")
+    return CostModel(order, per, "cost rank (0 = cheapest, 1 = costliest)", per[0].copy() if n else np.zeros(m))
 
 
 # ----------------------------------------------------------------------------------------- metrics
@@ -179,45 +185,83 @@ def routellm_metrics(xs: np.ndarray, qs: np.ndarray, q_weak: float, q_strong: fl
     return out
 
 
-MARGINS = np.round(np.linspace(-1.0, 1.0, 41), 4)
+# ------------------------------------------------------------------------ many-model metrics
+def hull(points) -> np.ndarray:
+    """The non-decreasing upper convex hull of (cost, quality) points: what mixtures of them can reach."""
+    pts = sorted({(float(c), float(q)) for c, q in points})
+    best: list[tuple[float, float]] = []
+    for c, q in pts:  # non-decreasing: drop points no better than a cheaper one
+        if not best or q > best[-1][1] + 1e-12:
+            if best and abs(best[-1][0] - c) < 1e-15:
+                best.pop()
+            best.append((c, q))
+    upper: list[tuple[float, float]] = []
+    for pt in best:  # upper hull (concave from above), monotone chain
+        while len(upper) >= 2:
+            (c1, q1), (c2, q2) = upper[-2], upper[-1]
+            if (c2 - c1) * (pt[1] - q1) - (q2 - q1) * (pt[0] - c1) >= 0:
+                upper.pop()
+            else:
+                break
+        upper.append(pt)
+    return np.asarray(upper, dtype=float).reshape(-1, 2)
 
 
-def routing_score(p: np.ndarray, e: np.ndarray, weak: int, strong: int, rule: str = "margin") -> np.ndarray:
-    """Per prompt, the value below which the knob sends it to the strong model (see the module docstring).
+def hull_quality(h: np.ndarray, cost: float) -> float | None:
+    """Best quality reachable at mean cost <= `cost` on hull `h`; None below its cheapest point."""
+    if not len(h) or cost < h[0, 0] - 1e-15:
+        return None
+    return float(np.interp(cost, h[:, 0], h[:, 1]))  # flat past the last point
 
-    ``rule="margin"``: strong iff ``r < -margin``; ``rule="skip_below"``: strong iff ``r < skip_below``.
+
+def many_model_metrics(points, c_min: float, c_max: float, best_quality: float, best_cost: float) -> dict:
+    """RouterBench's AIQ, the cost of matching the best single model, and quality at a quarter of its cost.
+
+    AIQ = mean over costs in [c_min, c_max] (cheapest and costliest single model) of the hull's quality,
+    0 below the strategy's cheapest point. ``match_best_cost`` = the least mean cost at which the hull
+    reaches `best_quality` (None if never); ``quality_at_quarter_cost`` = the hull's quality at 25 % of
+    `best_cost` (None when the strategy has no point that cheap).
     """
-    pw, ps = p[:, weak], p[:, strong]
-    if rule == "margin":
-        return np.where(e[:, weak] & e[:, strong], -(ps - pw), np.inf)
-    if rule == "skip_below":
-        never = ~e[:, weak] | (e[:, strong] & (ps <= pw))
-        return np.where(never, np.inf, pw)
-    raise ValueError(f"unknown rule {rule!r}")
+    h = hull(points)
+    out = {"aiq": None, "match_best_cost": None, "quality_at_quarter_cost": None}
+    if c_max > c_min:
+        grid = np.linspace(c_min, c_max, 2001)
+        vals = [hull_quality(h, c) for c in grid]
+        out["aiq"] = float(np.trapezoid([0.0 if v is None else v for v in vals], grid) / (c_max - c_min))
+    reach = np.flatnonzero(h[:, 1] >= best_quality - 1e-9) if len(h) else []
+    if len(reach):
+        i = int(reach[0])
+        if i == 0:
+            out["match_best_cost"] = float(h[0, 0])
+        else:
+            (c0, q0), (c1, q1) = h[i - 1], h[i]
+            out["match_best_cost"] = float(c0 + (best_quality - q0) / (q1 - q0) * (c1 - c0))
+    out["quality_at_quarter_cost"] = hull_quality(h, 0.25 * best_cost)
+    return out
 
 
-def two_model_curve(p: np.ndarray, e: np.ndarray, scores: np.ndarray, weak: int, strong: int,
-                    rule: str = "margin") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The fine quality vs. strong-share curve of ``plan_cascade`` thresholds (see the module docstring).
+def routing_score(q: np.ndarray, weak: int, strong: int) -> np.ndarray:
+    """Two models: per prompt, the negated predicted advantage of the strong one, -(q_strong - q_weak).
 
-    Returns (routing scores r, strong shares, qualities); r is +inf where the strong model is never picked.
+    The utility rule picks the strong model exactly when ``r < -threshold``, threshold =
+    ``price_sensitivity * (g_strong - g_weak)`` (module docstring); q is the success with its bonus.
     """
-    r = routing_score(p, e, weak, strong, rule)
+    return -(q[:, strong] - q[:, weak])
+
+
+def two_model_curve(q: np.ndarray, scores: np.ndarray, weak: int, strong: int
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The fine quality vs. strong-share curve of every threshold (see the module docstring)."""
+    r = routing_score(q, weak, strong)
     n = len(r)
     sw, ss = scores[:, weak], scores[:, strong]
     order = np.argsort(r, kind="stable")
-    gain = (ss - sw)[order]
-    cum = np.concatenate([[0.0], np.cumsum(gain)])
+    cum = np.concatenate([[0.0], np.cumsum((ss - sw)[order])])
     rs = r[order]
-    finite = int(np.isfinite(rs).sum())
-    # a point after each group of equal r (threshold semantics: ties go together)
-    ends = [0] + [i + 1 for i in range(finite) if i + 1 == finite or rs[i + 1] != rs[i]]
-    xs = [c / n for c in ends]
-    qs = [(sw.sum() + cum[c]) / n for c in ends]
-    if xs[-1] < 1.0:  # the tail: a straight line to always-strong
-        xs.append(1.0)
-        qs.append(float(ss.mean()))
-    return r, np.asarray(xs), np.asarray(qs)
+    ends = [0] + [i + 1 for i in range(n) if i + 1 == n or rs[i + 1] != rs[i]]
+    xs = np.asarray([c / n for c in ends])
+    qs = np.asarray([(sw.sum() + cum[c]) / n for c in ends])
+    return r, xs, qs
 
 
 def _downsample(xs: np.ndarray, qs: np.ndarray, most: int = 201) -> list[list[float]]:
@@ -232,39 +276,62 @@ def _downsample(xs: np.ndarray, qs: np.ndarray, most: int = 201) -> list[list[fl
 class Replay:
     """Pooled out-of-fold predictions for the test rows."""
 
-    p: dict[str, np.ndarray] = field(default_factory=dict)  # mode -> (n, m) p_success
-    e: dict[str, np.ndarray] = field(default_factory=dict)  # mode -> (n, m) has_evidence
+    p: dict[str, np.ndarray] = field(default_factory=dict)  # mode -> (n, m) predicted success
+    c: dict[str, np.ndarray] = field(default_factory=dict)  # mode -> (n, m) predicted cost
+    n_out: np.ndarray | None = None  # (n, m) each model's outcome count in the row's training store
+    joint: list[JointRates] = field(default_factory=list)  # per training store (fold)
+    joint_of: np.ndarray | None = None  # (n,) index into `joint` of the row's store
     router_calls: int = 0
 
+    @classmethod
+    def empty(cls, n: int, m: int, modes) -> "Replay":
+        return cls({mo: np.zeros((n, m)) for mo in modes}, {mo: np.zeros((n, m)) for mo in modes},
+                   np.zeros((n, m), dtype=np.int64), [], np.zeros(n, dtype=int))
 
-def _predictions(p_row: np.ndarray, e_row: np.ndarray, models: list[str]) -> dict[str, Prediction]:
-    """Rebuild the Prediction objects plan_cascade reads (p_success and whether there is evidence)."""
-    return {m: Prediction(float(p_row[j]), 1.0 if e_row[j] else 0.0) for j, m in enumerate(models)}
+
+def _predictions(p_row, c_row, n_row, models: list[str]) -> dict[str, Prediction]:
+    """The Prediction objects plan_utility reads (success, cost, outcome count)."""
+    return {m: Prediction(float(p_row[j]), cost_usd=float(c_row[j]), n_outcomes=int(n_row[j]))
+            for j, m in enumerate(models)}
 
 
-def replay_pick(p: np.ndarray, e: np.ndarray, models: list[str], by_cost: list[str], knob: float,
-                margin: float | None = None) -> np.ndarray:
-    """Column index of plan_cascade's first model for every row."""
+def replay_pick(p: np.ndarray, c: np.ndarray, n_out: np.ndarray, by_cost_idx: list[int], lam: float,
+                explore: float) -> np.ndarray:
+    """Column index of plan_utility's first model for every row (ties to the cheaper model)."""
+    order = np.asarray(by_cost_idx)
+    u = utilities(p[:, order], n_out[:, order], c[:, order], lam, explore)
+    return order[np.argmax(u, axis=1)]
+
+
+def replay_cascade(p: np.ndarray, c: np.ndarray, n_out: np.ndarray, scores: np.ndarray, costs: np.ndarray,
+                   models: list[str], by_cost: list[str], lam: float, accept: float, *, explore: float,
+                   judge_accuracy: float, joints: list[JointRates], joint_of: np.ndarray,
+                   judge_rng: np.random.Generator | None = None, plan_accuracy: float = 0.8
+                   ) -> tuple[float, float, float]:
+    """The graph's cascade replayed: plan_utility's plan, each answer judged, paying for every model tried.
+
+    With ``judge_rng`` the judge agrees with the recorded outcome (score >= accept) with probability
+    `judge_accuracy`; without it the recorded score is a perfect judge. The answer is the first accepted
+    one, else the last tried (the plan ends with its strongest hope). Returns (quality, cost, mean tries).
+    """
     col = {m: j for j, m in enumerate(models)}
-    return np.array([col[plan_cascade(by_cost, _predictions(p[i], e[i], models), knob, margin=margin)[0][0]]
-                     for i in range(len(p))], dtype=int)
-
-
-def replay_cascade(p: np.ndarray, e: np.ndarray, scores: np.ndarray, costs: np.ndarray, models: list[str],
-                   by_cost: list[str], knob: float, accept: float) -> tuple[float, float]:
-    col = {m: j for j, m in enumerate(models)}
-    total_q = total_c = 0.0
+    total_q = total_c = tries = 0.0
     for i in range(len(p)):
-        plan, _ = plan_cascade(by_cost, _predictions(p[i], e[i], models), knob)
-        best = -math.inf
+        plan, _ = plan_utility(by_cost, _predictions(p[i], c[i], n_out[i], models), lam,
+                               judge_accuracy=plan_accuracy, explore=explore, joint=joints[joint_of[i]])
+        answer = None
         for m in plan:
             j = col[m]
             total_c += costs[i, j]
-            best = max(best, scores[i, j])
-            if scores[i, j] >= accept:
+            tries += 1
+            right = scores[i, j] >= accept
+            accepted = right if judge_rng is None else (right if judge_rng.random() < judge_accuracy else not right)
+            answer = scores[i, j]
+            if accepted:
                 break
-        total_q += best
-    return total_q / len(p), total_c / len(p)
+        total_q += answer
+    n = len(p)
+    return total_q / n, total_c / n, tries / n
 
 
 def _build_store(embedder, texts: list[str], vectors: np.ndarray, classes: list[str | None],
@@ -289,17 +356,22 @@ def _record(store, texts, vectors, classes, scores, costs, tokens, models, known
 
 def _route_rows(router: Router, models: list[str], vectors: np.ndarray, class_scores: list[dict],
                 texts: list[str], rows: np.ndarray, k: int, min_similarity: float, modes, out: Replay,
-                known: dict[str, int]) -> None:
+                known: dict[str, int], cost_hint: dict[str, float] | None = None) -> None:
     """Route each row with the store's outcomes; a stored subtask with the row's exact text is left out."""
+    out.joint.append(router.joint())
+    fold = len(out.joint) - 1
     for i in rows:
         sid = known.get(text_hash(texts[i]))
         nbrs = router.neighbours(vectors[i], k, min_similarity, exclude_ids={sid} if sid is not None else None)
         for mode in modes:
-            preds = router.predict(models, class_scores[i], nbrs, mode=mode, embedding=vectors[i])
+            preds = router.predict(models, class_scores[i], nbrs, mode=mode, embedding=vectors[i],
+                                   cost_hint=cost_hint)
             out.router_calls += 1
             for j, m in enumerate(models):
                 out.p[mode][i, j] = preds[m].p_success
-                out.e[mode][i, j] = preds[m].has_evidence
+                out.c[mode][i, j] = preds[m].cost_usd if preds[m].cost_usd is not None else 0.0
+                out.n_out[i, j] = preds[m].n_outcomes
+        out.joint_of[i] = fold
 
 
 def _folds(texts: list[str], folds: int, seed: int) -> np.ndarray:
@@ -332,11 +404,17 @@ def _load(path, label: str) -> tuple[OutcomeTable, int]:
 def run_bench(table_path, out_dir, test_path=None, folds: int = 5, online: bool = False, seed: int = 0,
               cache_path=None, *, shuffle_online: bool = False, embedder=None, k: int | None = None,
               min_similarity: float | None = None, router_params: dict | None = None, quiet: bool = False,
-              plot: bool = True, progress: Callable[[str], None] | None = None) -> dict:
+              plot: bool = True, progress: Callable[[str], None] | None = None, class_column: bool = False,
+              judge_accuracies=(0.85,), price_sensitivity: float | None = None, explore: float | None = None,
+              introduce: tuple[str, int] | None = None) -> dict:
     """Replay the routing strategies on an outcome table; write results.json and frontier.png to out_dir.
 
     ``embedder`` defaults to MiniLM with an on-disk cache at ``cache_path`` (default: the user cache dir);
-    ``k``/``min_similarity`` default to FusionContext's; ``router_params`` override Router's fields.
+    ``k``/``min_similarity``/``price_sensitivity``/``explore`` default to FusionContext's; ``router_params``
+    override Router's fields. Task classes come from the graph's own taxonomy classifier unless
+    ``class_column`` (the table's ``category``, a gold label the live graph does not have). ``cascade@A`` is
+    replayed for each A in ``judge_accuracies``. ``introduce=(MODEL, N)`` (online only) hides MODEL's
+    outcomes before prompt N, and after it records MODEL's outcome only where the cascade tried it.
     Returns the results dict, also written to ``out_dir/results.json`` as exactly
     ``{"strategies": {NAME: {"quality", "cost", ["apgr", "cpt50", "cpt80",] "curve"}}, ["online": {...}]}``;
     run metadata (models by cost, cost unit, class source, knobs, timings) goes to ``out_dir/info.json``.
@@ -346,6 +424,8 @@ def run_bench(table_path, out_dir, test_path=None, folds: int = 5, online: bool 
     k = defaults["k"] if k is None else int(k)
     min_similarity = defaults["min_similarity"] if min_similarity is None else float(min_similarity)
     accept = defaults["accept"]
+    lam = defaults["price_sensitivity"] if price_sensitivity is None else float(price_sensitivity)
+    explore = defaults["explore"] if explore is None else float(explore)
     router_params = dict(router_params or {})
     say = progress or ((lambda s: None) if quiet else (lambda s: print(s, flush=True)))
 
@@ -378,12 +458,14 @@ def run_bench(table_path, out_dir, test_path=None, folds: int = 5, online: bool 
     vec_test = vec_train if test is train else _embed(embedder, test.prompts, "embedding TABLE2", quiet)
     embed_s = time.perf_counter() - t0
 
-    use_category = train.categories is not None and test.categories is not None
-    if use_category:
+    if class_column and (train.categories is None or test.categories is None):
+        raise TableError(f"--class-column: {table_path if train.categories is None else test_path} has no "
+                         f"'category' column")
+    if class_column:
         cls_train = list(train.categories)
         cls_test = list(test.categories)
         scores_test = [{c: 1.0} if c else {} for c in cls_test]
-        class_source = "category column"
+        class_source = "category column (gold labels)"
     else:
         from fusiongraph.taxonomy import Taxonomy
         from store import DEFAULT_TAXONOMY
@@ -399,7 +481,11 @@ def run_bench(table_path, out_dir, test_path=None, folds: int = 5, online: bool 
     costs = cost_model(train, test)
     by_cost = costs.models_by_cost(models)
     n = len(test)
-    replay = Replay({mode: np.zeros((n, m)) for mode in MODES}, {mode: np.zeros((n, m), bool) for mode in MODES})
+    replay = Replay.empty(n, m, MODES)
+    hint = None if costs.unit.startswith("USD") else dict(zip(models, costs.means.tolist()))
+    if introduce is not None and (not online or introduce[0] not in models):
+        raise ValueError(f"--introduce needs --online and a model of the table ({', '.join(models)}), "
+                         f"got {introduce[0]!r}")
 
     t0 = time.perf_counter()
     if test is train:
@@ -411,7 +497,7 @@ def run_bench(table_path, out_dir, test_path=None, folds: int = 5, online: bool 
                                  train.tokens[tr] if train.tokens is not None else None, models)
             router = Router(store, probe_background=False, **router_params)
             _route_rows(router, models, vec_test, scores_test, test.prompts, te, k, min_similarity, MODES, replay,
-                        known)
+                        known, hint)
             store.close()
             say(f"fold {f + 1}/{folds}: trained on {len(tr)} rows, tested on {len(te)}")
     else:
@@ -419,34 +505,33 @@ def run_bench(table_path, out_dir, test_path=None, folds: int = 5, online: bool 
                                     train.tokens, models)
         router = Router(store, probe_background=False, **router_params)
         _route_rows(router, models, vec_test, scores_test, test.prompts, np.arange(n), k, min_similarity,
-                    MODES, replay, known)
+                    MODES, replay, known, hint)
         store.close()
     route_s = time.perf_counter() - t0
 
     rng = np.random.default_rng(seed)
     replay.p["random"] = rng.random((n, m))
-    replay.e["random"] = np.ones((n, m), bool)
-    replay.p["oracle"] = test.scores.copy()
-    replay.e["oracle"] = np.ones((n, m), bool)
 
-    strategies, skip_rule = evaluate(test.scores, costs, models, by_cost, replay, accept)
+    strategies = evaluate(test.scores, costs, models, by_cost, replay, accept, judge_accuracies=judge_accuracies,
+                          explore=explore, default_lambda=lam, seed=seed)
     results = {"strategies": strategies}
     info = {
         "table": str(table_path), "test_table": str(test_path) if test_path else None,
         "folds": folds if test_path is None else None, "rows": n, "models_by_cost": by_cost,
-        "cost_unit": costs.unit, "class_source": class_source, "default_knob": DEFAULT_KNOB,
+        "cost_unit": costs.unit, "class_source": class_source,
+        "price_sensitivity": lam, "explore": explore, "judge_accuracies": list(judge_accuracies),
         "k": k, "min_similarity": min_similarity, "accept_threshold": accept,
         "router": {f: getattr(Router, f) for f in ("class_prior_strength", "neighbour_prior_strength",
                                                    "similarity_power", "probe_c", "probe_min_outcomes")} | router_params,
         "seed": seed, "router_predict_calls": replay.router_calls,
-        "skip_below_rule": skip_rule,
         "seconds": {"embed": round(embed_s, 2), "route": round(route_s, 2)},
     }
     if online:
         results["online"] = run_online(test if test_path else train, vec_test if test_path else vec_train,
                                        cls_test if test_path else cls_train, scores_test, costs, models,
                                        by_cost, strategies, k, min_similarity, router_params, embedder,
-                                       order_seed=seed if shuffle_online else None)
+                                       order_seed=seed if shuffle_online else None, lam=lam, explore=explore,
+                                       introduce=introduce)
     info["seconds"]["total"] = round(time.perf_counter() - started, 2)
 
     out_dir = Path(out_dir)
@@ -470,90 +555,116 @@ def _reorder(table: OutcomeTable, models: list[str]) -> OutcomeTable:
 
 
 def evaluate(scores: np.ndarray, costs: CostModel, models: list[str], by_cost: list[str], replay: Replay,
-             accept: float) -> tuple[dict, dict]:
-    """Headline, curve (and RouteLLM metrics on two-model tables) of every strategy.
-
-    Returns the strategies and, on two-model tables, the RouteLLM metrics of the ``skip_below`` rule.
-    """
+             accept: float, *, judge_accuracies=(0.85,), explore: float = 1.0, default_lambda: float | None = None,
+             seed: int = 0) -> dict:
+    """Headline (at the default price_sensitivity), curve (sweeping it) and metrics of every strategy."""
+    default_lambda = _context_defaults()["price_sensitivity"] if default_lambda is None else default_lambda
     n, m = scores.shape
     rows = np.arange(n)
     per = costs.per_prompt
     out: dict[str, dict] = {}
-    skip_rule: dict[str, dict] = {}
     two = m == 2
-    if two:
-        weak, strong = costs.order[0], costs.order[1]
-        q_weak, q_strong = float(scores[:, weak].mean()), float(scores[:, strong].mean())
+    singles = {j: (float(scores[:, j].mean()), float(per[:, j].mean())) for j in range(m)}
+    best_j = max(singles, key=lambda j: (singles[j][0], -singles[j][1]))
+    best_q, best_c = singles[best_j]
+    c_min, c_max = min(c for _, c in singles.values()), max(c for _, c in singles.values())
+    weak, strong = (costs.order[0], costs.order[-1])
+    q_weak, q_strong = float(scores[:, weak].mean()), float(scores[:, strong].mean())
+
+    def metrics(points) -> dict:
+        return many_model_metrics(points, c_min, c_max, best_q, best_c)
+
     for j, name in enumerate(models):
-        entry = {"quality": float(scores[:, j].mean()), "cost": float(per[:, j].mean())}
-        entry["curve"] = [[round(entry["cost"], 6), round(entry["quality"], 6)]]
+        q, c = singles[j]
+        entry = {"quality": q, "cost": c, "curve": [[round(c, 6), round(q, 6)]], **metrics([(c, q)])}
         if two:
             entry.update(apgr=None, cpt50=None, cpt80=None)
         out[f"single:{name}"] = entry
 
-    for name in ("random", "oracle", *MODES, "cascade"):
-        src = "hybrid" if name == "cascade" else name
-        p, e = replay.p[src], replay.e[src]
+    lambdas = sorted({*LAMBDAS.tolist(), float(default_lambda)})
+    no_bonus = np.full((n, m), 10 ** 9, dtype=np.int64)
+    sources = {"random": (replay.p["random"], replay.c["hybrid"], replay.n_out),
+               "oracle": (scores, per, no_bonus)}
+    sources.update({mode: (replay.p[mode], replay.c[mode], replay.n_out) for mode in MODES if mode in replay.p})
+    for name, (p, c, n_out) in sources.items():
         sweep = []
-        for knob in KNOBS:
-            if name == "cascade":
-                q, c = replay_cascade(p, e, scores, per, models, by_cost, float(knob), accept)
-            else:
-                pick = replay_pick(p, e, models, by_cost, float(knob))
-                q, c = float(scores[rows, pick].mean()), float(per[rows, pick].mean())
-                if two:
-                    _check_two_model(p, e, pick, weak, strong, float(knob), "skip_below")
-            sweep.append((float(knob), q, c))
-        head = next(s for s in sweep if abs(s[0] - DEFAULT_KNOB) < 1e-9)
+        for lam in lambdas:
+            pick = replay_pick(p, c, n_out, costs.order, lam, explore)
+            sweep.append((lam, float(scores[rows, pick].mean()), float(per[rows, pick].mean())))
+            if two:
+                _check_two_model(p, c, n_out, pick, weak, strong, lam, explore)
+        head = next(s for s in sweep if abs(s[0] - default_lambda) < 1e-12)
         entry = {"quality": head[1], "cost": head[2]}
+        pick = replay_pick(p, c, n_out, costs.order, default_lambda, explore)
+        entry["pick_share"] = {models[j]: round(float((pick == j).mean()), 4) for j in range(m) if (pick == j).any()}
         if name == "oracle":  # headline: the cheapest model with the best score on each prompt
             best = scores.max(axis=1, keepdims=True)
             rank = np.empty(m, int)
             rank[costs.order] = np.arange(m)
-            masked = np.where(scores >= best - 1e-12, rank[None, :], m + 1)
-            pick = np.argmin(masked, axis=1)
-            entry = {"quality": float(scores[rows, pick].mean()), "cost": float(per[rows, pick].mean())}
-        if two and name != "cascade":
-            for mu in MARGINS:
-                pick = replay_pick(p, e, models, by_cost, 0.0, margin=float(mu))
-                _check_two_model(p, e, pick, weak, strong, float(mu), "margin")
-            _, xs, qs = two_model_curve(p, e, scores, weak, strong, "margin")
+            pick = np.argmin(np.where(scores >= best - 1e-12, rank[None, :], m + 1), axis=1)
+            entry = {"quality": float(scores[rows, pick].mean()), "cost": float(per[rows, pick].mean()),
+                     "pick_share": {models[j]: round(float((pick == j).mean()), 4) for j in range(m) if (pick == j).any()}}
+        pts = sorted({(round(c_, 6), round(q_, 6)) for _, q_, c_ in sweep})
+        entry["curve"] = [list(pt) for pt in pts]
+        entry.update(metrics(pts))
+        if two:
+            q_eff = np.minimum(p + explore_bonus(p, n_out, explore), 0.999)
+            _, xs, qs = two_model_curve(q_eff, scores, weak, strong)
             entry["curve"] = _downsample(xs, qs)
             entry.update(routellm_metrics(xs, qs, q_weak, q_strong))
-            _, xs2, qs2 = two_model_curve(p, e, scores, weak, strong, "skip_below")
-            skip_rule[name] = routellm_metrics(xs2, qs2, q_weak, q_strong)
-        else:
-            pts = sorted({(round(c, 6), round(q, 6)) for _, q, c in sweep})
-            entry["curve"] = [list(pt) for pt in pts]
-            if two:  # cascade: its knob points, closed with the single models (random mixtures)
-                xs = np.array([0.0, *[c for _, _, c in sweep], 1.0])
-                qs = np.array([q_weak, *[q for _, q, _ in sweep], q_strong])
-                entry.update(routellm_metrics(xs, qs, q_weak, q_strong))
-        entry["knob_sweep"] = [[k_, round(q, 6), round(c, 6)] for k_, q, c in sweep]
         out[name] = entry
-    # results.json holds exactly quality/cost/(apgr/cpt)/curve per strategy; the sweep stays internal
-    for entry in out.values():
-        entry.pop("knob_sweep", None)
-    return out, skip_rule
+
+    if "hybrid" in replay.p:
+        p, c = replay.p["hybrid"], replay.c["hybrid"]
+        cascade_lambdas = sorted({*LAMBDAS[::3].tolist(), float(default_lambda)})
+        for acc in (None, *judge_accuracies):
+            name = "cascade" if acc is None else f"cascade@{acc:g}"
+            sweep = []
+            for lam in cascade_lambdas:
+                rng = None if acc is None else np.random.default_rng(seed)
+                q, cst, tries = replay_cascade(p, c, replay.n_out, scores, per, models, by_cost, lam, accept,
+                                               explore=explore, judge_accuracy=acc or 1.0, joints=replay.joint,
+                                               joint_of=replay.joint_of, judge_rng=rng,
+                                               plan_accuracy=0.999 if acc is None else acc)
+                sweep.append((lam, q, cst, tries))
+            head = next(s for s in sweep if abs(s[0] - default_lambda) < 1e-12)
+            pts = sorted({(round(c_, 6), round(q_, 6)) for _, q_, c_, _ in sweep})
+            entry = {"quality": head[1], "cost": head[2], "tries": round(head[3], 4), "curve": [list(x) for x in pts],
+                     **metrics(pts)}
+            if two:
+                xs = np.array([0.0, *[x for x, _ in pts], 1.0])
+                qs = np.array([q_weak, *[y for _, y in pts], q_strong])
+                entry.update(routellm_metrics(xs, qs, q_weak, q_strong))
+            out[name] = entry
+    return out
 
 
-def _check_two_model(p, e, pick, weak, strong, knob, rule) -> None:
-    """The routing-score rule must be exactly what plan_cascade decided at this knob."""
-    r = routing_score(p, e, weak, strong, rule)
-    expected = np.where(r < (-knob if rule == "margin" else knob), strong, weak)
-    if not np.array_equal(expected, pick):
-        bad = int(np.flatnonzero(expected != pick)[0])
-        raise AssertionError(f"two-model {rule} rule disagrees with plan_cascade at {rule}={knob} "
-                             f"on row {bad}: p={p[bad].tolist()}, evidence={e[bad].tolist()}")
+def _check_two_model(p, c, n_out, pick, weak, strong, lam, explore) -> None:
+    """With two models the utility rule must be RouteLLM's threshold on the strong model's advantage."""
+    q = np.minimum(p + explore_bonus(p, n_out, explore), 0.999)
+    cc = np.nan_to_num(c, nan=0.0)
+    top = cc.max(axis=1)
+    floor = np.where(top > 0, COST_FLOOR * top, 1.0)
+    threshold = lam * (np.log2(cc[:, strong] + floor) - np.log2(cc[:, weak] + floor))
+    expected = np.where(routing_score(q, weak, strong) < -threshold - 1e-12, strong, weak)
+    close = np.abs(routing_score(q, weak, strong) + threshold) < 1e-9  # float ties may go either way
+    bad = np.flatnonzero((expected != pick) & ~close)
+    if len(bad):
+        i = int(bad[0])
+        raise AssertionError(f"two-model threshold rule disagrees with plan_utility at price_sensitivity={lam} "
+                             f"on row {i}: q={q[i].tolist()}, cost={cc[i].tolist()}")
 
 
 # ------------------------------------------------------------------------------------------ online
 def run_online(table: OutcomeTable, vectors: np.ndarray, classes: list, class_scores: list[dict],
                costs: CostModel, models: list[str], by_cost: list[str], strategies: dict, k: int,
                min_similarity: float, router_params: dict, embedder, windows: int = 20,
-               order_seed: int | None = None) -> dict:
+               order_seed: int | None = None, *, lam: float, explore: float,
+               introduce: tuple[str, int] | None = None) -> dict:
     """Replay the table in order (or shuffled by `order_seed`), routing each window with only the outcomes
-    recorded before it."""
+    recorded before it. With `introduce` = (MODEL, N): MODEL's outcomes are hidden before prompt N; from N
+    on, MODEL's outcome is recorded only on prompts where the cascade plan (at `lam`) tried it, as the live
+    graph records only what it ran (bandit feedback) -- so a new model is learnt only if it is explored."""
     n, m = table.scores.shape
     two = m == 2
     best_single = max((s for s in strategies if s.startswith("single:")), key=lambda s: strategies[s]["quality"])
@@ -563,43 +674,81 @@ def run_online(table: OutcomeTable, vectors: np.ndarray, classes: list, class_sc
     router = Router(store, probe_background=False, **router_params)
     size = max(1, math.ceil(n / windows))
     per = costs.per_prompt
+    hint = None if costs.unit.startswith("USD") else dict(zip(models, costs.means.tolist()))
     points = []
-    replay = Replay({"hybrid": np.zeros((n, m))}, {"hybrid": np.zeros((n, m), bool)})
+    replay = Replay.empty(n, m, ("hybrid",))
     seen_outcomes = 0
+    new_j = models.index(introduce[0]) if introduce else None
     order = np.arange(n) if order_seed is None else np.random.default_rng(order_seed).permutation(n)
     for start in range(0, n, size):
         rows = order[start:start + size]
         _route_rows(router, models, vectors, class_scores, table.prompts, rows, k, min_similarity, ("hybrid",),
-                    replay, known)
-        p, e = replay.p["hybrid"][rows], replay.e["hybrid"][rows]
-        sc = table.scores[rows]
+                    replay, known, hint)
+        p, c, n_out = replay.p["hybrid"][rows], replay.c["hybrid"][rows], replay.n_out[rows]
+        sc = table.scores[rows].copy()
+        pc = per[rows]
+        idx = np.arange(len(rows))
         point = {"prompts_seen": int(start), "outcomes_seen": int(seen_outcomes), "window": len(rows)}
         if two:
             weak, strong = costs.order
-            _, xs, qs = two_model_curve(p, e, sc, weak, strong)
+            q_eff = np.minimum(p + explore_bonus(p, n_out, explore), 0.999)
+            _, xs, qs = two_model_curve(q_eff, sc, weak, strong)
             point["quality"] = float(np.interp(budget, xs, qs))
             point["random_quality"] = float((1 - budget) * sc[:, weak].mean() + budget * sc[:, strong].mean())
             point.update(routellm_metrics(xs, qs, float(sc[:, weak].mean()), float(sc[:, strong].mean())))
         else:
-            pc = per[rows]
             curve = []
-            for knob in KNOBS:
-                pick = replay_pick(p, e, models, by_cost, float(knob))
-                idx = np.arange(len(rows))
+            for knob in LAMBDAS:
+                pick = replay_pick(p, c, n_out, costs.order, float(knob), explore)
                 curve.append((float(pc[idx, pick].mean()), float(sc[idx, pick].mean())))
-            within = [q for c, q in curve if c <= budget + 1e-12]
+            within = [q for c_, q in curve if c_ <= budget + 1e-12]
             point["quality"] = float(max(within)) if within else float(min(curve)[1])
             afford = [j for j in range(m) if per[rows, j].mean() <= budget + 1e-12]
             point["random_quality"] = float(sc[:, afford].mean()) if afford else None
+        pick = replay_pick(p, c, n_out, costs.order, lam, explore)
+        point["default_quality"] = float(sc[idx, pick].mean())
+        point["default_cost"] = float(pc[idx, pick].mean())
+        if new_j is not None:
+            point["introduced_share"] = float((pick == new_j).mean())
+            if start < introduce[1]:
+                sc[:, new_j] = np.nan
+            else:  # only where the cascade's plan would have run it
+                tried = np.zeros(len(rows), bool)
+                for r, i in enumerate(rows):
+                    plan, _ = plan_utility(by_cost, _predictions(p[r], c[r], n_out[r], models), lam,
+                                           explore=explore, joint=router.joint())
+                    tried[r] = introduce[0] in plan
+                sc[~tried, new_j] = np.nan
+                point["introduced_tried"] = float(tried.mean())
         points.append(point)
         _record(store, [table.prompts[i] for i in rows], vectors[rows], [classes[i] for i in rows], sc,
                 per[rows] if costs.unit.startswith("USD") else None,
                 table.tokens[rows] if table.tokens is not None else None, models, known)
         seen_outcomes += int((~np.isnan(sc)).sum())
     store.close()
-    return {"mode": "hybrid", "order": "table" if order_seed is None else f"shuffled (seed {order_seed})",
-            "cost": budget, "window": size, "best_single": best_single,
-            "best_single_quality": strategies[best_single]["quality"], "points": points}
+    out = {"mode": "hybrid", "order": "table" if order_seed is None else f"shuffled (seed {order_seed})",
+           "cost": budget, "window": size, "best_single": best_single,
+           "best_single_quality": strategies[best_single]["quality"], "points": points}
+    if introduce is not None:
+        out["introduce"] = introduced_summary(introduce, points, strategies, models)
+    return out
+
+
+def introduced_summary(introduce: tuple[str, int], points: list[dict], strategies: dict, models: list[str]) -> dict:
+    """How long until routing uses a model introduced at prompt N: the first window from N on whose default
+    pick share of it reaches half its share when every outcome is known (the offline hybrid's)."""
+    model, at = introduce
+    reference = strategies.get("hybrid", {}).get("pick_share", {}).get(model)
+    after = [pt for pt in points if pt["prompts_seen"] >= at]
+    used = None
+    if reference:
+        for pt in after:
+            if pt.get("introduced_share", 0.0) >= 0.5 * reference:
+                used = pt["prompts_seen"] + pt["window"] - at
+                break
+    return {"model": model, "at": at, "offline_share": reference,
+            "prompts_until_used": used,
+            "shares_after": [round(pt.get("introduced_share", 0.0), 4) for pt in after]}
 
 
 # ------------------------------------------------------------------------------------------ output
@@ -677,25 +826,28 @@ def print_table(results: dict, info: dict | None = None, console=None) -> None:
     info = info or {}
     two = any("apgr" in v for v in strategies.values())
     t = Table(title=f"routing replay: {Path(info.get('table', '')).name} ({info.get('rows', '?')} test rows)")
-    t.add_column("strategy")
-    t.add_column("quality", justify="right")
-    t.add_column("cost", justify="right")
+    cols = ["strategy", "quality", "cost", "AIQ", "match best at", "q @ 1/4 cost"]
     if two:
-        for c in ("APGR", "CPT(50%)", "CPT(80%)"):
-            t.add_column(c, justify="right")
-    fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+        cols += ["APGR", "CPT(50%)", "CPT(80%)"]
+    for c in cols:
+        t.add_column(c, justify="left" if c == "strategy" else "right")
+    fmt = lambda v, f, suffix="": "-" if v is None else format(v, f) + suffix  # noqa: E731
     singles = sorted((s for s in strategies if s.startswith("single:")), key=lambda s: -strategies[s]["quality"])
     shown = singles if len(singles) <= 8 else singles[:5] + [min(singles, key=lambda s: strategies[s]["cost"])]
+    best = strategies[singles[0]] if singles else {"cost": None}
     for name in [s for s in strategies if not s.startswith("single:")] + list(dict.fromkeys(shown)):
         v = strategies[name]
-        row = [name, f"{v['quality']:.4f}", f"{v['cost']:.4g}"]
+        share = (None if v.get("match_best_cost") is None or not best["cost"]
+                 else 100.0 * v["match_best_cost"] / best["cost"])
+        row = [name, f"{v['quality']:.4f}", f"{v['cost']:.4g}", fmt(v.get("aiq"), ".4f"),
+               fmt(share, ".1f", "%"), fmt(v.get("quality_at_quarter_cost"), ".4f")]
         if two:
-            row += [fmt(v.get("apgr"), ".3f"), fmt(v.get("cpt50"), ".1f") + ("%" if v.get("cpt50") is not None else ""),
-                    fmt(v.get("cpt80"), ".1f") + ("%" if v.get("cpt80") is not None else "")]
+            row += [fmt(v.get("apgr"), ".3f"), fmt(v.get("cpt50"), ".1f", "%"), fmt(v.get("cpt80"), ".1f", "%")]
         t.add_row(*row)
     console.print(t)
     if len(singles) > len(set(shown)):
         console.print(f"({len(singles) - len(set(shown))} more single models in results.json)")
-    console.print(f"cost: {info.get('cost_unit')}; headline at skip_below={info.get('default_knob')}; "
+    console.print(f"cost: {info.get('cost_unit')}; headline at price_sensitivity={info.get('price_sensitivity')}; "
+                  f"'match best at' = cost to reach the best single model's quality, as % of its cost; "
                   f"classes from the {info.get('class_source')}; "
                   f"k={info.get('k')}, min_similarity={info.get('min_similarity')}")

@@ -183,13 +183,33 @@ def bench(
     shuffle: bool = typer.Option(False, "--shuffle", help="With --online: replay in a shuffled order (--seed)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the fold split (and of --shuffle)."),
     cache: Optional[str] = typer.Option(None, "--cache", help="Embedding cache (SQLite)."),
+    class_column: bool = typer.Option(False, "--class-column",
+                                      help="Use the table's category column as the task class (gold labels) "
+                                           "instead of the graph's taxonomy classifier."),
+    judge_accuracy: list[float] = typer.Option([0.85], "--judge-accuracy",
+                                               help="Replay the cascade with a judge that agrees with the recorded "
+                                                    "outcome with this probability (repeatable)."),
+    price_sensitivity: Optional[float] = typer.Option(None, "--price-sensitivity",
+                                                      help="Headline knob (default: the graph's)."),
+    introduce: Optional[str] = typer.Option(None, "--introduce",
+                                            help="With --online: MODEL@N hides MODEL's outcomes before prompt N."),
 ) -> None:
-    """Replay routing strategies on recorded outcomes: quality, cost, curves, RouteLLM's APGR/CPT."""
+    """Replay routing strategies on recorded outcomes: quality, cost, curves, AIQ, RouteLLM's APGR/CPT."""
     from fusiongraph.bench import run_bench
 
+    intro = None
+    if introduce is not None:
+        model, _, at = introduce.rpartition("@")
+        if not model or not at.isdigit():
+            _fail(f"--introduce takes MODEL@N (N a prompt index), got {introduce!r}")
+        intro = (model, int(at))
+    for a in judge_accuracy:
+        if not 0.5 <= a <= 1.0:
+            _fail(f"--judge-accuracy must be in [0.5, 1], got {a}")
     try:
         run_bench(table, out, test_path=test, folds=folds, online=online, seed=seed, cache_path=cache,
-                  shuffle_online=shuffle)
+                  shuffle_online=shuffle, class_column=class_column, judge_accuracies=tuple(judge_accuracy),
+                  price_sensitivity=price_sensitivity, introduce=intro)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
 
@@ -211,6 +231,51 @@ def calibrate_models(
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     console.print(summary)
+
+
+@app.command("judge-eval")
+def judge_eval(
+    questions: Optional[str] = typer.Argument(None, help="JSONL: {\"prompt\", \"reference\", \"match\"?} per line."),
+    local_only: bool = typer.Option(False, "--local-only", help="Only local models."),
+    models: Optional[str] = typer.Option(None, "--models", help="Answering model ids, comma-separated (default: all available)."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Most output tokens per call."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Quality threshold (0-1) to accept."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    out: Optional[str] = typer.Option(None, "--out", help="Directory for judge_eval.json and answers.jsonl."),
+    roster: Optional[str] = typer.Option(None, "--roster", help="Model roster YAML."),
+    store_dir: Optional[str] = typer.Option(None, "--store-dir", help="Outcome store directory (read only here)."),
+    generate: Optional[str] = typer.Option(None, "--generate", help="Print a question set instead: 'arithmetic'."),
+    n: int = typer.Option(30, "--n", help="With --generate: how many questions."),
+    seed: int = typer.Option(0, "--seed", help="With --generate: random seed."),
+) -> None:
+    """Measure the judges: AUROC and accept accuracy of each judge kind against reference answers."""
+    from fusiongraph import judge_eval as je
+
+    if generate is not None:
+        if generate not in je.GENERATORS or questions is not None:
+            _fail(f"--generate takes one of {sorted(je.GENERATORS)} and no FILE (it prints to standard output)")
+        try:
+            items = je.GENERATORS[generate](n, seed)
+        except ValueError as exc:
+            _fail(str(exc))
+        print("\n".join(json.dumps(i) for i in items))
+        return
+    if questions is None:
+        _fail("give a JSONL FILE of questions, or --generate arithmetic")
+    try:
+        items = je.load_items(questions)
+        ctx = _context(local_only=local_only, max_tokens=max_tokens, quality_threshold=threshold,
+                       models_path=roster, store_dir=store_dir)
+        wanted = [m.strip() for m in models.split(",") if m.strip()] if models else None
+        report, answers = je.run_judge_eval(items, ctx, wanted, show_progress=not as_json, source=questions)
+    except (ValueError, OSError, KeyError) as exc:
+        _fail(str(exc))
+    if out:
+        je.write_outputs(out, report, answers)
+    if as_json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        je.print_report(report, console)
 
 
 if __name__ == "__main__":

@@ -26,11 +26,17 @@ class FusionContext:
         "description": "Cosine similarity below which a past subtask does not count as a neighbour."})
     taxonomy_confidence: float = field(default=0.5, metadata={
         "description": "Below this classifier confidence, the neighbours decide the route (if any exist)."})
-    skip_below: float = field(default=0.25, metadata={
-        "description": "Skip a candidate whose predicted success is below this (it stays as a last resort)."})
-    skip_margin: float = field(default=0.3, metadata={
-        "description": "Skip a candidate when a costlier one is predicted to succeed this much more often "
-                       "(RouteLLM's threshold on the strong model's advantage); 1 turns it off."})
+    price_sensitivity: float = field(default=0.02, metadata={
+        "description": "Routing's price of quality, 0-0.5: how much predicted success one doubling of a model's "
+                       "predicted cost must buy. The first model maximises success - this x log2(cost); "
+                       "escalation goes on while the expected gain is worth its price. 0 = best quality at any "
+                       "price; higher = cheaper."})
+    judge_accuracy: float = field(default=0.8, metadata={
+        "description": "How often the judges' accept/reject agrees with correctness (0.5-1): how much a "
+                       "rejection tells the router when it plans escalation."})
+    explore: float = field(default=1.0, metadata={
+        "description": "Optimism for models with few recorded outcomes (0 = none): a new model is tried where "
+                       "its optimistic utility is best, and the bonus fades as its outcomes are recorded."})
     max_tokens: int = field(default=256, metadata={
         "description": "Most output tokens per model call."})
     llm_judge: bool = field(default=True, metadata={
@@ -62,6 +68,12 @@ class FusionContext:
             errors.append(f"max_subtasks must be >= 1, got {self.max_subtasks}")
         if self.k < 0:
             errors.append(f"k must be >= 0, got {self.k}")
+        if not 0.0 <= self.price_sensitivity <= 0.5:
+            errors.append(f"price_sensitivity must be in [0, 0.5], got {self.price_sensitivity}")
+        if not 0.5 <= self.judge_accuracy <= 1.0:
+            errors.append(f"judge_accuracy must be in [0.5, 1], got {self.judge_accuracy}")
+        if self.explore < 0:
+            errors.append(f"explore must be >= 0, got {self.explore}")
         if self.max_tokens < 1:
             errors.append(f"max_tokens must be >= 1, got {self.max_tokens}")
         if errors:

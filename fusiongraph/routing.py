@@ -1,7 +1,8 @@
 """Routing: predicted success per model from the taxonomy's class rates and the FAISS neighbours.
 
 This is the one routing code path: the graph's `neighbours` node and the replay benchmark both call
-`Router.predict` and `plan_cascade`.
+`Router.predict` and `plan_utility` (the bench's vectorised first pick is `utilities`, which
+`plan_utility` itself maximises).
 
 Predicted success of model m for a subtask x (EMAFusion's hybrid, as Bayesian shrinkage):
 
@@ -33,6 +34,8 @@ class Prediction:
     class_rate: float | None = None
     class_n: int = 0
     probe: float | None = None  # the success probe's P(success), when the model has a fit
+    cost_usd: float | None = None  # predicted cost of this model's answer (None: unknown)
+    n_outcomes: int = 0  # the model's recorded outcomes in the store (cold start: few or none)
 
     @property
     def has_evidence(self) -> bool:
@@ -40,10 +43,11 @@ class Prediction:
 
     def as_dict(self) -> dict:
         d = asdict(self)
-        d["p_success"] = round(d["p_success"], 4)
-        d["neighbour_weight"] = round(d["neighbour_weight"], 4)
-        if d["probe"] is not None:
-            d["probe"] = round(d["probe"], 4)
+        for key in ("p_success", "neighbour_weight", "probe"):
+            if d[key] is not None:
+                d[key] = round(d[key], 4)
+        if d["cost_usd"] is not None:
+            d["cost_usd"] = float(f"{d['cost_usd']:.4g}")
         return d
 
 
@@ -70,7 +74,9 @@ class Router:
     probe_c: float = 0.3  # the success probe's inverse L2 strength
     probe_min_outcomes: int = 100  # a model's probe is fitted once it has this many outcomes
     probe_background: bool = True  # refit the probe in a background thread (False: in line, deterministic)
+    cost_prior_strength: float = 4.0  # pseudo-count (similarity units) of a model's mean cost vs its neighbours'
     probe: SuccessProbe | None = field(default=None, repr=False)
+    _joint: "JointRates | None" = field(default=None, repr=False, init=False)
 
     def __post_init__(self) -> None:
         if self.probe is None:
@@ -100,40 +106,81 @@ class Router:
         return [n for n in self.store.neighbours(embedding, k, exclude_ids=exclude_ids, with_answers=with_answers)
                 if n.similarity >= min_similarity and n.outcomes]
 
+    def usage(self) -> dict[str, tuple[float, float, int]]:
+        return self.store.model_usage()
+
+    def joint(self) -> "JointRates":
+        """Pairwise outcome correlations of the models, from the store (cached; recomputed as the store grows)."""
+        seen = self.store.outcomes_folded
+        cached = self._joint
+        if cached is None or seen > cached.outcomes * 1.1 + 10:
+            models, s_given_wrong, s_given_right, rate = self.store.joint_rates()
+            cached = self._joint = JointRates(models, s_given_wrong, s_given_right, rate, seen)
+        return cached
+
     def predict(self, models: list[str], class_scores: dict[str, float], neighbours: list[Neighbour],
-                mode: Mode = "hybrid", embedding: np.ndarray | None = None) -> dict[str, Prediction]:
-        """Each model's predicted success; `embedding` (the subtask's) feeds the probe in hybrid/probe modes."""
+                mode: Mode = "hybrid", embedding: np.ndarray | None = None, *, prompt_tokens: int = 0,
+                prices: dict[str, tuple[float, float]] | None = None, default_tokens: int = 256,
+                cost_hint: dict[str, float] | None = None) -> dict[str, Prediction]:
+        """Each model's predicted success and cost; `embedding` (the subtask's) feeds the probe.
+
+        Predicted cost: with a price (USD per 1M input/output tokens, e.g. from the roster) it is
+        ``price_in * prompt_tokens + price_out * predicted output tokens``; without one, the recorded USD
+        of the model's answers; `cost_hint` (USD per model) stands in where the store has no cost. Either
+        is the neighbours' similarity-weighted mean for that model shrunk toward the model's mean.
+        """
         out: dict[str, Prediction] = {}
         probed = self.probe.predict(embedding, class_scores, models) if mode in ("hybrid", "probe") else {}
+        usage = self.usage()
         for m in models:
             rate, class_n = self.class_prior(m, class_scores)
             probe = probed.get(m)
-            if mode == "taxonomy":
-                out[m] = Prediction(rate, 0.0, rate, class_n)
-                continue
-            if mode == "probe":  # the probe alone (the class rate where the model has no fit yet)
-                out[m] = Prediction(rate if probe is None else probe, 0.0, rate, class_n, probe)
-                continue
-            prior = rate if probe is None else 0.5 * (rate + probe)
-            w_sum, ws_sum = 0.0, 0.0
+            n_m = self.global_rate(m)[1]
+            w_sum = ws_sum = wc_sum = wt_sum = 0.0
             for nb in neighbours:
                 if m in nb.outcomes:
                     w = max(nb.similarity, 0.0) ** self.similarity_power
                     w_sum += w
                     ws_sum += w * nb.outcomes[m]
+                    wc_sum += w * nb.costs.get(m, 0.0)
+                    wt_sum += w * nb.tokens.get(m, 0.0)
+            cost = self._cost(m, usage.get(m), w_sum, wc_sum, wt_sum, prompt_tokens, prices, default_tokens,
+                              cost_hint)
+            if mode == "taxonomy":
+                out[m] = Prediction(rate, 0.0, rate, class_n, None, cost, n_m)
+                continue
+            if mode == "probe":  # the probe alone (the class rate where the model has no fit yet)
+                out[m] = Prediction(rate if probe is None else probe, 0.0, rate, class_n, probe, cost, n_m)
+                continue
+            prior = rate if probe is None else 0.5 * (rate + probe)
             beta = self.neighbour_prior_strength if mode == "hybrid" else 1e-3
             base = prior if mode == "hybrid" else self.global_rate(m)[0]
             out[m] = Prediction((ws_sum + beta * base) / (w_sum + beta), w_sum, rate, class_n,
-                                probe if mode == "hybrid" else None)
+                                probe if mode == "hybrid" else None, cost, n_m)
         return out
+
+    def _cost(self, model, usage, w_sum, wc_sum, wt_sum, prompt_tokens, prices, default_tokens, cost_hint):
+        b = self.cost_prior_strength
+        mean_cost, mean_tokens, n = usage if usage else (0.0, 0.0, 0)
+        price = (prices or {}).get(model)
+        if price is not None:
+            tokens = (wt_sum + b * mean_tokens) / (w_sum + b) if n and mean_tokens > 0 else float(default_tokens)
+            return (price[0] * max(prompt_tokens, 0) + price[1] * tokens) / 1e6
+        if n and mean_cost > 0:
+            return (wc_sum + b * mean_cost) / (w_sum + b)
+        if cost_hint and model in cost_hint:
+            return float(cost_hint[model])
+        return None
 
     def route(self, embedding: np.ndarray, class_scores: dict[str, float], class_confidence: float,
               class_candidates: list[str], available: list[str], *, k: int, min_similarity: float,
-              min_neighbours: int, taxonomy_confidence: float, skip_below: float,
-              margin: float | None = None, with_answers: bool = False) -> Route:
+              min_neighbours: int, taxonomy_confidence: float, price_sensitivity: float,
+              judge_accuracy: float = 0.8, explore: float = 1.0, budget_usd: float | None = None,
+              prompt_tokens: int = 0, prices: dict[str, tuple[float, float]] | None = None,
+              default_tokens: int = 256, with_answers: bool = False) -> Route:
         """The hybrid route the graph runs: who decides (taxonomy / neighbours / both), predictions, the plan.
 
-        `available` is cheapest first; the plan keeps that order.
+        `available` is cheapest first (ties in the plan go to the cheaper model).
         """
         nbrs = self.neighbours(embedding, k, min_similarity, with_answers=with_answers)
         in_class = [m for m in available if m in class_candidates]
@@ -149,38 +196,142 @@ class Router:
             if available:
                 skipped.append({"model": None, "reason": "no candidate of the task class is available; "
                                                           "using every available model"})
-        predictions = self.predict(pool, class_scores, nbrs, embedding=embedding)
-        plan, skip = plan_cascade(pool, predictions, skip_below, margin)
+        predictions = self.predict(pool, class_scores, nbrs, embedding=embedding, prompt_tokens=prompt_tokens,
+                                   prices=prices, default_tokens=default_tokens)
+        plan, skip = plan_utility(pool, predictions, price_sensitivity, judge_accuracy=judge_accuracy,
+                                  explore=explore, budget_usd=budget_usd, joint=self.joint())
         return Route(source, predictions, plan, skipped + skip, nbrs)
 
 
-def plan_cascade(models_by_cost: list[str], predictions: dict[str, Prediction],
-                 skip_below: float, margin: float | None = None) -> tuple[list[str], list[dict]]:
-    """Cheapest first, leaving out models predicted (with evidence) to succeed less than `skip_below`.
+@dataclass(frozen=True)
+class JointRates:
+    """How the models' outcomes go together, over every subtask the store has outcomes of two models for.
 
-    With `margin` (optional; None, the default, leaves it off), a model is also left out when a costlier
-    model in the list is predicted (both with evidence) to succeed more than `margin` more often: the
-    cost/quality knob of a strong/weak router (RouteLLM's threshold on the strong model's advantage).
-    If that leaves nothing, the model with the highest predicted success is the plan.
+    ``given_wrong[i, j]`` = P(model i right | model j wrong), ``given_right[i, j]`` = P(i right | j right),
+    ``rate[i, j]`` = P(i right) on the same subtasks. A cascade escalates after a rejection: these say how
+    much a failure of one model tells about the next (hard subtasks are hard for every model).
     """
-    plan, skipped = [], []
-    for i, m in enumerate(models_by_cost):
-        pred = predictions.get(m)
-        if pred is not None and pred.has_evidence and pred.p_success < skip_below:
-            skipped.append({"model": m, "reason": f"predicted success {pred.p_success:.2f} < {skip_below:.2f}"})
-            continue
-        if margin is not None and pred is not None and pred.has_evidence:
-            better = [(predictions[c].p_success - pred.p_success, c) for c in models_by_cost[i + 1:]
-                      if c in predictions and predictions[c].has_evidence
-                      and predictions[c].p_success - pred.p_success > margin]
-            if better:
-                gain, by = max(better)
-                skipped.append({"model": m, "reason": f"{by} is predicted to succeed {gain:+.2f} more often "
-                                                      f"(margin {margin:.2f})"})
+
+    models: list[str]
+    given_wrong: np.ndarray
+    given_right: np.ndarray
+    rate: np.ndarray
+    outcomes: int = 0
+
+    def ratios(self, m: str, t: str) -> tuple[float, float]:
+        """P(m right | t wrong) / P(m right) and P(m right | t right) / P(m right); (1, 1) when unknown."""
+        try:
+            i, j = self.models.index(m), self.models.index(t)
+        except ValueError:
+            return 1.0, 1.0
+        r = self.rate[i, j]
+        if not r > 0 or not np.isfinite(self.given_wrong[i, j]) or not np.isfinite(self.given_right[i, j]):
+            return 1.0, 1.0
+        return float(self.given_wrong[i, j] / r), float(self.given_right[i, j] / r)
+
+
+NO_JOINT = JointRates([], np.zeros((0, 0)), np.zeros((0, 0)), np.zeros((0, 0)))
+COST_FLOOR = 0.01  # costs below 1 % of the costliest candidate's count as that floor (free models included)
+
+
+def explore_bonus(p, n_outcomes, explore: float):
+    """Bounded optimism for models with few outcomes: ``explore * sqrt(p (1 - p) / (n + 1))`` (arrays too)."""
+    p = np.asarray(p, dtype=float)
+    return max(explore, 0.0) * np.sqrt(np.clip(p * (1.0 - p), 0.0, None) / (np.asarray(n_outcomes) + 1.0))
+
+
+def utilities(p, n_outcomes, costs, price_sensitivity: float, explore: float) -> np.ndarray:
+    """The first-pick utility of every model (last axis: models), vectorised: what plan_utility maximises.
+
+    ``min(p + explore_bonus, 0.999) - price_sensitivity * log2(cost + floor)``, floor = ``COST_FLOOR`` x
+    the costliest model's cost of the row (1 when every cost is 0).
+    """
+    p = np.asarray(p, dtype=float)
+    costs = np.nan_to_num(np.asarray(costs, dtype=float), nan=0.0)
+    top = costs.max(axis=-1, keepdims=True)
+    floor = np.where(top > 0, COST_FLOOR * top, 1.0)
+    q = np.minimum(p + explore_bonus(p, n_outcomes, explore), 0.999)
+    return q - max(float(price_sensitivity), 0.0) * np.log2(costs + floor)
+
+
+def plan_utility(models: list[str], predictions: dict[str, Prediction], price_sensitivity: float, *,
+                 judge_accuracy: float = 0.8, explore: float = 1.0, budget_usd: float | None = None,
+                 joint: JointRates | None = None) -> tuple[list[str], list[dict]]:
+    """The one routing rule, for any number of models with prices: which model first, then which next.
+
+    Utility of a model is ``q - price_sensitivity * log2(c + f)``: q is the predicted success (plus the
+    bounded optimism of :func:`explore_bonus` for models with few outcomes), c its predicted cost and f a
+    floor of ``COST_FLOOR`` x the costliest candidate's cost. So `price_sensitivity` is how much success
+    probability one doubling of the price must buy: it does not depend on the currency or the price level
+    (a table or a roster ten times dearer routes the same), and free models get a finite cost. The first
+    model has the best utility. With two models this is RouteLLM's rule: the strong model first exactly
+    when its predicted advantage exceeds the threshold ``price_sensitivity * log2((c_s + f) / (c_w + f))``.
+
+    Escalation, given that every answer so far was rejected by judges that agree with correctness with
+    probability `judge_accuracy`: a rejected model t was right with probability
+    ``P(t right | rejected)`` (Bayes), and candidate m succeeds with its predicted success scaled by
+    how m's outcomes go with t's in the store (`joint`: after t fails, m fails more often too). The
+    expected gain of m is its success given the rejections minus the chance that the best answer so far
+    is right. Next is the model with the best gain per dollar among those whose gain is worth its price
+    (``gain > price_sensitivity * (log2(C + c + f) - log2(C + f))`` for C already spent); the plan stops
+    when none is, or when the predicted spend would pass `budget_usd`.
+    """
+    if not models:
+        return [], []
+    joint = joint or NO_JOINT
+    lam = max(float(price_sensitivity), 0.0)
+    acc = min(max(float(judge_accuracy), 0.5), 0.999)
+    costs = {m: (predictions[m].cost_usd or 0.0) if m in predictions else 0.0 for m in models}
+    top = max(costs.values(), default=0.0)
+    floor = COST_FLOOR * top if top > 0 else 1.0
+    raw = {m: predictions[m].p_success if m in predictions else 0.5 for m in models}
+    n_out = [predictions[m].n_outcomes if m in predictions else 0 for m in models]
+    bonus = dict(zip(models, explore_bonus([raw[m] for m in models], n_out, explore).tolist()))
+    first_utility = dict(zip(models, utilities([raw[m] for m in models], n_out, [costs[m] for m in models],
+                                               lam, explore).tolist()))
+
+    def g(c: float) -> float:
+        return float(np.log2(c + floor))
+
+    skipped: list[dict] = []
+    affordable = [m for m in models if budget_usd is None or costs[m] <= budget_usd + 1e-15]
+    for m in models:
+        if m not in affordable:
+            skipped.append({"model": m, "kind": "budget",
+                            "reason": f"predicted cost ${costs[m]:.6f} is over the budget"})
+    if not affordable:  # nothing fits the prediction: the cheapest is the plan (the cascade checks the budget)
+        return ([models[0]], [s for s in skipped if s["model"] != models[0]]) if models else ([], [])
+    first = max(affordable, key=lambda m: (first_utility[m], -models.index(m)))
+    plan, spent = [first], costs[first]
+    tried = {first: raw[first]}  # model -> its success probability when it was tried
+    while True:
+        post_right = {t: p * (1 - acc) / (p * (1 - acc) + (1 - p) * acc) for t, p in tried.items()}
+        fallback = max(post_right.values())
+        best, best_rate, best_q, notes = None, 0.0, 0.0, {}  # notes: model -> (kind, reason)
+        for m in models:
+            if m in tried or m not in affordable:
                 continue
-        plan.append(m)
-    if not plan and models_by_cost:
-        best = max(models_by_cost, key=lambda m: predictions[m].p_success if m in predictions else 0.0)
-        plan = [best]
-        skipped = [s for s in skipped if s["model"] != best]
+            q = 1.0
+            for t in tried:
+                rw, rr = joint.ratios(m, t)
+                wrong = 1.0 - post_right[t]
+                q = min(q, wrong * min(raw[m] * rw, 1.0) + (1 - wrong) * min(raw[m] * rr, 1.0))
+            gain = min(q + bonus[m], 0.999) - fallback
+            price = lam * (g(spent + costs[m]) - g(spent))
+            if budget_usd is not None and spent + costs[m] > budget_usd + 1e-15:
+                notes[m] = ("budget", f"after {len(plan)} rejection(s) the predicted spend would pass the budget")
+                continue
+            if gain <= price:
+                notes[m] = ("price", f"after {len(plan)} rejection(s) its expected gain {gain:+.3f} is worth less "
+                                     f"than its price ({price:.3f})")
+                continue
+            rate = gain / (costs[m] + floor)
+            if best is None or rate > best_rate:
+                best, best_rate, best_q = m, rate, q
+        if best is None:
+            skipped += [{"model": m, "kind": kind, "reason": r} for m, (kind, r) in notes.items()]
+            break
+        plan.append(best)
+        spent += costs[best]
+        tried[best] = best_q
     return plan, skipped

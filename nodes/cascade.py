@@ -54,6 +54,10 @@ def cascade(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
             break
     answered = [a for a in attempts if a.get("answer")]
     best = max(answered, key=lambda a: a["confidence"], default=None)
+    if status != "accepted" and status is None and any(s.get("kind") == "budget" for s in state.get("skipped", [])):
+        status = "budget_exhausted"  # the route left out models whose predicted cost would pass the budget
+        trace.append({"node": "cascade", "event": "budget stop",
+                      "detail": "no answer was accepted; costlier models were left out of the plan by the budget"})
     if status != "accepted":
         status = status or ("best_effort" if best else "failed")
         if best is None:

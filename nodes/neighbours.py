@@ -7,6 +7,7 @@ from langgraph.runtime import Runtime
 from fusiongraph.context import FusionContext, as_context
 from fusiongraph.resources import get_resources
 from fusiongraph.state import SubtaskState
+from fusiongraph.text import estimate_tokens
 
 
 def neighbours(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
@@ -18,8 +19,11 @@ def neighbours(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
         res.embedder.embed_one(state["subtask"]), state["class_scores"], state["class_confidence"],
         task_class.candidates, available, k=ctx.k, min_similarity=ctx.min_similarity,
         min_neighbours=ctx.min_neighbours, taxonomy_confidence=ctx.taxonomy_confidence,
-        skip_below=ctx.skip_below, margin=ctx.skip_margin,
-        with_answers=ctx.guides > 0)
+        price_sensitivity=ctx.price_sensitivity, judge_accuracy=ctx.judge_accuracy, explore=ctx.explore,
+        budget_usd=ctx.budget_usd / max(state.get("n_subtasks", 1), 1),
+        prompt_tokens=estimate_tokens(state["subtask"]),
+        prices={m: (res.roster[m].price_in, res.roster[m].price_out) for m in available},
+        default_tokens=ctx.max_tokens, with_answers=ctx.guides > 0)
     guides = sorted(
         ({"subtask": nb.text, "model": model, "answer": answer, "similarity": round(nb.similarity, 4)}
          for nb in route.neighbours for model, answer in nb.answers.items()),

@@ -107,6 +107,8 @@ class Neighbour:
     task_class: str | None
     outcomes: dict[str, float]  # model -> mean success on that subtask
     answers: dict[str, str] = field(default_factory=dict)  # model -> an accepted answer (guides)
+    costs: dict[str, float] = field(default_factory=dict)  # model -> mean recorded USD of its answers
+    tokens: dict[str, float] = field(default_factory=dict)  # model -> mean recorded output tokens
 
 
 def _new_index(dim: int, hnsw: bool) -> faiss.Index:
@@ -134,6 +136,9 @@ class OutcomeStore:
         self._model_cols: dict[str, int] = {}
         self._success_sum = np.zeros((1024, 4), dtype=np.float64)
         self._success_n = np.zeros((1024, 4), dtype=np.int32)
+        self._cost_sum = np.zeros((1024, 4), dtype=np.float64)  # recorded USD, for predicted cost
+        self._tokens_sum = np.zeros((1024, 4), dtype=np.float64)  # recorded output tokens
+        self._model_usage: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0])  # cost, tokens_out, n
         self._unsaved = 0
         if self.directory is None:
             self._db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
@@ -204,14 +209,15 @@ class OutcomeStore:
             ).fetchall()
             if rows:
                 self._add_vectors([r[0] for r in rows], [r[1] for r in rows])
-            for subtask_id, model, cls, success, oid in self._db.execute(
-                "SELECT subtask_id, model, task_class, success, id FROM outcomes WHERE id > ? AND error IS NULL"
-                " ORDER BY id", (self._outcomes_seen,)
+            for subtask_id, model, cls, success, oid, cost, tokens in self._db.execute(
+                "SELECT subtask_id, model, task_class, success, id, cost_usd, tokens_out FROM outcomes"
+                " WHERE id > ? AND error IS NULL ORDER BY id", (self._outcomes_seen,)
             ):
-                self._fold(subtask_id, model, cls, success)
+                self._fold(subtask_id, model, cls, success, cost, tokens)
                 self._outcomes_seen = oid
 
-    def _fold(self, subtask_id: int, model: str, task_class: str | None, success: float) -> None:
+    def _fold(self, subtask_id: int, model: str, task_class: str | None, success: float,
+              cost: float = 0.0, tokens: float = 0.0) -> None:
         total = self._class_totals[task_class or ""][model]
         total[0] += success
         total[1] += 1
@@ -222,13 +228,19 @@ class OutcomeStore:
         rows, cols = self._success_sum.shape
         if subtask_id >= rows or col >= cols:  # grow geometrically
             grown = (max(rows, 2 * (subtask_id + 1)), max(cols, 2 * (col + 1)))
-            for name in ("_success_sum", "_success_n"):
+            for name in ("_success_sum", "_success_n", "_cost_sum", "_tokens_sum"):
                 old = getattr(self, name)
                 new = np.zeros(grown, dtype=old.dtype)
                 new[:rows, :cols] = old
                 setattr(self, name, new)
         self._success_sum[subtask_id, col] += success
         self._success_n[subtask_id, col] += 1
+        self._cost_sum[subtask_id, col] += cost or 0.0
+        self._tokens_sum[subtask_id, col] += tokens or 0.0
+        u = self._model_usage[model]
+        u[0] += cost or 0.0
+        u[1] += tokens or 0.0
+        u[2] += 1
 
     def _add_vectors(self, ids: Sequence[int], blobs: Sequence[bytes]) -> None:
         vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), self.dim)
@@ -362,6 +374,9 @@ class OutcomeStore:
             sums = np.zeros((len(hit_ids), self._success_sum.shape[1]))
             counts = np.zeros((len(hit_ids), self._success_sum.shape[1]), dtype=np.int32)
             sums[known], counts[known] = self._success_sum[ids_arr[known]], self._success_n[ids_arr[known]]
+            costs = np.zeros(sums.shape)
+            toks = np.zeros(sums.shape)
+            costs[known], toks[known] = self._cost_sum[ids_arr[known]], self._tokens_sum[ids_arr[known]]
             models = list(self._model_cols.items())
             answers: dict[int, dict[str, str]] = defaultdict(dict)
             if with_answers:
@@ -372,8 +387,12 @@ class OutcomeStore:
         out = []
         for r, (sid, sim) in enumerate(hits):
             if sid in info:
-                outcomes = {m: float(sums[r, c] / counts[r, c]) for m, c in models if counts[r, c]}
-                out.append(Neighbour(sid, sim, info[sid][0], info[sid][1], outcomes, dict(answers.get(sid, {}))))
+                have = [(m, c) for m, c in models if counts[r, c]]
+                out.append(Neighbour(sid, sim, info[sid][0], info[sid][1],
+                                     {m: float(sums[r, c] / counts[r, c]) for m, c in have},
+                                     dict(answers.get(sid, {})),
+                                     {m: float(costs[r, c] / counts[r, c]) for m, c in have},
+                                     {m: float(toks[r, c] / counts[r, c]) for m, c in have}))
         return out
 
     def class_rates(self, task_class: str | None) -> dict[str, tuple[float, int]]:
@@ -382,6 +401,32 @@ class OutcomeStore:
             if task_class is None:
                 return {m: (s / n, n) for m, (s, n) in self._model_totals.items() if n}
             return {m: (s / n, n) for m, (s, n) in self._class_totals.get(task_class, {}).items() if n}
+
+    def joint_rates(self) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+        """Pairwise success rates over subtasks with outcomes of both models (mean success per subtask).
+
+        Returns (models, given_wrong, given_right, rate): ``given_wrong[i, j]`` = P(i right | j wrong),
+        ``given_right[i, j]`` = P(i right | j right), ``rate[i, j]`` = P(i right) on those subtasks (NaN
+        where there are none).
+        """
+        with self._lock:
+            models = list(self._model_cols)
+            cols = [self._model_cols[m] for m in models]
+            n = self._success_n[:, cols].astype(np.float64)
+            s = self._success_sum[:, cols]
+        seen = (n > 0).astype(np.float64)
+        mean = np.divide(s, n, out=np.zeros_like(s), where=n > 0)
+        wrong = (1.0 - mean) * seen
+        with np.errstate(invalid="ignore", divide="ignore"):
+            given_wrong = (mean.T @ wrong) / (seen.T @ wrong)
+            given_right = (mean.T @ mean) / (seen.T @ mean)
+            rate = (mean.T @ seen) / (seen.T @ seen)
+        return models, given_wrong, given_right, rate
+
+    def model_usage(self) -> dict[str, tuple[float, float, int]]:
+        """Per model: (mean recorded USD per answer, mean output tokens, count) over error-free outcomes."""
+        with self._lock:
+            return {m: (c / n, t / n, int(n)) for m, (c, t, n) in self._model_usage.items() if n}
 
     @property
     def outcomes_folded(self) -> int:

@@ -13,7 +13,7 @@ from langchain_core.embeddings import Embeddings
 
 import fusiongraph.bench as bench
 from fusiongraph.embeddings import Embedder
-from fusiongraph.routing import Prediction, Router, plan_cascade
+from fusiongraph.routing import Prediction, Router, plan_utility
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "outcomes"
 TOPICS = ["algebra", "poetry", "chemistry", "history", "riddles", "law"]
@@ -109,37 +109,29 @@ def test_random_router_sits_at_half():
     rng = np.random.default_rng(7)
     n = 20000
     scores = np.stack([rng.random(n) < 0.65, rng.random(n) < 0.8], axis=1).astype(float)
-    p, e = rng.random((n, 2)), np.ones((n, 2), bool)
-    _, xs, qs = bench.two_model_curve(p, e, scores, 0, 1)
+    _, xs, qs = bench.two_model_curve(rng.random((n, 2)), scores, 0, 1)
     m = bench.routellm_metrics(xs, qs, scores[:, 0].mean(), scores[:, 1].mean())
     assert m["apgr"] == pytest.approx(0.5, abs=0.03)
     assert m["cpt50"] == pytest.approx(50, abs=5)
 
 
-def test_two_model_rules_match_plan_cascade():
+def test_two_model_utility_rule_is_routellms_threshold_and_the_bench_pick_is_plan_utilitys():
     rng = np.random.default_rng(3)
-    p = rng.random((400, 2))
-    p[:50, 1] = p[:50, 0]  # ties
-    e = rng.random((400, 2)) < 0.9
+    n = 300
+    p = rng.random((n, 2))
+    p[:40, 1] = p[:40, 0]  # ties go to the cheaper model
+    c = np.stack([rng.uniform(0.001, 0.002, n), rng.uniform(0.01, 0.03, n)], axis=1)
+    n_out = rng.integers(0, 50, (n, 2))
     models = ["weak", "strong"]
-    r = bench.routing_score(p, e, 0, 1, "skip_below")
-    for knob in bench.KNOBS:
-        pick = bench.replay_pick(p, e, models, models, float(knob))
-        assert np.array_equal(pick, np.where(r < knob, 1, 0))
-    r = bench.routing_score(p, e, 0, 1, "margin")
-    for mu in bench.MARGINS:
-        pick = bench.replay_pick(p, e, models, models, 0.0, margin=float(mu))
-        assert np.array_equal(pick, np.where(r < -mu, 1, 0))
-
-
-def test_plan_cascade_margin_is_optional_and_skips_a_clearly_beaten_cheap_model():
-    preds = {"a": Prediction(0.6, 1.0), "b": Prediction(0.7, 1.0), "c": Prediction(0.95, 1.0)}
-    assert plan_cascade(["a", "b", "c"], preds, 0.3) == (["a", "b", "c"], [])
-    plan, skipped = plan_cascade(["a", "b", "c"], preds, 0.3, margin=0.2)
-    assert plan == ["c"] and [s["model"] for s in skipped] == ["a", "b"]
-    assert plan_cascade(["a", "b", "c"], preds, 0.3, margin=0.3)[0] == ["b", "c"]
-    no_evidence = {"a": Prediction(0.1), "b": Prediction(0.9, 1.0)}  # no evidence: never skipped
-    assert plan_cascade(["a", "b"], no_evidence, 0.0, margin=0.0)[0] == ["a", "b"]
+    for lam in bench.LAMBDAS[::4]:
+        pick = bench.replay_pick(p, c, n_out, [0, 1], float(lam), 1.0)
+        bench._check_two_model(p, c, n_out, pick, 0, 1, float(lam), 1.0)  # raises on any disagreement
+        for i in range(0, n, 7):
+            plan, _ = plan_utility(models, bench._predictions(p[i], c[i], n_out[i], models), float(lam))
+            assert plan[0] == models[pick[i]], (lam, i)
+    # a bigger price sensitivity never sends more prompts to the strong model
+    shares = [(bench.replay_pick(p, c, n_out, [0, 1], float(lam), 1.0) == 1).mean() for lam in bench.LAMBDAS]
+    assert shares == sorted(shares, reverse=True) and shares[0] > 0.3 and shares[-1] < 0.05
 
 
 def test_folds_keep_duplicate_prompts_together():
@@ -153,34 +145,37 @@ def test_folds_keep_duplicate_prompts_together():
 # ------------------------------------------------------------------------------------- run_bench
 def test_results_shape_plots_and_router_is_used(tmp_path, embedder, monkeypatch):
     calls = {"predict": 0, "modes": set(), "plan": 0}
-    real_predict, real_plan = Router.predict, bench.plan_cascade
+    real_predict, real_plan = Router.predict, bench.plan_utility
 
-    def counting_predict(self, models, class_scores, neighbours, mode="hybrid", embedding=None):
+    def counting_predict(self, models, class_scores, neighbours, mode="hybrid", embedding=None, **kw):
         calls["predict"] += 1
         calls["modes"].add(mode)
         assert embedding is not None and embedding.shape == (embedder.dim,)
-        return real_predict(self, models, class_scores, neighbours, mode, embedding)
+        return real_predict(self, models, class_scores, neighbours, mode, embedding, **kw)
 
     def counting_plan(*a, **kw):
         calls["plan"] += 1
         return real_plan(*a, **kw)
 
     monkeypatch.setattr(Router, "predict", counting_predict)
-    monkeypatch.setattr(bench, "plan_cascade", counting_plan)
+    monkeypatch.setattr(bench, "plan_utility", counting_plan)
     table = two_model_table(tmp_path / "two.csv", n=120)
     out = tmp_path / "out"
-    res = bench.run_bench(table, out, folds=3, embedder=embedder, quiet=True)
+    res = bench.run_bench(table, out, folds=3, embedder=embedder, quiet=True, class_column=True)
 
     assert calls["predict"] == 120 * 4 and calls["modes"] == {"taxonomy", "knn", "probe", "hybrid"}
-    assert calls["plan"] >= 120 * len(bench.KNOBS) * 6  # random, oracle, taxonomy, knn, probe, hybrid; + cascade
+    assert calls["plan"] >= 120 * 2 * len(bench.LAMBDAS[::3])  # the cascade's plans, perfect judge and @0.85
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk == json.loads(json.dumps(res))
     assert list(on_disk) == ["strategies"]
     names = set(on_disk["strategies"])
     assert names == {"single:weak-7b", "single:strong-xl", "random", "oracle", "taxonomy", "knn", "probe",
-                     "hybrid", "cascade"}
+                     "hybrid", "cascade", "cascade@0.85"}
+    metrics = {"quality", "cost", "apgr", "cpt50", "cpt80", "curve", "aiq", "match_best_cost", "quality_at_quarter_cost"}
     for name, s in on_disk["strategies"].items():
-        assert set(s) == {"quality", "cost", "apgr", "cpt50", "cpt80", "curve"}, name
+        extra = {"pick_share"} if name in ("random", "oracle", "taxonomy", "knn", "probe", "hybrid") else set()
+        extra |= {"tries"} if name.startswith("cascade") else set()
+        assert set(s) == metrics | extra, name
         assert all(len(pt) == 2 for pt in s["curve"]) and s["curve"]
         assert 0 <= s["quality"] <= 1 and 0 <= s["cost"] <= 1
     assert on_disk["strategies"]["single:strong-xl"]["cost"] == 1.0
@@ -188,12 +183,13 @@ def test_results_shape_plots_and_router_is_used(tmp_path, embedder, monkeypatch)
     png = (out / "frontier.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     info = json.loads((out / "info.json").read_text())
-    assert info["models_by_cost"] == ["weak-7b", "strong-xl"] and info["class_source"] == "category column"
+    assert info["models_by_cost"] == ["weak-7b", "strong-xl"] and info["class_source"] == "category column (gold labels)"
 
 
 def test_informed_routers_beat_random(tmp_path, embedder):
     table = two_model_table(tmp_path / "two.csv", n=360, seed=5)
-    s = bench.run_bench(table, tmp_path / "out", folds=5, embedder=embedder, quiet=True, plot=False)["strategies"]
+    s = bench.run_bench(table, tmp_path / "out", folds=5, embedder=embedder, quiet=True, plot=False,
+                        class_column=True)["strategies"]
     assert s["oracle"]["apgr"] > s["hybrid"]["apgr"]
     for name in ("taxonomy", "knn", "probe", "hybrid"):
         assert s[name]["apgr"] > s["random"]["apgr"] + 0.2, (name, s[name]["apgr"], s["random"]["apgr"])
@@ -249,7 +245,8 @@ def test_multi_model_costs_and_separate_test_table(tmp_path, embedder, monkeypat
     monkeypatch.setattr(Router, "neighbours", spy)
     res = bench.run_bench(train, tmp_path / "out", test_path=test, embedder=embedder, quiet=True)
     s = res["strategies"]
-    assert all(set(v) == {"quality", "cost", "curve"} for v in s.values())
+    assert all({"quality", "cost", "curve", "aiq", "match_best_cost", "quality_at_quarter_cost"} <= set(v)
+               for v in s.values())
     best = max((k for k in s if k.startswith("single:")), key=lambda k: s[k]["quality"])
     assert best == "single:costly"
     # the routed curves reach (about) the best model's quality at a fraction of its cost

@@ -107,7 +107,7 @@ def test_a_failing_tier_is_recorded_and_the_cascade_moves_on(fusion):
 def test_records_outcomes_and_routes_the_next_similar_subtask_by_neighbours(fusion):
     models, cheap, strong = cheap_strong(cheap_reply="")  # an empty answer: the rules veto it
     res = fusion(models)
-    c = ctx(min_neighbours=1, min_similarity=0.3, skip_below=0.4)
+    c = ctx(min_neighbours=1, min_similarity=0.3)
     first = only(graph.invoke({"query": "What is the capital of France?"}, context=c))
     assert first["route_source"] == "taxonomy"
     assert res.store.counts() == {"subtasks": 1, "outcomes": 2, "vectors": 1}

@@ -121,7 +121,7 @@ def test_a_refused_connection_is_recorded_and_the_cascade_moves_on(tmp_path, mon
     roster = yaml.safe_load(open(DEFAULT_MODELS))
     monkeypatch.setenv("FUSIONGRAPH_COMPAT_BASE_URL", f"http://127.0.0.1:{_free_port()}/v1")
     out = graph.invoke({"query": "Write a haiku about the sea."}, context=FusionContext(
-        store_dir=str(tmp_path), max_tokens=32, quality_threshold=1.0, skip_below=0.0))
+        store_dir=str(tmp_path), max_tokens=32, quality_threshold=1.0, price_sensitivity=0.5))
     (result,) = out["results"]
     by_model = {a["model"]: a for a in result["attempts"]}
     assert "Connection" in by_model["openai-compatible"]["error"]

@@ -5,7 +5,7 @@ import pytest
 from langchain_core.messages import AIMessage
 
 from fusiongraph.judges import aggregate, llm_verdict, rule_verdict, self_verdict, Verdict
-from fusiongraph.routing import Prediction, Router, plan_cascade
+from fusiongraph.routing import Router
 from store import Outcome, OutcomeStore
 from tests.fakes import ScriptedChat
 
@@ -62,13 +62,6 @@ def test_hybrid_prediction_shrinks_neighbours_toward_the_class_rate(tmp_path):
     knn = router.predict(["a"], {"math": 1.0}, nbrs, mode="knn")["a"].p_success
     tax = router.predict(["a"], {"math": 1.0}, nbrs, mode="taxonomy")["a"].p_success
     assert knn < 0.01 < hyb < tax
-
-
-def test_plan_skips_models_predicted_to_fail_but_never_plans_nothing():
-    preds = {"a": Prediction(0.1, 1.0), "b": Prediction(0.9, 1.0), "c": Prediction(0.5)}
-    assert plan_cascade(["a", "b", "c"], preds, 0.3)[0] == ["b", "c"]
-    only_bad = {"a": Prediction(0.1, 1.0), "b": Prediction(0.2, 1.0)}
-    assert plan_cascade(["a", "b"], only_bad, 0.3)[0] == ["b"]
 
 
 @pytest.mark.parametrize("text,match", [

@@ -90,7 +90,7 @@ def test_the_graph_route_uses_the_probe():
     router = Router(store, probe_background=False)
     good, bad = unit([1, 0.1, 0, 0, 0, 0, 0, 0]), unit([-1, 0.1, 0, 0, 0, 0, 0, 0])
     kw = dict(class_confidence=1.0, class_candidates=["a", "b"], available=["a", "b"], k=0, min_similarity=0.3,
-              min_neighbours=4, taxonomy_confidence=0.5, skip_below=0.25)
+              min_neighbours=4, taxonomy_confidence=0.5, price_sensitivity=0.02)
     on_good = router.route(good, {"math": 1.0}, **kw)
     on_bad = router.route(bad, {"math": 1.0}, **kw)
     assert on_good.predictions["a"].p_success > on_bad.predictions["a"].p_success + 0.3

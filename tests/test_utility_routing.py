@@ -1,0 +1,166 @@
+"""The one routing rule: utility = success - price_sensitivity x log2(cost); escalation by gain per dollar."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fusiongraph.routing import (COST_FLOOR, NO_JOINT, JointRates, Prediction, Router, explore_bonus, plan_utility,
+                                 utilities)
+from store.outcomes import Outcome, OutcomeStore
+
+MODELS = ["flash", "mini", "pro", "big"]  # cheapest first
+COSTS = {"flash": 0.0001, "mini": 0.0004, "pro": 0.002, "big": 0.01}
+KNOWN = 10 ** 6  # outcome count: no exploration bonus to speak of
+
+
+def preds(p: dict[str, float], n: int = KNOWN, costs=COSTS) -> dict[str, Prediction]:
+    return {m: Prediction(p[m], 1.0, cost_usd=costs[m], n_outcomes=n) for m in p}
+
+
+def test_price_sensitivity_zero_takes_the_best_model_at_any_price():
+    p = {"flash": 0.6, "mini": 0.7, "pro": 0.8, "big": 0.85}
+    assert plan_utility(MODELS, preds(p), 0.0)[0][0] == "big"
+
+
+def test_a_big_price_sensitivity_takes_the_cheapest():
+    p = {"flash": 0.6, "mini": 0.7, "pro": 0.8, "big": 0.85}
+    assert plan_utility(MODELS, preds(p), 0.5)[0][0] == "flash"
+
+
+def test_the_first_model_is_the_one_with_the_best_utility():
+    p = {"flash": 0.5, "mini": 0.55, "pro": 0.9, "big": 0.92}
+    lam = 0.03
+    floor = COST_FLOOR * max(COSTS.values())
+    u = {m: p[m] - lam * np.log2(COSTS[m] + floor) for m in MODELS}
+    plan, _ = plan_utility(MODELS, preds(p), lam, explore=0.0)
+    assert plan[0] == max(u, key=u.get) == "pro"
+
+
+def test_scale_free_a_table_ten_times_dearer_routes_the_same():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        p = dict(zip(MODELS, rng.random(4)))
+        dear = {m: 10 * c for m, c in COSTS.items()}
+        assert plan_utility(MODELS, preds(p), 0.02) == plan_utility(MODELS, preds(p, costs=dear), 0.02)
+
+
+def test_two_models_it_is_a_threshold_on_the_strong_models_advantage():
+    two = ["weak", "strong"]
+    cost = {"weak": 0.001, "strong": 0.02}
+    lam = 0.02
+    floor = COST_FLOOR * 0.02
+    threshold = lam * (np.log2(0.02 + floor) - np.log2(0.001 + floor))
+    for adv in np.linspace(-0.3, 0.3, 61):
+        p = {"weak": 0.5, "strong": 0.5 + adv}
+        first = plan_utility(two, preds(p, costs=cost), lam, explore=0.0)[0][0]
+        if abs(adv - threshold) > 1e-9:
+            assert first == ("strong" if adv > threshold else "weak"), adv
+
+
+def test_escalation_follows_gain_per_dollar_and_stops_when_not_worth_it():
+    p = {"flash": 0.7, "mini": 0.72, "pro": 0.9, "big": 0.91}
+    plan, skipped = plan_utility(MODELS, preds(p), 0.07, judge_accuracy=0.9, explore=0.0)
+    assert plan == ["flash", "mini", "pro", "big"]  # mini: the most gain per dollar after flash is rejected
+    # pricier: once pro was rejected too, big (+0.01 for 5x pro's price) is not worth it
+    plan, skipped = plan_utility(MODELS, preds(p), 0.2, judge_accuracy=0.9, explore=0.0)
+    assert plan == ["flash", "mini", "pro"] and [s["model"] for s in skipped] == ["big"]
+    assert "worth less than its price" in skipped[0]["reason"]
+    # a judge at chance tells nothing: no escalation is worth paying for
+    plan_chance, skipped_chance = plan_utility(MODELS, preds(p), 0.05, judge_accuracy=0.5, explore=0.0)
+    assert len(plan_chance) == 1
+    assert {s["model"] for s in skipped_chance} == set(MODELS) - {plan_chance[0]}
+    assert all("worth less" in s["reason"] for s in skipped_chance)
+
+
+def test_correlated_failures_make_escalation_to_a_similar_model_worth_less():
+    p = {"flash": 0.6, "mini": 0.62, "pro": 0.8, "big": 0.82}
+    models = list(p)
+    m = len(models)
+    rate = np.full((m, m), 0.7)
+    independent = JointRates(models, rate.copy(), rate.copy(), rate.copy())
+    # mini fails whenever flash fails (a copy of it), pro does not care
+    wrong = rate.copy()
+    wrong[models.index("mini"), models.index("flash")] = 0.0
+    copycat = JointRates(models, wrong, rate.copy(), rate.copy())
+    plan_i, _ = plan_utility(models, preds(p), 0.0, judge_accuracy=0.95, explore=0.0, joint=independent)
+    plan_c, _ = plan_utility(models, preds(p), 0.005, judge_accuracy=0.95, explore=0.0, joint=copycat)
+    assert plan_i[0] == "big" or "mini" in plan_i
+    assert plan_c[0] != "flash" or plan_c[1] != "mini"
+
+
+def test_the_budget_bounds_the_plan():
+    p = {"flash": 0.3, "mini": 0.4, "pro": 0.8, "big": 0.95}
+    plan, skipped = plan_utility(MODELS, preds(p), 0.0, budget_usd=0.0025, explore=0.0)
+    assert "big" not in plan and sum(COSTS[m] for m in plan) <= 0.0025
+    assert any(s["model"] == "big" and "budget" in s["reason"] for s in skipped)
+    # nothing affordable: still one model (the cascade's own budget check has the last word)
+    assert plan_utility(MODELS, preds(p), 0.0, budget_usd=1e-9)[0] == ["flash"]
+
+
+def test_a_new_model_is_explored_then_judged_on_its_record():
+    p = {"flash": 0.7, "mini": 0.5, "pro": 0.8, "big": 0.85}
+    known = preds(p)
+    known["mini"] = Prediction(0.5, 0.0, cost_usd=COSTS["mini"], n_outcomes=0)  # just added: no outcomes
+    assert plan_utility(MODELS, known, 0.02)[0][0] == "mini"  # bounded optimism: try it
+    known["mini"] = Prediction(0.3, 5.0, cost_usd=COSTS["mini"], n_outcomes=400)  # it failed a lot since
+    assert plan_utility(MODELS, known, 0.02)[0][0] != "mini"
+    # without exploration it would never have been tried at its prior
+    known["mini"] = Prediction(0.5, 0.0, cost_usd=COSTS["mini"], n_outcomes=0)
+    assert plan_utility(MODELS, known, 0.02, explore=0.0)[0][0] != "mini"
+
+
+def test_the_bonus_is_bounded_and_fades():
+    assert explore_bonus(0.5, 0, 1.0) == pytest.approx(0.5)
+    assert explore_bonus(0.5, 99, 1.0) == pytest.approx(0.05)
+    assert explore_bonus(0.5, 0, 0.0) == 0.0
+    u = utilities([[0.5, 0.9]], [[0, 0]], [[0.0, 0.0]], 0.02, 1.0)
+    assert u.max() <= 0.999
+
+
+def test_vectorised_utilities_pick_what_plan_utility_picks():
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        p = rng.random(4)
+        n = rng.integers(0, 30, 4)
+        c = rng.random(4) * np.array([0.0001, 0.001, 0.01, 0.1])
+        lam = float(rng.choice([0.0, 0.01, 0.05, 0.2]))
+        pr = {m: Prediction(float(p[j]), 1.0, cost_usd=float(c[j]), n_outcomes=int(n[j])) for j, m in enumerate(MODELS)}
+        assert plan_utility(MODELS, pr, lam)[0][0] == MODELS[int(np.argmax(utilities(p, n, c, lam, 1.0)))]
+
+
+def test_no_models_plans_nothing():
+    assert plan_utility([], {}, 0.02) == ([], [])
+
+
+def test_router_predicts_cost_from_prices_and_neighbour_tokens_else_recorded_costs():
+    store = OutcomeStore(None, 4, "t")
+    e = np.array([1, 0, 0, 0], np.float32)
+    for i in range(6):
+        store.record(f"long answers {i}", e, "math", [Outcome("a", 1.0, True, tokens_out=400, cost_usd=0.004),
+                                                     Outcome("b", 1.0, True, tokens_out=40, cost_usd=0.0001)])
+    router = Router(store, probe_background=False)
+    nbrs = router.neighbours(e, k=8, min_similarity=0.1)
+    by_price = router.predict(["a", "b", "new"], {"math": 1.0}, nbrs, prompt_tokens=100,
+                              prices={"a": (1.0, 10.0), "b": (1.0, 10.0), "new": (1.0, 10.0)}, default_tokens=256)
+    assert by_price["a"].cost_usd == pytest.approx((100 * 1.0 + 400 * 10.0) / 1e6)
+    assert by_price["b"].cost_usd == pytest.approx((100 * 1.0 + 40 * 10.0) / 1e6)
+    assert by_price["new"].cost_usd == pytest.approx((100 * 1.0 + 256 * 10.0) / 1e6)  # no record: max tokens
+    recorded = router.predict(["a", "b", "new"], {"math": 1.0}, nbrs, cost_hint={"new": 0.5})
+    assert recorded["a"].cost_usd == pytest.approx(0.004) and recorded["b"].cost_usd == pytest.approx(0.0001)
+    assert recorded["new"].cost_usd == 0.5 and recorded["new"].n_outcomes == 0
+
+
+def test_joint_rates_from_the_store():
+    store = OutcomeStore(None, 4, "t")
+    rng = np.random.default_rng(1)
+    for i in range(200):
+        hard = rng.random() < 0.5
+        a = float(not hard or rng.random() < 0.2)
+        b = float(not hard or rng.random() < 0.3)
+        store.record(f"s{i}", rng.normal(size=4).astype(np.float32), None,
+                     [Outcome("a", a, a > 0.5), Outcome("b", b, b > 0.5)])
+    joint = Router(store, probe_background=False).joint()
+    rw, rr = joint.ratios("b", "a")
+    assert rw < 0.8 < 1.0 < rr  # when a fails, b fails more often than usual
+    assert NO_JOINT.ratios("b", "a") == (1.0, 1.0)

@@ -237,7 +237,8 @@ def calibrate_models(
 def judge_eval(
     questions: Optional[str] = typer.Argument(None, help="JSONL: {\"prompt\", \"reference\", \"match\"?} per line."),
     local_only: bool = typer.Option(False, "--local-only", help="Only local models."),
-    models: Optional[str] = typer.Option(None, "--models", help="Answering model ids, comma-separated (default: all available)."),
+    models: Optional[str] = typer.Option(None, "--models",
+                                         help="Answering model ids, comma-separated (default: all available)."),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Most output tokens per call."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Quality threshold (0-1) to accept."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),

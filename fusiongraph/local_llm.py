@@ -49,11 +49,53 @@ def find_gguf(package: str | None, filename: str | None, path: str | None) -> Pa
     return p
 
 
+_PARAMS_LOCK = threading.Lock()
+
+
+def _build_llama(path: Path, n_ctx: int, n_threads: int | None):
+    """``llama_cpp.Llama`` without llama.cpp's extra CPU buffer types (AMX / weight repacking).
+
+    On CPUs with AMX (seen on this project's 2-core build machines) those buffers make ``llama_decode``
+    crash with a segmentation fault on the first generated token; ``Llama()`` does not expose the
+    switch, so its model defaults are given ``use_extra_bufts = False`` while it is built.
+    ``FUSIONGRAPH_LLAMA_EXTRA_BUFTS=1`` keeps llama.cpp's default.
+    """
+    import llama_cpp
+    import llama_cpp.llama as llama_module
+
+    with _PARAMS_LOCK:
+        original = without_extra_bufts()
+        try:
+            return llama_cpp.Llama(str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False)
+        finally:
+            llama_module.llama_cpp.llama_model_default_params = original
+
+
+def without_extra_bufts():
+    """Make llama-cpp-python build models with ``use_extra_bufts = False`` (see :func:`_build_llama`).
+
+    Returns the original defaults function (to restore it). A no-op with FUSIONGRAPH_LLAMA_EXTRA_BUFTS=1.
+    """
+    import llama_cpp.llama as llama_module
+
+    low = llama_module.llama_cpp
+    original = low.llama_model_default_params
+    if os.environ.get("FUSIONGRAPH_LLAMA_EXTRA_BUFTS") == "1":
+        return original
+
+    def defaults():
+        params = original()
+        if hasattr(params, "use_extra_bufts"):
+            params.use_extra_bufts = False
+        return params
+
+    low.llama_model_default_params = defaults
+    return original
+
+
 class _LoadedModel:
     def __init__(self, path: Path, n_ctx: int, n_threads: int | None):
-        from llama_cpp import Llama
-
-        self.llama = Llama(str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False)
+        self.llama = _build_llama(path, n_ctx, n_threads)
         self.lock = threading.Lock()
 
 

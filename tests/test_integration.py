@@ -66,11 +66,11 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory):
-    """`python -m llama_cpp.server` serving the shipped GGUF on loopback."""
+    """`python -m llama_cpp.server` (through fusiongraph.llama_server: no AMX crash) serving the shipped GGUF."""
     port = _free_port()
     log = open(tmp_path_factory.mktemp("server") / "server.log", "w+")  # a pipe would fill and block it
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(GGUF), "--host", "127.0.0.1", "--port", str(port),
+        [sys.executable, "-m", "fusiongraph.llama_server", "--model", str(GGUF), "--host", "127.0.0.1", "--port", str(port),
          "--n_ctx", "2048", "--model_alias", "smollm2", "--logits_all", "true"],
         stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}/v1"

@@ -26,7 +26,7 @@ class FusionContext:
         "description": "Cosine similarity below which a past subtask does not count as a neighbour."})
     taxonomy_confidence: float = field(default=0.5, metadata={
         "description": "Below this classifier confidence, the neighbours decide the route (if any exist)."})
-    price_sensitivity: float = field(default=0.02, metadata={
+    price_sensitivity: float = field(default=0.01, metadata={
         "description": "Routing's price of quality, 0-0.5: how much predicted success one doubling of a model's "
                        "predicted cost must buy. The first model maximises success - this x log2(cost); "
                        "escalation goes on while the expected gain is worth its price. 0 = best quality at any "

@@ -16,6 +16,7 @@ outcomes). With no neighbours the prior decides; with many similar ones the neig
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
@@ -218,16 +219,18 @@ class JointRates:
     rate: np.ndarray
     outcomes: int = 0
 
+    def __post_init__(self) -> None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            wrong, right = self.given_wrong / self.rate, self.given_right / self.rate
+        ok = np.isfinite(wrong) & np.isfinite(right) & (self.rate > 0)
+        pos = {m: i for i, m in enumerate(self.models)}
+        table = {(m, t): (float(wrong[i, j]), float(right[i, j]))
+                 for m, i in pos.items() for t, j in pos.items() if ok[i, j]}
+        object.__setattr__(self, "_ratios", table)
+
     def ratios(self, m: str, t: str) -> tuple[float, float]:
         """P(m right | t wrong) / P(m right) and P(m right | t right) / P(m right); (1, 1) when unknown."""
-        try:
-            i, j = self.models.index(m), self.models.index(t)
-        except ValueError:
-            return 1.0, 1.0
-        r = self.rate[i, j]
-        if not r > 0 or not np.isfinite(self.given_wrong[i, j]) or not np.isfinite(self.given_right[i, j]):
-            return 1.0, 1.0
-        return float(self.given_wrong[i, j] / r), float(self.given_right[i, j] / r)
+        return self._ratios.get((m, t), (1.0, 1.0))
 
 
 NO_JOINT = JointRates([], np.zeros((0, 0)), np.zeros((0, 0)), np.zeros((0, 0)))
@@ -291,7 +294,7 @@ def plan_utility(models: list[str], predictions: dict[str, Prediction], price_se
                                                lam, explore).tolist()))
 
     def g(c: float) -> float:
-        return float(np.log2(c + floor))
+        return math.log2(c + floor)
 
     skipped: list[dict] = []
     affordable = [m for m in models if budget_usd is None or costs[m] <= budget_usd + 1e-15]
@@ -303,35 +306,33 @@ def plan_utility(models: list[str], predictions: dict[str, Prediction], price_se
         return ([models[0]], [s for s in skipped if s["model"] != models[0]]) if models else ([], [])
     first = max(affordable, key=lambda m: (first_utility[m], -models.index(m)))
     plan, spent = [first], costs[first]
-    tried = {first: raw[first]}  # model -> its success probability when it was tried
+    cond = {m: 1.0 for m in affordable}  # P(m right | every model tried so far was rejected)
+    fallback, last, last_p = 0.0, first, raw[first]  # fallback: P(the best answer so far is right)
     while True:
-        post_right = {t: p * (1 - acc) / (p * (1 - acc) + (1 - p) * acc) for t, p in tried.items()}
-        fallback = max(post_right.values())
-        best, best_rate, best_q, notes = None, 0.0, 0.0, {}  # notes: model -> (kind, reason)
-        for m in models:
-            if m in tried or m not in affordable:
+        post = last_p * (1 - acc) / (last_p * (1 - acc) + (1 - last_p) * acc)  # P(last right | rejected)
+        fallback = max(fallback, post)
+        best, best_rate, notes = None, 0.0, {}  # notes: model -> (kind, reason)
+        for m in affordable:
+            if m in plan:
                 continue
-            q = 1.0
-            for t in tried:
-                rw, rr = joint.ratios(m, t)
-                wrong = 1.0 - post_right[t]
-                q = min(q, wrong * min(raw[m] * rw, 1.0) + (1 - wrong) * min(raw[m] * rr, 1.0))
-            gain = min(q + bonus[m], 0.999) - fallback
-            price = lam * (g(spent + costs[m]) - g(spent))
+            rw, rr = joint.ratios(m, last)
+            cond[m] = min(cond[m], (1 - post) * min(raw[m] * rw, 1.0) + post * min(raw[m] * rr, 1.0))
             if budget_usd is not None and spent + costs[m] > budget_usd + 1e-15:
                 notes[m] = ("budget", f"after {len(plan)} rejection(s) the predicted spend would pass the budget")
                 continue
+            gain = min(cond[m] + bonus[m], 0.999) - fallback
+            price = lam * (g(spent + costs[m]) - g(spent))
             if gain <= price:
                 notes[m] = ("price", f"after {len(plan)} rejection(s) its expected gain {gain:+.3f} is worth less "
                                      f"than its price ({price:.3f})")
                 continue
             rate = gain / (costs[m] + floor)
             if best is None or rate > best_rate:
-                best, best_rate, best_q = m, rate, q
+                best, best_rate = m, rate
         if best is None:
             skipped += [{"model": m, "kind": kind, "reason": r} for m, (kind, r) in notes.items()]
             break
         plan.append(best)
         spent += costs[best]
-        tried[best] = best_q
+        last, last_p = best, cond[best]
     return plan, skipped

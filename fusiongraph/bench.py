@@ -2,7 +2,7 @@
 
 Every routed strategy is replayed through the one routing code path the graph runs
 (:meth:`fusiongraph.routing.Router.neighbours`, :meth:`Router.predict` and
-:func:`fusiongraph.routing.plan_cascade`), on an in-memory :class:`store.outcomes.OutcomeStore` seeded
+:func:`fusiongraph.routing.plan_utility`), on an in-memory :class:`store.outcomes.OutcomeStore` seeded
 only with *training* rows: k-fold cross-validation over the table (folds grouped by prompt text, so a
 prompt that occurs twice never sits on both sides), or train on TABLE and test on TABLE2 (a test
 prompt that also occurs in TABLE is excluded from its own neighbours). Nothing is evaluated on a row
@@ -13,28 +13,43 @@ Strategies
 ``single:<model>``
     always that model.
 ``random``
-    uniform random predicted successes (seeded), replayed through ``plan_cascade`` like the routers.
+    uniform random predicted successes (seeded) with the hybrid's predicted costs, through the same rule.
 ``oracle``
-    headline: the cheapest model with the best recorded score on each prompt. Its curve replays
-    ``plan_cascade`` with the recorded scores as predictions.
+    headline: the cheapest model with the best recorded score on each prompt. Its curve puts the
+    recorded scores and costs through the rule.
 ``taxonomy`` / ``knn`` / ``probe`` / ``hybrid``
-    ``Router.predict(mode=...)``: class rates only / neighbours only / the success probe only (per-model
-    logistic regression on embedding and class, fitted on the training rows) / the graph's hybrid. The task
-    class is the table's ``category`` when train and test tables both have one, else the shipped
-    taxonomy classifier's class scores (and its top class is what training rows are recorded under).
-    The single pick is the first model of ``plan_cascade(models_by_cost, predictions, skip_below=knob)``.
-``cascade``
-    the graph's cascade replayed: walk ``plan_cascade``'s plan (hybrid predictions,
-    ``skip_below=knob``) cheapest first, paying for every model tried, and accept the first answer
-    whose recorded score reaches ``FusionContext.quality_threshold`` (the judge); quality is the
-    accepted answer's score, else the best tried. The recorded score plays a *perfect* judge, so the
-    cascade's numbers are an upper bound on what the live cascade gets with real judges.
+    ``Router.predict(mode=...)``: class rates only / neighbours only / the success probe only / the graph's
+    hybrid, each with its predicted cost per model (the neighbours' recorded cost shrunk toward the model's
+    mean; tables without ``cost:`` columns use the cost proxy below as a per-model hint). The task class is
+    the graph's own taxonomy classifier (its class scores; training rows are recorded under the top class),
+    as the live graph runs; ``class_column=True`` (``--class-column``) uses the table's ``category``
+    instead: gold labels the live graph does not have, and figures made with them say so. The pick is
+    ``plan_utility``'s first model: the best ``success - price_sensitivity * log2(cost)``; the bench
+    evaluates it vectorised with :func:`fusiongraph.routing.utilities`, the function plan_utility
+    maximises (tests check the two agree row by row).
+``cascade`` / ``cascade@A``
+    the graph's cascade replayed: ``plan_utility``'s whole plan (hybrid predictions, the store's joint
+    outcome rates), paying for every model tried, stopping at the first accepted answer; the answer is
+    the accepted one, else the last tried. ``cascade`` uses the recorded score as a perfect judge (accept
+    iff score >= ``FusionContext.quality_threshold``): an upper bound. ``cascade@A`` uses a judge that
+    agrees with that verdict with probability A (seeded), and plans with ``judge_accuracy=A``.
 
 The knob
 --------
-Curves sweep ``skip_below`` over ``KNOBS`` (41 values in [0, 1]); the headline quality/cost of a
-routed strategy is at ``skip_below = DEFAULT_KNOB = 0.5`` ("skip a model predicted to fail more often
-than it succeeds"); the oracle's headline is its per-prompt best; a single model's is itself.
+Curves sweep ``price_sensitivity`` over ``LAMBDAS`` (0 and 33 values from 0.001 to 0.5, log-spaced);
+the headline quality/cost of a routed strategy is at the graph's default
+(``FusionContext.price_sensitivity``); the oracle's headline is its per-prompt best.
+
+Metrics
+-------
+Every strategy: ``quality``, ``cost`` (mean per prompt), ``curve`` ((cost, quality) points) and, over
+the non-decreasing upper convex hull of its points (what random mixtures of its operating points
+reach): ``aiq`` (RouterBench's average improvement in quality: the hull's mean quality over costs from
+the cheapest to the costliest single model, 0 below the strategy's cheapest point),
+``match_best_cost`` (the least mean cost at which the hull reaches the best single model's quality;
+null if never) and ``quality_at_quarter_cost`` (the hull's quality at 25 % of the best single model's
+cost). Routed strategies add ``pick_share`` (model -> share of first picks at the default knob); cascades
+add ``tries`` (models called per prompt at the default).
 
 Cost
 ----
@@ -46,38 +61,27 @@ costly ("strong") one; with more models, mean ``tokens:``, else mean score.
 
 Two-model tables: RouteLLM's metrics (arXiv 2406.18665)
 --------------------------------------------------------
-The quality vs. % strong calls curve sweeps ``plan_cascade``'s optional ``margin`` (with
-``skip_below=0``): for models ``[weak, strong]`` (cheapest first) it picks the strong model first exactly
-when both have evidence and ``p_strong - p_weak > margin`` -- RouteLLM's threshold on the strong model's
-predicted advantage. So each prompt has a *routing score* ``r = -(p_strong - p_weak)`` (``+inf`` without
-evidence for both), and ``margin = mu`` routes to the strong model exactly the prompts with ``r < -mu``.
-The fine curve puts a point at every distinct ``r`` of the pooled test predictions (each point *is*
-``plan_cascade(..., skip_below=0, margin=mu)`` for ``mu`` just below that prompt group's advantage; the
-bench checks the rule against real ``plan_cascade`` calls on 41 margins in [-1, 1]); prompts with tied
-``r`` switch together, and a straight line joins consecutive points (a random mixture, as RouteLLM's
-trapezoids assume), also to 100 % strong calls if some prompts can never switch.
-
-The graph's own knob, ``skip_below = t`` alone, picks the strong model exactly when the weak one has
-evidence, ``p_weak < t`` and (the strong one has no evidence or ``p_strong > p_weak``): routing score
-``r = p_weak`` (``+inf`` where it can never pick strong). Its APGR/CPT are computed the same way (checked
-against ``plan_cascade`` on the 41 knobs) and written to ``info.json`` under ``skip_below_rule``; it is
-the weaker ranking on MMLU. On each curve of quality vs. % strong calls:
+With two models the rule picks the strong model exactly when its predicted advantage
+``q_strong - q_weak`` (success plus exploration bonus) exceeds ``price_sensitivity * (log2(c_s + f) -
+log2(c_w + f))``: RouteLLM's threshold on the strong model's advantage (the bench checks this against
+the vectorised pick at every knob). So each prompt has a routing score ``r = -(q_strong - q_weak)``
+and the fine quality vs. % strong calls curve puts a point at every distinct ``r`` (ties switch
+together; straight lines between points are random mixtures, as RouteLLM's trapezoids assume).
 PGR(x) = (q(x) - q_weak) / (q_strong - q_weak); APGR = (AUC - AUC_weak) / (AUC_strong - AUC_weak) with
 trapezoids, exactly as RouteLLM's ``evaluate.py``; CPT(p) = the smallest % of strong calls whose
-(linearly interpolated) PGR reaches p, in percent (``null`` if never). q_weak and q_strong are measured
-on the same test rows. The curve saved for such tables is the fine curve (sampled at most 201 points).
+(linearly interpolated) PGR reaches p, in percent (``null`` if never), on the same test rows. The curve
+saved for such tables is the fine curve (at most 201 points).
 
 Online mode
 -----------
-``online=True`` also replays the table in its order (``shuffle_online=True``: in an order shuffled by
-``seed``) with an initially empty store: each window of
-prompts is routed (hybrid) with only the outcomes recorded before it, then recorded; per window the
-quality at a fixed cost (half the mean cost of the best single model; 50 % strong calls on a two-model
-table), a random router's quality at that cost on the same window (a random mixture of weak and strong on
-two-model tables; else the mean over the models that cost no more), and on two-model tables the window's
-APGR go into ``results["online"]`` and ``learning.png``. The table's order is kept: a table sorted by
-category (like the MMLU one) makes windows differ by subject, so compare quality with the window's
-random quality rather than across windows.
+``online=True`` also replays the table in its order (``shuffle_online=True``: shuffled by ``seed``) with
+an initially empty store: each window of prompts is routed (hybrid) with only the outcomes recorded
+before it, then recorded; per window: the best quality within half the best single model's mean cost
+(50 % strong calls on two-model tables), a random router's at that cost, the quality/cost at the default
+knob, and on two-model tables the window's APGR (``results["online"]``, ``learning.png``).
+``introduce=(MODEL, N)`` hides MODEL's outcomes before prompt N and from then on records its outcome only
+where the cascade's plan tried it (the live graph's bandit feedback), and reports how many prompts pass
+until routing uses it at half its share in the offline replay (``results["online"]["introduce"]``).
 """
 
 from __future__ import annotations
@@ -100,7 +104,6 @@ from store.outcomes import OutcomeStore, text_hash
 
 LAMBDAS = np.round(np.concatenate([[0.0], np.geomspace(0.001, 0.5, 33)]), 6)  # price_sensitivity sweep
 MODES = ("taxonomy", "knn", "probe", "hybrid")
-ROUTED = ("random", *MODES, "cascade")
 
 
 def _context_defaults() -> dict:
@@ -735,20 +738,24 @@ def run_online(table: OutcomeTable, vectors: np.ndarray, classes: list, class_sc
 
 
 def introduced_summary(introduce: tuple[str, int], points: list[dict], strategies: dict, models: list[str]) -> dict:
-    """How long until routing uses a model introduced at prompt N: the first window from N on whose default
-    pick share of it reaches half its share when every outcome is known (the offline hybrid's)."""
+    """How long until routing uses a model introduced at prompt N as it would with every outcome known.
+
+    ``prompts_until_used``: prompts from N to the end of the first window whose default-knob share of the
+    model is between half and twice its share in the offline hybrid replay, and whose mean share over the
+    rest of the replay is at least half of it (so the blind burst of optimism right after N does not count).
+    """
     model, at = introduce
     reference = strategies.get("hybrid", {}).get("pick_share", {}).get(model)
     after = [pt for pt in points if pt["prompts_seen"] >= at]
+    shares = [pt.get("introduced_share", 0.0) for pt in after]
     used = None
     if reference:
-        for pt in after:
-            if pt.get("introduced_share", 0.0) >= 0.5 * reference:
+        for i, pt in enumerate(after):
+            if 0.5 * reference <= shares[i] <= 2 * reference and np.mean(shares[i:]) >= 0.5 * reference:
                 used = pt["prompts_seen"] + pt["window"] - at
                 break
-    return {"model": model, "at": at, "offline_share": reference,
-            "prompts_until_used": used,
-            "shares_after": [round(pt.get("introduced_share", 0.0), 4) for pt in after]}
+    return {"model": model, "at": at, "offline_share": reference, "prompts_until_used": used,
+            "shares_after": [round(x, 4) for x in shares]}
 
 
 # ------------------------------------------------------------------------------------------ output
@@ -770,16 +777,22 @@ def plot_frontier(results: dict, path: Path, info: dict | None = None) -> None:
         ax.annotate(name.split(":", 1)[1], (singles[name]["cost"], singles[name]["quality"]), fontsize=7,
                     xytext=(3, 3), textcoords="offset points")
     styles = {"random": ":", "oracle": "--"}
-    for name in ROUTED[:1] + ("oracle",) + ROUTED[1:]:
-        if name not in strategies:
-            continue
+    routed = [n for n in strategies if not n.startswith("single:")]
+    for name in routed:
         v = strategies[name]
         xs = [c for c, _ in v["curve"]]
         qs = [q for _, q in v["curve"]]
-        label = name + (f" (APGR {v['apgr']:.3f})" if v.get("apgr") is not None else "")
+        label = name + (f" (APGR {v['apgr']:.3f})" if v.get("apgr") is not None
+                        else f" (AIQ {v['aiq']:.3f})" if v.get("aiq") is not None else "")
+        if name.startswith("cascade@"):
+            styles[name] = "-."
         line, = ax.plot(xs, qs, styles.get(name, "-"), label=label, lw=1.4)
         ax.plot([v["cost"]], [v["quality"]], "o", color=line.get_color(), ms=5)
-    ax.set_xlabel(f"cost ({unit})")
+    costs = [v["cost"] for v in singles.values() if v["cost"] > 0]
+    if unit.startswith("USD") and costs and max(costs) > 20 * min(costs):
+        ax.set_xscale("log")  # list prices span orders of magnitude
+        unit += ", log scale"
+    ax.set_xlabel(f"cost ({unit}); dots: the default knob")
     ax.set_ylabel("quality (mean score)")
     ax.set_title(f"Routing frontier: {Path(info.get('table', '')).name}")
     ax.grid(alpha=0.3)

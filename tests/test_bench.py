@@ -277,3 +277,56 @@ def test_real_mtbench_with_minilm(tmp_path):
     assert s["oracle"]["apgr"] > s["random"]["apgr"]
     assert all(s[k]["apgr"] is not None for k in ("random", "taxonomy", "knn", "hybrid"))
     assert (tmp_path / "out" / "frontier.png").exists()
+
+
+# ------------------------------------------------------------------------------- many-model metrics
+def test_hull_is_non_decreasing_and_concave():
+    pts = [(1.0, 0.5), (2.0, 0.7), (3.0, 0.65), (4.0, 0.9), (2.5, 0.6), (5.0, 0.91)]
+    h = bench.hull(pts)
+    assert h[:, 0].tolist() == sorted(h[:, 0]) and np.all(np.diff(h[:, 1]) > 0)
+    assert (3.0, 0.65) not in map(tuple, h.tolist()) and (2.5, 0.6) not in map(tuple, h.tolist())
+    slopes = np.diff(h[:, 1]) / np.diff(h[:, 0])
+    assert np.all(np.diff(slopes) <= 1e-12)
+
+
+def test_aiq_match_best_and_quarter_cost_on_known_curves():
+    # one single model: nothing below its cost, its quality above it
+    one = bench.many_model_metrics([(0.5, 0.8)], 0.0, 1.0, best_quality=0.8, best_cost=1.0)
+    assert one["aiq"] == pytest.approx(0.4, abs=1e-3) and one["match_best_cost"] == pytest.approx(0.5)
+    assert one["quality_at_quarter_cost"] is None
+    # a line from (0, 0.6) to (1, 0.8): AIQ 0.7; reaches 0.75 at cost 0.75; at cost 0.25 quality 0.65
+    line = bench.many_model_metrics([(0.0, 0.6), (1.0, 0.8)], 0.0, 1.0, best_quality=0.75, best_cost=1.0)
+    assert line["aiq"] == pytest.approx(0.7, abs=1e-3)
+    assert line["match_best_cost"] == pytest.approx(0.75)
+    assert line["quality_at_quarter_cost"] == pytest.approx(0.65)
+    never = bench.many_model_metrics([(0.0, 0.6)], 0.0, 1.0, best_quality=0.75, best_cost=1.0)
+    assert never["match_best_cost"] is None
+
+
+def test_an_imperfect_judge_costs_quality_and_the_class_column_is_opt_in(tmp_path, embedder):
+    table = three_model_table(tmp_path / "t3.csv", n=180, seed=3)
+    res = bench.run_bench(table, tmp_path / "out", folds=3, embedder=embedder, quiet=True, plot=False,
+                          judge_accuracies=(0.6, 0.95))
+    s = res["strategies"]
+    assert s["cascade"]["quality"] >= s["cascade@0.95"]["quality"] > s["cascade@0.6"]["quality"]
+    info = json.loads((tmp_path / "out" / "info.json").read_text())
+    assert info["class_source"] == "taxonomy classifier" and info["judge_accuracies"] == [0.6, 0.95]
+    with pytest.raises(bench.TableError, match="category"):
+        bench.run_bench(table, tmp_path / "o2", folds=3, embedder=embedder, quiet=True, plot=False, class_column=True)
+
+
+def test_a_model_introduced_late_is_explored_only_with_optimism(tmp_path, embedder):
+    """'cheap' is right on poetry/history at a tenth of 'mid': hidden until prompt 60, then learnt from
+    the prompts the cascade tried it on (bandit feedback). Without exploration its 0.5 prior never wins."""
+    table = three_model_table(tmp_path / "t3.csv", n=240, seed=4)
+    kw = dict(folds=3, embedder=embedder, quiet=True, plot=False, online=True, shuffle_online=True, seed=2,
+              introduce=("cheap", 60))
+    on = bench.run_bench(table, tmp_path / "a", explore=1.0, **kw)["online"]
+    off = bench.run_bench(table, tmp_path / "b", explore=0.0, **kw)["online"]
+    assert on["introduce"]["model"] == "cheap" and on["introduce"]["at"] == 60
+    late_on = np.mean(on["introduce"]["shares_after"][-4:])
+    late_off = np.mean(off["introduce"]["shares_after"][-4:])
+    assert late_on > 0.1 and late_on > late_off
+    assert on["introduce"]["prompts_until_used"] is not None
+    with pytest.raises(ValueError, match="--introduce"):
+        bench.run_bench(table, tmp_path / "c", introduce=("nope", 3), **{k: v for k, v in kw.items() if k != "introduce"})

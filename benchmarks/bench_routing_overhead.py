@@ -23,9 +23,10 @@ from tqdm import tqdm
 
 from fusiongraph.context import FusionContext
 from fusiongraph.resources import default_embedder
+from fusiongraph.roster import Roster
 from fusiongraph.routing import Router
 from fusiongraph.taxonomy import Taxonomy
-from store import DEFAULT_TAXONOMY, Outcome, OutcomeStore
+from store import DEFAULT_MODELS, DEFAULT_TAXONOMY, Outcome, OutcomeStore
 
 MODELS = ["smollm2-135m", "openai-compatible", "gpt-4o-mini", "gpt-4o"]
 
@@ -61,6 +62,9 @@ def main() -> None:
     args = parser.parse_args()
 
     embedder = default_embedder()
+    ctx = FusionContext()
+    roster = Roster.from_yaml(DEFAULT_MODELS)
+    prices = {m: (roster[m].price_in, roster[m].price_out) for m in MODELS}
     taxonomy = Taxonomy.from_yaml(DEFAULT_TAXONOMY)
     rng = np.random.default_rng(0)
     queries = [f"What is the capital of country number {i}, and why is it famous?" for i in range(args.queries)]
@@ -82,7 +86,9 @@ def main() -> None:
             def route(vec):
                 cls = taxonomy.classify(vec, embedder)
                 return router.route(vec, cls.scores, cls.confidence, MODELS, MODELS, k=args.k, min_similarity=0.0,
-                                    min_neighbours=4, taxonomy_confidence=0.5, price_sensitivity=0.02)
+                                    min_neighbours=4, taxonomy_confidence=0.5, price_sensitivity=ctx.price_sensitivity,
+                                    judge_accuracy=ctx.judge_accuracy, explore=ctx.explore, budget_usd=ctx.budget_usd,
+                                    prompt_tokens=20, prices=prices, default_tokens=ctx.max_tokens)
 
             vecs = [embedder.embed_one(f"warm {i}") for i in range(10)]
             [route(v) for v in vecs]

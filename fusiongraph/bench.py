@@ -300,7 +300,8 @@ def _predictions(p_row, c_row, n_row, models: list[str]) -> dict[str, Prediction
 
 def replay_pick(p: np.ndarray, c: np.ndarray, n_out: np.ndarray, by_cost_idx: list[int], lam: float,
                 explore: float) -> np.ndarray:
-    """Column index of plan_utility's first model for every row (ties to the cheaper model)."""
+    """Column index of plan_utility's first model for every row (ties to the cheaper model), among the
+    columns of `by_cost_idx` (cheapest first)."""
     order = np.asarray(by_cost_idx)
     u = utilities(p[:, order], n_out[:, order], c[:, order], lam, explore)
     return order[np.argmax(u, axis=1)]
@@ -486,9 +487,9 @@ def run_bench(table_path, out_dir, test_path=None, folds: int = 5, online: bool 
     n = len(test)
     replay = Replay.empty(n, m, MODES)
     hint = None if costs.unit.startswith("USD") else dict(zip(models, costs.means.tolist()))
-    if introduce is not None and (not online or introduce[0] not in models):
-        raise ValueError(f"--introduce needs --online and a model of the table ({', '.join(models)}), "
-                         f"got {introduce[0]!r}")
+    if introduce is not None and (not online or introduce[0] not in models or m < 3):
+        raise ValueError(f"--introduce needs --online, a table of 3 or more models and one of its models "
+                         f"({', '.join(models)}), got {introduce[0]!r}")
 
     t0 = time.perf_counter()
     if test is train:
@@ -682,6 +683,7 @@ def run_online(table: OutcomeTable, vectors: np.ndarray, classes: list, class_sc
     replay = Replay.empty(n, m, ("hybrid",))
     seen_outcomes = 0
     new_j = models.index(introduce[0]) if introduce else None
+    without_new = [j for j in costs.order if j != new_j]
     order = np.arange(n) if order_seed is None else np.random.default_rng(order_seed).permutation(n)
     for start in range(0, n, size):
         rows = order[start:start + size]
@@ -692,6 +694,8 @@ def run_online(table: OutcomeTable, vectors: np.ndarray, classes: list, class_sc
         pc = per[rows]
         idx = np.arange(len(rows))
         point = {"prompts_seen": int(start), "outcomes_seen": int(seen_outcomes), "window": len(rows)}
+        # before its introduction the new model is not in the roster: it is never picked
+        usable = without_new if new_j is not None and start < introduce[1] else costs.order
         if two:
             weak, strong = costs.order
             q_eff = np.minimum(p + explore_bonus(p, n_out, explore), 0.999)
@@ -702,13 +706,13 @@ def run_online(table: OutcomeTable, vectors: np.ndarray, classes: list, class_sc
         else:
             curve = []
             for knob in LAMBDAS:
-                pick = replay_pick(p, c, n_out, costs.order, float(knob), explore)
+                pick = replay_pick(p, c, n_out, usable, float(knob), explore)
                 curve.append((float(pc[idx, pick].mean()), float(sc[idx, pick].mean())))
             within = [q for c_, q in curve if c_ <= budget + 1e-12]
             point["quality"] = float(max(within)) if within else float(min(curve)[1])
             afford = [j for j in range(m) if per[rows, j].mean() <= budget + 1e-12]
             point["random_quality"] = float(sc[:, afford].mean()) if afford else None
-        pick = replay_pick(p, c, n_out, costs.order, lam, explore)
+        pick = replay_pick(p, c, n_out, usable, lam, explore)
         point["default_quality"] = float(sc[idx, pick].mean())
         point["default_cost"] = float(pc[idx, pick].mean())
         if new_j is not None:

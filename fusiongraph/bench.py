@@ -97,13 +97,13 @@ import numpy as np
 from platformdirs import user_cache_dir
 
 from fusiongraph.context import FusionContext
+from fusiongraph.strategies import STRATEGIES
 from fusiongraph.routing import (COST_FLOOR, JointRates, Prediction, Router, explore_bonus, plan_utility,
                                  utilities)
 from fusiongraph.tables import OutcomeTable, TableError, load_table, row_outcomes
 from store.outcomes import OutcomeStore, text_hash
 
 LAMBDAS = np.round(np.concatenate([[0.0], np.geomspace(0.001, 0.5, 33)]), 6)  # price_sensitivity sweep
-MODES = ("taxonomy", "knn", "probe", "hybrid")
 
 
 def _context_defaults() -> dict:
@@ -485,7 +485,8 @@ def run_bench(table_path, out_dir, test_path=None, folds: int = 5, online: bool 
     costs = cost_model(train, test)
     by_cost = costs.models_by_cost(models)
     n = len(test)
-    replay = Replay.empty(n, m, MODES)
+    modes = tuple(STRATEGIES)  # every registered routing strategy ("taxonomy", "knn", "probe", "hybrid", ...)
+    replay = Replay.empty(n, m, modes)
     hint = None if costs.unit.startswith("USD") else dict(zip(models, costs.means.tolist()))
     if introduce is not None and (not online or introduce[0] not in models or m < 3):
         raise ValueError(f"--introduce needs --online, a table of 3 or more models and one of its models "
@@ -500,7 +501,7 @@ def run_bench(table_path, out_dir, test_path=None, folds: int = 5, online: bool 
                                  train.scores[tr], train.costs[tr] if train.costs is not None else None,
                                  train.tokens[tr] if train.tokens is not None else None, models)
             router = Router(store, probe_background=False, **router_params)
-            _route_rows(router, models, vec_test, scores_test, test.prompts, te, k, min_similarity, MODES, replay,
+            _route_rows(router, models, vec_test, scores_test, test.prompts, te, k, min_similarity, modes, replay,
                         known, hint)
             store.close()
             say(f"fold {f + 1}/{folds}: trained on {len(tr)} rows, tested on {len(te)}")
@@ -509,7 +510,7 @@ def run_bench(table_path, out_dir, test_path=None, folds: int = 5, online: bool 
                                     train.tokens, models)
         router = Router(store, probe_background=False, **router_params)
         _route_rows(router, models, vec_test, scores_test, test.prompts, np.arange(n), k, min_similarity,
-                    MODES, replay, known, hint)
+                    modes, replay, known, hint)
         store.close()
     route_s = time.perf_counter() - t0
 
@@ -589,7 +590,7 @@ def evaluate(scores: np.ndarray, costs: CostModel, models: list[str], by_cost: l
     no_bonus = np.full((n, m), 10 ** 9, dtype=np.int64)
     sources = {"random": (replay.p["random"], replay.c["hybrid"], replay.n_out),
                "oracle": (scores, per, no_bonus)}
-    sources.update({mode: (replay.p[mode], replay.c[mode], replay.n_out) for mode in MODES if mode in replay.p})
+    sources.update({mode: (replay.p[mode], replay.c[mode], replay.n_out) for mode in replay.p if mode != "random"})
     for name, (p, c, n_out) in sources.items():
         sweep = []
         for lam in lambdas:

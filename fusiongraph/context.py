@@ -26,6 +26,9 @@ class FusionContext:
         "description": "Cosine similarity below which a past subtask does not count as a neighbour."})
     taxonomy_confidence: float = field(default=0.5, metadata={
         "description": "Below this classifier confidence, the neighbours decide the route (if any exist)."})
+    router: str = field(default="hybrid", metadata={
+        "description": "Routing strategy that predicts each model's success (fusiongraph/strategies: hybrid, "
+                       "knn, probe, taxonomy, or one you register)."})
     price_sensitivity: float = field(default=0.01, metadata={
         "description": "Routing's price of quality, 0-0.5: how much predicted success one doubling of a model's "
                        "predicted cost must buy. The first model maximises success - this x log2(cost); "
@@ -68,6 +71,10 @@ class FusionContext:
             errors.append(f"max_subtasks must be >= 1, got {self.max_subtasks}")
         if self.k < 0:
             errors.append(f"k must be >= 0, got {self.k}")
+        from fusiongraph.strategies import STRATEGIES
+
+        if self.router not in STRATEGIES:
+            errors.append(f"router must be one of {sorted(STRATEGIES)}, got {self.router!r}")
         if not 0.0 <= self.price_sensitivity <= 0.5:
             errors.append(f"price_sensitivity must be in [0, 0.5], got {self.price_sensitivity}")
         if not 0.5 <= self.judge_accuracy <= 1.0:

@@ -28,21 +28,44 @@ log = logging.getLogger(__name__)
 PROBE_FILE = "probe.npz"
 
 
+CLUSTER_TEMPERATURE = 0.03  # soft assignment: softmax of cosine similarity to the centroids / this
+CLUSTER_PRIOR = 20.0  # pseudo-count pulling a cluster's success rate toward the model's rate on the fitted rows
+
+
 @dataclass(frozen=True)
 class ProbeFit:
     classes: dict[str, int]  # task class -> feature column after the embedding
     weights: dict[str, tuple[np.ndarray, float]]  # model -> (coefficients, intercept)
     outcomes: int  # store.outcomes_folded when fitted
+    centroids: np.ndarray | None = None  # (K, dim) unit k-means centroids of the fitted subtasks
+    cluster_rates: dict[str, np.ndarray] | None = None  # model -> (K,) shrunk success rate per cluster
+
+    def cluster_rate(self, embedding, models: list[str]) -> dict[str, float]:
+        """Each model's success rate in the subtask's cluster (soft assignment), Avengers-Pro style."""
+        if self.centroids is None or not self.cluster_rates or embedding is None:
+            return {}
+        vec = np.asarray(embedding, dtype=np.float64).reshape(-1)
+        if vec.shape[0] != self.centroids.shape[1]:
+            return {}
+        sim = self.centroids @ vec
+        a = np.exp((sim - sim.max()) / CLUSTER_TEMPERATURE)
+        a /= a.sum()
+        return {m: float(a @ self.cluster_rates[m]) for m in models if m in self.cluster_rates}
 
     def save(self, path: Path) -> None:
         """Plain arrays via a temp file and an atomic rename."""
         models = sorted(self.weights)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp.npz")
         dim = len(next(iter(self.weights.values()))[0]) if models else 0
+        clustered = sorted(self.cluster_rates or {})
+        k = 0 if self.centroids is None else len(self.centroids)
         np.savez(tmp, classes=np.array(sorted(self.classes, key=self.classes.get), dtype=str),
                  models=np.array(models, dtype=str), outcomes=np.array(self.outcomes),
                  coef=np.array([self.weights[m][0] for m in models]).reshape(len(models), dim),
-                 intercept=np.array([self.weights[m][1] for m in models]))
+                 intercept=np.array([self.weights[m][1] for m in models]),
+                 centroids=self.centroids if self.centroids is not None else np.zeros((0, 0)),
+                 cluster_models=np.array(clustered, dtype=str),
+                 cluster_rates=np.array([self.cluster_rates[m] for m in clustered]).reshape(len(clustered), k))
         os.replace(tmp, path)
 
     @classmethod
@@ -51,20 +74,25 @@ class ProbeFit:
             classes = {str(c): i for i, c in enumerate(z["classes"])}
             weights = {str(m): (z["coef"][i].astype(np.float64), float(z["intercept"][i]))
                        for i, m in enumerate(z["models"])}
-            return cls(classes, weights, int(z["outcomes"]))
+            centroids, rates = None, None
+            if "centroids" in z.files and z["centroids"].size:
+                centroids = z["centroids"].astype(np.float64)
+                rates = {str(m): z["cluster_rates"][i].astype(np.float64) for i, m in enumerate(z["cluster_models"])}
+            return cls(classes, weights, int(z["outcomes"]), centroids, rates)
 
 
 class SuccessProbe:
     """Predicts P(success) per model from [embedding, one-hot task class]; fitted from the store."""
 
     def __init__(self, store, c: float = 0.3, min_outcomes: int = 100, max_subtasks: int = 20_000,
-                 refit_growth: float = 0.1, background: bool = True):
+                 refit_growth: float = 0.1, background: bool = True, max_clusters: int = 64):
         self.store = store
         self.c = c  # inverse L2 strength; 0.3 replayed best on MMLU (0.1-1 within 0.005 APGR)
         self.min_outcomes = min_outcomes
         self.max_subtasks = max_subtasks
         self.refit_growth = refit_growth
         self.background = background
+        self.max_clusters = max_clusters  # 0 turns the cluster rates off
         self._lock = threading.Lock()
         self._fitting = False
         directory = getattr(store, "directory", None)
@@ -105,7 +133,8 @@ class SuccessProbe:
             keep = w > 0
             model_fit = LogisticRegression(C=self.c, max_iter=1000).fit(x[keep], y[keep], sample_weight=w[keep])
             weights[model] = (model_fit.coef_[0].astype(np.float64), float(model_fit.intercept_[0]))
-        fit = ProbeFit(cols, weights, seen)
+        centroids, cluster_rates = self._clusters(vectors, per_model)
+        fit = ProbeFit(cols, weights, seen, centroids, cluster_rates)
         self._fit = fit
         if self.path is not None:
             try:
@@ -113,6 +142,30 @@ class SuccessProbe:
             except OSError as exc:  # a read-only store still routes; the next process refits
                 log.warning("could not save the success probe to %s: %s", self.path, exc)
         return fit
+
+    def _clusters(self, vectors: np.ndarray, per_model) -> tuple[np.ndarray | None, dict[str, np.ndarray] | None]:
+        """k-means clusters of the fitted subtasks (K = rows / 150, at most 64) and each model's rate in each.
+
+        Avengers-Pro's router: the task classes are few and fixed, the clusters follow what the store holds
+        (on MMLU-Pro they recover much of what the gold categories say about the models).
+        """
+        from sklearn.cluster import MiniBatchKMeans
+
+        k = min(self.max_clusters, len(vectors) // 150)
+        if k < 4:
+            return None, None
+        km = MiniBatchKMeans(k, random_state=0, n_init=3, batch_size=2048).fit(vectors)
+        centroids = km.cluster_centers_ / np.maximum(np.linalg.norm(km.cluster_centers_, axis=1, keepdims=True), 1e-12)
+        rates = {}
+        for model, (rows, success) in per_model.items():
+            if len(rows) < self.min_outcomes:
+                continue
+            labels = km.labels_[rows]
+            total = np.bincount(labels, weights=success, minlength=k)
+            count = np.bincount(labels, minlength=k)
+            g = float(success.mean())
+            rates[model] = (total + CLUSTER_PRIOR * g) / (count + CLUSTER_PRIOR)
+        return centroids, rates
 
     def _refit_in_background(self) -> None:
         try:
@@ -140,6 +193,10 @@ class SuccessProbe:
         return fit
 
     # ------------------------------------------------------------------ predicting
+    def cluster_rate(self, embedding, models: list[str]) -> dict[str, float]:
+        fit = self.current()
+        return fit.cluster_rate(embedding, models) if fit is not None else {}
+
     def predict(self, embedding, class_scores: dict[str, float], models: list[str]) -> dict[str, float]:
         """P(success) of each fitted model among `models`; models without a fit are left out."""
         fit = self.current()

@@ -10,22 +10,23 @@ Predicted success of model m for a subtask x (EMAFusion's hybrid, as Bayesian sh
 
 where i runs over the neighbours of x that have an outcome s_im of model m, w_i is their cosine
 similarity, and prior_m is the mean of m's success rate in x's task class (itself shrunk toward m's
-global rate) and the success probe's P(success) of m on x (:mod:`fusiongraph.probe`, once m has enough
-outcomes). With no neighbours the prior decides; with many similar ones the neighbours dominate.
+global rate), the success probe's P(success) of m on x and m's success rate in x's k-means cluster of
+the store (:mod:`fusiongraph.probe`, once m has enough outcomes). With no neighbours the prior decides;
+with many similar ones the neighbours dominate. :func:`plan_utility` turns predictions into a plan.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Literal
 
 import numpy as np
 
 from fusiongraph.probe import SuccessProbe
+from fusiongraph.strategies import Evidence, get_strategy
 from store.outcomes import Neighbour, OutcomeStore
 
-Mode = Literal["hybrid", "knn", "taxonomy", "probe"]
+Mode = str  # a routing strategy's name (fusiongraph.strategies.STRATEGIES)
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Prediction:
     probe: float | None = None  # the success probe's P(success), when the model has a fit
     cost_usd: float | None = None  # predicted cost of this model's answer (None: unknown)
     n_outcomes: int = 0  # the model's recorded outcomes in the store (cold start: few or none)
+    cluster_rate: float | None = None  # the model's success rate in the subtask's embedding cluster
 
     @property
     def has_evidence(self) -> bool:
@@ -44,7 +46,7 @@ class Prediction:
 
     def as_dict(self) -> dict:
         d = asdict(self)
-        for key in ("p_success", "neighbour_weight", "probe"):
+        for key in ("p_success", "neighbour_weight", "probe", "cluster_rate"):
             if d[key] is not None:
                 d[key] = round(d[key], 4)
         if d["cost_usd"] is not None:
@@ -130,13 +132,14 @@ class Router:
         of the model's answers; `cost_hint` (USD per model) stands in where the store has no cost. Either
         is the neighbours' similarity-weighted mean for that model shrunk toward the model's mean.
         """
+        strategy = get_strategy(mode)
         out: dict[str, Prediction] = {}
-        probed = self.probe.predict(embedding, class_scores, models) if mode in ("hybrid", "probe") else {}
+        probed = self.probe.predict(embedding, class_scores, models) if strategy.uses_probe else {}
+        clustered = self.probe.cluster_rate(embedding, models) if strategy.uses_clusters else {}
         usage = self.usage()
         for m in models:
             rate, class_n = self.class_prior(m, class_scores)
-            probe = probed.get(m)
-            n_m = self.global_rate(m)[1]
+            g, n_m = self.global_rate(m)
             w_sum = ws_sum = wc_sum = wt_sum = 0.0
             for nb in neighbours:
                 if m in nb.outcomes:
@@ -147,17 +150,11 @@ class Router:
                     wt_sum += w * nb.tokens.get(m, 0.0)
             cost = self._cost(m, usage.get(m), w_sum, wc_sum, wt_sum, prompt_tokens, prices, default_tokens,
                               cost_hint)
-            if mode == "taxonomy":
-                out[m] = Prediction(rate, 0.0, rate, class_n, None, cost, n_m)
-                continue
-            if mode == "probe":  # the probe alone (the class rate where the model has no fit yet)
-                out[m] = Prediction(rate if probe is None else probe, 0.0, rate, class_n, probe, cost, n_m)
-                continue
-            prior = rate if probe is None else 0.5 * (rate + probe)
-            beta = self.neighbour_prior_strength if mode == "hybrid" else 1e-3
-            base = prior if mode == "hybrid" else self.global_rate(m)[0]
-            out[m] = Prediction((ws_sum + beta * base) / (w_sum + beta), w_sum, rate, class_n,
-                                probe if mode == "hybrid" else None, cost, n_m)
+            ev = Evidence(m, rate, class_n, g, n_m, w_sum, ws_sum, probed.get(m), clustered.get(m))
+            uses_neighbours = strategy.name != "taxonomy" and strategy.name != "probe"
+            out[m] = Prediction(strategy.success(ev, self.neighbour_prior_strength),
+                                w_sum if uses_neighbours else 0.0, rate, class_n, probed.get(m), cost, n_m,
+                                clustered.get(m))
         return out
 
     def _cost(self, model, usage, w_sum, wc_sum, wt_sum, prompt_tokens, prices, default_tokens, cost_hint):
@@ -178,7 +175,7 @@ class Router:
               min_neighbours: int, taxonomy_confidence: float, price_sensitivity: float,
               judge_accuracy: float = 0.8, explore: float = 1.0, budget_usd: float | None = None,
               prompt_tokens: int = 0, prices: dict[str, tuple[float, float]] | None = None,
-              default_tokens: int = 256, with_answers: bool = False) -> Route:
+              default_tokens: int = 256, with_answers: bool = False, mode: Mode = "hybrid") -> Route:
         """The hybrid route the graph runs: who decides (taxonomy / neighbours / both), predictions, the plan.
 
         `available` is cheapest first (ties in the plan go to the cheaper model).
@@ -197,7 +194,7 @@ class Router:
             if available:
                 skipped.append({"model": None, "reason": "no candidate of the task class is available; "
                                                           "using every available model"})
-        predictions = self.predict(pool, class_scores, nbrs, embedding=embedding, prompt_tokens=prompt_tokens,
+        predictions = self.predict(pool, class_scores, nbrs, mode, embedding=embedding, prompt_tokens=prompt_tokens,
                                    prices=prices, default_tokens=default_tokens)
         plan, skip = plan_utility(pool, predictions, price_sensitivity, judge_accuracy=judge_accuracy,
                                   explore=explore, budget_usd=budget_usd, joint=self.joint())

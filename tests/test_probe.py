@@ -115,3 +115,28 @@ def test_a_fit_is_saved_beside_the_store_and_reused_by_the_next_process(tmp_path
     probe = SuccessProbe(reopened, background=False)
     assert "unreadable" in caplog.text
     assert probe.predict(x, {"math": 1.0}, ["a", "b"]) == pytest.approx(fitted)
+
+
+def test_cluster_rates_follow_the_region_a_model_fails_in_and_survive_a_save(tmp_path):
+    """Model a fails in one region of embedding space: the k-means cluster rates there say so."""
+    store = OutcomeStore(tmp_path, DIM, "t")
+    rng = np.random.default_rng(5)
+    centres = [unit(rng.normal(size=DIM)) for _ in range(6)]
+    for i in range(1200):
+        c = i % 6
+        x = unit(centres[c] + 0.15 * rng.normal(size=DIM))
+        store.record(f"item {i}", x, "math", [Outcome("a", float(c != 0), True), Outcome("b", 1.0, True)])
+    store.save()
+    probe = SuccessProbe(store, background=False)
+    fit = probe.current()
+    assert fit.centroids is not None and len(fit.centroids) == 1200 // 150
+    bad = fit.cluster_rate(centres[0], ["a", "b"])
+    good = fit.cluster_rate(centres[3], ["a", "b"])
+    assert bad["a"] < 0.2 < 0.8 < good["a"] and bad["b"] > 0.9
+    again = SuccessProbe(store, background=False)._load()  # the saved fit, plain arrays
+    assert again.cluster_rate(centres[0], ["a"])["a"] == pytest.approx(bad["a"])
+    router = Router(store, probe_background=False)
+    pred = router.predict(["a", "b"], {"math": 1.0}, [], embedding=centres[0])
+    assert pred["a"].cluster_rate == pytest.approx(bad["a"], abs=1e-6)
+    off = SuccessProbe(store, background=False, max_clusters=0).fit()
+    assert off.centroids is None

@@ -164,3 +164,42 @@ def test_joint_rates_from_the_store():
     rw, rr = joint.ratios("b", "a")
     assert rw < 0.8 < 1.0 < rr  # when a fails, b fails more often than usual
     assert NO_JOINT.ratios("b", "a") == (1.0, 1.0)
+
+
+def test_a_registered_strategy_is_used_by_the_router_knob_and_the_bench(tmp_path):
+    import fusiongraph.bench as bench
+    from fusiongraph.context import FusionContext
+    from fusiongraph.embeddings import Embedder
+    from tests.test_bench import TopicEmbeddings, three_model_table
+    from fusiongraph.strategies import STRATEGIES, register
+
+    @register
+    class PreferB:  # a strategy in one class and one decorator
+        name = "prefer-b-test"
+        uses_probe = False
+        uses_clusters = False
+
+        def success(self, ev, neighbour_prior_strength):
+            return 0.9 if ev.model == "b" else 0.1
+
+    try:
+        store = OutcomeStore(None, 4, "t")
+        e = np.array([1, 0, 0, 0], np.float32)
+        store.record("x", e, "math", [Outcome("a", 1.0, True), Outcome("b", 0.0, False)])
+        router = Router(store, probe_background=False)
+        route = router.route(e, {"math": 1.0}, 1.0, ["a", "b"], ["a", "b"], k=4, min_similarity=0.1,
+                             min_neighbours=1, taxonomy_confidence=0.5, price_sensitivity=0.0,
+                             mode="prefer-b-test")
+        assert route.plan[0] == "b" and route.predictions["b"].p_success == 0.9
+        assert router.route(e, {"math": 1.0}, 1.0, ["a", "b"], ["a", "b"], k=4, min_similarity=0.1, min_neighbours=1,
+                            taxonomy_confidence=0.5, price_sensitivity=0.0).plan[0] == "a"  # hybrid: a succeeded
+        assert FusionContext(router="prefer-b-test").router == "prefer-b-test"
+        with pytest.raises(ValueError, match="router must be one of"):
+            FusionContext(router="nope")
+        with pytest.raises(ValueError, match="unknown routing strategy"):
+            router.predict(["a"], {}, [], mode="nope")
+        res = bench.run_bench(three_model_table(tmp_path / "t.csv", n=60), tmp_path / "out", folds=3,
+                              embedder=Embedder(TopicEmbeddings()), quiet=True, plot=False)
+        assert "prefer-b-test" in res["strategies"] and "hybrid" in res["strategies"]
+    finally:
+        STRATEGIES.pop("prefer-b-test")

@@ -3,6 +3,12 @@
 Prepares the prompt (guides as worked examples, trimmed to the model's context, worst-case cost), calls
 the model through the caller's `invoke` (the cascade's retried LangGraph task, or a plain call), and
 judges the answer (rules, the model's own confidence, the LLM judge).
+
+The worst case (`PreparedCall.worst_cost_usd`) is a true upper bound of what the attempt can cost (see
+fusiongraph/budget.py): the answer's prompt bound at the model's input price plus `max_tokens` out, and
+the judge's prompt bound plus `JUDGE_MAX_TOKENS` out. The judge's prompt contains the answer, unknown
+before the call: the reservation allows `judge_answer_tokens` for it, and `run_attempt` trims the answer
+the judge reads to that allowance, so the judge can never cost more than was reserved.
 """
 
 from __future__ import annotations
@@ -15,14 +21,21 @@ import httpx
 import openai
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
+from fusiongraph.budget import charge, counter_for, prompt_bound, token_bound
 from fusiongraph.context import FusionContext
-from fusiongraph.judges import aggregate, llm_verdict, rule_verdict, self_verdict
+from fusiongraph.judges import Verdict, aggregate, llm_verdict, rule_verdict, self_verdict
 from fusiongraph.resources import Resources
-from fusiongraph.text import estimate_tokens, redact, trim_to_tokens
+from fusiongraph.state import JudgeVerdict
+from fusiongraph.text import estimate_tokens, fit_to_tokens, redact, trim_to_tokens
 from prompts import load_prompt
 from store import Outcome
 
-JUDGE_OUTPUT_TOKENS = 60
+JUDGE_MAX_TOKENS = 128  # the judge's max_tokens: its JSON verdict (a score and one sentence) fits easily
+JUDGE_OUTPUT_TOKENS = JUDGE_MAX_TOKENS  # the old name
+ANSWER_TOKENS_PER_TOKEN = 6  # a reader of an answer (the judge) may count 6 of its tokens (bytes, without a
+# tokenizer) per answer token: English averages ~4 bytes a token, CJK ~3-6; a longer answer is trimmed for
+# the judge only
+JUDGE_FRAMING = "Task:\n{task}\n\nCandidate answer:\n"  # judges.llm_verdict's user message, without the answer
 MAX_RETRY_AFTER_S = 10.0
 
 
@@ -68,7 +81,31 @@ class PreparedCall:
     subtask: str  # as sent (trimmed if it had to be)
     trimmed_chars: int
     guides: list[dict]
-    worst_cost_usd: float  # the call at max_tokens plus its LLM judge
+    worst_cost_usd: float  # the call at max_tokens plus its LLM judge: never exceeded (see the module doc)
+    answer_worst_usd: float = 0.0
+    judge_worst_usd: float = 0.0
+    prompt_bound: int = 0  # most input tokens of the answer call
+    judge_answer_tokens: int = 0  # the judge reads at most this many (judge-counted) tokens of the answer
+
+
+def judge_bound(res: Resources, ctx: FusionContext, judge_id: str, task: str,
+                count: Callable | None = None) -> tuple[int, int, Callable]:
+    """(answer allowance, judge prompt bound with that allowance, the counter) for one judged task; the
+    counter is the judge's tokenizer, else the byte bound."""
+    if count is None:
+        count = counter_for(res.roster.chat_model(judge_id, JUDGE_MAX_TOKENS, ctx.request_timeout_s))
+    fixed = prompt_bound([load_prompt("judge"), JUDGE_FRAMING.format(task=task)], count, schema=JudgeVerdict)
+    room = res.roster[judge_id].context - JUDGE_MAX_TOKENS - fixed
+    allowance = max(min(ANSWER_TOKENS_PER_TOKEN * ctx.max_tokens + 32, room), 0)
+    return allowance, fixed + allowance, count
+
+
+def judge_worst_cost(res: Resources, ctx: FusionContext, judge_id: str | None, task: str) -> float:
+    """Most USD the LLM judge of an answer to `task` can cost (0 without a judge)."""
+    if judge_id is None:
+        return 0.0
+    _, bound, _ = judge_bound(res, ctx, judge_id, task)
+    return res.roster[judge_id].cost(bound, JUDGE_MAX_TOKENS)
 
 
 def prepare_call(res: Resources, ctx: FusionContext, model_id: str, subtask: str, guides: list[dict],
@@ -83,10 +120,14 @@ def prepare_call(res: Resources, ctx: FusionContext, model_id: str, subtask: str
     sent, removed = trim_to_tokens(subtask, room, counter)
     messages = answer_messages(sent, guides)
     prompt_text = "\n".join(m.text for m in messages)
-    worst = spec.cost(estimate_tokens(prompt_text), ctx.max_tokens)
+    bound = prompt_bound(messages, counter_for(model))
+    answer_worst = spec.cost(bound, ctx.max_tokens)
+    allowance, judge_worst = 0, 0.0
     if judge_id is not None:
-        worst += res.roster[judge_id].cost(estimate_tokens(prompt_text) + ctx.max_tokens + 200, JUDGE_OUTPUT_TOKENS)
-    return PreparedCall(model_id, messages, prompt_text, sent, removed, guides, worst)
+        allowance, judge_in, _ = judge_bound(res, ctx, judge_id, sent)
+        judge_worst = res.roster[judge_id].cost(judge_in, JUDGE_MAX_TOKENS)
+    return PreparedCall(model_id, messages, prompt_text, sent, removed, guides, answer_worst + judge_worst,
+                        answer_worst, judge_worst, bound, allowance)
 
 
 def run_attempt(res: Resources, ctx: FusionContext, call: PreparedCall, task: str, task_class: str | None,
@@ -108,17 +149,29 @@ def run_attempt(res: Resources, ctx: FusionContext, call: PreparedCall, task: st
                        tokens_in=0, tokens_out=0, cost_usd=0.0, verdicts=[])
         return attempt
     attempt["latency_s"] = round(time.perf_counter() - started, 3)
-    attempt.update(spec.usage(message, call.prompt_text))
+    attempt.update(charge(spec, message, call.prompt_text, call.prompt_bound or token_bound(call.prompt_text),
+                          ctx.max_tokens))
+    attempt["reserved_usd"] = call.worst_cost_usd
     answer = message.text
     finish = message.response_metadata.get("finish_reason")
-    verdicts = [rule_verdict(task, answer, finish, task_class), self_verdict(message)]
+    verdicts = [rule_verdict(task, answer, finish, res.taxonomy.classes.get(task_class, task_class)), self_verdict(message)]
     judge_usage = {"tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0}
     if judge_id is not None and not verdicts[0].veto:
-        judge_model = res.roster.chat_model(judge_id, ctx.max_tokens, ctx.request_timeout_s)
-        verdict, raw = llm_verdict(judge_model.with_config(run_name="judge", tags=["judge"]), call.subtask, answer)
+        # the judge's max_tokens is JUDGE_MAX_TOKENS, and it reads at most the reserved allowance of the answer
+        judge_model = res.roster.chat_model(judge_id, JUDGE_MAX_TOKENS, ctx.request_timeout_s)
+        allowance, judge_in, count = judge_bound(res, ctx, judge_id, call.subtask)
+        if call.judge_worst_usd and res.roster[judge_id].cost(judge_in, JUDGE_MAX_TOKENS) > call.judge_worst_usd:
+            verdict, raw = Verdict("llm", 0.0, False, "judge skipped: it could cost more than was reserved; "
+                                                      "counted as 0"), None
+        else:
+            judged, cut = fit_to_tokens(answer, min(allowance, call.judge_answer_tokens or allowance), count)
+            if cut:
+                attempt["judge_trimmed_chars"] = cut
+            verdict, raw = llm_verdict(judge_model.with_config(run_name="judge", tags=["judge"]), call.subtask,
+                                       judged)
         verdict.detail = redact(verdict.detail, secrets)
         if raw is not None:
-            judge_usage = res.roster[judge_id].usage(raw, call.subtask + answer)
+            judge_usage = charge(res.roster[judge_id], raw, call.subtask + answer, judge_in, JUDGE_MAX_TOKENS)
         verdicts.append(verdict)
     confidence = aggregate(verdicts)
     attempt.update(answer=answer, confidence=round(confidence, 4), judge_cost_usd=judge_usage["cost_usd"],

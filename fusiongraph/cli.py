@@ -86,11 +86,17 @@ def print_routes(result: dict) -> None:
         console.print(table)
         skipped = [f"{s['model']} ({s['reason']})" for s in r.get("skipped", []) if s.get("model")]
         if skipped:
-            console.print(f"  skipped: {'; '.join(skipped)}", style="dim")
+            console.print(f"  skipped: {'; '.join(skipped)}", style="dim", markup=False, highlight=False)
+        for note in (s["reason"] for s in r.get("skipped", []) if not s.get("model")):
+            console.print(f"  note: {note}", style="dim", markup=False, highlight=False)
     s = result.get("summary", {})
     if s:
+        alone = s["strongest_alone_cost_usd"]
+        tokens = (f" ({s['strongest_alone_tokens_in']} in / {s['strongest_alone_tokens_out']} out, estimated "
+                  f"per subtask)") if "strongest_alone_tokens_in" in s else " (on the answers' tokens)"
         console.print(f"total cost ${s['cost_usd']:.6f} ({s['tokens_in']} in / {s['tokens_out']} out tokens); "
-                      f"{s['strongest_model']} alone on the same tokens: ${s['strongest_alone_cost_usd']:.6f}")
+                      f"{s['strongest_model']} alone would have cost ${alone:.6f}{tokens}", markup=False,
+                      highlight=False)
     for e in result.get("trace", []):
         if e.get("fallback") or e.get("capped") or e.get("trimmed_chars"):
             console.print(f"  note ({e['node']}): {e.get('fallback') or e.get('capped') or e.get('trimmed_chars')}",

@@ -1,6 +1,8 @@
 """Judges: several kinds of evidence that an answer is good, aggregated into one confidence.
 
-- rules: cheap verifiers (empty, refusal, truncation, required format); an empty answer or a refusal vetoes.
+- rules: cheap checks (empty, refusal, truncation, JSON when asked) and the task class's verifiers
+  (:mod:`fusiongraph.verifiers`: a number for a calculation, an exact check of plain arithmetic, valid
+  JSON for extraction, Python code that parses); an empty answer, a refusal or a failed exact check vetoes.
 - self: the answering model's own confidence, exp(mean token log-probability), where the model returns them.
 - llm: an LLM judge scoring 1-10 with the prompt in prompts/judge.md; junk or an error counts as low confidence.
 A judge that cannot speak (no log-probabilities, judge turned off) abstains; the others are re-weighted.
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
 from fusiongraph.state import JudgeVerdict
+from fusiongraph.verifiers import WANTS_JSON, for_class, run_verifiers, strip_fence
 from prompts import load_prompt
 
 WEIGHTS = {"llm": 0.5, "self": 0.2, "rules": 0.3}
@@ -23,10 +26,6 @@ WEIGHTS = {"llm": 0.5, "self": 0.2, "rules": 0.3}
 _REFUSAL = re.compile(
     r"^\s*(i('| a)m sorry|sorry,|i can(no|')t (help|assist|answer|do)|i am unable|i'm unable|as an ai\b|"
     r"i (will|would) not be able|i cannot provide)", re.IGNORECASE)
-_WANTS_JSON = re.compile(r"\bjson\b", re.IGNORECASE)
-_WANTS_NUMBER = re.compile(r"^(what is|compute|calculate|how (many|much)|solve)\b|\d\s*[-+*/x^]\s*\d", re.IGNORECASE)
-_WANTS_CODE = re.compile(r"\b(write|implement|code|function|script|program|one-liner)\b", re.IGNORECASE)
-_CODE_SHAPE = re.compile(r"```|\bdef |\bfunction\b|\breturn\b|;\s*$|=>|\bclass |#include|\bimport ", re.MULTILINE)
 
 
 @dataclass
@@ -41,29 +40,40 @@ class Verdict:
                 "veto": self.veto, "detail": self.detail}
 
 
-def rule_verdict(task: str, answer: str, finish_reason: str | None, task_class: str | None) -> Verdict:
+def rule_verdict(task: str, answer: str, finish_reason: str | None, task_class=None,
+                 verifiers: list[str] | None = None) -> Verdict:
+    """The rules judge. `task_class`: a class name (its default verifiers), or a taxonomy ``TaskClass``
+    (its configured verifiers); `verifiers` overrides both. Each applicable verifier caps the score
+    (a failed check scores 0 or 0.5); one that vetoes (a wrong exact answer) makes the verdict a veto."""
     text = (answer or "").strip()
     if not text:
         return Verdict("rules", 0.0, True, "empty answer")
     if _REFUSAL.search(text):
         return Verdict("rules", 0.0, True, "refusal")
+    name = getattr(task_class, "name", task_class)
+    if verifiers is None:
+        verifiers = task_class.checks if hasattr(task_class, "checks") else for_class(name)
     problems, score = [], 1.0
     if finish_reason == "length":
         problems.append("truncated at max_tokens")
         score -= 0.5
-    if _WANTS_JSON.search(task):
+    # JSON asked for: a format check for every class; code mentions JSON as data, extraction checks strictly
+    if name != "code" and "json" not in verifiers and WANTS_JSON.search(task):
         try:
-            json.loads(re.sub(r"^```(?:json)?\s*|\s*```$", "", text))
+            json.loads(strip_fence(text))
         except ValueError:
             problems.append("JSON requested, answer is not valid JSON")
             score -= 0.5
-    if task_class == "math" and _WANTS_NUMBER.search(task) and not re.search(r"\d", text):
-        problems.append("a number was expected, none given")
-        score -= 0.5
-    if task_class == "code" and _WANTS_CODE.search(task) and not _CODE_SHAPE.search(text):
-        problems.append("code was requested, none found")
-        score -= 0.5
-    return Verdict("rules", max(score, 0.0), False, "; ".join(problems) or "ok")
+    passed = []
+    for verifier, check in run_verifiers(verifiers, task, text):
+        if check.veto:
+            return Verdict("rules", 0.0, True, f"{verifier}: {check.reason}")
+        if check.score < 1.0:
+            problems.append(check.reason)
+            score = min(score, check.score)
+        else:
+            passed.append(check.reason)
+    return Verdict("rules", max(score, 0.0), False, "; ".join(problems) or "; ".join(["ok", *passed]))
 
 
 def token_logprobs(message: AIMessage) -> list[float]:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from fusiongraph.local_llm import LocalLlamaChat, find_gguf
 from fusiongraph.text import estimate_tokens, load_yaml_mapping
+from prompts import load_prompt
 
 
 class ModelSpec(BaseModel):
@@ -149,6 +150,27 @@ class Roster:
     def strongest(self) -> str:
         """The costliest configured answering model: the baseline a fused answer is compared with."""
         return self.by_cost([i for i in self._order if self.specs[i].answers])[-1]
+
+    def strongest_alone(self, results: list[dict], default_tokens_out: int = 256) -> dict:
+        """What the strongest model alone would have cost answering every subtask once: each subtask's
+        tokens are those of its final answer where one was given (as its model reported them), else
+        estimated (the answer prompt plus the subtask in; the subtask's class answer length out)."""
+        model_id = self.strongest()
+        system = estimate_tokens(load_prompt("answer"))
+        tokens_in = tokens_out = 0
+        for r in results:
+            final = next((a for a in r.get("attempts") or [] if a.get("model") == r.get("answered_by")
+                          and a.get("answer")), None)
+            if final is not None and final.get("tokens_in"):
+                tokens_in += int(final["tokens_in"])
+                tokens_out += int(final.get("tokens_out") or estimate_tokens(final["answer"]))
+            else:
+                tokens_in += system + estimate_tokens(r.get("subtask") or "")
+                tokens_out += estimate_tokens(r["answer"]) if r.get("answer") else \
+                    int(r.get("answer_tokens") or default_tokens_out)
+        return {"strongest_model": model_id, "strongest_alone_tokens_in": tokens_in,
+                "strongest_alone_tokens_out": tokens_out,
+                "strongest_alone_cost_usd": self[model_id].cost(tokens_in, tokens_out)}
 
     def secrets(self) -> list[str]:
         return [s for spec in self.specs.values() for s in spec.secrets()]

@@ -36,9 +36,10 @@ class SubtaskState(TypedDict, total=False):
 
     index: int
     subtask: str
-    query: str
     n_subtasks: int
+    share_usd: float  # this subtask's fixed share of the query budget (set by decompose)
     task_class: str
+    answer_tokens: int  # the task class's answer length (capped by max_tokens)
     class_confidence: float
     class_scores: dict[str, float]
     route_source: str  # taxonomy | neighbours | both

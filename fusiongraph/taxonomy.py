@@ -1,4 +1,8 @@
-"""The task taxonomy: known task classes with candidate models, and an embedding classifier over them."""
+"""The task taxonomy: known task classes, and an embedding classifier over them.
+
+What differs by class: its candidate models (the route's pool when the taxonomy decides), its verifiers
+(:mod:`fusiongraph.verifiers`, applied by the rules judge) and its answer length (`max_tokens`).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from fusiongraph.text import load_yaml_mapping
+from fusiongraph.verifiers import VERIFIERS, for_class
 
 
 @dataclass
@@ -16,6 +21,22 @@ class TaskClass:
     description: str
     examples: list[str]
     candidates: list[str]
+    max_tokens: int | None = None  # most output tokens of an answer in this class (None: the run's max_tokens)
+    verifiers: list[str] | None = None  # names in fusiongraph.verifiers.VERIFIERS (None: the defaults of the name)
+
+    def __post_init__(self) -> None:
+        unknown = [v for v in self.verifiers or [] if v not in VERIFIERS]
+        if unknown:
+            raise ValueError(f"taxonomy class {self.name!r}: unknown verifiers {unknown}; known: {sorted(VERIFIERS)}")
+        if self.max_tokens is not None and (isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int)
+                                            or self.max_tokens < 1):
+            raise ValueError(f"taxonomy class {self.name!r}: max_tokens must be a positive integer, "
+                             f"got {self.max_tokens!r}")
+
+    @property
+    def checks(self) -> list[str]:
+        """The verifiers the rules judge applies to this class's answers."""
+        return for_class(self.name) if self.verifiers is None else list(self.verifiers)
 
 
 @dataclass
@@ -44,15 +65,45 @@ class Taxonomy:
             body = body or {}
             if not body.get("candidates"):
                 raise ValueError(f"taxonomy {path}: class {name!r} lists no candidate models")
-            classes.append(TaskClass(name, str(body.get("description", name)), list(body.get("examples", [])),
-                                     list(body["candidates"])))
+            verifiers = body.get("verifiers")
+            if verifiers is not None and not (isinstance(verifiers, list)
+                                              and all(isinstance(v, str) for v in verifiers)):
+                raise ValueError(f"taxonomy {path}: class {name!r}: `verifiers` must be a list of names")
+            try:
+                classes.append(TaskClass(name, str(body.get("description", name)), list(body.get("examples", [])),
+                                         list(body["candidates"]), body.get("max_tokens"), verifiers))
+            except ValueError as exc:
+                raise ValueError(f"taxonomy {path}: {exc}") from None
         return cls(classes)
 
-    def check_models(self, known: list[str]) -> None:
-        for c in self.classes.values():
-            unknown = [m for m in c.candidates if m not in known]
-            if unknown:
-                raise ValueError(f"taxonomy class {c.name!r} names models not in the roster: {unknown}")
+    def unknown_models(self, known: list[str]) -> dict[str, list[str]]:
+        """Per class, the candidates that are not in the roster (the route skips them with a note)."""
+        known_set = set(known)
+        out = {c.name: [m for m in c.candidates if m not in known_set] for c in self.classes.values()}
+        return {name: models for name, models in out.items() if models}
+
+    def check_models(self, known: list[str]) -> dict[str, list[str]]:
+        """Never an error: a roster of one's own may lack the taxonomy's models. Returns what
+        :meth:`unknown_models` returns; each subtask's route lists them as skipped, with the reason."""
+        return self.unknown_models(known)
+
+    def skipped_candidates(self, task_class: str, known: list[str]) -> list[dict]:
+        """The skip notes of a class's candidates that are not in the roster."""
+        c = self.classes.get(task_class)
+        if c is None:
+            return []
+        known_set = set(known)
+        return [{"model": m, "reason": f"not in the roster (a candidate of taxonomy class {c.name!r})"}
+                for m in c.candidates if m not in known_set]
+
+    def answer_tokens(self, task_class: str | None, cap: int) -> int:
+        """Most output tokens of an answer in this class, never more than the run's `cap` (its max_tokens)."""
+        c = self.classes.get(task_class or "")
+        return cap if c is None or c.max_tokens is None else max(1, min(c.max_tokens, cap))
+
+    def verifiers(self, task_class: str | None) -> list[str]:
+        c = self.classes.get(task_class or "")
+        return c.checks if c is not None else for_class(task_class)
 
     def _ensure_prototypes(self, embedder) -> np.ndarray:
         if self._prototypes is None or self._embedder_name != embedder.name:

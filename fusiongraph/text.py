@@ -33,8 +33,13 @@ def clean_query(query: object) -> str:
 
 
 def estimate_tokens(text: str) -> int:
-    """A conservative token estimate (English averages ~4 characters a token) when no tokenizer is at hand."""
-    return len(text) // 3 + 1
+    """A typical token count when no tokenizer is at hand (for predictions and unreported usage): English
+    averages ~4 characters a token (3 are counted), a CJK character or an emoji is about one token or more.
+    An estimate, not a bound: the budget's reservations use `fusiongraph.budget.token_bound`."""
+    if text.isascii():
+        return len(text) // 3 + 1
+    wide = sum(1 for c in text if ord(c) > 0x7F)
+    return (len(text) - wide) // 3 + wide + 1
 
 
 def trim_to_tokens(text: str, max_tokens: int, count=estimate_tokens) -> tuple[str, int]:
@@ -51,6 +56,25 @@ def trim_to_tokens(text: str, max_tokens: int, count=estimate_tokens) -> tuple[s
         if count(trimmed) <= max_tokens or keep <= 16:
             return trimmed, removed
         keep = int(keep * 0.8)
+
+
+def fit_to_tokens(text: str, max_tokens: int, count=estimate_tokens) -> tuple[str, int]:
+    """Like `trim_to_tokens`, but the result is guaranteed to count at most `max_tokens` (a hard cut of the
+    head if the head-and-tail form still does not fit, else the empty string)."""
+    if count(text) <= max_tokens:
+        return text, 0
+    trimmed, removed = trim_to_tokens(text, max_tokens, count)
+    if count(trimmed) <= max_tokens:
+        return trimmed, removed
+    lo, hi = 0, len(text)  # the longest head that fits
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if count(text[:mid]) <= max_tokens:
+            lo = mid
+        else:
+            hi = mid - 1
+    head = text[:lo] if lo and count(text[:lo]) <= max_tokens else ""
+    return head, len(text) - len(head)
 
 
 def redact(text: str, secrets: list[str]) -> str:

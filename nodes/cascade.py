@@ -1,10 +1,17 @@
 """cascade: cheapest promising model first; escalate while the judges say the answer is not good enough.
 
 Never spends past the subtask's share of the query budget: before each call the worst-case cost
-(full prompt, max_tokens out, plus the judge) is checked, and the cascade stops with the best answer so far.
+(fusiongraph/attempt.py: the prompt's token bound, max_tokens out, plus the judge's bound and its
+max_tokens) is checked against what the share has left, and the cascade stops with the best answer so far.
+The calls of one subtask run one after another, so the subtask's actual spend stays within its share.
+
+The share is fixed by decompose (nodes/decompose.py, `fusiongraph.budget.shares`) and reaches the branch as
+a "budget" event at the head of its trace; the branches run in parallel and never take from each other.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage
@@ -13,6 +20,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import RetryPolicy
 
 from fusiongraph.attempt import is_transient, prepare_call, run_attempt
+from fusiongraph.budget import usable
 from fusiongraph.context import FusionContext, as_context
 from fusiongraph.resources import get_resources
 from fusiongraph.state import SubtaskState
@@ -27,10 +35,20 @@ def call_model(model: BaseChatModel, messages: list) -> AIMessage:
     return model.invoke(messages)
 
 
+def branch_share(state: SubtaskState, ctx: FusionContext) -> float:
+    """This subtask's fixed share of the budget, as decompose set it (else an equal split of the budget)."""
+    if state.get("share_usd") is not None:
+        return float(state["share_usd"])
+    return usable(ctx.budget_usd) / max(state.get("n_subtasks", 1), 1)
+
+
 def cascade(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
     ctx = as_context(runtime.context)
     res = get_resources(ctx)
-    share = ctx.budget_usd / max(state.get("n_subtasks", 1), 1)
+    # the task class's answer length (never above the run's max_tokens)
+    ctx = dataclasses.replace(ctx, max_tokens=state.get("answer_tokens")
+                              or res.taxonomy.answer_tokens(state.get("task_class"), ctx.max_tokens))
+    share = branch_share(state, ctx)
     available, _ = res.roster.availability(ctx.local_only)
     judge_id = res.roster.helper(available, ctx.judge_model) if ctx.llm_judge else None
     spent = 0.0
@@ -39,7 +57,7 @@ def cascade(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
     status = None
     for model_id in state.get("candidates", []):
         call = prepare_call(res, ctx, model_id, state["subtask"], state.get("guides", []), judge_id)
-        if spent + call.worst_cost_usd > share + 1e-12:
+        if spent + call.worst_cost_usd > share:
             status = "budget_exhausted"
             trace.append({"node": "cascade", "model": model_id, "event": "budget stop",
                           "detail": f"a call could cost up to ${call.worst_cost_usd:.6f}; ${share - spent:.6f} of "

@@ -1,4 +1,11 @@
-"""decompose: split the query into atomic subtasks (structured output, validated by pydantic)."""
+"""decompose: split the query into atomic subtasks (structured output, validated by pydantic).
+
+The plan call is charged to the query's budget (fusiongraph/budget.py). It is made only if the budget
+covers its worst case (the prompt's token bound with the schema, max_tokens out) and still leaves the
+cheapest worst-case answer of the whole query; else the query is answered whole, and the trace says so.
+Then the rest of the budget is shared: some held back for the synthesis (if it is small enough), the
+remainder split into one fixed share per subtask, sent to each parallel branch as a "budget" trace event.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,8 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 from langgraph.types import Send
 
+from fusiongraph.attempt import ANSWER_TOKENS_PER_TOKEN, JUDGE_MAX_TOKENS, answer_messages, judge_bound
+from fusiongraph.budget import charge, counter_for, prompt_bound, shares, token_bound, usable
 from fusiongraph.context import FusionContext, as_context
 from fusiongraph.resources import get_resources
 from fusiongraph.state import Decomposition, FusionState
@@ -19,11 +28,40 @@ from prompts import load_examples, load_prompt
 MIN_GROUNDING = 0.5  # a subtask must share at least half its content words with the query
 
 
+class OverBudget(Exception):
+    """The budget cannot cover the plan call."""
+
+
 def _messages(query: str) -> list:
     messages: list = [SystemMessage(load_prompt("decompose"))]
     for ex in load_examples("decompose"):
         messages += [HumanMessage(ex["request"]), AIMessage(json.dumps({"subtasks": ex["subtasks"]}))]
     return messages + [HumanMessage(query)]
+
+
+def cheapest_answer_usd(res, ctx: FusionContext, query: str) -> float:
+    """Worst case of the cheapest answer (and its judge) to the whole query, by the byte bound, each prompt
+    capped at the model's context (longer prompts are trimmed to it): what must stay after the plan."""
+    answering, _ = res.roster.availability(ctx.local_only, answering=True)
+    if not answering:
+        return 0.0
+    available, _ = res.roster.availability(ctx.local_only)
+    judge_id = res.roster.helper(available, ctx.judge_model) if ctx.llm_judge else None
+    judge = 0.0
+    if judge_id is not None:
+        spec = res.roster[judge_id]
+        judge = spec.cost(min(judge_bound(res, ctx, judge_id, query, token_bound)[1], spec.context), JUDGE_MAX_TOKENS)
+    bound = prompt_bound(answer_messages(query, []))
+    return judge + min(res.roster[m].cost(min(bound, res.roster[m].context), ctx.max_tokens) for m in answering)
+
+
+def synthesis_estimate_usd(spec, ctx: FusionContext, count, query: str, subtasks: list[str]) -> float:
+    """Likely worst case of synthesising answers to these subtasks: the prompt with room for each answer
+    (ANSWER_TOKENS_PER_TOKEN per answer token). Only held back: the synthesis checks its actual prompt."""
+    parts = "\n\n".join(f"Part {i + 1}: {s}\nAnswer: " for i, s in enumerate(subtasks))
+    bound = prompt_bound([load_prompt("synthesize"), f"Request: {query}\n\n{parts}"], count)
+    bound += len(subtasks) * ANSWER_TOKENS_PER_TOKEN * ctx.max_tokens
+    return spec.cost(min(bound, spec.context), ctx.max_tokens)
 
 
 def decompose(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
@@ -43,11 +81,20 @@ def decompose(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
     event["model"] = model_id
     started = time.perf_counter()
     subtasks: list[str]
+    count = token_bound
     try:
         model = res.roster.chat_model(model_id, ctx.max_tokens, ctx.request_timeout_s)
+        count = counter_for(model)
+        messages = _messages(prompt)
+        bound = prompt_bound(messages, count, schema=Decomposition)
+        event["reserved_usd"] = spec.cost(bound, ctx.max_tokens)
+        after = cheapest_answer_usd(res, ctx, query)
+        if event["reserved_usd"] + after > usable(ctx.budget_usd):
+            raise OverBudget(f"the plan could cost up to ${event['reserved_usd']:.6f} and the cheapest answer "
+                             f"${after:.6f}; the budget is ${ctx.budget_usd:.6f}; the planner is not called")
         structured = model.with_structured_output(Decomposition, method="function_calling", include_raw=True)
-        out = structured.with_config(run_name="decompose", tags=["decompose"]).invoke(_messages(prompt))
-        event.update(spec.usage(out.get("raw"), prompt))
+        out = structured.with_config(run_name="decompose", tags=["decompose"]).invoke(messages)
+        event.update(charge(spec, out.get("raw"), prompt, bound, ctx.max_tokens))
         if out.get("parsed") is None:
             raise ValueError(f"decomposer output failed validation: {str(out.get('parsing_error'))[:200]}")
         subtasks = [s for s in out["parsed"].subtasks if grounding(s, query) >= MIN_GROUNDING]
@@ -55,6 +102,9 @@ def decompose(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
             event["dropped_ungrounded"] = [s[:120] for s in out["parsed"].subtasks if s not in subtasks]
         if not subtasks:
             raise ValueError("no subtask of the decomposition is grounded in the query")
+    except OverBudget as exc:
+        event["fallback"] = f"budget: {exc} -> the whole query is one subtask"
+        subtasks = [query]
     except Exception as exc:
         event["fallback"] = redact(f"{type(exc).__name__}: {exc}", res.roster.secrets())[:300] + \
             " -> the whole query is one subtask"
@@ -66,12 +116,20 @@ def decompose(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
     if len(subtasks) == 1:
         subtasks = [query]  # an atomic query stays exactly as the user wrote it
     event["subtasks"] = len(subtasks)
+    synthesis = synthesis_estimate_usd(spec, ctx, count, query, subtasks) if len(subtasks) > 1 else 0.0
+    held, share = shares(ctx.budget_usd, event.get("cost_usd", 0.0), len(subtasks), synthesis)
+    event["budget"] = {"budget_usd": ctx.budget_usd, "plan_usd": event.get("cost_usd", 0.0),
+                       "synthesis_held_usd": held, "share_usd": share}
     res.embedder.embed(subtasks)  # one batch now; the parallel subtask branches then hit the embedding cache
     return {"query": query, "subtasks": subtasks, "trace": [event]}
 
 
 def fan_out_subtasks(state: FusionState) -> list[Send]:
-    """One parallel branch of the subtask subgraph per subtask."""
+    """One parallel branch of the subtask subgraph per subtask, each with its fixed share of the budget
+    (a "budget" event at the head of the branch's trace, read by the cascade)."""
     subtasks = state["subtasks"]
-    return [Send("subtask", {"index": i, "subtask": s, "query": state["query"], "n_subtasks": len(subtasks)})
+    plan = next((e for e in reversed(state.get("trace") or []) if e.get("node") == "decompose" and "budget" in e),
+                None)
+    share = {"share_usd": plan["budget"]["share_usd"]} if plan else {}
+    return [Send("subtask", {"index": i, "subtask": s, "n_subtasks": len(subtasks), **share})
             for i, s in enumerate(subtasks)]

@@ -8,6 +8,7 @@ from fusiongraph.context import FusionContext, as_context
 from fusiongraph.resources import get_resources
 from fusiongraph.state import SubtaskState
 from fusiongraph.text import estimate_tokens
+from nodes.cascade import branch_share
 
 
 def neighbours(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
@@ -20,10 +21,11 @@ def neighbours(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
         task_class.candidates, available, k=ctx.k, min_similarity=ctx.min_similarity,
         min_neighbours=ctx.min_neighbours, taxonomy_confidence=ctx.taxonomy_confidence,
         price_sensitivity=ctx.price_sensitivity, judge_accuracy=ctx.judge_accuracy, explore=ctx.explore,
-        budget_usd=ctx.budget_usd / max(state.get("n_subtasks", 1), 1),
+        budget_usd=branch_share(state, ctx),
         prompt_tokens=estimate_tokens(state["subtask"]),
         prices={m: (res.roster[m].price_in, res.roster[m].price_out) for m in available},
-        default_tokens=ctx.max_tokens, with_answers=ctx.guides > 0)
+        default_tokens=res.taxonomy.answer_tokens(task_class.name, ctx.max_tokens), with_answers=ctx.guides > 0,
+        mode=ctx.router)
     guides = sorted(
         ({"subtask": nb.text, "model": model, "answer": answer, "similarity": round(nb.similarity, 4)}
          for nb in route.neighbours for model, answer in nb.answers.items()),
@@ -32,7 +34,7 @@ def neighbours(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
         "route_source": route.source,
         "predictions": {m: p.as_dict() for m, p in route.predictions.items()},
         "candidates": route.plan,
-        "skipped": unavailable + route.skipped,
+        "skipped": res.taxonomy.skipped_candidates(task_class.name, res.roster.ids()) + unavailable + route.skipped,
         "guides": guides[: 4 * max(ctx.guides, 0)],
         "trace": [{"node": "neighbours", "neighbours": len(route.neighbours),
                    "nearest": [{"subtask": nb.text[:120], "similarity": round(nb.similarity, 4),

@@ -13,7 +13,7 @@ from fusiongraph.resources import get_resources
 from fusiongraph.state import SubtaskState
 
 RESULT_KEYS = ("index", "subtask", "task_class", "class_confidence", "class_scores", "route_source", "predictions",
-               "candidates", "skipped", "attempts", "status", "answered_by", "answer")
+               "candidates", "skipped", "attempts", "status", "answered_by", "answer", "answer_tokens")
 
 
 def _run_id() -> str:

@@ -1,4 +1,10 @@
-"""synthesize: fuse the subtask answers into one reply; a single subtask passes through unchanged."""
+"""synthesize: fuse the subtask answers into one reply; a single subtask passes through unchanged.
+
+The synthesis runs after every subtask branch, so it may spend what the plan and the branches did not:
+``budget_usd - plan - sum(branches)`` (fusiongraph/budget.py). Its worst case is computed from the actual
+prompt (token bound, max_tokens out); if that does not fit, the answers are joined in order without a model
+call, and the trace says so. The summary reports the run's actual spend by kind of call (`spent_usd`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import time
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 
+from fusiongraph.budget import charge, counter_for, prompt_bound, spent_breakdown, usable
 from fusiongraph.context import FusionContext, as_context
 from fusiongraph.resources import get_resources
 from fusiongraph.state import FusionState
@@ -14,20 +21,28 @@ from fusiongraph.text import redact, trim_to_tokens
 from prompts import load_prompt
 
 
-def _summary(results: list[dict], overhead: list[dict], roster) -> dict:
-    """Totals, and what the strongest configured model alone would have cost on the same tokens."""
-    strongest = roster[roster.strongest()]
-    final = [next((a for a in r["attempts"] if a["model"] == r.get("answered_by")), None) for r in results]
-    tokens_in = sum(a["tokens_in"] for a in final if a)
-    tokens_out = sum(a["tokens_out"] for a in final if a)
+def _summary(results: list[dict], overhead: list[dict], roster, budget_usd: float | None = None) -> dict:
+    """Totals, what the strongest configured model alone would have cost on the same tokens, and the
+    actual spend by kind of call (`spent_usd`: plan, answers, judges, synthesis, total) against the budget."""
+    spent = spent_breakdown(results, overhead)
     return {
+        "budget_usd": budget_usd,
+        "spent_usd": spent,
+        "within_budget": None if budget_usd is None else spent["total"] <= budget_usd,
         "cost_usd": sum(r["cost_usd"] for r in results) + sum(e.get("cost_usd", 0.0) for e in overhead),
         "tokens_in": sum(r["tokens_in"] for r in results) + sum(e.get("tokens_in", 0) for e in overhead),
         "tokens_out": sum(r["tokens_out"] for r in results) + sum(e.get("tokens_out", 0) for e in overhead),
-        "strongest_model": strongest.id,
-        "strongest_alone_cost_usd": strongest.cost(tokens_in, tokens_out),
+        **roster.strongest_alone(results),
         "statuses": {r["index"]: r["status"] for r in results},
     }
+
+
+class OverBudget(Exception):
+    """What is left of the budget cannot cover the synthesis call."""
+
+
+def _joined(results: list[dict]) -> str:
+    return "\n\n".join(f"{i + 1}. {r['answer'] or '(no answer)'}" for i, r in enumerate(results))
 
 
 def synthesize(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
@@ -37,7 +52,7 @@ def synthesize(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
     overhead = [e for e in state.get("trace", []) if e.get("node") == "decompose"]
     if len(results) == 1:
         return {"answer": results[0]["answer"],
-                "summary": _summary(results, overhead, res.roster)}
+                "summary": _summary(results, overhead, res.roster, ctx.budget_usd)}
     available, _ = res.roster.availability(ctx.local_only)
     model_id = res.roster.helper(available, ctx.planner_model)
     spec = res.roster[model_id]
@@ -48,18 +63,28 @@ def synthesize(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
     if removed:
         event["trimmed_chars"] = removed
     started = time.perf_counter()
+    spent = spent_breakdown(results, overhead)["total"]
+    left = usable(ctx.budget_usd) - spent
     try:
         model = res.roster.chat_model(model_id, ctx.max_tokens, ctx.request_timeout_s)
-        message = model.with_config(run_name="synthesize", tags=["synthesize"]).invoke(
-            [SystemMessage(load_prompt("synthesize")), HumanMessage(prompt)])
-        event.update(spec.usage(message, prompt))
+        messages = [SystemMessage(load_prompt("synthesize")), HumanMessage(prompt)]
+        bound = prompt_bound(messages, counter_for(model))
+        event["reserved_usd"] = spec.cost(bound, ctx.max_tokens)
+        if event["reserved_usd"] > left:
+            raise OverBudget(f"the synthesis could cost up to ${event['reserved_usd']:.6f}; ${max(left, 0.0):.6f} "
+                             f"of the ${ctx.budget_usd:.6f} budget is left")
+        message = model.with_config(run_name="synthesize", tags=["synthesize"]).invoke(messages)
+        event.update(charge(spec, message, prompt, bound, ctx.max_tokens))
         answer = message.text.strip()
         if not answer:
             raise ValueError("the synthesiser returned an empty reply")
+    except OverBudget as exc:
+        event["fallback"] = f"budget: {exc} -> the answers are joined in order without a model call"
+        answer = _joined(results)
     except Exception as exc:
         event["fallback"] = redact(f"{type(exc).__name__}: {exc}", res.roster.secrets())[:300] + \
             " -> the answers are joined in order"
-        answer = "\n\n".join(f"{i + 1}. {r['answer'] or '(no answer)'}" for i, r in enumerate(results))
+        answer = _joined(results)
     event["latency_s"] = round(time.perf_counter() - started, 3)
     return {"answer": answer, "trace": [event],
-            "summary": _summary(results, overhead + [event], res.roster)}
+            "summary": _summary(results, overhead + [event], res.roster, ctx.budget_usd)}

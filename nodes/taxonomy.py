@@ -1,4 +1,5 @@
-"""taxonomy: classify the subtask into a known task class, with a confidence."""
+"""taxonomy: classify the subtask into a known task class, with a confidence, and what the class sets:
+its answer length (`answer_tokens`) and the verifiers the rules judge applies."""
 
 from __future__ import annotations
 
@@ -10,9 +11,14 @@ from fusiongraph.state import SubtaskState
 
 
 def taxonomy(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
-    res = get_resources(as_context(runtime.context))
+    ctx = as_context(runtime.context)
+    res = get_resources(ctx)
     embedding = res.embedder.embed_one(state["subtask"])
     result = res.taxonomy.classify(embedding, res.embedder)
     top = dict(sorted(result.scores.items(), key=lambda kv: -kv[1])[:3])
+    answer_tokens = res.taxonomy.answer_tokens(result.task_class, ctx.max_tokens)
     return {"task_class": result.task_class, "class_confidence": round(result.confidence, 4),
-            "class_scores": {k: round(v, 4) for k, v in top.items()}}
+            "class_scores": {k: round(v, 4) for k, v in top.items()},
+            "answer_tokens": answer_tokens,
+            "trace": [{"node": "taxonomy", "task_class": result.task_class, "answer_tokens": answer_tokens,
+                       "verifiers": res.taxonomy.verifiers(result.task_class)}]}

@@ -132,8 +132,9 @@ def test_single_subtask_passes_through_without_a_synthesis_call(fusion):
 def test_subtasks_run_in_parallel_and_are_fused(fusion):
     models, *_ = cheap_strong(cheap_reply=lambda p: f"GOOD: {p.split()[-1]}")
     fusion(models)
-    out = graph.invoke({"query": "What is 2 plus 2 AND write a haiku about rain"}, context=ctx())
-    assert out["subtasks"] == ["What is 2 plus 2", "write a haiku about rain"]
+    # the cheap fake answers with the subtask's last word: "2" is right for 0 plus 2 (math's exact check)
+    out = graph.invoke({"query": "What is 0 plus 2 AND write a haiku about rain"}, context=ctx())
+    assert out["subtasks"] == ["What is 0 plus 2", "write a haiku about rain"]
     assert [r["index"] for r in sorted(out["results"], key=lambda r: r["index"])] == [0, 1]
     assert {r["task_class"] for r in out["results"]} == {"math", "creative_writing"}
     assert out["answer"] == "FUSED: GOOD: 2 | GOOD: rain"

@@ -185,11 +185,12 @@ def test_a_graph_failure_is_a_json_500_without_secrets(client, monkeypatch):
     monkeypatch.setenv("FG_TEST_API_KEY", secret)
 
     class Broken:
-        def invoke(self, *a, **k):
+        async def ainvoke(self, *a, **k):
             raise RuntimeError(f"boom with {secret}")
 
-        def stream(self, *a, **k):
+        async def astream(self, *a, **k):
             raise RuntimeError(f"boom with {secret}")
+            yield
 
     monkeypatch.setattr(mod, "_graph", lambda: Broken())
     r = chat(client)
@@ -197,6 +198,19 @@ def test_a_graph_failure_is_a_json_500_without_secrets(client, monkeypatch):
     assert "boom" in r.text and secret not in r.text
     events = sse_events(chat(client, stream=True))
     assert events[-1]["error"]["type"] == "server_error" and secret not in json.dumps(events)
+
+
+@pytest.mark.timeout(120)
+def test_many_slow_subtasks_do_not_starve_the_graph_threads(client, fusion):
+    # graph.astream runs the synchronous nodes, and the model calls they block on, in the event loop's
+    # default executor: asyncio's default (cores + 4, at most 32 threads) can deadlock on 12 slow subtasks;
+    # the app's lifespan enlarges it
+    fusion({"cheap": ({"price_in": 0.0, "price_out": 0.0}, ScriptedChat(script=lambda p: time.sleep(0.2) or "GOOD"))})
+    query = " AND ".join(f"what is {i} plus {i}" for i in range(12))
+    body = chat(client, query, fusiongraph={**KNOBS, "max_subtasks": 12}).json()
+    assert len(body["fusiongraph"]["subtasks"]) == 12
+    events = sse_events(chat(client, query, stream=True, fusiongraph={**KNOBS, "max_subtasks": 12}))
+    assert len(events[-1]["fusiongraph"]["results"]) == 12
 
 
 # --- streaming ----------------------------------------------------------------------------------------

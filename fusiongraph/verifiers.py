@@ -1,0 +1,317 @@
+"""Verifiers: cheap, class-specific checks of an answer, used by the rules judge (:mod:`fusiongraph.judges`).
+
+A verifier is ``function(subtask, answer) -> Check | None``: ``None`` when it does not apply to this
+subtask (no JSON was asked for, no Python code was given), else a score in [0, 1] with the reason. A
+``veto`` makes the whole confidence 0 (an exact check that fails); ``exact`` marks a check against a
+computed truth (plain arithmetic). Each task class of the taxonomy names its verifiers
+(``verifiers:`` in store/taxonomy.yaml); :data:`VERIFIERS` is the registry of names.
+
+The arithmetic check evaluates the subtask with :func:`safe_eval`, an ``ast`` walk that allows only
+numbers, ``+ - * / // % **`` (bounded exponent) and parentheses: never ``eval``.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import operator
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass
+class Check:
+    score: float
+    reason: str
+    veto: bool = False
+    exact: bool = False
+
+
+Verifier = Callable[[str, str], "Check | None"]
+
+# ---------------------------------------------------------------------------------------------- arithmetic
+
+MAX_EXPRESSION_CHARS = 200
+MAX_EXPONENT = 64
+MAX_INT_BITS = 4096
+
+_BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+           ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
+_UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+
+
+class UnsafeExpression(ValueError):
+    """Not plain arithmetic, or too large to evaluate."""
+
+
+def safe_eval(expression: str) -> int | float:
+    """Evaluate plain arithmetic: numbers, + - * / // % ** (exponent at most 64) and parentheses.
+
+    Anything else (names, calls, attributes, strings, comparisons...) raises :class:`UnsafeExpression`,
+    as do results too large to be an answer; division by zero raises ``ZeroDivisionError``.
+    """
+    if len(expression) > MAX_EXPRESSION_CHARS:
+        raise UnsafeExpression("expression too long")
+    try:
+        tree = ast.parse(expression.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise UnsafeExpression(f"not an expression: {exc.msg}") from None
+    return _walk(tree.body)
+
+
+def _check_size(value):
+    if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
+        raise UnsafeExpression("result too large")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UnsafeExpression("result is not finite")
+    return value
+
+
+def _walk(node: ast.AST) -> int | float:
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        return _check_size(node.value)
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+        return _UNARY[type(node.op)](_walk(node.operand))
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+        left, right = _walk(node.left), _walk(node.right)
+        if isinstance(node.op, ast.Pow):
+            if abs(right) > MAX_EXPONENT:
+                raise UnsafeExpression(f"exponent over {MAX_EXPONENT}")
+            if isinstance(left, int) and isinstance(right, int) and right > 0 and \
+                    left.bit_length() * right > MAX_INT_BITS:
+                raise UnsafeExpression("result too large")
+            if left == 0 and right < 0:
+                raise ZeroDivisionError("0 to a negative power")
+        try:
+            value = _BINOPS[type(node.op)](left, right)
+        except OverflowError:
+            raise UnsafeExpression("result too large") from None
+        if isinstance(value, complex):
+            raise UnsafeExpression("complex result")
+        return _check_size(value)
+    raise UnsafeExpression(f"{type(node).__name__} is not plain arithmetic")
+
+
+_NUMBER = r"\d+(?:\.\d+)?"
+_WORDS = [  # spelled-out operators, longest first
+    (r"\bmultiplied\s+by\b", "*"), (r"\bdivided\s+by\b", "/"), (r"\bto\s+the\s+power\s+of\b", "**"),
+    (r"\braised\s+to\b", "**"), (r"\btimes\b", "*"), (r"\bplus\b", "+"), (r"\bminus\b", "-"),
+    (r"\bmodulo\b|\bmod\b", "%"), (r"\bsquared\b", "**2"), (r"\bcubed\b", "**3"),
+    (r"[×✕]", "*"), (r"[÷]", "/"), (r"[−–]", "-"), (r"\^", "**"),
+    (rf"(?<=\d)\s*x\s*(?=\d)", "*"),  # 3 x 4
+]
+_PERCENT_OF = re.compile(rf"({_NUMBER})\s*%\s*of\s+({_NUMBER})", re.IGNORECASE)
+_LEAD = re.compile(r"^\s*(what\s+is|what's|whats|compute|calculate|evaluate|work\s+out|how\s+much\s+is|"
+                   r"find|give\s+me|tell\s+me)\b(\s+the\s+(value|result)\s+of\b)?[\s:]*", re.IGNORECASE)
+_TRAIL = re.compile(r"[\s?.!=]*$")
+_ARITH_CHARS = re.compile(r"^[\d\s.+\-*/%()]+$")
+
+
+def arithmetic_expression(subtask: str) -> str | None:
+    """The subtask as a plain arithmetic expression ("What is 17 times 23?" -> "17 * 23"), or None when
+    it is anything more (a word problem, an equation, units): only then is an exact check sound."""
+    text = _TRAIL.sub("", _LEAD.sub("", subtask.strip(), count=1))
+    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)  # 1,234 -> 1234
+    text = _PERCENT_OF.sub(r"(\1 / 100 * \2)", text)
+    for pattern, op in _WORDS:
+        text = re.sub(pattern, f" {op} ", text, flags=re.IGNORECASE)
+    text = " ".join(text.split())
+    if not text or not _ARITH_CHARS.match(text) or not re.search(r"\d", text) \
+            or not re.search(r"\d\s*(\*\*|//|[-+*/%])\s*[\d(]|\)\s*(\*\*|//|[-+*/%])", text):
+        return None
+    return text
+
+
+_ANSWER_NUMBER = re.compile(r"(?<![\w.])-?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d)|(?<![\w.])-?\d+(?:\.\d+)?(?:e[-+]?\d+)?",
+                            re.IGNORECASE)
+
+
+def answer_numbers(answer: str) -> list[tuple[float, float]]:
+    """Numbers in an answer, in order, each with its rounding tolerance (half a unit of its last digit)."""
+    out = []
+    for m in _ANSWER_NUMBER.finditer(answer.replace("\u2212", "-")):
+        raw = m.group(0).replace(",", "").lower()
+        try:
+            value = float(raw)
+        except ValueError:
+            continue
+        mantissa, _, exponent = raw.partition("e")
+        decimals = len(mantissa.split(".", 1)[1]) if "." in mantissa else 0
+        scale = int(exponent) if exponent else 0
+        tolerance = 0.5 * 10.0 ** (scale - decimals) if (decimals or scale) else 0.0
+        out.append((value, tolerance))
+    return out
+
+
+def _matches(expected: float, value: float, tolerance: float) -> bool:
+    """Equal, or a rounded answer (10 / 3 = 3.33) that is the expected value at its own precision."""
+    return math.isclose(value, expected, rel_tol=1e-9, abs_tol=1e-9) or abs(value - expected) <= tolerance * (1 + 1e-9)
+
+
+def _final_numbers(answer: str, numbers: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The numbers that can be "the answer": the first, the last and the first after the last '='."""
+    candidates = [numbers[0], numbers[-1]] if numbers else []
+    if "=" in answer:
+        after = answer_numbers(answer.rsplit("=", 1)[1])
+        candidates += after[:1]
+    return candidates
+
+
+def check_arithmetic(subtask: str, answer: str) -> Check | None:
+    """Plain arithmetic: the answer's final number must equal the safely evaluated expression."""
+    expression = arithmetic_expression(subtask)
+    if expression is None:
+        return None
+    try:
+        expected = safe_eval(expression)
+    except (UnsafeExpression, ZeroDivisionError):
+        return None
+    numbers = answer_numbers(answer)
+    if not numbers:
+        return None  # no number at all: the numeric check reports it
+    shown = f"{expected:.6g}" if isinstance(expected, float) else str(expected)
+    if any(_matches(float(expected), v, d) for v, d in _final_numbers(answer, numbers)):
+        return Check(1.0, f"exact: {expression} = {shown}", exact=True)
+    return Check(0.0, f"exact check failed: {expression} = {shown}, the answer says "
+                      f"{', '.join(f'{v:g}' for v, _ in _final_numbers(answer, numbers))}", veto=True, exact=True)
+
+
+_WANTS_NUMBER = re.compile(r"^(what is|compute|calculate|how (many|much)|solve)\b|\d\s*[-+*/x^]\s*\d", re.IGNORECASE)
+
+
+def check_numeric(subtask: str, answer: str) -> Check | None:
+    """A calculation wants a number in the answer."""
+    if not _WANTS_NUMBER.search(subtask):
+        return None
+    if re.search(r"\d", answer):
+        return Check(1.0, "a number is given")
+    return Check(0.5, "a number was expected, none given")
+
+
+# ---------------------------------------------------------------------------------------------- JSON
+
+WANTS_JSON = re.compile(r"\bjson\b", re.IGNORECASE)
+
+
+def strip_fence(text: str) -> str:
+    return re.sub(r"^```[\w+-]*\s*|\s*```$", "", text.strip())
+
+
+def check_json(subtask: str, answer: str) -> Check | None:
+    """Extraction into JSON: when the subtask asks for JSON, the answer must parse (a fenced block is fine)."""
+    if not WANTS_JSON.search(subtask):
+        return None
+    try:
+        json.loads(strip_fence(answer))
+    except ValueError as exc:
+        return Check(0.0, f"JSON requested, answer is not valid JSON ({getattr(exc, 'msg', exc)})")
+    return Check(1.0, "valid JSON")
+
+
+# ---------------------------------------------------------------------------------------------- code
+
+_WANTS_CODE = re.compile(r"\b(write|implement|code|function|script|program|one-liner)\b", re.IGNORECASE)
+_CODE_SHAPE = re.compile(r"```|\bdef |\bfunction\b|\breturn\b|;\s*$|=>|\bclass |#include|\bimport ", re.MULTILINE)
+_FENCE = re.compile(r"```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+_PYTHON_TAGS = {"python", "py", "python3"}
+_PYTHON_SHAPE = re.compile(r"^\s*(def |class |import |from \S+ import |async def )", re.MULTILINE)
+_OTHER_LANGUAGES = re.compile(r"\b(javascript|typescript|java|c\+\+|c#|rust|go(lang)?|ruby|php|bash|shell|sql|"
+                              r"swift|kotlin|haskell|perl|scala|in c)\b", re.IGNORECASE)
+
+
+def code_blocks(answer: str) -> list[tuple[str, str]]:
+    """(language tag, code) of each fenced block; without fences, the answer from its first line that
+    looks like Python (def, class, import) is one untagged block."""
+    blocks = [(m.group(1).lower(), m.group(2)) for m in _FENCE.finditer(answer)]
+    if not blocks:
+        m = _PYTHON_SHAPE.search(answer)
+        if m:
+            blocks = [("", answer[m.start():])]
+    return blocks
+
+
+def _is_python(tag: str, code: str, subtask: str) -> bool:
+    if tag in _PYTHON_TAGS:
+        return True
+    if tag:
+        return False
+    wants_python = re.search(r"\bpython\b", subtask, re.IGNORECASE) is not None
+    return wants_python or (not _OTHER_LANGUAGES.search(subtask) and bool(_PYTHON_SHAPE.search(code)))
+
+
+def _without_prompts(code: str) -> str:
+    """Doctest / REPL transcripts (>>> and ... prompts) keep only their input lines."""
+    lines = code.splitlines()
+    if not any(line.lstrip().startswith(">>>") for line in lines):
+        return code
+    return "\n".join(line.lstrip()[4:] for line in lines if line.lstrip()[:3] in (">>>", "..."))
+
+
+def python_parses(code: str, fenced: bool) -> SyntaxError | None:
+    """None when the code parses. Unfenced code may be followed by prose: a prefix that ends before a
+    non-indented line and parses counts."""
+    code = _without_prompts(code)
+    try:
+        ast.parse(code)
+        return None
+    except SyntaxError as exc:
+        error = exc
+    if not fenced:
+        lines = code.splitlines()
+        for end in range(len(lines) - 1, 0, -1):
+            if lines[end] and not lines[end][0].isspace():
+                try:
+                    ast.parse("\n".join(lines[:end]))
+                    return None
+                except SyntaxError:
+                    continue
+    return error
+
+
+def check_code(subtask: str, answer: str) -> Check | None:
+    """Code: some code when code was asked for, and every Python snippet parses (``ast.parse``)."""
+    fenced = "```" in answer
+    python = [code for tag, code in code_blocks(answer) if _is_python(tag, code, subtask)]
+    for code in python:
+        error = python_parses(code, fenced)
+        if error is not None:
+            return Check(0.0, f"the Python code does not parse: {error.msg} (line {error.lineno})")
+    if python:
+        return Check(1.0, f"{len(python)} Python snippet(s) parse")
+    if _WANTS_CODE.search(subtask) and not _CODE_SHAPE.search(answer):
+        return Check(0.5, "code was requested, none found")
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- registry
+
+VERIFIERS: dict[str, Verifier] = {
+    "numeric": check_numeric,
+    "arithmetic": check_arithmetic,
+    "json": check_json,
+    "code": check_code,
+}
+
+# The verifiers of a class the taxonomy file does not configure (a class name from store/taxonomy.yaml).
+DEFAULT_CLASS_VERIFIERS: dict[str, list[str]] = {
+    "math": ["numeric", "arithmetic"],
+    "code": ["code"],
+    "extraction": ["json"],
+    "classification": ["json"],
+}
+
+
+def for_class(task_class: str | None) -> list[str]:
+    return list(DEFAULT_CLASS_VERIFIERS.get(task_class or "", []))
+
+
+def run_verifiers(names: list[str], subtask: str, answer: str) -> list[tuple[str, Check]]:
+    """The checks that apply, as (verifier name, check)."""
+    out = []
+    for name in names:
+        check = VERIFIERS[name](subtask, answer)
+        if check is not None:
+            out.append((name, check))
+    return out

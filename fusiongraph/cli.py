@@ -129,19 +129,28 @@ def list_models(
     console.print(table)
 
 
-@app.command("store")
 def show_store(
-    store_dir: Optional[str] = typer.Option(None, "--store-dir", help="Outcome store directory."),
+    ctx: typer.Context,
+    store_dir: Optional[str] = typer.Option(None, "--store-dir",
+                                            help="Outcome store directory, or a postgresql:// URL."),
     last: int = typer.Option(10, "--last", help="Show the last N outcomes."),
+    as_json: bool = typer.Option(False, "--json", help="Print the counts (subtasks, outcomes, vectors) as JSON."),
 ) -> None:
-    """Show what the outcome store holds."""
+    """Show what the outcome store holds (`store migrate --to URL` copies it into Postgres)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from fusiongraph.resources import get_resources
 
     try:
         res = get_resources(_context(store_dir=store_dir))
+        counts = res.store.counts()
     except Exception as exc:
         _fail(str(exc))
-    console.print(res.store.directory, res.store.counts())
+    where = str(getattr(res.store, "location", res.store.directory))
+    if as_json:
+        print(json.dumps({"store": where, **counts}))
+        return
+    console.print(where, counts)
     rows = res.store.outcomes()[-last:] if last else []
     table = Table()
     for col in ("id", "subtask", "class", "model", "success", "accepted", "cost $", "error"):
@@ -283,6 +292,39 @@ def judge_eval(
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:
         je.print_report(report, console)
+
+
+def migrate_store_command(
+    to: str = typer.Option(..., "--to", help="Target store: a postgresql:// URL (or a directory)."),
+    store_dir: Optional[str] = typer.Option(None, "--store-dir",
+                                            help="Source store directory (default: $FUSIONGRAPH_STORE_DIR or the "
+                                                 "user data dir)."),
+    append: bool = typer.Option(False, "--append", help="Add to a target store that already holds rows."),
+    as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
+) -> None:
+    """Copy an outcome store (SQLite) into another (Postgres) without loss, in one transaction; counts checked."""
+    from fusiongraph.resources import default_store_dir
+    from store import StoreError, migrate_store
+
+    source = store_dir or str(default_store_dir())
+    try:
+        result = migrate_store(source, to, append=append)
+    except StoreError as exc:
+        _fail(str(exc))
+    if as_json:
+        print(json.dumps(result))
+        return
+    copied, target = result["copied"], result["target"]
+    console.print(f"copied {copied['subtasks']} subtasks and {copied['outcomes']} outcomes of "
+                  f"{result['source']['subtasks']} / {result['source']['outcomes']} from {source}; the target now "
+                  f"holds {target['subtasks']} subtasks, {target['outcomes']} outcomes, {target['vectors']} vectors",
+                  markup=False, highlight=False)
+
+
+store_app = typer.Typer(no_args_is_help=False)
+store_app.callback(invoke_without_command=True)(show_store)
+store_app.command("migrate")(migrate_store_command)
+app.add_typer(store_app, name="store")
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ class FusionContext:
     quality_threshold: float = field(default=0.6, metadata={
         "description": "Accept an answer when the judges' aggregated confidence (0-1) reaches this; else escalate."})
     budget_usd: float = field(default=0.05, metadata={
-        "description": "Most USD one query may spend, shared equally by its subtasks; the cascade stops before "
-                       "a call that could exceed it and returns the best answer so far."})
+        "description": "Most USD one query may spend on every call (plan, answers, judges, synthesis): each call "
+                       "reserves its worst case first; the subtasks share what the plan left (fusiongraph/budget.py)."})
     max_subtasks: int = field(default=8, metadata={
         "description": "Cap on the number of subtasks the decomposer may produce."})
     local_only: bool = field(default=False, metadata={

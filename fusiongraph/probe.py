@@ -15,6 +15,7 @@ cache of what the store says, and an unreadable one is ignored.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import threading
@@ -52,25 +53,31 @@ class ProbeFit:
         a /= a.sum()
         return {m: float(a @ self.cluster_rates[m]) for m in models if m in self.cluster_rates}
 
-    def save(self, path: Path) -> None:
-        """Plain arrays via a temp file and an atomic rename."""
+    def to_bytes(self) -> bytes:
+        """Plain arrays in an .npz (nothing pickled)."""
         models = sorted(self.weights)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp.npz")
         dim = len(next(iter(self.weights.values()))[0]) if models else 0
         clustered = sorted(self.cluster_rates or {})
         k = 0 if self.centroids is None else len(self.centroids)
-        np.savez(tmp, classes=np.array(sorted(self.classes, key=self.classes.get), dtype=str),
+        buf = io.BytesIO()
+        np.savez(buf, classes=np.array(sorted(self.classes, key=self.classes.get), dtype=str),
                  models=np.array(models, dtype=str), outcomes=np.array(self.outcomes),
                  coef=np.array([self.weights[m][0] for m in models]).reshape(len(models), dim),
                  intercept=np.array([self.weights[m][1] for m in models]),
                  centroids=self.centroids if self.centroids is not None else np.zeros((0, 0)),
                  cluster_models=np.array(clustered, dtype=str),
                  cluster_rates=np.array([self.cluster_rates[m] for m in clustered]).reshape(len(clustered), k))
+        return buf.getvalue()
+
+    def save(self, path: Path) -> None:
+        """Via a temp file and an atomic rename."""
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp.npz")
+        tmp.write_bytes(self.to_bytes())
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: Path) -> ProbeFit:
-        with np.load(path, allow_pickle=False) as z:
+    def from_bytes(cls, data: bytes) -> ProbeFit:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
             classes = {str(c): i for i, c in enumerate(z["classes"])}
             weights = {str(m): (z["coef"][i].astype(np.float64), float(z["intercept"][i]))
                        for i, m in enumerate(z["models"])}
@@ -79,6 +86,10 @@ class ProbeFit:
                 centroids = z["centroids"].astype(np.float64)
                 rates = {str(m): z["cluster_rates"][i].astype(np.float64) for i, m in enumerate(z["cluster_models"])}
             return cls(classes, weights, int(z["outcomes"]), centroids, rates)
+
+    @classmethod
+    def load(cls, path: Path) -> ProbeFit:
+        return cls.from_bytes(Path(path).read_bytes())
 
 
 class SuccessProbe:
@@ -99,13 +110,20 @@ class SuccessProbe:
         self.path = Path(directory) / PROBE_FILE if directory is not None else None
         self._fit: ProbeFit | None = self._load()
 
+    def _shared(self) -> bool:
+        """No store directory, but a store that shares artifacts between workers (Postgres): the fit lives there."""
+        return self.path is None and getattr(self.store, "shares_artifacts", False)
+
     def _load(self) -> ProbeFit | None:
-        if self.path is None or not self.path.exists():
-            return None
         try:
+            if self._shared():
+                data = self.store.get_artifact(PROBE_FILE)
+                return ProbeFit.from_bytes(data) if data else None
+            if self.path is None or not self.path.exists():
+                return None
             return ProbeFit.load(self.path)
         except Exception as exc:  # only a cache: refit from the store
-            log.warning("success probe %s unreadable (%s); it will be refitted from the store", self.path, exc)
+            log.warning("success probe fit unreadable (%s); it will be refitted from the store", exc)
             return None
 
     # ------------------------------------------------------------------ fitting
@@ -136,11 +154,13 @@ class SuccessProbe:
         centroids, cluster_rates = self._clusters(vectors, per_model)
         fit = ProbeFit(cols, weights, seen, centroids, cluster_rates)
         self._fit = fit
-        if self.path is not None:
-            try:
+        try:
+            if self._shared():
+                self.store.put_artifact(PROBE_FILE, fit.to_bytes())
+            elif self.path is not None:
                 fit.save(self.path)
-            except OSError as exc:  # a read-only store still routes; the next process refits
-                log.warning("could not save the success probe to %s: %s", self.path, exc)
+        except Exception as exc:  # a read-only store still routes; the next process refits
+            log.warning("could not save the success probe (%s): %s", self.path or "store artifact", exc)
         return fit
 
     def _clusters(self, vectors: np.ndarray, per_model) -> tuple[np.ndarray | None, dict[str, np.ndarray] | None]:

@@ -19,7 +19,8 @@ from fusiongraph.embeddings import Embedder, MiniLMEmbeddings
 from fusiongraph.roster import Roster
 from fusiongraph.routing import Router
 from fusiongraph.taxonomy import Taxonomy
-from store import DEFAULT_MODELS, DEFAULT_TAXONOMY, OutcomeStore
+from store import DEFAULT_MODELS, DEFAULT_TAXONOMY, OutcomeStore, open_store
+from store.backends import url_scheme
 
 
 @dataclass
@@ -44,11 +45,19 @@ def default_store_dir() -> Path:
     return Path(user_data_dir("fusiongraph")) / "store"
 
 
-def resolve_paths(ctx: FusionContext) -> tuple[Path, Path, Path]:
+def resolve_store(store_dir: str | None = None) -> Path | str:
+    """Where the outcome store is: `store_dir` (a directory, or a URL such as ``postgresql://...``), else
+    ``$FUSIONGRAPH_STORE_URL``, else :func:`default_store_dir` (SQLite)."""
+    target = store_dir or os.environ.get("FUSIONGRAPH_STORE_URL") or None
+    if target and url_scheme(target):
+        return target
+    return (Path(target).expanduser() if target else default_store_dir()).resolve()
+
+
+def resolve_paths(ctx: FusionContext) -> tuple[Path, Path, Path | str]:
     models = Path(ctx.models_path or os.environ.get("FUSIONGRAPH_MODELS") or DEFAULT_MODELS).expanduser()
     taxonomy = Path(ctx.taxonomy_path or os.environ.get("FUSIONGRAPH_TAXONOMY") or DEFAULT_TAXONOMY).expanduser()
-    store_dir = Path(ctx.store_dir).expanduser() if ctx.store_dir else default_store_dir()
-    return models.resolve(), taxonomy.resolve(), store_dir.resolve()
+    return models.resolve(), taxonomy.resolve(), resolve_store(ctx.store_dir)
 
 
 _lock = threading.Lock()
@@ -74,8 +83,11 @@ def get_resources(ctx: FusionContext) -> Resources:
             return _built[key]
     embedder = default_embedder()
     models, taxonomy, store_dir = key
+    # a server store (Postgres) keeps this worker's FAISS index and probe fit in $FUSIONGRAPH_STORE_CACHE_DIR
+    # between starts, if set; else they are rebuilt from the database
     res = Resources(Roster.from_yaml(models), Taxonomy.from_yaml(taxonomy), embedder,
-                    OutcomeStore(store_dir, embedder.dim, embedder.name))
+                    open_store(store_dir, embedder.dim, embedder.name,
+                               cache_dir=os.environ.get("FUSIONGRAPH_STORE_CACHE_DIR") or None))
     with _lock:
         return _built.setdefault(key, res)
 

@@ -100,7 +100,7 @@ _WORDS = [  # spelled-out operators, longest first
     (r"\braised\s+to\b", "**"), (r"\btimes\b", "*"), (r"\bplus\b", "+"), (r"\bminus\b", "-"),
     (r"\bmodulo\b|\bmod\b", "%"), (r"\bsquared\b", "**2"), (r"\bcubed\b", "**3"),
     (r"[×✕]", "*"), (r"[÷]", "/"), (r"[−–]", "-"), (r"\^", "**"),
-    (rf"(?<=\d)\s*x\s*(?=\d)", "*"),  # 3 x 4
+    (r"(?<=\d)\s*x\s*(?=\d)", "*"),  # 3 x 4
 ]
 _PERCENT_OF = re.compile(rf"({_NUMBER})\s*%\s*of\s+({_NUMBER})", re.IGNORECASE)
 _LEAD = re.compile(r"^\s*(what\s+is|what's|whats|compute|calculate|evaluate|work\s+out|how\s+much\s+is|"

@@ -1,9 +1,13 @@
 """The outcome store: every judged attempt, with the subtask's embedding, for nearest-neighbour routing.
 
-SQLite is the source of truth (subtasks with their embeddings, outcomes, metadata); the FAISS index
-is a derived cache written with ``faiss.write_index`` and reconciled with SQLite on open, so a crash
-between the two never loses an outcome: whatever SQLite committed is searchable after the next load.
-Nothing is pickled.
+A SQL database is the source of truth (subtasks with their embeddings, outcomes, metadata): SQLite by
+default (a directory), or Postgres (``postgresql://...``) when several machines share one store; see
+:mod:`store.backends` for the interface and the registry of backends, :mod:`store.postgres` for Postgres.
+Everything routing reads is kept in memory: per-subtask outcome sums by model, class and model totals, and
+the FAISS index. They are caches, folded in from the rows committed after a watermark (``refresh``); the
+FAISS index may be written to disk (``faiss.write_index``) and is reconciled with the database on open, so
+a crash between the two never loses an outcome: whatever the database committed is searchable after the
+next load. Nothing is pickled.
 """
 
 from __future__ import annotations
@@ -12,9 +16,9 @@ import hashlib
 import json
 import logging
 import os
-import sqlite3
 import threading
 import time
+import weakref
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +27,9 @@ from typing import Iterable, Sequence
 import faiss
 import numpy as np
 
+from store.backends import (DB_FILE, MMAP_BYTES, OUTCOME_ROW_KEYS, SCHEMA, Backend, SQLiteBackend,  # noqa: F401
+                            StoreError, make_backend, url_scheme)
+
 log = logging.getLogger(__name__)
 
 # One routing query searches one vector: OpenMP threads only add wake-up cost (24 ms vs 0.4 ms for a flat
@@ -30,47 +37,10 @@ log = logging.getLogger(__name__)
 SEARCH_THREADS = int(os.environ.get("FUSIONGRAPH_FAISS_THREADS", "1"))
 faiss.omp_set_num_threads(SEARCH_THREADS)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS subtasks (
-    id INTEGER PRIMARY KEY,
-    text_hash TEXT NOT NULL UNIQUE,
-    text TEXT NOT NULL,
-    task_class TEXT,
-    embedding BLOB NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS outcomes (
-    id INTEGER PRIMARY KEY,
-    subtask_id INTEGER NOT NULL REFERENCES subtasks(id),
-    model TEXT NOT NULL,
-    task_class TEXT,
-    success REAL NOT NULL CHECK (success >= 0 AND success <= 1),
-    accepted INTEGER NOT NULL,
-    judges TEXT NOT NULL DEFAULT '{}',
-    answer TEXT,
-    error TEXT,
-    tokens_in INTEGER NOT NULL DEFAULT 0,
-    tokens_out INTEGER NOT NULL DEFAULT 0,
-    cost_usd REAL NOT NULL DEFAULT 0,
-    latency_s REAL NOT NULL DEFAULT 0,
-    source TEXT NOT NULL DEFAULT 'live',
-    run_id TEXT,
-    created_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS outcomes_subtask ON outcomes(subtask_id);
-"""
-
 INDEX_FILE = "index.faiss"
 INDEX_META_FILE = "index.json"
-DB_FILE = "outcomes.sqlite"
 # Past this many vectors a flat (exact) search gets slow; switch to HNSW (approximate, ~0.1 ms).
 HNSW_THRESHOLD = 50_000
-MMAP_BYTES = 4 << 30
-
-
-class StoreError(RuntimeError):
-    """The store on disk cannot be used as it is; the message names the file and the fix."""
 
 
 def text_hash(text: str) -> str:
@@ -122,9 +92,15 @@ def _new_index(dim: int, hnsw: bool) -> faiss.Index:
 
 
 class OutcomeStore:
-    """Outcomes of past subtasks, searchable by embedding. Thread-safe; several processes may share one."""
+    """Outcomes of past subtasks, searchable by embedding. Thread-safe; several processes may share one.
 
-    def __init__(self, directory: str | Path | None, dim: int, embedder_name: str = "unknown"):
+    ``OutcomeStore(directory, dim)`` is a SQLite store in `directory` (None: in memory). With a `backend`
+    (see :func:`open_store`), `directory` is only where the derived caches go (FAISS index, probe fit): None
+    keeps them in memory, rebuilt from the database at start.
+    """
+
+    def __init__(self, directory: str | Path | None, dim: int, embedder_name: str = "unknown", *,
+                 backend: Backend | None = None):
         self.directory = Path(directory) if directory is not None else None
         self.dim = int(dim)
         self._lock = threading.RLock()
@@ -140,48 +116,45 @@ class OutcomeStore:
         self._tokens_sum = np.zeros((1024, 4), dtype=np.float64)  # recorded output tokens
         self._model_usage: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0])  # cost, tokens_out, n
         self._unsaved = 0
-        if self.directory is None:
-            self._db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
-        else:
+        self._closed = False
+        if backend is None:
+            backend = SQLiteBackend(self.directory)
+        elif self.directory is not None:
             self.directory.mkdir(parents=True, exist_ok=True)
-            db_path = self.directory / DB_FILE
-            try:
-                self._db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None, timeout=60)
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=NORMAL")
-                # neighbour look-ups hit random rows of a large table: read them through memory maps
-                self._db.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
-                self._db.execute("PRAGMA cache_size=-65536")
-            except sqlite3.DatabaseError as exc:
-                raise StoreError(
-                    f"outcome store {db_path} is not a readable SQLite database ({exc}); "
-                    f"move it aside to start a new store, or restore it from a backup"
-                ) from exc
+        self._backend = backend
         try:
-            self._db.executescript(SCHEMA)
-            self._check_meta(embedder_name)
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(
-                f"outcome store {self._db_label()} is corrupt or not a fusiongraph store ({exc}); "
-                f"move it aside to start a new store, or restore it from a backup"
-            ) from exc
-        self._index = self._load_index()
-        self.refresh()
+            self._check_meta(backend.open(self.dim, embedder_name))
+            self._index = self._load_index()
+            self.refresh()
+        except BaseException:
+            backend.close()
+            raise
+        # a backend that pushes changes (Postgres LISTEN/NOTIFY) refreshes us from its own thread; a weak
+        # reference, so that an unclosed store can still be collected
+        ref = weakref.WeakMethod(self._refresh_from_listener)
+        backend.listen(lambda: bool((m := ref()) and m()))
 
     # ------------------------------------------------------------------ opening
-    def _db_label(self) -> str:
-        return str(self.directory / DB_FILE) if self.directory else ":memory:"
+    @property
+    def backend(self) -> Backend:
+        return self._backend
 
-    def _check_meta(self, embedder_name: str) -> None:
-        rows = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
-        if not rows:
-            self._db.execute("INSERT INTO meta VALUES ('dim', ?), ('embedder', ?), ('version', '1')",
-                             (str(self.dim), embedder_name))
-            return
+    @property
+    def location(self) -> str:
+        """Where the source of truth is: the store directory, ``:memory:``, or a password-free URL."""
+        if isinstance(self._backend, SQLiteBackend):
+            return str(self._backend.directory) if self._backend.directory is not None else ":memory:"
+        return self._backend.label
+
+    def _db_label(self) -> str:
+        return self._backend.label
+
+    def _check_meta(self, rows: dict[str, str]) -> None:
         if int(rows["dim"]) != self.dim:
+            where = "store directory" if isinstance(self._backend, SQLiteBackend) else "database"
             raise StoreError(
                 f"outcome store {self._db_label()} holds {rows['dim']}-dimensional embeddings "
-                f"({rows.get('embedder')}), but the embedder gives {self.dim}; use the same embedder or a new store directory"
+                f"({rows.get('embedder')}), but the embedder gives {self.dim}; use the same embedder or a new {where}"
             )
 
     def _load_index(self) -> faiss.Index:
@@ -193,28 +166,36 @@ class OutcomeStore:
                     meta = json.loads(meta_path.read_text())
                     if index.d != self.dim or index.ntotal != meta["count"]:
                         raise ValueError(f"index holds {index.ntotal} vectors of dim {index.d}, meta says {meta}")
+                    if meta.get("store") != self._backend.store_id:
+                        raise ValueError(f"index is of store {meta.get('store')}, not {self._backend.store_id}")
                     self._indexed_upto = int(meta["upto"])
                     return index
-                except Exception as exc:  # the index is only a cache: rebuild it from SQLite
-                    log.warning("FAISS index %s unreadable (%s); rebuilding it from %s", path, exc, DB_FILE)
+                except Exception as exc:  # the index is only a cache: rebuild it from the database
+                    log.warning("FAISS index %s unreadable (%s); rebuilding it from %s", path, exc,
+                                self._db_label())
         self._indexed_upto = 0
         return _new_index(self.dim, hnsw=False)
 
     # ------------------------------------------------------------------ syncing
     def refresh(self) -> None:
-        """Fold in what other connections (threads, processes) committed since we last looked."""
+        """Fold in what other connections (threads, processes, machines) committed since we last looked.
+
+        Reads the rows after the watermarks (highest subtask id indexed, highest outcome id folded): every
+        backend makes ids visible in id order (see :mod:`store.backends`), so no row is skipped.
+        """
         with self._lock:
-            rows = self._db.execute(
-                "SELECT id, embedding FROM subtasks WHERE id > ? ORDER BY id", (self._indexed_upto,)
-            ).fetchall()
+            rows = self._backend.subtasks_after(self._indexed_upto)
             if rows:
                 self._add_vectors([r[0] for r in rows], [r[1] for r in rows])
-            for subtask_id, model, cls, success, oid, cost, tokens in self._db.execute(
-                "SELECT subtask_id, model, task_class, success, id, cost_usd, tokens_out FROM outcomes"
-                " WHERE id > ? AND error IS NULL ORDER BY id", (self._outcomes_seen,)
-            ):
+            for subtask_id, model, cls, success, oid, cost, tokens in self._backend.outcomes_after(self._outcomes_seen):
                 self._fold(subtask_id, model, cls, success, cost, tokens)
                 self._outcomes_seen = oid
+
+    def _refresh_from_listener(self) -> bool:
+        if self._closed:
+            return False
+        self.refresh()
+        return True
 
     def _fold(self, subtask_id: int, model: str, task_class: str | None, success: float,
               cost: float = 0.0, tokens: float = 0.0) -> None:
@@ -268,10 +249,7 @@ class OutcomeStore:
     def _build_hnsw(self) -> faiss.Index:
         index = _new_index(self.dim, hnsw=True)
         for start in range(0, self._indexed_upto + 1, 100_000):
-            rows = self._db.execute(
-                "SELECT id, embedding FROM subtasks WHERE id > ? AND id <= ? ORDER BY id",
-                (start - 1 if start else -1, min(start + 99_999, self._indexed_upto)),
-            ).fetchall()
+            rows = self._backend.subtasks_between(start - 1 if start else -1, min(start + 99_999, self._indexed_upto))
             if rows:
                 vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
                 index.add_with_ids(np.ascontiguousarray(vecs), np.asarray([r[0] for r in rows], dtype=np.int64))
@@ -284,36 +262,11 @@ class OutcomeStore:
 
     def record_many(self, items: Iterable[tuple[str, np.ndarray, str | None, list[Outcome]]]) -> list[int]:
         """Write many subtasks and their outcomes in one transaction; returns their subtask ids."""
-        rows = [(text, self._as_vector(emb), cls, list(outs)) for text, emb, cls, outs in items]
+        rows = [(text_hash(text), text, cls, self._as_vector(emb).tobytes(), list(outs))
+                for text, emb, cls, outs in items]
         now = time.time()
-        ids: list[int] = []
         with self._lock:
-            cur = self._db.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                for text, vec, task_class, outcomes in rows:
-                    h = text_hash(text)
-                    row = cur.execute("SELECT id FROM subtasks WHERE text_hash = ?", (h,)).fetchone()
-                    if row is None:
-                        cur.execute(
-                            "INSERT INTO subtasks (text_hash, text, task_class, embedding, created_at)"
-                            " VALUES (?,?,?,?,?)", (h, text, task_class, vec.tobytes(), now))
-                        subtask_id = cur.lastrowid
-                    else:
-                        subtask_id = row[0]
-                    cur.executemany(
-                        "INSERT INTO outcomes (subtask_id, model, task_class, success, accepted, judges, answer,"
-                        " error, tokens_in, tokens_out, cost_usd, latency_s, source, run_id, created_at)"
-                        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                        [(subtask_id, o.model, task_class, float(o.success), int(bool(o.accepted)),
-                          json.dumps(o.judges, default=str), o.answer, o.error, int(o.tokens_in),
-                          int(o.tokens_out), float(o.cost_usd), float(o.latency_s), o.source, o.run_id, now)
-                         for o in outcomes])
-                    ids.append(subtask_id)
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
+            ids = self._backend.insert(rows, now)
             self.refresh()
         return ids
 
@@ -326,24 +279,43 @@ class OutcomeStore:
         return vec
 
     def save(self) -> None:
-        """Write the FAISS index atomically (temp file + rename); SQLite is already durable."""
+        """Write the FAISS index atomically (temp file + rename); the database is already durable."""
         if self.directory is None:
             return
         with self._lock:
             tmp = self.directory / f".{INDEX_FILE}.{os.getpid()}.tmp"
             faiss.write_index(self._index, str(tmp))
             meta_tmp = self.directory / f".{INDEX_META_FILE}.{os.getpid()}.tmp"
-            meta_tmp.write_text(json.dumps({"upto": self._indexed_upto, "count": int(self._index.ntotal),
-                                            "dim": self.dim}))
+            meta = {"upto": self._indexed_upto, "count": int(self._index.ntotal), "dim": self.dim}
+            if self._backend.store_id is not None:
+                meta["store"] = self._backend.store_id
+            meta_tmp.write_text(json.dumps(meta))
             os.replace(tmp, self.directory / INDEX_FILE)
             os.replace(meta_tmp, self.directory / INDEX_META_FILE)
             self._unsaved = 0
 
     def close(self) -> None:
+        self._closed = True
+        self._backend.stop()  # the listener may be waiting for our lock: stop it first
         with self._lock:
             if self._unsaved:
                 self.save()
-            self._db.close()
+            self._backend.close()
+
+    # ------------------------------------------------------------------ artifacts
+    @property
+    def shares_artifacts(self) -> bool:
+        """True when the source of truth is shared by workers (a database, not a local SQLite file)."""
+        return not isinstance(self._backend, SQLiteBackend)
+
+    def get_artifact(self, name: str) -> bytes | None:
+        """Bytes that workers share through the store (e.g. the success probe's fit), or None."""
+        with self._lock:
+            return self._backend.get_artifact(name)
+
+    def put_artifact(self, name: str, data: bytes) -> None:
+        with self._lock:
+            self._backend.put_artifact(name, data)
 
     # ------------------------------------------------------------------ reading
     def neighbours(self, embedding, k: int, exclude_ids: set[int] | None = None,
@@ -352,10 +324,8 @@ class OutcomeStore:
         if k <= 0:
             return []
         with self._lock:
-            version = self._db.execute("PRAGMA data_version").fetchone()[0]
-            if version != getattr(self, "_data_version", None):
+            if self._backend.changed():
                 self.refresh()
-                self._data_version = version
             if self._index.ntotal == 0:
                 return []
             vec = self._as_vector(embedding).reshape(1, -1)
@@ -366,9 +336,7 @@ class OutcomeStore:
             if not hits:
                 return []
             hit_ids = [h[0] for h in hits]
-            marks = ",".join("?" * len(hits))
-            info = {r[0]: r[1:] for r in self._db.execute(
-                f"SELECT id, text, task_class FROM subtasks WHERE id IN ({marks})", hit_ids)}
+            info = self._backend.subtask_info(hit_ids)
             ids_arr = np.asarray(hit_ids)
             known = ids_arr < self._success_sum.shape[0]  # a subtask with no outcome folded in yet has none
             sums = np.zeros((len(hit_ids), self._success_sum.shape[1]))
@@ -380,9 +348,7 @@ class OutcomeStore:
             models = list(self._model_cols.items())
             answers: dict[int, dict[str, str]] = defaultdict(dict)
             if with_answers:
-                for sid, model, answer in self._db.execute(
-                        f"SELECT subtask_id, model, answer FROM outcomes WHERE subtask_id IN ({marks})"
-                        " AND error IS NULL AND accepted = 1 AND answer IS NOT NULL AND answer != ''", hit_ids):
+                for sid, model, answer in self._backend.accepted_answers(hit_ids):
                     answers[sid][model] = answer
         out = []
         for r, (sid, sim) in enumerate(hits):
@@ -441,9 +407,7 @@ class OutcomeStore:
         """
         with self._lock:
             self.refresh()
-            rows = self._db.execute(
-                "SELECT id, task_class, embedding FROM subtasks WHERE id < ? ORDER BY id DESC LIMIT ?",
-                (self._success_n.shape[0], int(limit))).fetchall()
+            rows = self._backend.newest_subtasks(self._success_n.shape[0], int(limit))
             ids = np.asarray([r[0] for r in rows], dtype=np.int64)
             counts = self._success_n[ids] if len(ids) else np.zeros((0, self._success_n.shape[1]), np.int32)
             sums = self._success_sum[ids] if len(ids) else np.zeros(counts.shape)
@@ -458,21 +422,13 @@ class OutcomeStore:
 
     def counts(self) -> dict[str, int]:
         with self._lock:
-            subtasks = self._db.execute("SELECT COUNT(*) FROM subtasks").fetchone()[0]
-            outcomes = self._db.execute("SELECT COUNT(*) FROM outcomes").fetchone()[0]
+            subtasks, outcomes = self._backend.count_rows()
             return {"subtasks": subtasks, "outcomes": outcomes, "vectors": int(self._index.ntotal)}
 
     def outcomes(self, limit: int | None = None) -> list[dict]:
         """Rows for inspection and export, newest last."""
-        sql = ("SELECT o.id, s.text, o.model, o.task_class, o.success, o.accepted, o.judges, o.error, o.tokens_in,"
-               " o.tokens_out, o.cost_usd, o.latency_s, o.source, o.run_id FROM outcomes o"
-               " JOIN subtasks s ON s.id = o.subtask_id ORDER BY o.id")
-        if limit:
-            sql += f" LIMIT {int(limit)}"
-        keys = ["id", "subtask", "model", "task_class", "success", "accepted", "judges", "error", "tokens_in",
-                "tokens_out", "cost_usd", "latency_s", "source", "run_id"]
         with self._lock:
-            rows = [dict(zip(keys, r)) for r in self._db.execute(sql)]
+            rows = [dict(zip(OUTCOME_ROW_KEYS, r)) for r in self._backend.outcome_rows(limit)]
         for r in rows:
             r["judges"] = json.loads(r["judges"])
             r["accepted"] = bool(r["accepted"])
@@ -481,9 +437,70 @@ class OutcomeStore:
     def texts_with_source(self, source: str) -> set[str]:
         """Hashes of the subtask texts that have outcomes from `source` (resuming a calibration)."""
         with self._lock:
-            return {r[0] for r in self._db.execute(
-                "SELECT DISTINCT s.text_hash FROM outcomes o JOIN subtasks s ON s.id = o.subtask_id "
-                "WHERE o.source = ?", (source,))}
+            return self._backend.hashes_with_source(source)
 
     def __len__(self) -> int:
         return int(self._index.ntotal)
+
+
+def open_store(target: str | Path | None, dim: int, embedder_name: str = "unknown",
+               cache_dir: str | Path | None = None) -> OutcomeStore:
+    """The store at `target`: a directory (SQLite), ``sqlite:///dir``, ``postgresql://...`` or another scheme
+    registered in :data:`store.backends.BACKENDS`; None is an in-memory SQLite store.
+
+    `cache_dir` (server backends only) is where this worker keeps its FAISS index and probe fit between
+    starts; without it they are rebuilt from the database at start.
+    """
+    scheme = url_scheme(target)
+    if scheme is None:
+        return OutcomeStore(target, dim, embedder_name)
+    backend = make_backend(target)
+    if scheme == "sqlite":
+        return OutcomeStore(backend.directory, dim, embedder_name, backend=backend)
+    return OutcomeStore(cache_dir, dim, embedder_name, backend=backend)
+
+
+def migrate_store(source: str | Path, target: str | Path, append: bool = False, batch: int = 5000) -> dict:
+    """Copy every subtask and outcome of the store at `source` into the store at `target`, without loss.
+
+    One transaction on the target: all of it or nothing. Subtask ids may change (outcomes follow their
+    subtask); every column is kept. A target that already holds rows is refused unless `append` (then a
+    text already there keeps its subtask and gains the outcomes). The counts are checked inside the
+    transaction and again through a fresh store on the target. Rows the source commits during the copy are
+    left for a later ``--append``: the copy takes the rows up to the highest ids it saw at the start.
+    """
+    if url_scheme(source) is None and not (Path(source) / DB_FILE).exists():
+        raise StoreError(f"no outcome store at {source} (no {DB_FILE} there)")
+    src = make_backend(source)
+    dst: Backend | None = None
+    try:
+        meta = src.read_meta()
+        if not meta:
+            raise StoreError(f"{src.label} holds no outcome store")
+        dim, embedder = int(meta["dim"]), meta.get("embedder", "unknown")
+        dst = make_backend(target)
+        dst_meta = dst.open(dim, embedder)
+        if int(dst_meta["dim"]) != dim:
+            raise StoreError(f"{dst.label} holds {dst_meta['dim']}-dimensional embeddings, {src.label} {dim}: "
+                             f"they cannot be merged")
+        upto_s, upto_o = src.max_ids()
+        want_s, want_o = src.count_rows((upto_s, upto_o))
+        result = dst.import_rows(src.export_subtasks(upto_s, batch), src.export_outcomes(upto_o, batch), append,
+                                 expected=(want_s, want_o))
+    finally:
+        src.close()
+        if dst is not None:
+            dst.stop()
+            dst.close()
+    check = open_store(target, dim, embedder)
+    try:
+        counts = check.counts()
+    finally:
+        check.close()
+    # (at least: other writers may add rows to a live target right after the copy commits)
+    if counts["outcomes"] < result["outcomes"] or counts["subtasks"] < result["subtasks"] \
+            or counts["vectors"] != counts["subtasks"]:
+        raise StoreError(f"after the copy {check.location} holds {counts}, expected {result['subtasks']} subtasks "
+                         f"and {result['outcomes']} outcomes")
+    return {"source": {"subtasks": want_s, "outcomes": want_o}, "copied": {
+        "subtasks": result["subtasks_added"], "outcomes": result["outcomes_added"]}, "target": counts}

@@ -1,14 +1,17 @@
-"""A separate process that records outcomes into a store: used by the durability tests."""
+"""A separate process that records outcomes into a store: used by the durability tests.
+
+    python -m tests.store_writer TARGET NAME COUNT    (TARGET: a store directory or a postgresql:// URL)
+"""
 
 import sys
 
 import numpy as np
 
-from store import Outcome, OutcomeStore
+from store import Outcome, open_store
 
 if __name__ == "__main__":
-    directory, name, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    store = OutcomeStore(directory, 8, "test")
+    target, name, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    store = open_store(target, 8, "test")
     rng = np.random.default_rng(abs(hash(name)) % 2**32)
     for i in range(count):
         v = rng.normal(size=8).astype(np.float32)

@@ -13,7 +13,7 @@ from langchain_core.embeddings import Embeddings
 
 import fusiongraph.bench as bench
 from fusiongraph.embeddings import Embedder
-from fusiongraph.routing import Prediction, Router, plan_utility
+from fusiongraph.routing import Router, plan_utility
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "outcomes"
 TOPICS = ["algebra", "poetry", "chemistry", "history", "riddles", "law"]

@@ -1,0 +1,457 @@
+"""The SQL side of the outcome store: one small interface, one class per database, chosen by URL scheme.
+
+:class:`store.outcomes.OutcomeStore` keeps everything routing reads in memory (per-subtask aggregates by
+model, class totals, the FAISS index) and asks a :class:`Backend` only for rows: the rows committed after a
+watermark (to fold in), the text of a few hits, accepted answers, and so on. A backend is the source of
+truth; the store's memory and its FAISS index are caches rebuilt from it.
+
+The one promise every backend makes (``refresh`` depends on it): **ids become visible in id order**.
+Once a reader sees subtask (or outcome) id N, every row with a lower id that will ever exist is visible
+too, so "rows with id > watermark" never skips a row committed late. SQLite gets this for free (one writer
+at a time); :mod:`store.postgres` serialises its writers on an advisory lock taken before drawing ids.
+
+Adding a backend: write a module with a :class:`Backend` subclass and add one line to :data:`BACKENDS`
+(or call :func:`register_backend`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import sqlite3
+from pathlib import Path
+from typing import Callable, ClassVar, Iterable, Iterator, Sequence
+
+# scheme -> "module:Class", imported on first use (psycopg is needed only for a Postgres store)
+BACKENDS: dict[str, str] = {
+    "sqlite": "store.backends:SQLiteBackend",
+    "postgresql": "store.postgres:PostgresBackend",
+    "postgres": "store.postgres:PostgresBackend",
+}
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+# column order of Backend.export_subtasks / export_outcomes / import_rows
+SUBTASK_COLUMNS = ("id", "text_hash", "text", "task_class", "embedding", "created_at")
+OUTCOME_COLUMNS = ("id", "subtask_id", "model", "task_class", "success", "accepted", "judges", "answer", "error",
+                   "tokens_in", "tokens_out", "cost_usd", "latency_s", "source", "run_id", "created_at")
+# column order of Backend.outcome_rows (OutcomeStore.outcomes)
+OUTCOME_ROW_KEYS = ("id", "subtask", "model", "task_class", "success", "accepted", "judges", "error", "tokens_in",
+                    "tokens_out", "cost_usd", "latency_s", "source", "run_id")
+
+
+class StoreError(RuntimeError):
+    """The store cannot be used as it is; the message names the file or database and the fix."""
+
+
+def url_scheme(target: str | Path | None) -> str | None:
+    """``postgresql`` for ``postgresql://...``; None for a plain directory path."""
+    if target is None or isinstance(target, Path):
+        return None
+    m = _SCHEME.match(str(target))
+    return m.group(1).lower() if m else None
+
+
+def register_backend(scheme: str, target: str | type) -> None:
+    """Make ``scheme://...`` open with `target` (a Backend subclass or ``"module:Class"``)."""
+    BACKENDS[scheme.lower()] = target if isinstance(target, str) else f"{target.__module__}:{target.__qualname__}"
+
+
+def backend_class(scheme: str) -> type[Backend]:
+    spec = BACKENDS.get(scheme.lower())
+    if spec is None:
+        raise StoreError(f"no outcome store backend for {scheme}:// URLs; known: "
+                         f"{', '.join(sorted(BACKENDS))} (or a directory path for SQLite)")
+    module, _, name = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ImportError as exc:
+        raise StoreError(f"the {scheme}:// outcome store needs a package that is not installed ({exc}); "
+                         f"for Postgres: pip install 'psycopg[binary]'") from exc
+
+
+def make_backend(target: str | Path | None) -> Backend:
+    """The backend for a directory (SQLite), ``sqlite:///dir``, or a registered URL scheme."""
+    scheme = url_scheme(target)
+    if scheme is None:
+        return SQLiteBackend(target)
+    if scheme == "sqlite":
+        return SQLiteBackend(str(target)[len("sqlite://"):] or None)
+    return backend_class(scheme)(str(target))
+
+
+def mask_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
+
+
+class Backend:
+    """What the outcome store needs from a database; every method is called under the store's lock.
+
+    Row ids are integers that become visible in id order (see the module docstring). Embeddings are
+    float32 bytes. A write is one transaction: all of it or nothing.
+    """
+
+    scheme: ClassVar[str] = ""
+    label: str = ""  # the file or (password-free) URL, for messages
+    directory: Path | None = None  # where the store's derived caches go by default (SQLite: beside the file)
+    store_id: str | None = None  # identifies the database: a cached FAISS index of another one is not used
+
+    # ------------------------------------------------------------ opening
+    def open(self, dim: int, embedder_name: str) -> dict[str, str]:
+        """Create or migrate the schema, write the metadata of a new store; return the stored metadata."""
+        raise NotImplementedError
+
+    def read_meta(self) -> dict[str, str]:
+        """The stored metadata (``dim``, ``embedder``), empty when there is no store yet; creates nothing."""
+        raise NotImplementedError
+
+    def listen(self, on_change: Callable[[], bool]) -> None:
+        """Call `on_change` (from any thread) when another connection commits; it returns False to stop."""
+
+    def changed(self) -> bool:
+        """Cheap check before a read: may another connection have committed since the last call?"""
+        return True
+
+    def stop(self) -> None:
+        """Stop background work (listeners); called without the store's lock held."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ rows after a watermark
+    def subtasks_after(self, after: int) -> list[tuple[int, bytes]]:
+        """(id, embedding) of the subtasks with id > after, by id."""
+        raise NotImplementedError
+
+    def subtasks_between(self, lo: int, hi: int) -> list[tuple[int, bytes]]:
+        """(id, embedding) with lo < id <= hi, by id."""
+        raise NotImplementedError
+
+    def outcomes_after(self, after: int) -> list[tuple]:
+        """(subtask_id, model, task_class, success, id, cost_usd, tokens_out) of the error-free outcomes
+        with id > after, by id."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ writing
+    def insert(self, items: Sequence[tuple[str, str, str | None, bytes, list]], now: float) -> list[int]:
+        """Write (text_hash, text, task_class, embedding, outcomes) items in one transaction; a text already
+        stored keeps its subtask. Returns the subtask ids in order."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ reading
+    def subtask_info(self, ids: Sequence[int]) -> dict[int, tuple[str, str | None]]:
+        raise NotImplementedError
+
+    def accepted_answers(self, ids: Sequence[int]) -> list[tuple[int, str, str]]:
+        """(subtask_id, model, answer) of the error-free accepted non-empty answers on these subtasks, by id."""
+        raise NotImplementedError
+
+    def newest_subtasks(self, below: int, limit: int) -> list[tuple[int, str | None, bytes]]:
+        """(id, task_class, embedding) of the `limit` highest ids below `below`, newest first."""
+        raise NotImplementedError
+
+    def count_rows(self, upto: tuple[int, int] | None = None) -> tuple[int, int]:
+        """(subtasks, outcomes), of those with ids up to `upto` = (subtask id, outcome id) if given."""
+        raise NotImplementedError
+
+    def outcome_rows(self, limit: int | None) -> list[tuple]:
+        """Rows in :data:`OUTCOME_ROW_KEYS` order, oldest first (judges as JSON text)."""
+        raise NotImplementedError
+
+    def hashes_with_source(self, source: str) -> set[str]:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ artifacts (derived data shared by workers)
+    def get_artifact(self, name: str) -> bytes | None:
+        raise NotImplementedError
+
+    def put_artifact(self, name: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ copying (``fusiongraph store migrate``)
+    def max_ids(self) -> tuple[int, int]:
+        """(highest subtask id, highest outcome id); a consistent cut when read outcomes first."""
+        raise NotImplementedError
+
+    def export_subtasks(self, upto: int, batch: int) -> Iterator[list[tuple]]:
+        """Batches of :data:`SUBTASK_COLUMNS` rows with id <= upto, by id."""
+        return self._export("subtasks", SUBTASK_COLUMNS, upto, batch)
+
+    def export_outcomes(self, upto: int, batch: int) -> Iterator[list[tuple]]:
+        """Batches of :data:`OUTCOME_COLUMNS` rows with id <= upto, by id (accepted as 0/1 or bool)."""
+        return self._export("outcomes", OUTCOME_COLUMNS, upto, batch)
+
+    def _select(self, sql: str, params: tuple) -> list[tuple]:
+        """Run a SELECT written with ``?`` placeholders."""
+        raise NotImplementedError
+
+    def _export(self, table: str, columns: Sequence[str], upto: int, batch: int) -> Iterator[list[tuple]]:
+        last = 0
+        while True:
+            rows = self._select(f"SELECT {', '.join(columns)} FROM {table} WHERE id > ? AND id <= ?"
+                                f" ORDER BY id LIMIT ?", (last, upto, batch))
+            if not rows:
+                return
+            yield rows
+            last = rows[-1][0]
+
+    def import_rows(self, subtasks: Iterable[list[tuple]], outcomes: Iterable[list[tuple]],
+                    append: bool, expected: tuple[int, int]) -> dict[str, int]:
+        """Copy exported rows in one transaction (new ids; outcomes follow their subtask's new id).
+
+        Refuses a non-empty target unless `append` (then a text already stored keeps its subtask). Rolls
+        back unless it read `expected` = (subtasks, outcomes) rows and the target grew by what it added
+        (see :func:`check_import`). Returns {"subtasks_before", "outcomes_before", "subtasks_added", "outcomes_added", "subtasks",
+        "outcomes"}, the last two counted inside the transaction.
+        """
+        raise NotImplementedError
+
+
+def check_import(label: str, expected: tuple[int, int], mapped: int, added_s: int, added_o: int,
+                 before: tuple[int, int], after: tuple[int, int]) -> None:
+    """Raise (so the import's transaction rolls back) unless every source row arrived."""
+    if mapped != expected[0] or added_o != expected[1] or after != (before[0] + added_s, before[1] + added_o):
+        raise StoreError(f"copy into {label} incomplete, rolled back: read {mapped} of {expected[0]} subtasks and "
+                         f"{added_o} of {expected[1]} outcomes; the target went from {before} to {after} "
+                         f"(subtasks, outcomes)")
+
+
+# ---------------------------------------------------------------------------------------------------- SQLite
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS subtasks (
+    id INTEGER PRIMARY KEY,
+    text_hash TEXT NOT NULL UNIQUE,
+    text TEXT NOT NULL,
+    task_class TEXT,
+    embedding BLOB NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outcomes (
+    id INTEGER PRIMARY KEY,
+    subtask_id INTEGER NOT NULL REFERENCES subtasks(id),
+    model TEXT NOT NULL,
+    task_class TEXT,
+    success REAL NOT NULL CHECK (success >= 0 AND success <= 1),
+    accepted INTEGER NOT NULL,
+    judges TEXT NOT NULL DEFAULT '{}',
+    answer TEXT,
+    error TEXT,
+    tokens_in INTEGER NOT NULL DEFAULT 0,
+    tokens_out INTEGER NOT NULL DEFAULT 0,
+    cost_usd REAL NOT NULL DEFAULT 0,
+    latency_s REAL NOT NULL DEFAULT 0,
+    source TEXT NOT NULL DEFAULT 'live',
+    run_id TEXT,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outcomes_subtask ON outcomes(subtask_id);
+"""
+# Created on first use only: an older fusiongraph opening the same file ignores it.
+ARTIFACTS_SCHEMA = "CREATE TABLE IF NOT EXISTS artifacts (name TEXT PRIMARY KEY, data BLOB NOT NULL, updated_at REAL)"
+
+DB_FILE = "outcomes.sqlite"
+MMAP_BYTES = 4 << 30
+
+_OUTCOME_INSERT = ("INSERT INTO outcomes (subtask_id, model, task_class, success, accepted, judges, answer,"
+                   " error, tokens_in, tokens_out, cost_usd, latency_s, source, run_id, created_at)"
+                   " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+
+
+def outcome_values(subtask_id: int, task_class: str | None, o, now: float) -> tuple:
+    """An :class:`~store.outcomes.Outcome` as the values of an outcomes row (after id)."""
+    return (subtask_id, o.model, task_class, float(o.success), bool(o.accepted),
+            json.dumps(o.judges, default=str), o.answer, o.error, int(o.tokens_in), int(o.tokens_out),
+            float(o.cost_usd), float(o.latency_s), o.source, o.run_id, now)
+
+
+class SQLiteBackend(Backend):
+    """The embedded default: one file, WAL mode, several processes of one machine may share it."""
+
+    scheme = "sqlite"
+
+    def __init__(self, directory: str | Path | None):
+        self.directory = Path(directory) if directory is not None else None
+        if self.directory is None:
+            self.label = ":memory:"
+            self._db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        else:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            db_path = self.directory / DB_FILE
+            self.label = str(db_path)
+            try:
+                self._db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None, timeout=60)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                # neighbour look-ups hit random rows of a large table: read them through memory maps
+                self._db.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
+                self._db.execute("PRAGMA cache_size=-65536")
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(
+                    f"outcome store {db_path} is not a readable SQLite database ({exc}); "
+                    f"move it aside to start a new store, or restore it from a backup"
+                ) from exc
+        self._data_version = None
+
+    def _corrupt(self, exc: Exception) -> StoreError:
+        return StoreError(f"outcome store {self.label} is corrupt or not a fusiongraph store ({exc}); "
+                          f"move it aside to start a new store, or restore it from a backup")
+
+    def open(self, dim: int, embedder_name: str) -> dict[str, str]:
+        try:
+            self._db.executescript(SCHEMA)
+            rows = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+            if not rows:
+                self._db.execute("INSERT INTO meta VALUES ('dim', ?), ('embedder', ?), ('version', '1')",
+                                 (str(dim), embedder_name))
+                rows = {"dim": str(dim), "embedder": embedder_name, "version": "1"}
+            return rows
+        except sqlite3.DatabaseError as exc:
+            raise self._corrupt(exc) from exc
+
+    def read_meta(self) -> dict[str, str]:
+        try:
+            return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.OperationalError:
+            return {}
+        except sqlite3.DatabaseError as exc:
+            raise self._corrupt(exc) from exc
+
+    def changed(self) -> bool:
+        version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version:
+            self._data_version = version
+            return True
+        return False
+
+    def close(self) -> None:
+        self._db.close()
+
+    def subtasks_after(self, after):
+        return self._db.execute("SELECT id, embedding FROM subtasks WHERE id > ? ORDER BY id", (after,)).fetchall()
+
+    def subtasks_between(self, lo, hi):
+        return self._db.execute("SELECT id, embedding FROM subtasks WHERE id > ? AND id <= ? ORDER BY id",
+                                (lo, hi)).fetchall()
+
+    def outcomes_after(self, after):
+        return self._db.execute(
+            "SELECT subtask_id, model, task_class, success, id, cost_usd, tokens_out FROM outcomes"
+            " WHERE id > ? AND error IS NULL ORDER BY id", (after,)).fetchall()
+
+    def insert(self, items, now):
+        ids: list[int] = []
+        cur = self._db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            for h, text, task_class, blob, outcomes in items:
+                row = cur.execute("SELECT id FROM subtasks WHERE text_hash = ?", (h,)).fetchone()
+                if row is None:
+                    cur.execute("INSERT INTO subtasks (text_hash, text, task_class, embedding, created_at)"
+                                " VALUES (?,?,?,?,?)", (h, text, task_class, blob, now))
+                    subtask_id = cur.lastrowid
+                else:
+                    subtask_id = row[0]
+                cur.executemany(_OUTCOME_INSERT, [outcome_values(subtask_id, task_class, o, now) for o in outcomes])
+                ids.append(subtask_id)
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        return ids
+
+    def subtask_info(self, ids):
+        marks = ",".join("?" * len(ids))
+        return {r[0]: r[1:] for r in self._db.execute(
+            f"SELECT id, text, task_class FROM subtasks WHERE id IN ({marks})", list(ids))}
+
+    def accepted_answers(self, ids):
+        marks = ",".join("?" * len(ids))
+        return self._db.execute(
+            f"SELECT subtask_id, model, answer FROM outcomes WHERE subtask_id IN ({marks})"
+            " AND error IS NULL AND accepted = 1 AND answer IS NOT NULL AND answer != '' ORDER BY id",
+            list(ids)).fetchall()
+
+    def newest_subtasks(self, below, limit):
+        return self._db.execute(
+            "SELECT id, task_class, embedding FROM subtasks WHERE id < ? ORDER BY id DESC LIMIT ?",
+            (below, int(limit))).fetchall()
+
+    def count_rows(self, upto=None):
+        if upto is None:
+            return (self._db.execute("SELECT COUNT(*) FROM subtasks").fetchone()[0],
+                    self._db.execute("SELECT COUNT(*) FROM outcomes").fetchone()[0])
+        return (self._db.execute("SELECT COUNT(*) FROM subtasks WHERE id <= ?", (upto[0],)).fetchone()[0],
+                self._db.execute("SELECT COUNT(*) FROM outcomes WHERE id <= ?", (upto[1],)).fetchone()[0])
+
+    def outcome_rows(self, limit):
+        sql = ("SELECT o.id, s.text, o.model, o.task_class, o.success, o.accepted, o.judges, o.error, o.tokens_in,"
+               " o.tokens_out, o.cost_usd, o.latency_s, o.source, o.run_id FROM outcomes o"
+               " JOIN subtasks s ON s.id = o.subtask_id ORDER BY o.id")
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return self._db.execute(sql).fetchall()
+
+    def hashes_with_source(self, source):
+        return {r[0] for r in self._db.execute(
+            "SELECT DISTINCT s.text_hash FROM outcomes o JOIN subtasks s ON s.id = o.subtask_id "
+            "WHERE o.source = ?", (source,))}
+
+    def get_artifact(self, name):
+        try:
+            row = self._db.execute("SELECT data FROM artifacts WHERE name = ?", (name,)).fetchone()
+        except sqlite3.OperationalError:  # no artifacts table yet
+            return None
+        return bytes(row[0]) if row else None
+
+    def put_artifact(self, name, data):
+        import time
+
+        self._db.execute(ARTIFACTS_SCHEMA)
+        self._db.execute("INSERT OR REPLACE INTO artifacts VALUES (?, ?, ?)", (name, bytes(data), time.time()))
+
+    def max_ids(self):
+        o = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM outcomes").fetchone()[0]
+        s = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM subtasks").fetchone()[0]
+        return s, o
+
+    def _select(self, sql, params):
+        return self._db.execute(sql, params).fetchall()
+
+    def import_rows(self, subtasks, outcomes, append, expected):
+        cur = self._db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            before = self.count_rows()
+            if any(before) and not append:
+                raise StoreError(f"outcome store {self.label} already holds {before[0]} subtasks and {before[1]} "
+                                 f"outcomes; pass --append to add to them")
+            mapping: dict[int, int] = {}
+            added_s = added_o = 0
+            for rows in subtasks:
+                for old_id, h, text, cls, blob, created in rows:
+                    row = cur.execute("SELECT id FROM subtasks WHERE text_hash = ?", (h,)).fetchone()
+                    if row is None:
+                        cur.execute("INSERT INTO subtasks (text_hash, text, task_class, embedding, created_at)"
+                                    " VALUES (?,?,?,?,?)", (h, text, cls, bytes(blob), created))
+                        mapping[old_id] = cur.lastrowid
+                        added_s += 1
+                    else:
+                        mapping[old_id] = row[0]
+            for rows in outcomes:
+                try:
+                    values = [(mapping[r[1]], *r[2:5], int(bool(r[5])), *r[6:]) for r in rows]
+                except KeyError as exc:
+                    raise StoreError(f"an outcome refers to subtask {exc.args[0]}, which the source lacks") from exc
+                cur.executemany(_OUTCOME_INSERT, values)
+                added_o += len(values)
+            after = self.count_rows()
+            check_import(self.label, expected, len(mapping), added_s, added_o, before, after)
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        return {"subtasks_before": before[0], "outcomes_before": before[1], "subtasks_added": added_s,
+                "outcomes_added": added_o, "subtasks": after[0], "outcomes": after[1]}

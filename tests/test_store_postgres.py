@@ -1,0 +1,352 @@
+"""The Postgres outcome store, against a real Postgres (no mock).
+
+Needs a server at $FUSIONGRAPH_TEST_PG (default postgresql://postgres@127.0.0.1:5432/postgres) whose user may
+CREATE DATABASE; every test gets a fresh database (fg_test_<random>_<n>), all dropped at the end of the
+module. When the server is not reachable the tests FAIL: they are not skipped.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import numpy as np
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from store import Outcome, OutcomeStore, StoreError, migrate_store, open_store
+from store.postgres import PostgresBackend
+
+ADMIN_URL = os.environ.get("FUSIONGRAPH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+pytestmark = pytest.mark.timeout(120)
+
+
+def unit(seed: int, dim: int = 8) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=dim).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def db_url(name: str) -> str:
+    base, _, _ = ADMIN_URL.rpartition("/")
+    return f"{base}/{name}"
+
+
+@pytest.fixture(scope="module")
+def databases():
+    """A factory of fresh databases; every one is dropped when the module is done."""
+    try:
+        admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"these tests need a real Postgres at {ADMIN_URL} (set FUSIONGRAPH_TEST_PG): {exc}")
+    prefix = f"fg_test_{uuid.uuid4().hex[:8]}"
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"{prefix}_{len(made)}"
+        admin.execute(f"CREATE DATABASE {name}")
+        made.append(name)
+        return db_url(name)
+
+    yield make
+    for name in made:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.close()
+
+
+@pytest.fixture
+def pg(databases):
+    return databases()
+
+
+def wait_for(predicate, timeout: float, step: float = 0.01) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
+
+
+def seed(store) -> None:
+    """Varied data: several classes and models, graded and error outcomes, answers, a text seen twice."""
+    models = ["m0", "m1", "m2"]
+    store.record_many([(f"task {i}", unit(i), ["math", "code", None][i % 3],
+                        [Outcome(m, float((i * (j + 1)) % 3) / 2, bool((i + j) % 2), judges={"rules": 0.5, "j": j},
+                                 answer=f"answer {i} by {m}", tokens_in=i, tokens_out=10 + j, cost_usd=0.001 * j,
+                                 latency_s=0.1, run_id=f"run{i % 4}", source=["live", "calibrate"][i % 2])
+                         for j, m in enumerate(models)]) for i in range(60)])
+    store.record("task 7", unit(7), "math", [Outcome("m3", 1.0, True, answer="again")])  # a second visit
+    store.record("broken", unit(99), "math", [Outcome("m0", 0.0, False, error="ConnectError"),
+                                              Outcome("m1", 1.0, True, answer="fine")])
+    store.record_many([("dup", unit(100), "code", [Outcome("m0", 1.0, True)]),
+                       ("dup", unit(100), "code", [Outcome("m1", 0.0, False)])])  # same text twice in one batch
+
+
+def snapshot(store) -> dict:
+    nbs = {s: [(n.subtask_id, n.text, n.task_class, round(n.similarity, 5), n.outcomes, n.answers, n.costs, n.tokens)
+               for n in store.neighbours(unit(s), 6, with_answers=True)] for s in (1, 7, 50, 99, 100)}
+    models, given_wrong, given_right, rate = store.joint_rates()
+    vectors, classes, per_model = store.training_rows(1000)
+    return {
+        "counts": store.counts(), "neighbours": nbs,
+        "class_rates": {c: store.class_rates(c) for c in ("math", "code", None, "")},
+        "joint": (models, given_wrong.round(9).tolist(), given_right.round(9).tolist(), rate.round(9).tolist()),
+        "usage": store.model_usage(), "folded": store.outcomes_folded,
+        "training": (vectors.tobytes(), classes, {m: (r.tolist(), s.tolist()) for m, (r, s) in per_model.items()}),
+        "outcomes": store.outcomes(), "calibrate": sorted(store.texts_with_source("calibrate")), "len": len(store),
+    }
+
+
+def test_round_trip_matches_the_sqlite_backend(pg, tmp_path):
+    lite = OutcomeStore(tmp_path / "lite", 8, "test")
+    post = open_store(pg, 8, "test")
+    seed(lite)
+    seed(post)
+    expected = snapshot(lite)
+    assert expected["counts"] == {"subtasks": 62, "outcomes": 185, "vectors": 62}
+    assert str(snapshot(post)) == str(expected)  # str: NaNs of the joint rates compare equal
+    post.close()
+    again = open_store(pg, 8, "test")  # a new worker: aggregates and FAISS index rebuilt from Postgres
+    assert str(snapshot(again)) == str(expected)
+    with pytest.raises(StoreError, match="8-dimensional"):
+        open_store(pg, 16, "other")
+    with pytest.raises(ValueError, match="dimensions"):
+        again.record("x", np.ones(3), None, [Outcome("a", 1.0, True)])
+    assert again.counts()["outcomes"] == 185
+    again.close()
+
+
+def test_a_worker_keeps_its_faiss_index_in_a_cache_dir(databases, tmp_path):
+    url = databases()
+    store = open_store(url, 8, "test", cache_dir=tmp_path / "cache")
+    store.record("cached", unit(1), None, [Outcome("a", 1.0, True)])
+    store.close()  # writes index.faiss + index.json, tagged with the database's store id
+    assert (tmp_path / "cache" / "index.faiss").exists()
+    other = open_store(url, 8, "test")
+    other.record("after the save", unit(2), None, [Outcome("a", 1.0, True)])
+    other.close()
+    again = open_store(url, 8, "test", cache_dir=tmp_path / "cache")
+    assert again.counts() == {"subtasks": 2, "outcomes": 2, "vectors": 2}  # loaded, then caught up after the watermark
+    assert again.neighbours(unit(2), 1)[0].text == "after the save"
+    again.close()
+    elsewhere = open_store(databases(), 8, "test", cache_dir=tmp_path / "cache")  # another database: cache not used
+    assert elsewhere.counts() == {"subtasks": 0, "outcomes": 0, "vectors": 0}
+    elsewhere.close()
+
+
+def test_an_outcome_recorded_by_one_replica_routes_in_another_within_a_second(pg):
+    a = open_store(pg, 8, "test")
+    b = open_store(pg, 8, "test")
+    assert wait_for(lambda: b.backend.listening, 5)  # from here on b never polls: only LISTEN/NOTIFY wakes it
+    for i in range(5):
+        start = time.monotonic()
+        a.record(f"from a {i}", unit(500 + i), "math", [Outcome("m", 1.0, True)])
+        # class_rates reads only memory (no refresh of its own): it changes only if the listener refreshed
+        assert wait_for(lambda: b.class_rates("math").get("m", (0, 0))[1] == i + 1, 1.0), "not seen within 1 s"
+        assert b.neighbours(unit(500 + i), 1)[0].text == f"from a {i}"
+        assert time.monotonic() - start < 1.0
+    a.close()
+    b.close()
+
+
+def test_concurrent_writers_leave_no_gap_behind_a_watcher(pg):
+    """Ids commit in id order (the advisory write lock), so a watcher's watermark never skips a late commit."""
+    watcher = open_store(pg, 8, "test")
+    writers = [open_store(pg, 8, "test") for _ in range(4)]
+
+    def work(t):
+        for i in range(40):
+            writers[t].record(f"w{t} task {i}", unit(t * 1000 + i), "math",
+                              [Outcome("a", 1.0, True), Outcome("b", 0.0, False)])
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    [t.start() for t in threads]
+    while any(t.is_alive() for t in threads):
+        watcher.neighbours(unit(0), 3)  # read all along: watermarks move while writers commit
+        time.sleep(0.002)
+    [t.join() for t in threads]
+    assert wait_for(lambda: watcher.outcomes_folded == 320 and len(watcher) == 160, 2.0), watcher.counts()
+    assert watcher.class_rates("math") == {"a": (1.0, 160), "b": (0.0, 160)}
+    for s in [watcher, *writers]:
+        s.close()
+
+
+def _writer(target, name, count):
+    return subprocess.Popen([sys.executable, "-m", "tests.store_writer", str(target), name, str(count)],
+                            stdout=subprocess.PIPE, text=True)
+
+
+def test_processes_recording_at_once_lose_nothing(pg):
+    procs = [_writer(pg, f"p{i}", 60) for i in range(4)]
+    for p in procs:
+        p.communicate(timeout=120)
+        assert p.returncode == 0
+    store = open_store(pg, 8, "test")
+    assert store.counts() == {"subtasks": 240, "outcomes": 240, "vectors": 240}
+    store.close()
+
+
+def test_sigkill_in_the_middle_of_writing_keeps_every_committed_outcome(pg):
+    proc = _writer(pg, "killed", 100_000)
+    for _ in range(150):
+        line = proc.stdout.readline()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    committed = int(line) + 1
+    store = open_store(pg, 8, "test")
+    counts = store.counts()
+    assert counts["subtasks"] == counts["outcomes"] == counts["vectors"] >= committed  # nothing half-written
+    assert store.outcomes()[-1]["subtask"].startswith("killed task")
+    store.record("after the kill", unit(3), None, [Outcome("a", 1.0, True)])  # the write lock died with it
+    assert store.counts()["outcomes"] == counts["outcomes"] + 1
+    store.close()
+
+
+def _sqlite_store(path):
+    store = OutcomeStore(path, 8, "test")
+    seed(store)
+    store.close()
+    return OutcomeStore(path, 8, "test")
+
+
+def test_migrate_copies_a_sqlite_store_without_loss(databases, tmp_path):
+    from fusiongraph.cli import app
+
+    lite = _sqlite_store(tmp_path / "lite")
+    url = databases()
+    done = CliRunner().invoke(app, ["store", "migrate", "--to", url, "--store-dir", str(tmp_path / "lite"), "--json"])
+    assert done.exit_code == 0, done.output
+    assert '"target": {"subtasks": 62, "outcomes": 185, "vectors": 62}' in done.output
+    post = open_store(url, 8, "test")
+    assert str(snapshot(post)) == str(snapshot(lite))  # every column, every aggregate
+    again = CliRunner().invoke(app, ["store", "migrate", "--to", url, "--store-dir", str(tmp_path / "lite")])
+    assert again.exit_code == 2 and "--append" in again.output
+    assert post.counts()["outcomes"] == 185  # the refused copy wrote nothing
+    result = migrate_store(tmp_path / "lite", url, append=True)
+    assert result["copied"] == {"subtasks": 0, "outcomes": 185}  # same texts: the subtasks are shared
+    assert wait_for(lambda: post.outcomes_folded == 2 * lite.outcomes_folded, 2.0)  # NOTIFY reached it
+    assert post.counts() == {"subtasks": 62, "outcomes": 370, "vectors": 62}
+    with pytest.raises(StoreError, match="no outcome store"):
+        migrate_store(tmp_path / "nothing here", databases())
+    post.close()
+
+
+def test_store_json_prints_the_counts_of_the_configured_store(pg, monkeypatch):
+    from fusiongraph import resources
+    from fusiongraph.cli import app
+    from fusiongraph.embeddings import Embedder
+    from tests.fakes import BagOfWordsEmbeddings
+
+    embedder = Embedder(BagOfWordsEmbeddings())
+    store = open_store(pg, embedder.dim, embedder.name)
+    store.record("what is 2 plus 2", embedder.embed_one("what is 2 plus 2"), "math", [Outcome("m", 1.0, True)])
+    store.close()
+    monkeypatch.setattr(resources, "_embedder", embedder)
+    monkeypatch.setattr(resources, "_built", {})
+    monkeypatch.setenv("FUSIONGRAPH_STORE_URL", pg)
+    done = CliRunner().invoke(app, ["store", "--json"])
+    assert done.exit_code == 0, done.output
+    import json
+
+    shown = json.loads(done.output)
+    assert {k: shown[k] for k in ("subtasks", "outcomes", "vectors")} == {"subtasks": 1, "outcomes": 1, "vectors": 1}
+    assert shown["store"] == pg
+    for res in resources._built.values():
+        res.store.close()
+
+
+def test_an_unreachable_postgres_is_a_clear_store_error(pg):
+    start = time.monotonic()
+    with pytest.raises(StoreError, match="cannot connect to the outcome store postgresql://postgres@127.0.0.1:1/x"):
+        open_store("postgresql://postgres@127.0.0.1:1/x", 8, "test")
+    with pytest.raises(StoreError, match="cannot connect.*does not exist"):
+        open_store(db_url("fg_no_such_database"), 8, "test")
+    with pytest.raises(StoreError, match=r"postgresql://bob:\*\*\*@"):  # no password in messages
+        open_store("postgresql://bob:secret@127.0.0.1:1/x", 8, "test")
+    assert time.monotonic() - start < 10
+
+
+def _terminate(url, pid):
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+def test_a_lost_connection_is_a_store_error_and_the_next_call_reconnects(pg):
+    store = open_store(pg, 8, "test")
+    other = open_store(pg, 8, "test")
+    store.record("before", unit(1), None, [Outcome("a", 1.0, True)])
+    _terminate(pg, store.backend._conn.info.backend_pid)
+    with pytest.raises(StoreError, match="next call reconnects"):
+        store.record("lost", unit(2), None, [Outcome("a", 1.0, True)])
+    store.record("reconnected", unit(3), None, [Outcome("a", 1.0, True)])
+    assert store.counts() == {"subtasks": 2, "outcomes": 2, "vectors": 2}  # nothing of the failed write
+    _terminate(pg, store.backend._conn.info.backend_pid)
+    assert store.counts()["outcomes"] == 2  # a read is retried once on a fresh connection
+    # the listener's connection too: it reconnects, catches up, and NOTIFY works again
+    assert wait_for(lambda: other.backend.listening, 5)
+    with psycopg.connect(pg, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database()"
+                      " AND query LIKE 'LISTEN%%' AND pid <> pg_backend_pid()")
+    assert wait_for(lambda: not other.backend.listening, 3) or True
+    store.record("while reconnecting", unit(4), "math", [Outcome("a", 1.0, True)])
+    assert wait_for(lambda: other.class_rates("math").get("a", (0, 0))[1] == 1, 5)
+    store.close()
+    other.close()
+
+
+def test_migrations_are_versioned_and_applied_once(databases):
+    url = databases()
+    errors = []
+
+    def open_close():
+        try:
+            open_store(url, 8, "test").close()
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_close) for _ in range(4)]  # first opens race: the lock orders them
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert not errors
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 2]
+        assert conn.execute("SELECT count(*) FROM meta WHERE key = 'store_id'").fetchone()[0] == 1
+        conn.execute("INSERT INTO schema_version (version, description) VALUES (99, 'from the future')")
+    with pytest.raises(StoreError, match="schema version 99.*upgrade fusiongraph"):
+        open_store(url, 8, "test")
+
+
+def test_artifacts_are_shared_through_the_database(pg):
+    a = open_store(pg, 8, "test")
+    b = open_store(pg, 8, "test")
+    assert b.get_artifact("probe.npz") is None
+    a.put_artifact("probe.npz", b"\x00fit\xff" * 1000)
+    assert b.get_artifact("probe.npz") == b"\x00fit\xff" * 1000
+    a.put_artifact("probe.npz", b"newer")
+    assert b.get_artifact("probe.npz") == b"newer"
+    assert isinstance(b.backend, PostgresBackend)
+    a.close()
+    b.close()
+
+
+def test_the_success_probe_fit_is_shared_through_postgres(pg):
+    """No store directory: the probe's fit (plain arrays) is saved in the database and a new worker reuses it."""
+    from fusiongraph.probe import SuccessProbe
+    from store import Outcome
+
+    store = open_store(pg, 8, "test")
+    assert store.shares_artifacts and store.directory is None
+    for i in range(240):
+        x = unit(1000 + i)
+        store.record(f"p{i}", x, "math", [Outcome("a", float(x[0] > 0), True), Outcome("b", 0.5, True)])
+    fit = SuccessProbe(store, background=False).fit()
+    other = SuccessProbe(open_store(pg, 8, "test"), background=False)
+    loaded = other._load()
+    assert loaded is not None and loaded.outcomes == fit.outcomes
+    x = unit(7)
+    assert other.predict(x, {"math": 1.0}, ["a"]) == pytest.approx(SuccessProbe(store, background=False).predict(
+        x, {"math": 1.0}, ["a"]))

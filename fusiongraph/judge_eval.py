@@ -11,10 +11,11 @@ judges, the same weighted aggregate compared with `quality_threshold`), without 
   whitespace becomes one space); right when they are equal or when the reference appears in the answer
   as a whole word or phrase ("paris" is in "it is paris." but not in "parisian").
 
-Per judge kind (rules, self, llm) and for the aggregate: AUROC of the score against correctness, and
-the accuracy of the accept decision (score >= quality_threshold), with the counts behind them. A judge
-that abstained on an answer (no log-probabilities; the LLM judge off, or not asked after a rules veto)
-is scored only on the answers it spoke on.
+Per registered judge (:data:`fusiongraph.judges.JUDGES`: rules, self, llm, ...) and for the aggregate:
+AUROC of the score against correctness, and the accuracy of the accept decision (score >=
+quality_threshold), with the counts behind them. A judge that abstained on an answer (no
+log-probabilities; the LLM judge off, or not asked after a rules veto) is scored only on the answers it
+spoke on.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ import unicodedata
 from pathlib import Path
 
 from fusiongraph.context import FusionContext
+from fusiongraph.records import Attempt
 
-JUDGE_KINDS = ("rules", "self", "llm", "aggregate")
 MATCHES = ("exact", "numeric")
 REL_TOL = 1e-6
 
@@ -140,6 +141,19 @@ GENERATORS = {"arithmetic": generate_arithmetic}
 
 # ---------------------------------------------------------------------------------------------- metrics
 
+def judge_kinds() -> tuple[str, ...]:
+    """The rows of the report: every registered judge, in the order they run, then the aggregate."""
+    from fusiongraph.judges import JUDGES
+
+    return (*JUDGES, "aggregate")
+
+
+def __getattr__(name: str):
+    if name == "JUDGE_KINDS":  # the old constant: now the registry's judges, read when asked for
+        return judge_kinds()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def judge_metrics(rows: list[tuple[dict, bool]], threshold: float) -> dict:
     """rows: (scores by judge kind, correct); a score of None (or a missing kind) is an abstention.
 
@@ -150,7 +164,7 @@ def judge_metrics(rows: list[tuple[dict, bool]], threshold: float) -> dict:
     from sklearn.metrics import roc_auc_score
 
     out = {}
-    for kind in JUDGE_KINDS:
+    for kind in judge_kinds():
         spoke = [(float(s[kind]), bool(c)) for s, c in rows if s.get(kind) is not None]
         n = len(spoke)
         right = sum(c for _, c in spoke)
@@ -170,10 +184,12 @@ def judge_metrics(rows: list[tuple[dict, bool]], threshold: float) -> dict:
     return out
 
 
-def attempt_scores(attempt: dict) -> dict:
+def attempt_scores(attempt: Attempt) -> dict:
     """Scores by judge kind of one run_attempt result, plus the aggregate (its `confidence`)."""
-    by_judge = {v["judge"]: v["score"] for v in attempt.get("verdicts", [])}
-    scores = {k: by_judge.get(k) for k in JUDGE_KINDS[:-1]}
+    from fusiongraph.records import attempt_scores as by_judge_of
+
+    by_judge = by_judge_of(attempt)
+    scores = {k: by_judge.get(k) for k in judge_kinds()[:-1]}
     scores["aggregate"] = attempt.get("confidence")
     return scores
 
@@ -206,7 +222,8 @@ def run_judge_eval(items: list[dict], ctx: FusionContext, models: list[str] | No
     from tqdm import tqdm
 
     from fusiongraph.attempt import invoke_with_retries, prepare_call, run_attempt
-    from fusiongraph.judges import WEIGHTS
+    from fusiongraph.judges import judge_weights
+    from fusiongraph.records import attempt_cost
     from fusiongraph.resources import get_resources
 
     started = time.perf_counter()
@@ -225,11 +242,11 @@ def run_judge_eval(items: list[dict], ctx: FusionContext, models: list[str] | No
                    "scores": attempt_scores(attempt), "accepted": bool(attempt.get("accepted")),
                    "verdicts": attempt.get("verdicts", []), "latency_s": attempt.get("latency_s", 0.0),
                    "tokens_in": attempt.get("tokens_in", 0), "tokens_out": attempt.get("tokens_out", 0),
-                   "cost_usd": round(attempt.get("cost_usd", 0.0) + attempt.get("judge_cost_usd", 0.0), 8)}
+                   "cost_usd": round(attempt_cost(attempt), 8)}
             row["correct"] = None if row["error"] else is_correct(row["answer"] or "", item["reference"],
                                                                   item["match"])
             answers.append(row)
-    report = build_report(answers, ctx, chosen, skipped, judge_id, WEIGHTS)
+    report = build_report(answers, ctx, chosen, skipped, judge_id, judge_weights())
     report.update(source=None if source is None else str(source), questions=len(items),
                   wall_time_s=round(time.perf_counter() - started, 2))
     return report, answers

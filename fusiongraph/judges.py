@@ -1,31 +1,34 @@
 """Judges: several kinds of evidence that an answer is good, aggregated into one confidence.
 
-- rules: cheap checks (empty, refusal, truncation, JSON when asked) and the task class's verifiers
-  (:mod:`fusiongraph.verifiers`: a number for a calculation, an exact check of plain arithmetic, valid
-  JSON for extraction, Python code that parses); an empty answer, a refusal or a failed exact check vetoes.
-- self: the answering model's own confidence, exp(mean token log-probability), where the model returns them.
-- llm: an LLM judge scoring 1-10 with the prompt in prompts/judge.md; junk or an error counts as low confidence.
-A judge that cannot speak (no log-probabilities, judge turned off) abstains; the others are re-weighted.
+One registry (:data:`JUDGES`), as routing has for its strategies. Each judge is a small module in
+:mod:`fusiongraph.judge_kinds`, a class decorated ``@register_judge``; they run in registration order:
+
+- rules (judge_kinds/rules.py): cheap checks (empty, refusal, truncation, JSON when asked) and the task
+  class's verifiers (:mod:`fusiongraph.verifiers`); an empty answer, a refusal or a failed exact check vetoes.
+- self (judge_kinds/self_confidence.py): the answering model's own confidence, exp(mean token
+  log-probability), where the model returns them.
+- llm (judge_kinds/llm.py): an LLM judge scoring 1-10 with the prompt in prompts/judge.md; junk or an
+  error counts as low confidence. Not asked after a veto, nor when the LLM judge is turned off.
+
+A judge that cannot speak (no log-probabilities) abstains (score None); the others are re-weighted. The
+weights of the aggregate are the registered judges' ``weight``; `fusiongraph ask` shows one score per
+registered judge and `fusiongraph judge-eval` measures each.
+
+Adding a judge is a new file in fusiongraph/judge_kinds/ with a class decorated ``@register_judge`` and
+one import line at the bottom of this file.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Protocol
 
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage
 
-from fusiongraph.state import JudgeVerdict
-from fusiongraph.verifiers import WANTS_JSON, for_class, run_verifiers, strip_fence
-from prompts import load_prompt
-
-WEIGHTS = {"llm": 0.5, "self": 0.2, "rules": 0.3}
-
-_REFUSAL = re.compile(
-    r"^\s*(i('| a)m sorry|sorry,|i can(no|')t (help|assist|answer|do)|i am unable|i'm unable|as an ai\b|"
-    r"i (will|would) not be able|i cannot provide)", re.IGNORECASE)
+if TYPE_CHECKING:
+    from fusiongraph.context import FusionContext
+    from fusiongraph.records import Usage, VerdictRecord
+    from fusiongraph.resources import Resources
 
 
 @dataclass
@@ -34,86 +37,103 @@ class Verdict:
     score: float | None  # None: abstained
     veto: bool = False
     detail: str = ""
+    usage: Usage | None = None  # a judge that called a model: what the call used (charged to the attempt)
+    trimmed_chars: int = 0  # a judge that read a trimmed answer: the characters it did not read
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> VerdictRecord:
         return {"judge": self.judge, "score": None if self.score is None else round(self.score, 4),
                 "veto": self.veto, "detail": self.detail}
 
 
-def rule_verdict(task: str, answer: str, finish_reason: str | None, task_class=None,
-                 verifiers: list[str] | None = None) -> Verdict:
-    """The rules judge. `task_class`: a class name (its default verifiers), or a taxonomy ``TaskClass``
-    (its configured verifiers); `verifiers` overrides both. Each applicable verifier caps the score
-    (a failed check scores 0 or 0.5); one that vetoes (a wrong exact answer) makes the verdict a veto."""
-    text = (answer or "").strip()
-    if not text:
-        return Verdict("rules", 0.0, True, "empty answer")
-    if _REFUSAL.search(text):
-        return Verdict("rules", 0.0, True, "refusal")
-    name = getattr(task_class, "name", task_class)
-    if verifiers is None:
-        verifiers = task_class.checks if hasattr(task_class, "checks") else for_class(name)
-    problems, score = [], 1.0
-    if finish_reason == "length":
-        problems.append("truncated at max_tokens")
-        score -= 0.5
-    # JSON asked for: a format check for every class; code mentions JSON as data, extraction checks strictly
-    if name != "code" and "json" not in verifiers and WANTS_JSON.search(task):
-        try:
-            json.loads(strip_fence(text))
-        except ValueError:
-            problems.append("JSON requested, answer is not valid JSON")
-            score -= 0.5
-    passed = []
-    for verifier, check in run_verifiers(verifiers, task, text):
-        if check.veto:
-            return Verdict("rules", 0.0, True, f"{verifier}: {check.reason}")
-        if check.score < 1.0:
-            problems.append(check.reason)
-            score = min(score, check.score)
-        else:
-            passed.append(check.reason)
-    return Verdict("rules", max(score, 0.0), False, "; ".join(problems) or "; ".join(["ok", *passed]))
+@dataclass(frozen=True)
+class Reservation:
+    """What a judge reserves of the budget before the answer call (its worst case; see fusiongraph/budget.py)."""
+
+    usd: float = 0.0
+    answer_tokens: int = 0  # the judge reads at most this many (of its own tokens) of the answer
 
 
-def token_logprobs(message: AIMessage) -> list[float]:
-    """Token log-probabilities from llama.cpp (`token_logprobs`) or an OpenAI-style `logprobs.content`."""
-    meta = message.response_metadata or {}
-    if meta.get("token_logprobs"):
-        return [float(x) for x in meta["token_logprobs"]]
-    content = (meta.get("logprobs") or {}).get("content") if isinstance(meta.get("logprobs"), dict) else None
-    return [float(t["logprob"]) for t in content or [] if t.get("logprob") is not None]
+NO_RESERVATION = Reservation()
 
 
-def self_verdict(message: AIMessage) -> Verdict:
-    lps = token_logprobs(message)
-    if not lps:
-        return Verdict("self", None, False, "no token log-probabilities from this model")
-    conf = math.exp(sum(lps) / len(lps))
-    return Verdict("self", conf, False, f"exp(mean logprob) over {len(lps)} tokens")
+@dataclass
+class Judging:
+    """What a judge may look at for one answer."""
+
+    task: str  # the subtask as given
+    subtask: str  # the subtask as sent to the model (trimmed if it had to be)
+    answer: str
+    finish_reason: str | None
+    task_class: Any  # the taxonomy's TaskClass (its verifiers), or the class name when unknown, or None
+    message: AIMessage  # the answering model's reply (its metadata: log-probabilities, usage)
+    res: Resources
+    ctx: FusionContext
+    judge_id: str | None  # the LLM judge's model (None: the LLM judge is turned off)
+    reserved: Reservation = NO_RESERVATION  # what this judge reserved for this answer (Judge.reserve)
+    verdicts: list[Verdict] = field(default_factory=list)  # of the judges that ran before this one
 
 
-def llm_verdict(judge_model, task: str, answer: str) -> tuple[Verdict, AIMessage | None]:
-    """Ask the judge model; returns the verdict and the raw message (for its token usage and cost)."""
-    messages = [SystemMessage(load_prompt("judge")),
-                HumanMessage(f"Task:\n{task}\n\nCandidate answer:\n{answer}")]
-    try:
-        out = judge_model.with_structured_output(JudgeVerdict, method="function_calling", include_raw=True)\
-            .invoke(messages)
-    except Exception as exc:  # a judge that fails or returns junk never accepts
-        return Verdict("llm", 0.0, False, f"judge failed ({type(exc).__name__}: {str(exc)[:160]}); counted as 0"), None
-    raw = out.get("raw")
-    parsed = out.get("parsed")
-    if parsed is None:
-        err = out.get("parsing_error")
-        return Verdict("llm", 0.0, False, f"judge returned junk ({str(err)[:160]}); counted as 0"), raw
-    return Verdict("llm", (parsed.score - 1) / 9.0, False, f"{parsed.score}/10: {parsed.reason[:200]}"), raw
+class Judge(Protocol):
+    name: str  # the verdicts' "judge", the CLI's column, judge-eval's row
+    weight: float  # its weight in the aggregate (re-normalised over the judges that spoke)
+
+    def reserve(self, res: Resources, ctx: FusionContext, judge_id: str | None, subtask: str) -> Reservation:
+        """Worst-case USD (and answer allowance) to reserve before the answer call: a true upper bound of
+        what :meth:`judge` can then cost. Judges that call no model reserve nothing."""
+        ...
+
+    def judge(self, j: Judging) -> Verdict | None:
+        """The verdict on `j.answer`; None when the judge is not asked (then it has no verdict at all)."""
+        ...
 
 
-def aggregate(verdicts: list[Verdict], weights: dict[str, float] = WEIGHTS) -> float:
+JUDGES: dict[str, Judge] = {}
+
+
+def register_judge(cls):
+    """Class decorator: add a judge (an instance of the class) to the registry under its ``name``."""
+    JUDGES[cls.name] = cls()
+    return cls
+
+
+def judge_weights() -> dict[str, float]:
+    """The aggregate's weights: each registered judge's ``weight``."""
+    return {name: j.weight for name, j in JUDGES.items()}
+
+
+class _Weights(Mapping[str, float]):
+    """A live read-only view of the registered judges' weights (the old constant's name)."""
+
+    def __getitem__(self, name: str) -> float:
+        return JUDGES[name].weight
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(JUDGES)
+
+    def __len__(self) -> int:
+        return len(JUDGES)
+
+    def __repr__(self) -> str:
+        return repr(judge_weights())
+
+
+WEIGHTS: Mapping[str, float] = _Weights()
+
+
+def aggregate(verdicts: list[Verdict], weights: Mapping[str, float] | None = None) -> float:
     """Weighted mean of the judges that spoke; any veto makes the confidence 0."""
     if any(v.veto for v in verdicts):
         return 0.0
+    weights = judge_weights() if weights is None else weights
     spoken = [(weights.get(v.judge, 0.0), v.score) for v in verdicts if v.score is not None]
     total = sum(w for w, _ in spoken)
     return sum(w * s for w, s in spoken) / total if total else 0.0
+
+
+# the judges, in the order they run: one line per judge
+from fusiongraph.judge_kinds import rules, self_confidence, llm  # noqa: E402,F401
+
+# the judges' functions under their old names
+from fusiongraph.judge_kinds.llm import llm_verdict  # noqa: E402,F401
+from fusiongraph.judge_kinds.rules import rule_verdict  # noqa: E402,F401
+from fusiongraph.judge_kinds.self_confidence import self_verdict, token_logprobs  # noqa: E402,F401

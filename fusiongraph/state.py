@@ -1,11 +1,26 @@
-"""The state types of the fusion graph, in one place."""
+"""The state types of the fusion graph, in one place; the records it produces (an attempt, a subtask's
+result, the summary) are TypedDicts in :mod:`fusiongraph.records`, re-exported here."""
 
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Literal, TypedDict
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, field_validator
+from typing_extensions import TypedDict
+
+from fusiongraph.records import (  # noqa: F401  (the record types, in one place)
+    Attempt,
+    PredictionRecord,
+    Skip,
+    SpentUSD,
+    Status,
+    SubtaskResult,
+    Summary,
+    TraceEvent,
+    Usage,
+    VerdictRecord,
+)
 
 
 class FusionInput(TypedDict):
@@ -17,18 +32,18 @@ class FusionState(TypedDict, total=False):
 
     query: str
     subtasks: list[str]
-    results: Annotated[list[dict], operator.add]  # one SubtaskResult dict per subtask (fan-in)
-    trace: Annotated[list[dict], operator.add]  # run-level events: decomposition, synthesis, warnings
+    results: Annotated[list[SubtaskResult], operator.add]  # one per subtask (fan-in), in any order
+    trace: Annotated[list[TraceEvent], operator.add]  # run-level events: decomposition, synthesis, warnings
     answer: str
-    summary: dict
+    summary: Summary
 
 
 class FusionOutput(TypedDict, total=False):
     answer: str
     subtasks: list[str]
-    results: list[dict]
-    trace: list[dict]
-    summary: dict
+    results: list[SubtaskResult]
+    trace: list[TraceEvent]
+    summary: Summary
 
 
 class SubtaskState(TypedDict, total=False):
@@ -43,20 +58,20 @@ class SubtaskState(TypedDict, total=False):
     class_confidence: float
     class_scores: dict[str, float]
     route_source: str  # taxonomy | neighbours | both
-    predictions: dict[str, dict]  # model -> {p_success, support, class_rate}
+    predictions: dict[str, PredictionRecord]  # model -> the router's prediction
     candidates: list[str]  # the cascade's plan, in order
-    skipped: list[dict]  # models left out, with the reason (no key, local only, predicted to fail)
+    skipped: list[Skip]  # models left out, with the reason (no key, local only, predicted to fail)
     guides: list[dict]
-    attempts: list[dict]
-    status: str  # accepted | best_effort | budget_exhausted | failed
+    attempts: list[Attempt]
+    status: Status
     answered_by: str | None  # the accepted model, or the best-scored one when none was accepted
     answer: str
-    trace: Annotated[list[dict], operator.add]
-    results: Annotated[list[dict], operator.add]
+    trace: Annotated[list[TraceEvent], operator.add]
+    results: Annotated[list[SubtaskResult], operator.add]
 
 
 class SubtaskOutput(TypedDict):
-    results: Annotated[list[dict], operator.add]
+    results: Annotated[list[SubtaskResult], operator.add]
 
 
 class Decomposition(BaseModel):

@@ -22,6 +22,7 @@ from langgraph.types import RetryPolicy
 from fusiongraph.attempt import is_transient, prepare_call, run_attempt
 from fusiongraph.budget import usable
 from fusiongraph.context import FusionContext, as_context
+from fusiongraph.records import Attempt, Status, TraceEvent, attempt_cost
 from fusiongraph.resources import get_resources
 from fusiongraph.state import SubtaskState
 
@@ -52,9 +53,9 @@ def cascade(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
     available, _ = res.roster.availability(ctx.local_only)
     judge_id = res.roster.helper(available, ctx.judge_model) if ctx.llm_judge else None
     spent = 0.0
-    attempts: list[dict] = []
-    trace: list[dict] = []
-    status = None
+    attempts: list[Attempt] = []
+    trace: list[TraceEvent] = []
+    status: Status | None = None
     for model_id in state.get("candidates", []):
         call = prepare_call(res, ctx, model_id, state["subtask"], state.get("guides", []), judge_id)
         if spent + call.worst_cost_usd > share:
@@ -66,7 +67,7 @@ def cascade(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
         attempt = run_attempt(res, ctx, call, state["subtask"], state.get("task_class"), judge_id,
                               lambda model, messages: call_model(model, messages).result())
         attempts.append(attempt)
-        spent += attempt["cost_usd"] + attempt.get("judge_cost_usd", 0.0)
+        spent += attempt_cost(attempt)
         if attempt["accepted"]:
             status = "accepted"
             break

@@ -10,7 +10,6 @@ remainder split into one fixed share per subtask, sent to each parallel branch a
 from __future__ import annotations
 
 import json
-
 import time
 
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
@@ -58,8 +57,10 @@ def cheapest_answer_usd(res, ctx: FusionContext, query: str) -> float:
 def synthesis_estimate_usd(spec, ctx: FusionContext, count, query: str, subtasks: list[str]) -> float:
     """Likely worst case of synthesising answers to these subtasks: the prompt with room for each answer
     (ANSWER_TOKENS_PER_TOKEN per answer token). Only held back: the synthesis checks its actual prompt."""
-    parts = "\n\n".join(f"Part {i + 1}: {s}\nAnswer: " for i, s in enumerate(subtasks))
-    bound = prompt_bound([load_prompt("synthesize"), f"Request: {query}\n\n{parts}"], count)
+    parts = "\n\n".join(load_prompt("synthesize_part").format(number=i + 1, subtask=s, answer="")
+                        for i, s in enumerate(subtasks))
+    bound = prompt_bound([load_prompt("synthesize"), load_prompt("synthesize_request").format(query=query, parts=parts)],
+                         count)
     bound += len(subtasks) * ANSWER_TOKENS_PER_TOKEN * ctx.max_tokens
     return spec.cost(min(bound, spec.context), ctx.max_tokens)
 

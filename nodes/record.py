@@ -9,11 +9,11 @@ from langgraph.runtime import Runtime
 
 from fusiongraph.attempt import outcomes_from_attempts
 from fusiongraph.context import FusionContext, as_context
+from fusiongraph.records import RESULT_STATE_KEYS, new_result
 from fusiongraph.resources import get_resources
 from fusiongraph.state import SubtaskState
 
-RESULT_KEYS = ("index", "subtask", "task_class", "class_confidence", "class_scores", "route_source", "predictions",
-               "candidates", "skipped", "attempts", "status", "answered_by", "answer", "answer_tokens")
+RESULT_KEYS = RESULT_STATE_KEYS  # the old name
 
 
 def _run_id() -> str:
@@ -35,10 +35,4 @@ def record(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
             trace.append({"node": "record", "recorded": len(outcomes)})
         except Exception as exc:  # the answer still goes out; the failure is visible
             trace.append({"node": "record", "error": f"{type(exc).__name__}: {exc}"[:300]})
-    result = {k: state.get(k) for k in RESULT_KEYS}
-    result["cost_usd"] = sum(a.get("cost_usd", 0.0) + a.get("judge_cost_usd", 0.0) for a in attempts)
-    result["tokens_in"] = sum(a.get("tokens_in", 0) + a.get("judge_tokens_in", 0) for a in attempts)
-    result["tokens_out"] = sum(a.get("tokens_out", 0) + a.get("judge_tokens_out", 0) for a in attempts)
-    result["latency_s"] = round(sum(a.get("latency_s", 0.0) for a in attempts), 3)
-    result["trace"] = trace
-    return {"results": [result]}
+    return {"results": [new_result(state, trace)]}

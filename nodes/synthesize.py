@@ -15,33 +15,25 @@ from langgraph.runtime import Runtime
 
 from fusiongraph.budget import charge, counter_for, prompt_bound, spent_breakdown, usable
 from fusiongraph.context import FusionContext, as_context
+from fusiongraph.records import SubtaskResult, Summary, TraceEvent, new_summary
 from fusiongraph.resources import get_resources
 from fusiongraph.state import FusionState
 from fusiongraph.text import redact, trim_to_tokens
 from prompts import load_prompt
 
 
-def _summary(results: list[dict], overhead: list[dict], roster, budget_usd: float | None = None) -> dict:
+def _summary(results: list[SubtaskResult], overhead: list[TraceEvent], roster,
+             budget_usd: float | None = None) -> Summary:
     """Totals, what the strongest configured model alone would have cost on the same tokens, and the
     actual spend by kind of call (`spent_usd`: plan, answers, judges, synthesis, total) against the budget."""
-    spent = spent_breakdown(results, overhead)
-    return {
-        "budget_usd": budget_usd,
-        "spent_usd": spent,
-        "within_budget": None if budget_usd is None else spent["total"] <= budget_usd,
-        "cost_usd": sum(r["cost_usd"] for r in results) + sum(e.get("cost_usd", 0.0) for e in overhead),
-        "tokens_in": sum(r["tokens_in"] for r in results) + sum(e.get("tokens_in", 0) for e in overhead),
-        "tokens_out": sum(r["tokens_out"] for r in results) + sum(e.get("tokens_out", 0) for e in overhead),
-        **roster.strongest_alone(results),
-        "statuses": {r["index"]: r["status"] for r in results},
-    }
+    return new_summary(results, overhead, roster.strongest_alone(results), budget_usd)
 
 
 class OverBudget(Exception):
     """What is left of the budget cannot cover the synthesis call."""
 
 
-def _joined(results: list[dict]) -> str:
+def _joined(results: list[SubtaskResult]) -> str:
     return "\n\n".join(f"{i + 1}. {r['answer'] or '(no answer)'}" for i, r in enumerate(results))
 
 

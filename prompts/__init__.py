@@ -1,4 +1,5 @@
-"""Prompts as files: each `<name>.md` is the system prompt of one model role."""
+"""Prompts as files: each `<name>.md` is the system prompt of one model role, or, as `<name>_request.md` /
+`<name>_part.md`, the template of a user message (``load_prompt(name).format(...)``, ``{field}`` placeholders)."""
 
 from functools import lru_cache
 from pathlib import Path

@@ -34,7 +34,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from fusiongraph.context import FusionContext
+from fusiongraph.records import Attempt, Summary
 from fusiongraph.text import QueryError, clean_query, redact
+from server import auth, metrics
 
 MODEL_ID = "fusiongraph"
 MODEL_CARD = {"id": MODEL_ID, "object": "model", "created": 1735689600, "owned_by": "fusiongraph"}
@@ -252,12 +254,13 @@ def _graph():
 
 
 def usage_of(out: dict) -> CompletionUsage:
-    summary = out.get("summary") or {}
+    summary: Summary | dict = out.get("summary") or {}
     tin, tout = int(summary.get("tokens_in", 0) or 0), int(summary.get("tokens_out", 0) or 0)
     return CompletionUsage(prompt_tokens=tin, completion_tokens=tout, total_tokens=tin + tout)
 
 
-def _slim_attempt(a: dict) -> dict:
+def _slim_attempt(a: Attempt) -> dict:
+    """An attempt (fusiongraph.records.Attempt) for the response: answer and verdict details cut short."""
     keep = {k: v for k, v in a.items() if k not in ("answer", "verdicts")}
     if a.get("answer") is not None:
         keep["answer"] = a["answer"][:500]
@@ -267,6 +270,8 @@ def _slim_attempt(a: dict) -> dict:
 
 
 def fusiongraph_field(out: dict, ignored: list[str]) -> dict:
+    """The graph's output for the response: each SubtaskResult without its guides, class scores, and with
+    its answer and attempts cut short."""
     results = [{k: v for k, v in r.items() if k not in ("attempts", "guides", "class_scores", "answer")}
                | {"answer": (r.get("answer") or "")[:500], "attempts": [_slim_attempt(a) for a in r.get("attempts", [])]}
                for r in out.get("results") or []]
@@ -314,7 +319,7 @@ def _chunk(cid: str, created: int, delta: dict | None = None, finish: str | None
     return {"data": json.dumps(_scrub(chunk.to_dict(), _secrets()), ensure_ascii=False)}
 
 
-async def _events(req: _Request):
+async def _events(req: _Request, scope: dict | None = None):
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     yield _chunk(cid, created, {"role": "assistant", "content": ""})
     out: dict = {}
@@ -346,6 +351,7 @@ async def _events(req: _Request):
         yield {"data": json.dumps(_scrub(err, _secrets()))}
         yield {"data": "[DONE]"}
         return
+    await asyncio.to_thread(auth.settle, scope, out, "stream")  # charge the API key, record metrics
     answer, note = out.get("answer", "") or "", {}
     if answer.startswith(sent) or answer.strip() == sent.strip():
         rest = answer[len(sent):] if answer.startswith(sent) else ""
@@ -385,7 +391,7 @@ async def chat_completions(request: Request):
     except RequestError as exc:
         return error_response(exc.message, exc.status, exc.param, exc.code)
     if req.stream:
-        return EventSourceResponse(_events(req), sep="\n", headers={"Cache-Control": "no-cache"})
+        return EventSourceResponse(_events(req, request.scope), sep="\n", headers={"Cache-Control": "no-cache"})
     try:
         graph = await asyncio.to_thread(_graph)
         out = await graph.ainvoke({"query": req.query}, context=req.context)
@@ -393,6 +399,7 @@ async def chat_completions(request: Request):
         return error_response(str(exc), 400, "messages")
     except Exception as exc:  # noqa: BLE001 - a failure of the graph itself, not of the request
         return error_response(f"the graph failed: {type(exc).__name__}: {exc}"[:1000], 500, kind="server_error")
+    await asyncio.to_thread(auth.settle, request.scope, out)  # charge the API key, record metrics
     return JSONResponse(completion_body(out, req.ignored))
 
 
@@ -407,3 +414,5 @@ app = Starlette(lifespan=lifespan, routes=[
     Route("/v1/models/{model:path}", get_model, methods=["GET"]),
     Route("/v1/chat/completions", chat_completions, methods=["POST"]),
 ])
+metrics.install(app)  # request counters and latency, GET /metrics (server/metrics.py)
+auth.install(app)  # refused API keys answered in OpenAI's error format (server/auth.py)

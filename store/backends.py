@@ -208,6 +208,37 @@ class Backend:
         """
         raise NotImplementedError
 
+    # ------------------------------------------------------------ API keys (fusiongraph/keys.py)
+    def keys_schema(self) -> None:
+        """Create the key tables if they are missing (no outcome-store metadata is written)."""
+        raise NotImplementedError
+
+    def key_count(self) -> int:
+        """How many keys were ever created (revoked ones count)."""
+        raise NotImplementedError
+
+    def key_insert(self, key_id: str, name: str, key_hash: str, prefix: str, budget_usd: float, period: str,
+                   now: float) -> None:
+        raise NotImplementedError
+
+    def key_rows(self) -> list[tuple]:
+        """Every key as :data:`KEY_COLUMNS`, oldest first."""
+        raise NotImplementedError
+
+    def key_by_hash(self, key_hash: str) -> tuple | None:
+        raise NotImplementedError
+
+    def key_revoke(self, id_or_name: str, now: float) -> int:
+        """Revoke the key with this id or name; the number of keys revoked (0: none such or already revoked)."""
+        raise NotImplementedError
+
+    def key_spent(self, key_id: str, period_start: str) -> float:
+        raise NotImplementedError
+
+    def key_charge(self, key_id: str, period_start: str, cost_usd: float, run_id: str | None, now: float) -> float:
+        """Add `cost_usd` to the key's spend in the period, atomically; the spend after."""
+        raise NotImplementedError
+
 
 def check_import(label: str, expected: tuple[int, int], mapped: int, added_s: int, added_o: int,
                  before: tuple[int, int], after: tuple[int, int]) -> None:
@@ -251,6 +282,40 @@ CREATE INDEX IF NOT EXISTS outcomes_subtask ON outcomes(subtask_id);
 """
 # Created on first use only: an older fusiongraph opening the same file ignores it.
 ARTIFACTS_SCHEMA = "CREATE TABLE IF NOT EXISTS artifacts (name TEXT PRIMARY KEY, data BLOB NOT NULL, updated_at REAL)"
+
+# API keys and their spend (fusiongraph/keys.py) live in the store's database, so every replica that shares
+# the store shares the budgets. A key is kept as the sha256 of its token only. A charge adds a run's cost to
+# the key's spend for the current period in one statement (an upsert), atomic across processes and machines.
+KEY_COLUMNS = ("id", "name", "prefix", "budget_usd", "period", "created_at", "revoked_at")
+
+# SQLite: created on first use only (an older fusiongraph opening the same file ignores these tables)
+KEYS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    key_hash TEXT NOT NULL UNIQUE,
+    prefix TEXT NOT NULL,
+    budget_usd REAL NOT NULL CHECK (budget_usd >= 0),
+    period TEXT NOT NULL CHECK (period IN ('day', 'month', 'total')),
+    created_at REAL NOT NULL,
+    revoked_at REAL
+);
+CREATE TABLE IF NOT EXISTS api_key_spend (
+    key_id TEXT NOT NULL REFERENCES api_keys(id),
+    period_start TEXT NOT NULL,
+    spent_usd REAL NOT NULL DEFAULT 0,
+    runs INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (key_id, period_start)
+);
+CREATE TABLE IF NOT EXISTS api_key_charges (
+    id INTEGER PRIMARY KEY,
+    key_id TEXT NOT NULL,
+    period_start TEXT NOT NULL,
+    cost_usd REAL NOT NULL,
+    run_id TEXT,
+    created_at REAL NOT NULL
+);
+"""
 
 DB_FILE = "outcomes.sqlite"
 MMAP_BYTES = 4 << 30
@@ -455,3 +520,50 @@ class SQLiteBackend(Backend):
             raise
         return {"subtasks_before": before[0], "outcomes_before": before[1], "subtasks_added": added_s,
                 "outcomes_added": added_o, "subtasks": after[0], "outcomes": after[1]}
+
+    # ------------------------------------------------------------ API keys
+    def keys_schema(self):
+        self._db.executescript(KEYS_SCHEMA)
+
+    def key_count(self):
+        return self._db.execute("SELECT COUNT(*) FROM api_keys").fetchone()[0]
+
+    def key_insert(self, key_id, name, key_hash, prefix, budget_usd, period, now):
+        try:
+            self._db.execute("INSERT INTO api_keys (id, name, key_hash, prefix, budget_usd, period, created_at)"
+                             " VALUES (?,?,?,?,?,?,?)", (key_id, name, key_hash, prefix, budget_usd, period, now))
+        except sqlite3.IntegrityError as exc:
+            raise StoreError(f"a key named {name!r} already exists in {self.label}") from exc
+
+    def key_rows(self):
+        return self._db.execute(f"SELECT {', '.join(KEY_COLUMNS)} FROM api_keys ORDER BY created_at, id").fetchall()
+
+    def key_by_hash(self, key_hash):
+        return self._db.execute(f"SELECT {', '.join(KEY_COLUMNS)} FROM api_keys WHERE key_hash = ?",
+                                (key_hash,)).fetchone()
+
+    def key_revoke(self, id_or_name, now):
+        return self._db.execute("UPDATE api_keys SET revoked_at = ? WHERE (id = ? OR name = ?) AND revoked_at IS NULL",
+                                (now, id_or_name, id_or_name)).rowcount
+
+    def key_spent(self, key_id, period_start):
+        row = self._db.execute("SELECT spent_usd FROM api_key_spend WHERE key_id = ? AND period_start = ?",
+                               (key_id, period_start)).fetchone()
+        return float(row[0]) if row else 0.0
+
+    def key_charge(self, key_id, period_start, cost_usd, run_id, now):
+        cur = self._db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            cur.execute("INSERT INTO api_key_charges (key_id, period_start, cost_usd, run_id, created_at)"
+                        " VALUES (?,?,?,?,?)", (key_id, period_start, cost_usd, run_id, now))
+            cur.execute("INSERT INTO api_key_spend (key_id, period_start, spent_usd, runs) VALUES (?, ?, ?, 1)"
+                        " ON CONFLICT (key_id, period_start) DO UPDATE SET"
+                        " spent_usd = spent_usd + excluded.spent_usd, runs = runs + 1", (key_id, period_start, cost_usd))
+            spent = cur.execute("SELECT spent_usd FROM api_key_spend WHERE key_id = ? AND period_start = ?",
+                                (key_id, period_start)).fetchone()[0]
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        return float(spent)

@@ -20,6 +20,7 @@ import threading
 import time
 import weakref
 from collections import defaultdict
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -32,10 +33,26 @@ from store.backends import (DB_FILE, MMAP_BYTES, OUTCOME_ROW_KEYS, SCHEMA, Backe
 
 log = logging.getLogger(__name__)
 
-# One routing query searches one vector: OpenMP threads only add wake-up cost (24 ms vs 0.4 ms for a flat
-# search of 10k vectors on 2 busy cores). Bulk index builds raise it for their duration.
+# One routing query searches one vector: OpenMP threads only add wake-up cost (measured: a flat search of
+# 10k vectors takes 0.4 ms single-threaded vs 24 ms with 2 OpenMP threads on busy cores). So each search runs
+# with SEARCH_THREADS, set around the search call only (`_faiss_threads`, as are small index adds); bulk index
+# builds and everything else in the process (torch, scikit-learn, other FAISS users) keep the process's
+# OpenMP setting.
 SEARCH_THREADS = int(os.environ.get("FUSIONGRAPH_FAISS_THREADS", "1"))
-faiss.omp_set_num_threads(SEARCH_THREADS)
+
+
+@contextmanager
+def _faiss_threads(n: int):
+    """FAISS's OpenMP thread count set to `n` for the block, then restored (OpenMP keeps it per thread)."""
+    before = faiss.omp_get_max_threads()
+    if n == before:
+        yield
+        return
+    faiss.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 INDEX_FILE = "index.faiss"
 INDEX_META_FILE = "index.json"
@@ -228,23 +245,14 @@ class OutcomeStore:
         if not isinstance(faiss.downcast_index(self._index.index), faiss.IndexHNSWFlat) \
                 and self._index.ntotal + len(ids) > HNSW_THRESHOLD:
             self._rebuild_as_hnsw()
-        bulk = len(ids) > 1000
-        if bulk:
-            faiss.omp_set_num_threads(os.cpu_count() or 1)
-        try:
+        bulk = len(ids) > 1000  # a few vectors (one recorded subtask): one thread, as a search; bulk: all of them
+        with nullcontext() if bulk else _faiss_threads(SEARCH_THREADS):
             self._index.add_with_ids(np.ascontiguousarray(vectors), np.asarray(ids, dtype=np.int64))
-        finally:
-            if bulk:
-                faiss.omp_set_num_threads(SEARCH_THREADS)
         self._indexed_upto = max(self._indexed_upto, int(max(ids)))
         self._unsaved += len(ids)
 
     def _rebuild_as_hnsw(self) -> None:
-        faiss.omp_set_num_threads(os.cpu_count() or 1)
-        try:
-            self._index = self._build_hnsw()
-        finally:
-            faiss.omp_set_num_threads(SEARCH_THREADS)
+        self._index = self._build_hnsw()
 
     def _build_hnsw(self) -> faiss.Index:
         index = _new_index(self.dim, hnsw=True)
@@ -330,7 +338,8 @@ class OutcomeStore:
                 return []
             vec = self._as_vector(embedding).reshape(1, -1)
             want = min(k + len(exclude_ids or ()), self._index.ntotal)
-            sims, ids = self._index.search(vec, want)
+            with _faiss_threads(SEARCH_THREADS):
+                sims, ids = self._index.search(vec, want)
             hits = [(int(i), float(s)) for i, s in zip(ids[0], sims[0]) if i >= 0 and i not in (exclude_ids or ())]
             hits = hits[:k]
             if not hits:

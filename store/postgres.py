@@ -46,7 +46,7 @@ from typing import Callable
 
 import psycopg
 
-from store.backends import (OUTCOME_COLUMNS, Backend, StoreError, check_import, mask_url,
+from store.backends import (KEY_COLUMNS, OUTCOME_COLUMNS, Backend, StoreError, check_import, mask_url,
                             outcome_values)
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,33 @@ CREATE TABLE artifacts (
     name TEXT PRIMARY KEY,
     data BYTEA NOT NULL,
     updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+"""),
+    (3, "API keys (sha256 only), their spend per period and a log of charges (fusiongraph/keys.py)", """
+CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    key_hash TEXT NOT NULL UNIQUE,
+    prefix TEXT NOT NULL,
+    budget_usd DOUBLE PRECISION NOT NULL CHECK (budget_usd >= 0),
+    period TEXT NOT NULL CHECK (period IN ('day', 'month', 'total')),
+    created_at DOUBLE PRECISION NOT NULL,
+    revoked_at DOUBLE PRECISION
+);
+CREATE TABLE api_key_spend (
+    key_id TEXT NOT NULL REFERENCES api_keys(id),
+    period_start TEXT NOT NULL,
+    spent_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
+    runs BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (key_id, period_start)
+);
+CREATE TABLE api_key_charges (
+    id BIGSERIAL PRIMARY KEY,
+    key_id TEXT NOT NULL,
+    period_start TEXT NOT NULL,
+    cost_usd DOUBLE PRECISION NOT NULL,
+    run_id TEXT,
+    created_at DOUBLE PRECISION NOT NULL
 );
 """),
 ]
@@ -412,3 +439,68 @@ class PostgresBackend(Backend):
                     "outcomes_added": added_o, "subtasks": after[0], "outcomes": after[1]}
 
         return self._run(copy, write=True)
+
+    # ------------------------------------------------------------ API keys
+    def keys_schema(self):
+        """Apply the migrations (as :meth:`open` does) without writing the outcome store's metadata."""
+        def migrate(conn):
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
+                conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
+                             " description TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+                current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
+                if current > LATEST:
+                    raise StoreError(f"outcome store {self.label} has schema version {current}, this fusiongraph "
+                                     f"knows up to {LATEST}: upgrade fusiongraph")
+                for version, description, ddl in MIGRATIONS:
+                    if version > current:
+                        conn.execute(ddl)
+                        conn.execute("INSERT INTO schema_version (version, description) VALUES (%s, %s)",
+                                     (version, description))
+                        log.info("outcome store %s: applied migration %d (%s)", self.label, version, description)
+
+        self._run(migrate, write=True)
+
+    def key_count(self):
+        return self._rows("SELECT count(*) FROM api_keys")[0][0]
+
+    def key_insert(self, key_id, name, key_hash, prefix, budget_usd, period, now):
+        try:
+            self._run(lambda conn: conn.execute(
+                "INSERT INTO api_keys (id, name, key_hash, prefix, budget_usd, period, created_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s)", (key_id, name, key_hash, prefix, budget_usd, period, now)),
+                write=True)
+        except StoreError as exc:
+            if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
+                raise StoreError(f"a key named {name!r} already exists in {self.label}") from exc
+            raise
+
+    def key_rows(self):
+        return self._rows(f"SELECT {', '.join(KEY_COLUMNS)} FROM api_keys ORDER BY created_at, id")
+
+    def key_by_hash(self, key_hash):
+        rows = self._rows(f"SELECT {', '.join(KEY_COLUMNS)} FROM api_keys WHERE key_hash = %s", (key_hash,))
+        return rows[0] if rows else None
+
+    def key_revoke(self, id_or_name, now):
+        return self._run(lambda conn: conn.execute(
+            "UPDATE api_keys SET revoked_at = %s WHERE (id = %s OR name = %s) AND revoked_at IS NULL",
+            (now, id_or_name, id_or_name)).rowcount, write=True)
+
+    def key_spent(self, key_id, period_start):
+        rows = self._rows("SELECT spent_usd FROM api_key_spend WHERE key_id = %s AND period_start = %s",
+                          (key_id, period_start))
+        return float(rows[0][0]) if rows else 0.0
+
+    def key_charge(self, key_id, period_start, cost_usd, run_id, now):
+        def charge(conn):
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute("INSERT INTO api_key_charges (key_id, period_start, cost_usd, run_id, created_at)"
+                            " VALUES (%s, %s, %s, %s, %s)", (key_id, period_start, cost_usd, run_id, now))
+                cur.execute("INSERT INTO api_key_spend AS s (key_id, period_start, spent_usd, runs)"
+                            " VALUES (%s, %s, %s, 1) ON CONFLICT (key_id, period_start) DO UPDATE SET"
+                            " spent_usd = s.spent_usd + EXCLUDED.spent_usd, runs = s.runs + 1 RETURNING s.spent_usd",
+                            (key_id, period_start, cost_usd))
+                return float(cur.fetchone()[0])
+
+        return self._run(charge, write=True)

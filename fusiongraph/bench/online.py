@@ -1,0 +1,164 @@
+"""Online replay: the table in order (or shuffled), each window routed with only the outcomes recorded before
+it; and ``introduce``: how long until routing uses a model added mid-way (see :mod:`fusiongraph.bench`)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fusiongraph.bench.metrics import CostModel, routellm_metrics, two_model_curve
+from fusiongraph.bench.replay import LAMBDAS, Replay, _plan_utility, _predictions, _record, _route_rows, replay_pick
+from fusiongraph.routing import Router, explore_bonus
+from fusiongraph.tables import OutcomeTable
+from store.outcomes import OutcomeStore
+
+
+# ------------------------------------------------------------------------------------------ online
+def run_online(
+    table: OutcomeTable,
+    vectors: np.ndarray,
+    classes: list,
+    class_scores: list[dict],
+    costs: CostModel,
+    models: list[str],
+    by_cost: list[str],
+    strategies: dict,
+    k: int,
+    min_similarity: float,
+    router_params: dict,
+    embedder,
+    windows: int = 20,
+    order_seed: int | None = None,
+    *,
+    lam: float,
+    explore: float,
+    introduce: tuple[str, int] | None = None,
+) -> dict:
+    """Replay the table in order (or shuffled by `order_seed`), routing each window with only the outcomes
+    recorded before it. With `introduce` = (MODEL, N): MODEL's outcomes are hidden before prompt N; from N
+    on, MODEL's outcome is recorded only on prompts where the cascade plan (at `lam`) tried it, as the live
+    graph records only what it ran (bandit feedback) -- so a new model is learnt only if it is explored."""
+    n, m = table.scores.shape
+    two = m == 2
+    best_single = max((s for s in strategies if s.startswith("single:")), key=lambda s: strategies[s]["quality"])
+    budget = 0.5 if two else 0.5 * strategies[best_single]["cost"]
+    store = OutcomeStore(None, vectors.shape[1], embedder.name)
+    known: dict[str, int] = {}
+    router = Router(store, probe_background=False, **router_params)
+    size = max(1, math.ceil(n / windows))
+    per = costs.per_prompt
+    hint = None if costs.unit.startswith("USD") else dict(zip(models, costs.means.tolist()))
+    points = []
+    replay = Replay.empty(n, m, ("hybrid",))
+    seen_outcomes = 0
+    new_j = models.index(introduce[0]) if introduce else None
+    without_new = [j for j in costs.order if j != new_j]
+    order = np.arange(n) if order_seed is None else np.random.default_rng(order_seed).permutation(n)
+    for start in range(0, n, size):
+        rows = order[start : start + size]
+        _route_rows(
+            router,
+            models,
+            vectors,
+            class_scores,
+            table.prompts,
+            rows,
+            k,
+            min_similarity,
+            ("hybrid",),
+            replay,
+            known,
+            hint,
+        )
+        p, c, n_out = replay.p["hybrid"][rows], replay.c["hybrid"][rows], replay.n_out[rows]
+        sc = table.scores[rows].copy()
+        pc = per[rows]
+        idx = np.arange(len(rows))
+        point = {"prompts_seen": int(start), "outcomes_seen": int(seen_outcomes), "window": len(rows)}
+        # before its introduction the new model is not in the roster: it is never picked
+        usable = without_new if new_j is not None and start < introduce[1] else costs.order
+        if two:
+            weak, strong = costs.order
+            q_eff = np.minimum(p + explore_bonus(p, n_out, explore), 0.999)
+            _, xs, qs = two_model_curve(q_eff, sc, weak, strong)
+            point["quality"] = float(np.interp(budget, xs, qs))
+            point["random_quality"] = float((1 - budget) * sc[:, weak].mean() + budget * sc[:, strong].mean())
+            point.update(routellm_metrics(xs, qs, float(sc[:, weak].mean()), float(sc[:, strong].mean())))
+        else:
+            curve = []
+            for knob in LAMBDAS:
+                pick = replay_pick(p, c, n_out, usable, float(knob), explore)
+                curve.append((float(pc[idx, pick].mean()), float(sc[idx, pick].mean())))
+            within = [q for c_, q in curve if c_ <= budget + 1e-12]
+            point["quality"] = float(max(within)) if within else float(min(curve)[1])
+            afford = [j for j in range(m) if per[rows, j].mean() <= budget + 1e-12]
+            point["random_quality"] = float(sc[:, afford].mean()) if afford else None
+        pick = replay_pick(p, c, n_out, usable, lam, explore)
+        point["default_quality"] = float(sc[idx, pick].mean())
+        point["default_cost"] = float(pc[idx, pick].mean())
+        if new_j is not None:
+            point["introduced_share"] = float((pick == new_j).mean())
+            if start < introduce[1]:
+                sc[:, new_j] = np.nan
+            else:  # only where the cascade's plan would have run it
+                tried = np.zeros(len(rows), bool)
+                for r, i in enumerate(rows):
+                    plan, _ = _plan_utility(
+                        by_cost, _predictions(p[r], c[r], n_out[r], models), lam, explore=explore, joint=router.joint()
+                    )
+                    tried[r] = introduce[0] in plan
+                sc[~tried, new_j] = np.nan
+                point["introduced_tried"] = float(tried.mean())
+        points.append(point)
+        _record(
+            store,
+            [table.prompts[i] for i in rows],
+            vectors[rows],
+            [classes[i] for i in rows],
+            sc,
+            per[rows] if costs.unit.startswith("USD") else None,
+            table.tokens[rows] if table.tokens is not None else None,
+            models,
+            known,
+        )
+        seen_outcomes += int((~np.isnan(sc)).sum())
+    store.close()
+    out = {
+        "mode": "hybrid",
+        "order": "table" if order_seed is None else f"shuffled (seed {order_seed})",
+        "cost": budget,
+        "window": size,
+        "best_single": best_single,
+        "best_single_quality": strategies[best_single]["quality"],
+        "points": points,
+    }
+    if introduce is not None:
+        out["introduce"] = introduced_summary(introduce, points, strategies, models)
+    return out
+
+
+def introduced_summary(introduce: tuple[str, int], points: list[dict], strategies: dict, models: list[str]) -> dict:
+    """How long until routing uses a model introduced at prompt N as it would with every outcome known.
+
+    ``prompts_until_used``: prompts from N to the end of the first window whose default-knob share of the
+    model is between half and twice its share in the offline hybrid replay, and whose mean share over the
+    rest of the replay is at least half of it (so the blind burst of optimism right after N does not count).
+    """
+    model, at = introduce
+    reference = strategies.get("hybrid", {}).get("pick_share", {}).get(model)
+    after = [pt for pt in points if pt["prompts_seen"] >= at]
+    shares = [pt.get("introduced_share", 0.0) for pt in after]
+    used = None
+    if reference:
+        for i, pt in enumerate(after):
+            if 0.5 * reference <= shares[i] <= 2 * reference and np.mean(shares[i:]) >= 0.5 * reference:
+                used = pt["prompts_seen"] + pt["window"] - at
+                break
+    return {
+        "model": model,
+        "at": at,
+        "offline_share": reference,
+        "prompts_until_used": used,
+        "shares_after": [round(x, 4) for x in shares],
+    }

@@ -1,0 +1,343 @@
+"""Replaying the graph's routing on recorded outcomes: the price_sensitivity sweep, the in-memory training
+stores, routing every test row through :class:`fusiongraph.routing.Router`, the vectorised pick, the cascade
+replayed through ``plan_utility``, and every strategy's headline, curve and metrics (see
+:mod:`fusiongraph.bench`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fusiongraph.bench.metrics import (
+    CostModel,
+    _downsample,
+    many_model_metrics,
+    routellm_metrics,
+    routing_score,
+    two_model_curve,
+)
+from fusiongraph.context import FusionContext
+from fusiongraph.routing import COST_FLOOR, JointRates, Prediction, Router, explore_bonus, utilities
+from fusiongraph.tables import row_outcomes
+from store.outcomes import OutcomeStore, text_hash
+
+LAMBDAS = np.round(np.concatenate([[0.0], np.geomspace(0.001, 0.5, 33)]), 6)  # price_sensitivity sweep
+
+
+def _context_defaults() -> dict:
+    """The graph's routing knobs (k, min_similarity, quality_threshold) from FusionContext's defaults."""
+    c = FusionContext()
+    return {
+        "k": c.k,
+        "min_similarity": c.min_similarity,
+        "accept": c.quality_threshold,
+        "price_sensitivity": c.price_sensitivity,
+        "explore": c.explore,
+    }
+
+
+def _plan_utility(*args, **kwargs):
+    """:func:`fusiongraph.routing.plan_utility`, looked up on the ``fusiongraph.bench`` package at each call, so
+    that replacing ``fusiongraph.bench.plan_utility`` (tests count the replayed cascade's plans that way)
+    reaches every replay."""
+    import fusiongraph.bench as bench
+
+    return bench.plan_utility(*args, **kwargs)
+
+
+# ------------------------------------------------------------------------------------ replaying
+@dataclass
+class Replay:
+    """Pooled out-of-fold predictions for the test rows."""
+
+    p: dict[str, np.ndarray] = field(default_factory=dict)  # mode -> (n, m) predicted success
+    c: dict[str, np.ndarray] = field(default_factory=dict)  # mode -> (n, m) predicted cost
+    n_out: np.ndarray | None = None  # (n, m) each model's outcome count in the row's training store
+    joint: list[JointRates] = field(default_factory=list)  # per training store (fold)
+    joint_of: np.ndarray | None = None  # (n,) index into `joint` of the row's store
+    router_calls: int = 0
+
+    @classmethod
+    def empty(cls, n: int, m: int, modes) -> "Replay":
+        return cls(
+            {mo: np.zeros((n, m)) for mo in modes},
+            {mo: np.zeros((n, m)) for mo in modes},
+            np.zeros((n, m), dtype=np.int64),
+            [],
+            np.zeros(n, dtype=int),
+        )
+
+
+def _predictions(p_row, c_row, n_row, models: list[str]) -> dict[str, Prediction]:
+    """The Prediction objects plan_utility reads (success, cost, outcome count)."""
+    return {
+        m: Prediction(float(p_row[j]), cost_usd=float(c_row[j]), n_outcomes=int(n_row[j])) for j, m in enumerate(models)
+    }
+
+
+def replay_pick(
+    p: np.ndarray, c: np.ndarray, n_out: np.ndarray, by_cost_idx: list[int], lam: float, explore: float
+) -> np.ndarray:
+    """Column index of plan_utility's first model for every row (ties to the cheaper model), among the
+    columns of `by_cost_idx` (cheapest first)."""
+    order = np.asarray(by_cost_idx)
+    u = utilities(p[:, order], n_out[:, order], c[:, order], lam, explore)
+    return order[np.argmax(u, axis=1)]
+
+
+def replay_cascade(
+    p: np.ndarray,
+    c: np.ndarray,
+    n_out: np.ndarray,
+    scores: np.ndarray,
+    costs: np.ndarray,
+    models: list[str],
+    by_cost: list[str],
+    lam: float,
+    accept: float,
+    *,
+    explore: float,
+    judge_accuracy: float,
+    joints: list[JointRates],
+    joint_of: np.ndarray,
+    judge_rng: np.random.Generator | None = None,
+    plan_accuracy: float = 0.8,
+) -> tuple[float, float, float]:
+    """The graph's cascade replayed: plan_utility's plan, each answer judged, paying for every model tried.
+
+    With ``judge_rng`` the judge agrees with the recorded outcome (score >= accept) with probability
+    `judge_accuracy`; without it the recorded score is a perfect judge. The answer is the first accepted
+    one, else the last tried (the plan ends with its strongest hope). Returns (quality, cost, mean tries).
+    """
+    col = {m: j for j, m in enumerate(models)}
+    total_q = total_c = tries = 0.0
+    for i in range(len(p)):
+        plan, _ = _plan_utility(
+            by_cost,
+            _predictions(p[i], c[i], n_out[i], models),
+            lam,
+            judge_accuracy=plan_accuracy,
+            explore=explore,
+            joint=joints[joint_of[i]],
+        )
+        answer = None
+        for m in plan:
+            j = col[m]
+            total_c += costs[i, j]
+            tries += 1
+            right = scores[i, j] >= accept
+            accepted = right if judge_rng is None else (right if judge_rng.random() < judge_accuracy else not right)
+            answer = scores[i, j]
+            if accepted:
+                break
+        total_q += answer
+    n = len(p)
+    return total_q / n, total_c / n, tries / n
+
+
+def _build_store(
+    embedder,
+    texts: list[str],
+    vectors: np.ndarray,
+    classes: list[str | None],
+    scores: np.ndarray,
+    costs: np.ndarray,
+    tokens: np.ndarray | None,
+    models: list[str],
+) -> tuple[OutcomeStore, dict[str, int]]:
+    """An in-memory store seeded with these (training) rows, and its subtask id by prompt-text hash."""
+    store = OutcomeStore(None, vectors.shape[1], embedder.name)
+    known: dict[str, int] = {}
+    _record(store, texts, vectors, classes, scores, costs, tokens, models, known)
+    return store, known
+
+
+def _record(store, texts, vectors, classes, scores, costs, tokens, models, known: dict[str, int]) -> None:
+    items = [
+        (
+            text,
+            vectors[i],
+            classes[i],
+            row_outcomes(
+                models, scores[i], costs[i] if costs is not None else None, tokens[i] if tokens is not None else None
+            ),
+        )
+        for i, text in enumerate(texts)
+    ]
+    if items:
+        for text, sid in zip(texts, store.record_many(items)):
+            known[text_hash(text)] = sid
+
+
+def _route_rows(
+    router: Router,
+    models: list[str],
+    vectors: np.ndarray,
+    class_scores: list[dict],
+    texts: list[str],
+    rows: np.ndarray,
+    k: int,
+    min_similarity: float,
+    modes,
+    out: Replay,
+    known: dict[str, int],
+    cost_hint: dict[str, float] | None = None,
+) -> None:
+    """Route each row with the store's outcomes; a stored subtask with the row's exact text is left out."""
+    out.joint.append(router.joint())
+    fold = len(out.joint) - 1
+    for i in rows:
+        sid = known.get(text_hash(texts[i]))
+        nbrs = router.neighbours(vectors[i], k, min_similarity, exclude_ids={sid} if sid is not None else None)
+        for mode in modes:
+            preds = router.predict(models, class_scores[i], nbrs, mode=mode, embedding=vectors[i], cost_hint=cost_hint)
+            out.router_calls += 1
+            for j, m in enumerate(models):
+                out.p[mode][i, j] = preds[m].p_success
+                out.c[mode][i, j] = preds[m].cost_usd if preds[m].cost_usd is not None else 0.0
+                out.n_out[i, j] = preds[m].n_outcomes
+        out.joint_of[i] = fold
+
+
+def _folds(texts: list[str], folds: int, seed: int) -> np.ndarray:
+    groups: dict[str, int] = {}
+    gid = np.array([groups.setdefault(t, len(groups)) for t in texts])
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(groups))
+    fold_of = np.empty(len(groups), dtype=int)
+    fold_of[perm] = np.arange(len(groups)) % folds
+    return fold_of[gid]
+
+
+def evaluate(
+    scores: np.ndarray,
+    costs: CostModel,
+    models: list[str],
+    by_cost: list[str],
+    replay: Replay,
+    accept: float,
+    *,
+    judge_accuracies=(0.85,),
+    explore: float = 1.0,
+    default_lambda: float | None = None,
+    seed: int = 0,
+) -> dict:
+    """Headline (at the default price_sensitivity), curve (sweeping it) and metrics of every strategy."""
+    default_lambda = _context_defaults()["price_sensitivity"] if default_lambda is None else default_lambda
+    n, m = scores.shape
+    rows = np.arange(n)
+    per = costs.per_prompt
+    out: dict[str, dict] = {}
+    two = m == 2
+    singles = {j: (float(scores[:, j].mean()), float(per[:, j].mean())) for j in range(m)}
+    best_j = max(singles, key=lambda j: (singles[j][0], -singles[j][1]))
+    best_q, best_c = singles[best_j]
+    c_min, c_max = min(c for _, c in singles.values()), max(c for _, c in singles.values())
+    weak, strong = (costs.order[0], costs.order[-1])
+    q_weak, q_strong = float(scores[:, weak].mean()), float(scores[:, strong].mean())
+
+    def metrics(points) -> dict:
+        return many_model_metrics(points, c_min, c_max, best_q, best_c)
+
+    for j, name in enumerate(models):
+        q, c = singles[j]
+        entry = {"quality": q, "cost": c, "curve": [[round(c, 6), round(q, 6)]], **metrics([(c, q)])}
+        if two:
+            entry.update(apgr=None, cpt50=None, cpt80=None)
+        out[f"single:{name}"] = entry
+
+    lambdas = sorted({*LAMBDAS.tolist(), float(default_lambda)})
+    no_bonus = np.full((n, m), 10**9, dtype=np.int64)
+    sources = {"random": (replay.p["random"], replay.c["hybrid"], replay.n_out), "oracle": (scores, per, no_bonus)}
+    sources.update({mode: (replay.p[mode], replay.c[mode], replay.n_out) for mode in replay.p if mode != "random"})
+    for name, (p, c, n_out) in sources.items():
+        sweep = []
+        for lam in lambdas:
+            pick = replay_pick(p, c, n_out, costs.order, lam, explore)
+            sweep.append((lam, float(scores[rows, pick].mean()), float(per[rows, pick].mean())))
+            if two:
+                _check_two_model(p, c, n_out, pick, weak, strong, lam, explore)
+        head = next(s for s in sweep if abs(s[0] - default_lambda) < 1e-12)
+        entry = {"quality": head[1], "cost": head[2]}
+        pick = replay_pick(p, c, n_out, costs.order, default_lambda, explore)
+        entry["pick_share"] = {models[j]: round(float((pick == j).mean()), 4) for j in range(m) if (pick == j).any()}
+        if name == "oracle":  # headline: the cheapest model with the best score on each prompt
+            best = scores.max(axis=1, keepdims=True)
+            rank = np.empty(m, int)
+            rank[costs.order] = np.arange(m)
+            pick = np.argmin(np.where(scores >= best - 1e-12, rank[None, :], m + 1), axis=1)
+            entry = {
+                "quality": float(scores[rows, pick].mean()),
+                "cost": float(per[rows, pick].mean()),
+                "pick_share": {models[j]: round(float((pick == j).mean()), 4) for j in range(m) if (pick == j).any()},
+            }
+        pts = sorted({(round(c_, 6), round(q_, 6)) for _, q_, c_ in sweep})
+        entry["curve"] = [list(pt) for pt in pts]
+        entry.update(metrics(pts))
+        if two:
+            q_eff = np.minimum(p + explore_bonus(p, n_out, explore), 0.999)
+            _, xs, qs = two_model_curve(q_eff, scores, weak, strong)
+            entry["curve"] = _downsample(xs, qs)
+            entry.update(routellm_metrics(xs, qs, q_weak, q_strong))
+        out[name] = entry
+
+    if "hybrid" in replay.p:
+        p, c = replay.p["hybrid"], replay.c["hybrid"]
+        cascade_lambdas = sorted({*LAMBDAS[::3].tolist(), float(default_lambda)})
+        for acc in (None, *judge_accuracies):
+            name = "cascade" if acc is None else f"cascade@{acc:g}"
+            sweep = []
+            for lam in cascade_lambdas:
+                rng = None if acc is None else np.random.default_rng(seed)
+                q, cst, tries = replay_cascade(
+                    p,
+                    c,
+                    replay.n_out,
+                    scores,
+                    per,
+                    models,
+                    by_cost,
+                    lam,
+                    accept,
+                    explore=explore,
+                    judge_accuracy=acc or 1.0,
+                    joints=replay.joint,
+                    joint_of=replay.joint_of,
+                    judge_rng=rng,
+                    plan_accuracy=0.999 if acc is None else acc,
+                )
+                sweep.append((lam, q, cst, tries))
+            head = next(s for s in sweep if abs(s[0] - default_lambda) < 1e-12)
+            pts = sorted({(round(c_, 6), round(q_, 6)) for _, q_, c_, _ in sweep})
+            entry = {
+                "quality": head[1],
+                "cost": head[2],
+                "tries": round(head[3], 4),
+                "curve": [list(x) for x in pts],
+                **metrics(pts),
+            }
+            if two:
+                xs = np.array([0.0, *[x for x, _ in pts], 1.0])
+                qs = np.array([q_weak, *[y for _, y in pts], q_strong])
+                entry.update(routellm_metrics(xs, qs, q_weak, q_strong))
+            out[name] = entry
+    return out
+
+
+def _check_two_model(p, c, n_out, pick, weak, strong, lam, explore) -> None:
+    """With two models the utility rule must be RouteLLM's threshold on the strong model's advantage."""
+    q = np.minimum(p + explore_bonus(p, n_out, explore), 0.999)
+    cc = np.nan_to_num(c, nan=0.0)
+    top = cc.max(axis=1)
+    floor = np.where(top > 0, COST_FLOOR * top, 1.0)
+    threshold = lam * (np.log2(cc[:, strong] + floor) - np.log2(cc[:, weak] + floor))
+    expected = np.where(routing_score(q, weak, strong) < -threshold - 1e-12, strong, weak)
+    close = np.abs(routing_score(q, weak, strong) + threshold) < 1e-9  # float ties may go either way
+    bad = np.flatnonzero((expected != pick) & ~close)
+    if len(bad):
+        i = int(bad[0])
+        raise AssertionError(
+            f"two-model threshold rule disagrees with plan_utility at price_sensitivity={lam} "
+            f"on row {i}: q={q[i].tolist()}, cost={cc[i].tolist()}"
+        )

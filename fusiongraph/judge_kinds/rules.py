@@ -1,0 +1,63 @@
+"""The rules judge: cheap checks (empty, refusal, truncation, JSON when asked) and the task class's verifiers
+(:mod:`fusiongraph.verifiers`: a number for a calculation, an exact check of plain arithmetic, valid JSON for
+extraction, Python code that parses); an empty answer, a refusal or a failed exact check vetoes."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from fusiongraph.judges import NO_RESERVATION, Judging, Reservation, Verdict, register_judge
+from fusiongraph.verifiers import WANTS_JSON, for_class, run_verifiers, strip_fence
+
+_REFUSAL = re.compile(
+    r"^\s*(i('| a)m sorry|sorry,|i can(no|')t (help|assist|answer|do)|i am unable|i'm unable|as an ai\b|"
+    r"i (will|would) not be able|i cannot provide)", re.IGNORECASE)
+
+
+def rule_verdict(task: str, answer: str, finish_reason: str | None, task_class=None,
+                 verifiers: list[str] | None = None) -> Verdict:
+    """The rules judge. `task_class`: a class name (its default verifiers), or a taxonomy ``TaskClass``
+    (its configured verifiers); `verifiers` overrides both. Each applicable verifier caps the score
+    (a failed check scores 0 or 0.5); one that vetoes (a wrong exact answer) makes the verdict a veto."""
+    text = (answer or "").strip()
+    if not text:
+        return Verdict("rules", 0.0, True, "empty answer")
+    if _REFUSAL.search(text):
+        return Verdict("rules", 0.0, True, "refusal")
+    name = getattr(task_class, "name", task_class)
+    if verifiers is None:
+        verifiers = task_class.checks if hasattr(task_class, "checks") else for_class(name)
+    problems, score = [], 1.0
+    if finish_reason == "length":
+        problems.append("truncated at max_tokens")
+        score -= 0.5
+    # JSON asked for: a format check for every class; code mentions JSON as data, extraction checks strictly
+    if name != "code" and "json" not in verifiers and WANTS_JSON.search(task):
+        try:
+            json.loads(strip_fence(text))
+        except ValueError:
+            problems.append("JSON requested, answer is not valid JSON")
+            score -= 0.5
+    passed = []
+    for verifier, check in run_verifiers(verifiers, task, text):
+        if check.veto:
+            return Verdict("rules", 0.0, True, f"{verifier}: {check.reason}")
+        if check.score < 1.0:
+            problems.append(check.reason)
+            score = min(score, check.score)
+        else:
+            passed.append(check.reason)
+    return Verdict("rules", max(score, 0.0), False, "; ".join(problems) or "; ".join(["ok", *passed]))
+
+
+@register_judge
+class RulesJudge:
+    name = "rules"
+    weight = 0.3
+
+    def reserve(self, res, ctx, judge_id, subtask) -> Reservation:
+        return NO_RESERVATION
+
+    def judge(self, j: Judging) -> Verdict:
+        return rule_verdict(j.task, j.answer, j.finish_reason, j.task_class)

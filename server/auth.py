@@ -1,0 +1,132 @@
+"""API keys for the LangGraph server: LangGraph custom auth over every route, the mounted OpenAI-compatible
+app too (langgraph.json ``"auth": {"path": "server.auth:auth"}``, ``"http": {"enable_custom_route_auth": true}``).
+The auth path names a module, not a file: loaded by file path it would be a second copy of this module,
+whose :class:`KeyRejected` the mounted app's exception handler would not recognise.
+
+* No key was ever created in the server's store (and ``FUSIONGRAPH_REQUIRE_API_KEY`` is unset): open, as a
+  local dev server should be; requests run as ``anonymous``.
+* Otherwise every request needs a key, as ``Authorization: Bearer fg-...`` (the OpenAI clients) or
+  ``x-api-key: fg-...`` (the LangGraph SDK's ``api_key``): a missing, unknown or revoked key is a 401, a key
+  whose spend in its period has reached its budget a 429, both with OpenAI's error body (plus LangGraph's
+  ``detail``). The meta routes (``/ok``, ``/info``, ``/metrics``, ``/docs``) are not covered: LangGraph
+  serves them outside auth.
+
+The OpenAI endpoint charges each run's actual cost (its summary's ``spent_usd.total``) to the key that made
+it, atomically in the store's database (fusiongraph/keys.py), and records the run's metrics
+(server/metrics.py): :func:`settle`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from langgraph_sdk import Auth
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from fusiongraph.keys import PREFIX, ApiKey, KeyRefused, key_store, require_keys_env
+from store.backends import StoreError, mask_url
+
+log = logging.getLogger(__name__)
+
+SCOPE_KEY = "fusiongraph.api_key"  # the request's ApiKey (None when the server is open)
+ANONYMOUS = "anonymous"
+
+auth = Auth()
+
+
+class KeyRejected(HTTPException):
+    """A refused request. A starlette HTTPException so LangGraph's auth passes it on untouched, answered by
+    :func:`openai_error` (registered on the app by :func:`install`) in OpenAI's error format."""
+
+    def __init__(self, status: int, message: str, code: str, kind: str):
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        super().__init__(status, message, headers)
+        self.message, self.code, self.kind = message, code, kind
+
+
+def _token(authorization: str | None, headers: dict) -> str | None:
+    """The key a request carries: ``Authorization: Bearer ...`` or ``x-api-key``; an ``fg-`` one first."""
+    found = []
+    if authorization:
+        scheme, _, value = authorization.strip().partition(" ")
+        found.append(value.strip() if scheme.lower() == "bearer" else authorization.strip())
+    for name, value in (headers or {}).items():
+        name = name.decode("latin-1") if isinstance(name, bytes) else name
+        if name.lower() == "x-api-key" and value:
+            found.append((value.decode("latin-1") if isinstance(value, bytes) else value).strip())
+    found = [t for t in found if t]
+    return next((t for t in found if t.startswith(PREFIX)), found[0] if found else None)
+
+
+@auth.authenticate
+def authenticate(authorization: str | None, headers: dict, scope: dict) -> dict:
+    """Every protected request (LangGraph runs it in a thread: the key store is a blocking database)."""
+    try:
+        keys = key_store()
+        if not keys.any_keys() and not require_keys_env():
+            scope[SCOPE_KEY] = None
+            return {"identity": ANONYMOUS, "permissions": [], "is_authenticated": True}
+        key = keys.check(_token(authorization, headers))
+    except KeyRefused as exc:
+        scope[SCOPE_KEY] = exc.key  # for the metrics' key label (a key over budget)
+        kind = "insufficient_quota" if exc.status == 429 else "invalid_request_error"
+        raise KeyRejected(exc.status, exc.message, exc.code, kind) from None
+    except StoreError as exc:
+        log.error("API key check failed: %s", exc)
+        raise KeyRejected(
+            503,
+            f"the API key store is unavailable ({mask_url(str(exc))[:300]}); retry later",
+            "key_store_unavailable",
+            "server_error",
+        ) from None
+    scope[SCOPE_KEY] = key
+    return {
+        "identity": key.id,
+        "display_name": key.name,
+        "key_name": key.name,
+        "permissions": [],
+        "is_authenticated": True,
+    }
+
+
+async def openai_error(request: Request, exc: KeyRejected) -> JSONResponse:
+    from server import metrics
+
+    metrics.count_rejection(request.scope, exc.status_code)
+    return JSONResponse(
+        {"error": {"message": exc.message, "type": exc.kind, "param": None, "code": exc.code}, "detail": exc.message},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
+def install(app) -> None:
+    """Answer refused keys in OpenAI's error format. LangGraph merges the mounted app's exception handlers
+    into the server's, so this covers its own routes too."""
+    app.add_exception_handler(KeyRejected, openai_error)
+
+
+def request_key(scope: dict | None) -> ApiKey | None:
+    return (scope or {}).get(SCOPE_KEY)
+
+
+def settle(scope: dict | None, out: dict, mode: str = "json") -> None:
+    """After a run: charge its actual cost to the request's key and record its metrics. Never raises: the
+    answer is already paid for, a failed charge is logged."""
+    from server import metrics
+
+    key = request_key(scope)
+    summary = (out or {}).get("summary") or {}
+    cost = (summary.get("spent_usd") or {}).get("total", summary.get("cost_usd", 0.0)) or 0.0
+    try:
+        metrics.observe_run(scope, out, mode)
+    except Exception:  # noqa: BLE001 - metrics never fail a request
+        log.exception("recording the run's metrics failed")
+    if key is None:
+        return
+    try:
+        key_store().charge(key, float(cost))
+    except Exception as exc:  # noqa: BLE001
+        log.error("charging $%.6f to API key %s (%s) failed: %s", cost, key.name, key.id, exc)

@@ -1,0 +1,271 @@
+"""API keys, budgets and metrics (fusiongraph/keys.py, server/auth.py, server/metrics.py): the key store on
+SQLite and a real Postgres (charges shared by processes), the auth handler and the OpenAI app's charge and
+metrics in process, and one integration test through a real `langgraph dev`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from starlette.requests import Request
+from starlette.testclient import TestClient
+
+from fusiongraph import keys as keys_mod
+from fusiongraph.keys import KeyRefused, KeyStore, hash_key, period_start
+from server import auth
+from server.openai_app import app
+from store import StoreError
+from tests.test_server import KNOBS, langgraph_dev, two_models  # noqa: F401, F811 - langgraph_dev is a fixture
+
+ROOT = Path(__file__).resolve().parents[1]
+ADMIN_URL = os.environ.get("FUSIONGRAPH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture
+def server_store(tmp_path, monkeypatch):
+    """The store the server's auth uses: a fresh SQLite directory."""
+    monkeypatch.delenv("FUSIONGRAPH_STORE_URL", raising=False)
+    monkeypatch.delenv(keys_mod.ENV_REQUIRE, raising=False)
+    monkeypatch.setenv("FUSIONGRAPH_STORE_DIR", str(tmp_path / "server-store"))
+    keys_mod._stores.clear()
+    yield tmp_path / "server-store"
+    for ks in keys_mod._stores.values():
+        ks.close()
+    keys_mod._stores.clear()
+
+
+@pytest.fixture
+def pg_url():
+    try:
+        admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"this test needs a real Postgres at {ADMIN_URL} (set FUSIONGRAPH_TEST_PG): {exc}")
+    name = f"fg_keys_{uuid.uuid4().hex[:8]}"
+    admin.execute(f"CREATE DATABASE {name}")
+    yield ADMIN_URL.rpartition("/")[0] + "/" + name
+    admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.close()
+
+
+# --- the key store ---------------------------------------------------------------------------------------
+
+
+def test_keys_are_hashed_budgeted_and_revocable(tmp_path):
+    ks = KeyStore(tmp_path)
+    assert not ks.any_keys() and ks.list() == []
+    token, key = ks.create("alice", 0.5, "day")
+    assert token.startswith("fg-") and len(token) > 40 and ks.any_keys()
+    raw = (tmp_path / "outcomes.sqlite").read_bytes() + b"".join(p.read_bytes() for p in tmp_path.glob("*-wal"))
+    assert token.encode() not in raw and hash_key(token).encode() in raw  # only the hash is stored
+    assert ks.check(token) == key
+    assert ks.charge(key, 0.25) == 0.25 and ks.charge(key, 0.25) == 0.5
+    with pytest.raises(KeyRefused) as refused:
+        ks.check(token)
+    assert refused.value.status == 429 and "alice" in refused.value.message and "per-day" in refused.value.message
+    assert [(k.name, spent) for k, spent in ks.list()] == [("alice", 0.5)]
+    for bad, code in [(None, "missing_api_key"), ("fg-nope", "invalid_api_key")]:
+        with pytest.raises(KeyRefused) as refused:
+            ks.check(bad)
+        assert (refused.value.status, refused.value.code) == (401, code)
+    with pytest.raises(StoreError, match="already exists"):
+        ks.create("alice", 1.0)
+    with pytest.raises(ValueError):
+        ks.create("bob", -1)
+    with pytest.raises(ValueError):
+        ks.create("bob", 1, "week")
+    assert ks.revoke("alice") and not ks.revoke("alice")
+    with pytest.raises(KeyRefused) as refused:
+        ks.check(token)
+    assert refused.value.code == "revoked_api_key" and ks.any_keys()  # revoked keys keep the server closed
+    assert period_start("day", 0) == "1970-01-01" and period_start("month", 0) == "1970-01"
+    assert period_start("total", 0) == "total"
+
+
+CHARGER = """
+import sys
+from fusiongraph.keys import KeyStore
+ks = KeyStore(sys.argv[1])
+key = next(k for k, _ in ks.list() if k.name == "shared")
+for _ in range(int(sys.argv[2])):
+    ks.charge(key, 0.125)
+ks.close()
+"""
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_charges_are_shared_by_processes(backend, tmp_path, request):
+    target = str(tmp_path / "store") if backend == "sqlite" else request.getfixturevalue("pg_url")
+    ks = KeyStore(target)
+    token, key = ks.create("shared", 100.0, "month")
+    n = 40
+    procs = [subprocess.Popen([sys.executable, "-c", CHARGER, target, str(n)], cwd=ROOT) for _ in range(3)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    assert ks.list()[0][1] == 3 * n * 0.125  # no lost update: every charge of every process counted
+    # a budget reached by other processes is refused here
+    other = KeyStore(target)
+    small_token, small = other.create("small", 0.2, "total")
+    other.charge(small, 0.25)
+    with pytest.raises(KeyRefused) as refused:
+        ks.check(small_token)
+    assert refused.value.status == 429
+    other.close()
+    ks.close()
+
+
+def test_postgres_keys_migration_leaves_the_outcome_store_to_open(pg_url):
+    ks = KeyStore(pg_url)  # migrations 1-3, no outcome-store metadata yet
+    ks.create("k", 1.0)
+    ks.close()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 2, 3]
+        assert conn.execute("SELECT count(*) FROM meta").fetchone()[0] == 0
+    from store import open_store
+
+    store = open_store(pg_url, 8, "test")
+    assert store.counts()["outcomes"] == 0
+    store.close()
+
+
+# --- the auth handler and the OpenAI app in process -------------------------------------------------------
+
+
+def keyed(inner):
+    """The OpenAI app behind server/auth.py's handler, as LangGraph wires it (auth first, refusals answered by
+    the app's exception handler)."""
+
+    async def wrapped(scope, receive, send):
+        if scope["type"] == "http" and scope["path"] != "/metrics":  # LangGraph serves /metrics outside auth
+            headers = dict(scope["headers"])
+            authorization = headers.get(b"authorization")
+            try:
+                await asyncio.to_thread(auth.authenticate, authorization and authorization.decode(), headers, scope)
+            except auth.KeyRejected as exc:
+                response = await auth.openai_error(Request(scope), exc)
+                return await response(scope, receive, send)
+        await inner(scope, receive, send)
+
+    return wrapped
+
+
+def test_auth_is_open_without_keys_and_closed_once_one_exists(server_store, monkeypatch):
+    scope: dict = {}
+    assert auth.authenticate(None, {}, scope)["identity"] == "anonymous" and scope[auth.SCOPE_KEY] is None
+    monkeypatch.setenv(keys_mod.ENV_REQUIRE, "1")
+    with pytest.raises(auth.KeyRejected) as refused:
+        auth.authenticate(None, {}, {})
+    assert refused.value.status_code == 401
+    monkeypatch.delenv(keys_mod.ENV_REQUIRE)
+    token, key = keys_mod.key_store().create("ci", 1.0)
+    with pytest.raises(auth.KeyRejected):
+        auth.authenticate("Bearer sk-something-else", {}, {})
+    assert auth.authenticate(f"Bearer {token}", {}, scope)["identity"] == key.id and scope[auth.SCOPE_KEY] == key
+    assert auth.authenticate(None, {b"x-api-key": token.encode()}, {})["identity"] == key.id  # the LangGraph SDK
+
+
+def test_a_run_is_charged_to_its_key_and_a_key_over_budget_gets_429(server_store, fusion):
+    fusion(two_models())  # the cheap model's answer is rejected, the priced strong one answers: cost > 0
+    token, key = keys_mod.key_store().create("tiny", 1e-9, "day")
+    body = {
+        "model": "fusiongraph",
+        "messages": [{"role": "user", "content": "What is the capital of France?"}],
+        "fusiongraph": dict(KNOBS),
+    }
+    with TestClient(keyed(app)) as client:
+        missing = client.post("/v1/chat/completions", json=body)
+        assert missing.status_code == 401 and missing.json()["error"]["code"] == "missing_api_key"
+        done = client.post("/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {token}"})
+        assert done.status_code == 200, done.text
+        cost = done.json()["fusiongraph"]["summary"]["spent_usd"]["total"]
+        assert cost > 0 and keys_mod.key_store().spent(key) == pytest.approx(cost)
+        over = client.post("/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {token}"})
+        assert over.status_code == 429
+        error = over.json()["error"]
+        assert error["type"] == error["code"] == "insufficient_quota" and "'tiny' has spent" in error["message"]
+        metrics = client.get("/metrics").text
+    assert 'fusiongraph_runs_total{key="tiny",mode="json"}' in metrics
+    assert 'fusiongraph_cost_usd_total{key="tiny",kind="answer",model="strong"}' in metrics
+    assert 'fusiongraph_attempts_total{accepted="false",model="cheap"}' in metrics
+    assert 'route="/v1/chat/completions",status="429"' in metrics
+    assert "fusiongraph_escalations_total" in metrics and "fusiongraph_request_duration_seconds_bucket" in metrics
+
+
+def test_a_streamed_run_is_charged_too(server_store, fusion):
+    fusion(two_models())
+    token, key = keys_mod.key_store().create("streamer", 10.0, "total")
+    body = {
+        "model": "fusiongraph",
+        "messages": [{"role": "user", "content": "What is the capital of France?"}],
+        "fusiongraph": dict(KNOBS),
+        "stream": True,
+    }
+    with TestClient(keyed(app)) as client:
+        response = client.post("/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+    final = [
+        json.loads(line[6:])
+        for line in response.text.splitlines()
+        if line.startswith("data: {") and '"fusiongraph"' in line
+    ][-1]
+    assert keys_mod.key_store().spent(key) == pytest.approx(final["fusiongraph"]["summary"]["spent_usd"]["total"])
+    assert keys_mod.key_store().spent(key) > 0
+
+
+# --- a real langgraph dev ----------------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_langgraph_dev_keys_budgets_and_metrics(langgraph_dev, tmp_path):  # noqa: F811
+    openai = pytest.importorskip("openai")
+    url, log_path = langgraph_dev
+    # no key configured: open, the OpenAI app and LangGraph's own routes alike
+    assert httpx.get(f"{url}/v1/models").status_code == 200
+    assert httpx.post(f"{url}/assistants/search", json={}).status_code == 200
+
+    ks = KeyStore(tmp_path / "store")  # the server's store (FUSIONGRAPH_STORE_DIR of the fixture)
+    token, key = ks.create("ci", 5.0, "day")
+    broke_token, _ = ks.create("broke", 0.0, "month")
+    for path, kwargs in [("/v1/models", {}), ("/assistants/search", {"json": {}})]:
+        method = httpx.get if not kwargs else httpx.post
+        refused = method(f"{url}{path}", **kwargs)
+        assert refused.status_code == 401, refused.text
+        assert refused.json()["error"]["code"] == "missing_api_key"
+        assert method(f"{url}{path}", headers={"Authorization": "Bearer fg-wrong"}, **kwargs).status_code == 401
+        assert method(f"{url}{path}", headers={"x-api-key": token}, **kwargs).status_code == 200
+    # Studio's header does not bypass the keys (disable_studio_auth)
+    assert httpx.post(f"{url}/assistants/search", json={}, headers={"x-auth-scheme": "langsmith"}).status_code == 401
+
+    oai = openai.OpenAI(base_url=f"{url}/v1", api_key=token, timeout=120, max_retries=0)
+    done = oai.chat.completions.create(
+        model="fusiongraph",
+        max_tokens=16,
+        extra_body={"local_only": True},
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+    )
+    assert done.choices[0].message.content.strip()
+    runs = ks.backend._db.execute("SELECT runs FROM api_key_spend WHERE key_id = ?", (key.id,)).fetchone()
+    assert runs == (1,)  # the run was charged (at $0: the local model is free)
+
+    with pytest.raises(openai.RateLimitError) as over:
+        openai.OpenAI(base_url=f"{url}/v1", api_key=broke_token, timeout=60, max_retries=0).models.list()
+    assert over.value.status_code == 429 and over.value.body["code"] == "insufficient_quota"
+    assert "'broke' has spent $0.000000 of its $0.000000 per-month budget" in over.value.body["message"]
+
+    ks.revoke("ci")
+    with pytest.raises(openai.AuthenticationError) as revoked:
+        oai.models.list()
+    assert revoked.value.body["code"] == "revoked_api_key"
+
+    metrics = httpx.get(f"{url}/metrics").text  # LangGraph's /metrics serves the process's registry
+    assert 'fusiongraph_runs_total{key="ci",mode="json"} 1.0' in metrics
+    assert 'fusiongraph_requests_total{key="ci",method="POST",route="/v1/chat/completions",status="200"} 1.0' in metrics
+    assert 'status="429"' in metrics and "fusiongraph_model_latency_seconds_bucket" in metrics
+    ks.close()

@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from fake_openai_server import FakeOpenAIServer  # noqa: E402
+
 from store import DEFAULT_TAXONOMY  # noqa: E402
 
 OUT = ROOT / "bench-out"
@@ -43,9 +44,23 @@ def _write(name: str, data: dict) -> None:
 def _config(tmp: Path, url: str) -> tuple[Path, Path]:
     """A roster with one OpenAI-compatible tier at `url`, and the shipped taxonomy pointing at it."""
     models = tmp / "models.yaml"
-    models.write_text(yaml.safe_dump({"models": [
-        {"id": "fast", "kind": "openai_compatible", "base_url": url, "model": "fake", "context": 8192,
-         "price_in": 0.1, "price_out": 0.4}]}))
+    models.write_text(
+        yaml.safe_dump(
+            {
+                "models": [
+                    {
+                        "id": "fast",
+                        "kind": "openai_compatible",
+                        "base_url": url,
+                        "model": "fake",
+                        "context": 8192,
+                        "price_in": 0.1,
+                        "price_out": 0.4,
+                    }
+                ]
+            }
+        )
+    )
     taxonomy = yaml.safe_load(DEFAULT_TAXONOMY.read_text())
     for body in taxonomy["classes"].values():
         body["candidates"] = ["fast"]
@@ -56,20 +71,26 @@ def _config(tmp: Path, url: str) -> tuple[Path, Path]:
 
 def overhead(runs: int) -> None:
     """Graph run vs a plain Python loop making the same model, embedding, routing and store calls."""
-    from tests.conftest import judge_script, make_taxonomy, planner_script
-    from tests.fakes import BagOfWordsEmbeddings, ScriptedChat
+    from langchain_core.messages import HumanMessage
+
     from fusiongraph.context import FusionContext
     from fusiongraph.embeddings import Embedder
     from fusiongraph.resources import Resources, use_resources
     from fusiongraph.roster import ModelSpec, Roster
     from graphs.fusion import graph
-    from langchain_core.messages import HumanMessage
     from store import Outcome, OutcomeStore
+    from tests.conftest import judge_script, make_taxonomy, planner_script
+    from tests.fakes import BagOfWordsEmbeddings, ScriptedChat
 
-    specs = [ModelSpec(id=i, kind="openai_compatible", base_url="http://127.0.0.1:9/v1", answers=i == "m")
-             for i in ("m", "planner", "judge")]
-    chats = {"m": ScriptedChat(script=lambda p: "GOOD"), "planner": ScriptedChat(script=planner_script),
-             "judge": ScriptedChat(script=judge_script)}
+    specs = [
+        ModelSpec(id=i, kind="openai_compatible", base_url="http://127.0.0.1:9/v1", answers=i == "m")
+        for i in ("m", "planner", "judge")
+    ]
+    chats = {
+        "m": ScriptedChat(script=lambda p: "GOOD"),
+        "planner": ScriptedChat(script=planner_script),
+        "judge": ScriptedChat(script=judge_script),
+    }
     embedder = Embedder(BagOfWordsEmbeddings())
     query = "What is 2 plus 2 AND write a haiku about rain"
     with tempfile.TemporaryDirectory() as tmp:
@@ -89,8 +110,18 @@ def overhead(runs: int) -> None:
             for s in subtasks:
                 vec = embedder.embed_one(s)
                 cls = res.taxonomy.classify(vec, embedder)
-                res.router.route(vec, cls.scores, cls.confidence, ["m"], ["m"], k=16, min_similarity=0.5,
-                                 min_neighbours=4, taxonomy_confidence=0.5, price_sensitivity=0.02)
+                res.router.route(
+                    vec,
+                    cls.scores,
+                    cls.confidence,
+                    ["m"],
+                    ["m"],
+                    k=16,
+                    min_similarity=0.5,
+                    min_neighbours=4,
+                    taxonomy_confidence=0.5,
+                    price_sensitivity=0.02,
+                )
                 answer = chats["m"].invoke([HumanMessage(s)]).text
                 chats["judge"].invoke([HumanMessage(f"Candidate answer:\n{answer}")])
                 store.record(s, vec, cls.task_class, [Outcome("m", 1.0, True)])
@@ -98,8 +129,16 @@ def overhead(runs: int) -> None:
             chats["planner"].invoke([HumanMessage("Request: " + "\n".join(f"Answer: {a}" for a in answers))])
             loop_s.append(time.perf_counter() - t)
     g, p = statistics.median(graph_s), statistics.median(loop_s)
-    _write("overhead", {"runs": runs, "subtasks": 2, "graph_median_ms": round(g * 1000, 2),
-                        "loop_median_ms": round(p * 1000, 2), "overhead_ms": round((g - p) * 1000, 2)})
+    _write(
+        "overhead",
+        {
+            "runs": runs,
+            "subtasks": 2,
+            "graph_median_ms": round(g * 1000, 2),
+            "loop_median_ms": round(p * 1000, 2),
+            "overhead_ms": round((g - p) * 1000, 2),
+        },
+    )
 
 
 def fanout(repeats: int, latency_ms: float) -> None:
@@ -110,8 +149,9 @@ def fanout(repeats: int, latency_ms: float) -> None:
     server = FakeOpenAIServer(latency_s=latency_ms / 1000).start()
     with tempfile.TemporaryDirectory() as tmp:
         models, tax = _config(Path(tmp), server.url)
-        ctx = FusionContext(models_path=str(models), taxonomy_path=str(tax), store_dir=str(Path(tmp) / "store"),
-                            guides=0)
+        ctx = FusionContext(
+            models_path=str(models), taxonomy_path=str(tax), store_dir=str(Path(tmp) / "store"), guides=0
+        )
         graph.invoke({"query": "warm up"}, context=ctx)
         times = {}
         for n in (1, 8):
@@ -124,9 +164,16 @@ def fanout(repeats: int, latency_ms: float) -> None:
                 assert len(out["results"]) == n
             times[n] = statistics.median(runs)
     server.close()
-    _write("fanout", {"tier_latency_ms": latency_ms, "one_subtask_s": round(times[1], 3),
-                      "eight_subtasks_s": round(times[8], 3), "ratio": round(times[8] / times[1], 2),
-                      "calls": "1 subtask: decompose, answer, judge; 8: decompose, 8 x (answer, judge), synthesize"})
+    _write(
+        "fanout",
+        {
+            "tier_latency_ms": latency_ms,
+            "one_subtask_s": round(times[1], 3),
+            "eight_subtasks_s": round(times[8], 3),
+            "ratio": round(times[8] / times[1], 2),
+            "calls": "1 subtask: decompose, answer, judge; 8: decompose, 8 x (answer, judge), synthesize",
+        },
+    )
 
 
 def tokens(repeats: int, max_tokens: int) -> None:
@@ -151,13 +198,22 @@ def tokens(repeats: int, max_tokens: int) -> None:
         raw = []
         for _ in range(repeats):
             t = time.perf_counter()
-            out = llama.create_chat_completion([{"role": "system", "content": load_prompt("answer")},
-                                                {"role": "user", "content": prompt}],
-                                               max_tokens=max_tokens, temperature=0.0)
+            out = llama.create_chat_completion(
+                [{"role": "system", "content": load_prompt("answer")}, {"role": "user", "content": prompt}],
+                max_tokens=max_tokens,
+                temperature=0.0,
+            )
             raw.append(out["usage"]["completion_tokens"] / (time.perf_counter() - t))
     g, r = statistics.median(through), statistics.median(raw)
-    _write("tokens", {"max_tokens": max_tokens, "graph_tokens_per_s": round(g, 1), "raw_tokens_per_s": round(r, 1),
-                      "ratio": round(g / r, 3)})
+    _write(
+        "tokens",
+        {
+            "max_tokens": max_tokens,
+            "graph_tokens_per_s": round(g, 1),
+            "raw_tokens_per_s": round(r, 1),
+            "ratio": round(g / r, 3),
+        },
+    )
 
 
 def _free_port() -> int:
@@ -169,6 +225,7 @@ def _free_port() -> int:
 def load(runs: int) -> None:
     """`runs` concurrent graph runs through a real `langgraph dev` with a fast fake tier."""
     from langgraph_sdk import get_client
+
     from store import OutcomeStore
 
     server = FakeOpenAIServer(latency_s=0.01).start()
@@ -176,13 +233,33 @@ def load(runs: int) -> None:
         tmp = Path(tmp)
         models, tax = _config(tmp, server.url)
         port = _free_port()
-        env = {**os.environ, "LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGSMITH_TRACING": "false",
-               "LANGGRAPH_NO_VERSION_CHECK": "true", "HF_HUB_OFFLINE": "1", "FUSIONGRAPH_MODELS": str(models),
-               "FUSIONGRAPH_TAXONOMY": str(tax), "FUSIONGRAPH_STORE_DIR": str(tmp / "store")}
+        env = {
+            **os.environ,
+            "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+            "LANGSMITH_TRACING": "false",
+            "LANGGRAPH_NO_VERSION_CHECK": "true",
+            "HF_HUB_OFFLINE": "1",
+            "FUSIONGRAPH_MODELS": str(models),
+            "FUSIONGRAPH_TAXONOMY": str(tax),
+            "FUSIONGRAPH_STORE_DIR": str(tmp / "store"),
+        }
         log = open(tmp / "server.log", "w")
-        proc = subprocess.Popen([str(Path(sys.executable).parent / "langgraph"), "dev", "--no-browser", "--no-reload",
-                                 "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "langgraph"),
+                "dev",
+                "--no-browser",
+                "--no-reload",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             url = f"http://127.0.0.1:{port}"
             import httpx
@@ -199,8 +276,9 @@ def load(runs: int) -> None:
                 client = get_client(url=url)
 
                 async def one(i):
-                    return await client.runs.wait(None, "fusion", input={"query": f"What is {i} plus {i}?"},
-                                                  context={"guides": 0})
+                    return await client.runs.wait(
+                        None, "fusion", input={"query": f"What is {i} plus {i}?"}, context={"guides": 0}
+                    )
 
                 t = time.perf_counter()
                 outs = await asyncio.gather(*(one(i) for i in range(runs)), return_exceptions=True)
@@ -214,9 +292,16 @@ def load(runs: int) -> None:
             proc.terminate()
             proc.wait(timeout=30)
             server.close()
-    _write("load", {"concurrent_runs": runs, "completed": len(ok), "wall_s": round(wall, 2),
-                    "errors": [repr(o)[:200] for o in outs if not (isinstance(o, dict) and o.get("answer"))][:5],
-                    "store": counts})
+    _write(
+        "load",
+        {
+            "concurrent_runs": runs,
+            "completed": len(ok),
+            "wall_s": round(wall, 2),
+            "errors": [repr(o)[:200] for o in outs if not (isinstance(o, dict) and o.get("answer"))][:5],
+            "store": counts,
+        },
+    )
 
 
 def main() -> None:

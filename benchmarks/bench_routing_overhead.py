@@ -39,9 +39,15 @@ def fill(store: OutcomeStore, n: int, dim: int, rng: np.random.Generator) -> flo
             vecs = rng.normal(size=(m, dim)).astype(np.float32)
             vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
             ok = rng.random((m, len(MODELS))) < np.array([0.4, 0.6, 0.75, 0.9])
-            store.record_many((f"synthetic subtask {start + i}", vecs[i], "factual_qa",
-                               [Outcome(model, float(ok[i, j]), bool(ok[i, j]), source="bench")
-                                for j, model in enumerate(MODELS)]) for i in range(m))
+            store.record_many(
+                (
+                    f"synthetic subtask {start + i}",
+                    vecs[i],
+                    "factual_qa",
+                    [Outcome(model, float(ok[i, j]), bool(ok[i, j]), source="bench") for j, model in enumerate(MODELS)],
+                )
+                for i in range(m)
+            )
             bar.update(m)
     return time.perf_counter() - started
 
@@ -57,8 +63,12 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--k", type=int, default=FusionContext().k)
     parser.add_argument("--out", type=Path, default=Path("bench-out/routing.json"))
-    parser.add_argument("--keep", type=Path, default=None,
-                        help="keep the filled stores in this directory and reuse them on the next run")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="keep the filled stores in this directory and reuse them on the next run",
+    )
     args = parser.parse_args()
 
     embedder = default_embedder()
@@ -85,10 +95,24 @@ def main() -> None:
 
             def route(vec):
                 cls = taxonomy.classify(vec, embedder)
-                return router.route(vec, cls.scores, cls.confidence, MODELS, MODELS, k=args.k, min_similarity=0.0,
-                                    min_neighbours=4, taxonomy_confidence=0.5, price_sensitivity=ctx.price_sensitivity,
-                                    judge_accuracy=ctx.judge_accuracy, explore=ctx.explore, budget_usd=ctx.budget_usd,
-                                    prompt_tokens=20, prices=prices, default_tokens=ctx.max_tokens)
+                return router.route(
+                    vec,
+                    cls.scores,
+                    cls.confidence,
+                    MODELS,
+                    MODELS,
+                    k=args.k,
+                    min_similarity=0.0,
+                    min_neighbours=4,
+                    taxonomy_confidence=0.5,
+                    price_sensitivity=ctx.price_sensitivity,
+                    judge_accuracy=ctx.judge_accuracy,
+                    explore=ctx.explore,
+                    budget_usd=ctx.budget_usd,
+                    prompt_tokens=20,
+                    prices=prices,
+                    default_tokens=ctx.max_tokens,
+                )
 
             vecs = [embedder.embed_one(f"warm {i}") for i in range(10)]
             [route(v) for v in vecs]
@@ -102,9 +126,13 @@ def main() -> None:
                 route(np.asarray(embedder.embeddings.embed_query(q), dtype=np.float32))
                 with_embedding.append(time.perf_counter() - t0)
             index = type(faiss.downcast_index(store._index.index)).__name__
-            report[size] = {"index": index, "fill_s": round(fill_s, 1), "probe_fit_s": round(probe_fit_s, 2),
-                            "without_embedding": percentiles(without),
-                            "with_embedding": percentiles(with_embedding)}
+            report[size] = {
+                "index": index,
+                "fill_s": round(fill_s, 1),
+                "probe_fit_s": round(probe_fit_s, 2),
+                "without_embedding": percentiles(without),
+                "with_embedding": percentiles(with_embedding),
+            }
             print(size, json.dumps(report[size]), flush=True)
             store.close()
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -112,8 +140,10 @@ def main() -> None:
     print("\n| stored outcomes | index | routing p50 / p99 (ms) | with embedding p50 / p99 (ms) |")
     print("|---|---|---|---|")
     for size, r in report.items():
-        print(f"| {size:,} | {r['index']} | {r['without_embedding']['p50_ms']} / {r['without_embedding']['p99_ms']} | "
-              f"{r['with_embedding']['p50_ms']} / {r['with_embedding']['p99_ms']} |")
+        print(
+            f"| {size:,} | {r['index']} | {r['without_embedding']['p50_ms']} / {r['without_embedding']['p99_ms']} | "
+            f"{r['with_embedding']['p50_ms']} / {r['with_embedding']['p99_ms']} |"
+        )
 
 
 if __name__ == "__main__":

@@ -23,13 +23,26 @@ def _reply(body: dict) -> dict:
     tools = body.get("tools") or []
     if tools:
         name = tools[0]["function"]["name"]
-        args = ({"subtasks": [p.strip() for p in user.split(" AND ")]} if name == "Decomposition"
-                else {"reason": "fine", "score": 9})
-        message = {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_1", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}]}
-    return {"id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": "fake",
-            "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if tools else "stop"}],
-            "usage": {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60}}
+        args = (
+            {"subtasks": [p.strip() for p in user.split(" AND ")]}
+            if name == "Decomposition"
+            else {"reason": "fine", "score": 9}
+        )
+        message = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
+            ],
+        }
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": "fake",
+        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if tools else "stop"}],
+        "usage": {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60},
+    }
 
 
 class FakeOpenAIServer:

@@ -42,29 +42,49 @@ import numpy as np
 #                  noise sd, mean output tokens)
 # --------------------------------------------------------------------------------------------------
 MODELS = {
-    "claude-3-opus":     (15.0, 75.0, 1.95, 0.85, 0.10, 1.00, 330),
+    "claude-3-opus": (15.0, 75.0, 1.95, 0.85, 0.10, 1.00, 330),
     "claude-3.5-sonnet": (3.0, 15.0, 2.20, 0.80, 0.15, 0.95, 300),
-    "gpt-4o":            (2.5, 10.0, 2.10, 0.80, 0.10, 0.95, 280),
-    "gemini-1.5-pro":    (1.25, 5.0, 1.85, 0.85, 0.20, 1.00, 320),
-    "mistral-large":     (2.0, 6.0, 1.45, 0.90, 0.00, 1.05, 260),
-    "qwen2-72b":         (0.9, 0.9, 1.45, 0.90, -0.05, 1.05, 270),
-    "llama-3.1-70b":     (0.88, 0.88, 1.40, 0.90, -0.05, 1.05, 250),
-    "gpt-4o-mini":       (0.15, 0.6, 1.25, 0.95, -0.10, 1.05, 240),
-    "claude-3-haiku":    (0.25, 1.25, 0.95, 1.00, -0.10, 1.10, 200),
-    "gemini-1.5-flash":  (0.075, 0.3, 1.00, 1.00, -0.15, 1.10, 220),
-    "deepseek-v2":       (0.14, 0.28, 1.00, 1.00, -0.20, 1.10, 300),
-    "llama-3.1-8b":      (0.18, 0.18, 0.85, 1.05, -0.35, 1.15, 230),
+    "gpt-4o": (2.5, 10.0, 2.10, 0.80, 0.10, 0.95, 280),
+    "gemini-1.5-pro": (1.25, 5.0, 1.85, 0.85, 0.20, 1.00, 320),
+    "mistral-large": (2.0, 6.0, 1.45, 0.90, 0.00, 1.05, 260),
+    "qwen2-72b": (0.9, 0.9, 1.45, 0.90, -0.05, 1.05, 270),
+    "llama-3.1-70b": (0.88, 0.88, 1.40, 0.90, -0.05, 1.05, 250),
+    "gpt-4o-mini": (0.15, 0.6, 1.25, 0.95, -0.10, 1.05, 240),
+    "claude-3-haiku": (0.25, 1.25, 0.95, 1.00, -0.10, 1.10, 200),
+    "gemini-1.5-flash": (0.075, 0.3, 1.00, 1.00, -0.15, 1.10, 220),
+    "deepseek-v2": (0.14, 0.28, 1.00, 1.00, -0.20, 1.10, 300),
+    "llama-3.1-8b": (0.18, 0.18, 0.85, 1.05, -0.35, 1.15, 230),
 }
 
-TOPICS = ["algebra", "python", "organic_chemistry", "european_history", "contract_law", "poetry",
-          "french_translation", "medical_diagnosis", "physics", "geography", "sql", "summarising"]
+TOPICS = [
+    "algebra",
+    "python",
+    "organic_chemistry",
+    "european_history",
+    "contract_law",
+    "poetry",
+    "french_translation",
+    "medical_diagnosis",
+    "physics",
+    "geography",
+    "sql",
+    "summarising",
+]
 
 # topic -> (mean difficulty, output-length factor)
 TOPIC_LEVEL = {
-    "algebra": (0.35, 0.9), "python": (0.30, 1.6), "organic_chemistry": (0.45, 1.0),
-    "european_history": (-0.10, 1.0), "contract_law": (0.35, 1.2), "poetry": (-0.05, 0.8),
-    "french_translation": (-0.20, 0.5), "medical_diagnosis": (0.40, 1.0), "physics": (0.40, 1.0),
-    "geography": (-0.40, 0.35), "sql": (0.10, 0.9), "summarising": (-0.25, 0.7),
+    "algebra": (0.35, 0.9),
+    "python": (0.30, 1.6),
+    "organic_chemistry": (0.45, 1.0),
+    "european_history": (-0.10, 1.0),
+    "contract_law": (0.35, 1.2),
+    "poetry": (-0.05, 0.8),
+    "french_translation": (-0.20, 0.5),
+    "medical_diagnosis": (0.40, 1.0),
+    "physics": (0.40, 1.0),
+    "geography": (-0.40, 0.35),
+    "sql": (0.10, 0.9),
+    "summarising": (-0.25, 0.7),
 }
 
 # archetypal per-topic offsets (the seed adds noise and a couple of surprises on top)
@@ -86,9 +106,33 @@ ARCHETYPES = {
 # --------------------------------------------------------------------------------------------------
 # prompt text
 # --------------------------------------------------------------------------------------------------
-NAMES = ["Alice", "Bob", "Carlos", "Dana", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jamal", "Kira",
-         "Liam", "Maya", "Noah", "Olga", "Priya", "Quentin", "Rosa", "Sam", "Tariq", "Uma", "Victor",
-         "Wen", "Yusuf", "Zoe"]
+NAMES = [
+    "Alice",
+    "Bob",
+    "Carlos",
+    "Dana",
+    "Elena",
+    "Farid",
+    "Grace",
+    "Hiro",
+    "Ines",
+    "Jamal",
+    "Kira",
+    "Liam",
+    "Maya",
+    "Noah",
+    "Olga",
+    "Priya",
+    "Quentin",
+    "Rosa",
+    "Sam",
+    "Tariq",
+    "Uma",
+    "Victor",
+    "Wen",
+    "Yusuf",
+    "Zoe",
+]
 
 
 def _num(lo, hi):
@@ -99,8 +143,14 @@ def _price(lo, hi):
     return lambda r: f"{r.uniform(lo, hi):.2f}"
 
 
-COMMON = {"name": NAMES, "name2": NAMES, "n1": _num(2, 40), "n2": _num(3, 90), "n3": _num(100, 999),
-          "year": _num(1450, 1950)}
+COMMON = {
+    "name": NAMES,
+    "name2": NAMES,
+    "n1": _num(2, 40),
+    "n2": _num(3, 90),
+    "n3": _num(100, 999),
+    "year": _num(1450, 1950),
+}
 
 # topic -> dict(templates=[(text, difficulty)], vocab={slot: list|callable}, context=[sentences],
 #               easy=[suffix], hard=[suffix])
@@ -109,59 +159,118 @@ T: dict[str, dict] = {}
 T["algebra"] = dict(
     templates=[
         ("{name} buys {n1} {item}s at ${p1} each and pays with a ${bill} bill. How much change does {name} get?", -0.8),
-        ("A train leaves the station at {n2} km/h and a second train follows {n1} minutes later at {n3} km/h. "
-         "After how many hours does the second train catch up with the first?", 0.4),
-        ("{name} is {n1} years older than {name2}. In {n2} years the sum of their ages will be {n3}. How old is {name} now?", 0.0),
+        (
+            "A train leaves the station at {n2} km/h and a second train follows {n1} minutes later at {n3} km/h. "
+            "After how many hours does the second train catch up with the first?",
+            0.4,
+        ),
+        (
+            "{name} is {n1} years older than {name2}. In {n2} years the sum of their ages will be {n3}. How old is {name} now?",
+            0.0,
+        ),
         ("The sum of two numbers is {n3} and their difference is {n2}. Find the two numbers.", -0.4),
-        ("A rectangle's length is {n1} cm more than twice its width, and its perimeter is {n3} cm. "
-         "Find the length and the width of the rectangle.", 0.1),
+        (
+            "A rectangle's length is {n1} cm more than twice its width, and its perimeter is {n3} cm. "
+            "Find the length and the width of the rectangle.",
+            0.1,
+        ),
         ("Solve the system of equations: {a}x + {b}y = {n3} and {b}x - {a}y = {n2}. Give exact fractions.", 0.7),
-        ("A tank is filled by pipe A in {n1} hours and by pipe B in {n2} hours, while pipe C drains it in {n3} hours. "
-         "If all three are open, how long does it take to fill the tank?", 0.9),
-        ("{name} invests ${n3} at {rate}% compound interest per year. How many whole years until the investment doubles?", 0.5),
+        (
+            "A tank is filled by pipe A in {n1} hours and by pipe B in {n2} hours, while pipe C drains it in {n3} hours. "
+            "If all three are open, how long does it take to fill the tank?",
+            0.9,
+        ),
+        (
+            "{name} invests ${n3} at {rate}% compound interest per year. How many whole years until the investment doubles?",
+            0.5,
+        ),
     ],
-    vocab={"item": ["notebook", "apple", "pencil", "ticket", "sandwich", "marble", "candle", "towel", "mug"],
-           "p1": _price(0.5, 9), "bill": ["20", "50", "100"], "a": _num(2, 9), "b": _num(2, 9),
-           "rate": _num(2, 12)},
-    context=["I am tutoring a middle school student who struggles with word problems.",
-             "Our textbook chapter this week covers linear equations and systems of equations.",
-             "The teacher wants every algebra step written out, with the equation set up from the story.",
-             "Last time I tried this kind of problem I mixed up which quantity was the unknown variable.",
-             "Please define the variables clearly before solving the equations.",
-             "We are allowed to use a calculator but not a computer algebra system."],
+    vocab={
+        "item": ["notebook", "apple", "pencil", "ticket", "sandwich", "marble", "candle", "towel", "mug"],
+        "p1": _price(0.5, 9),
+        "bill": ["20", "50", "100"],
+        "a": _num(2, 9),
+        "b": _num(2, 9),
+        "rate": _num(2, 12),
+    },
+    context=[
+        "I am tutoring a middle school student who struggles with word problems.",
+        "Our textbook chapter this week covers linear equations and systems of equations.",
+        "The teacher wants every algebra step written out, with the equation set up from the story.",
+        "Last time I tried this kind of problem I mixed up which quantity was the unknown variable.",
+        "Please define the variables clearly before solving the equations.",
+        "We are allowed to use a calculator but not a computer algebra system.",
+    ],
     easy=["Just give the final number.", "Keep the explanation short."],
-    hard=["Show every algebraic step and verify the answer by substitution.",
-          "Also prove that the solution is unique.", "Generalise the answer to arbitrary values of the parameters."],
+    hard=[
+        "Show every algebraic step and verify the answer by substitution.",
+        "Also prove that the solution is unique.",
+        "Generalise the answer to arbitrary values of the parameters.",
+    ],
 )
 
 T["python"] = dict(
     templates=[
-        ("Write a Python function that returns the {n1} most common words in a text file, ignoring case and punctuation.", -0.2),
+        (
+            "Write a Python function that returns the {n1} most common words in a text file, ignoring case and punctuation.",
+            -0.2,
+        ),
         ("How do I reverse a list in Python without using the built-in reverse method?", -1.0),
         ("Write a Python class `{cls}` with methods to add, remove and look up items in O(1) average time.", 0.2),
         ("My Python script raises `{err}` on the line `{line}`. What is wrong and how do I fix it?", -0.1),
         ("Implement {algo} in Python with type hints and docstrings, and write pytest unit tests for it.", 0.6),
-        ("Write an async Python function using asyncio and aiohttp that downloads {n2} URLs concurrently with at most {n1} "
-         "requests in flight, retrying failures with exponential backoff.", 1.0),
-        ("Refactor this Python loop into a list comprehension: `result = []` then `for x in {var}: if x % {n1} == 0: result.append(x * 2)`", -0.7),
+        (
+            "Write an async Python function using asyncio and aiohttp that downloads {n2} URLs concurrently with at most {n1} "
+            "requests in flight, retrying failures with exponential backoff.",
+            1.0,
+        ),
+        (
+            "Refactor this Python loop into a list comprehension: `result = []` then `for x in {var}: if x % {n1} == 0: result.append(x * 2)`",
+            -0.7,
+        ),
         ("Explain the difference between a Python generator and an iterator, with a code example using `yield`.", -0.3),
     ],
-    vocab={"cls": ["LRUCache", "Inventory", "PhoneBook", "TaskQueue", "RateLimiter", "SparseVector"],
-           "err": ["KeyError: 'id'", "TypeError: 'NoneType' object is not subscriptable", "IndexError: list index out of range",
-                   "AttributeError: 'str' object has no attribute 'append'", "ValueError: too many values to unpack"],
-           "line": ["for k, v in data:", "row = rows[i + 1]", "name.append(suffix)", "total += record['id']", "item = cache.get(key)[0]"],
-           "algo": ["Dijkstra's shortest path algorithm", "a trie with prefix search", "merge sort", "a union-find structure",
-                    "binary search on a rotated sorted array", "a min-heap priority queue", "topological sort"],
-           "var": ["numbers", "values", "scores", "ids"]},
-    context=["I'm working on a Flask web application that runs on Python 3.11.",
-             "The code base uses pandas and numpy heavily, and we run the tests with pytest.",
-             "Performance matters because the function is called on millions of records per day.",
-             "Please follow PEP 8 and avoid third-party dependencies where the standard library suffices.",
-             "Here is some background: the data comes from a CSV export and the fields are sometimes missing.",
-             "I am a beginner programmer, so please comment the Python code."],
+    vocab={
+        "cls": ["LRUCache", "Inventory", "PhoneBook", "TaskQueue", "RateLimiter", "SparseVector"],
+        "err": [
+            "KeyError: 'id'",
+            "TypeError: 'NoneType' object is not subscriptable",
+            "IndexError: list index out of range",
+            "AttributeError: 'str' object has no attribute 'append'",
+            "ValueError: too many values to unpack",
+        ],
+        "line": [
+            "for k, v in data:",
+            "row = rows[i + 1]",
+            "name.append(suffix)",
+            "total += record['id']",
+            "item = cache.get(key)[0]",
+        ],
+        "algo": [
+            "Dijkstra's shortest path algorithm",
+            "a trie with prefix search",
+            "merge sort",
+            "a union-find structure",
+            "binary search on a rotated sorted array",
+            "a min-heap priority queue",
+            "topological sort",
+        ],
+        "var": ["numbers", "values", "scores", "ids"],
+    },
+    context=[
+        "I'm working on a Flask web application that runs on Python 3.11.",
+        "The code base uses pandas and numpy heavily, and we run the tests with pytest.",
+        "Performance matters because the function is called on millions of records per day.",
+        "Please follow PEP 8 and avoid third-party dependencies where the standard library suffices.",
+        "Here is some background: the data comes from a CSV export and the fields are sometimes missing.",
+        "I am a beginner programmer, so please comment the Python code.",
+    ],
     easy=["A short snippet is enough.", "No need for tests."],
-    hard=["Handle every edge case, including empty input and unicode, and state the time complexity.",
-          "Make it thread-safe and explain why.", "It must run in O(n log n) time and O(1) extra memory."],
+    hard=[
+        "Handle every edge case, including empty input and unicode, and state the time complexity.",
+        "Make it thread-safe and explain why.",
+        "It must run in O(n log n) time and O(1) extra memory.",
+    ],
 )
 
 T["organic_chemistry"] = dict(
@@ -172,26 +281,59 @@ T["organic_chemistry"] = dict(
         ("Why is {compound} more acidic than {compound2}? Discuss resonance and inductive effects.", 0.2),
         ("Propose a multi-step organic synthesis of {target} starting from {compound}.", 1.0),
         ("How many stereoisomers does {compound} have, and which of them are chiral?", 0.4),
-        ("Which functional group gives a broad IR absorption around 3300 cm^-1, and how do you tell it apart from an amine?", -0.6),
+        (
+            "Which functional group gives a broad IR absorption around 3300 cm^-1, and how do you tell it apart from an amine?",
+            -0.6,
+        ),
     ],
-    vocab={"compound": ["2-butanol", "benzaldehyde", "cyclohexene", "acetophenone", "phenol", "tert-butyl bromide",
-                        "propanoic acid", "toluene", "1-bromopropane", "ethyl acetate"],
-           "compound2": ["ethanol", "water", "cyclohexanol", "acetic acid", "methanol"],
-           "reagent": ["HBr and peroxides", "NaBH4", "KMnO4 under heat", "LiAlH4 then water", "ozone then zinc",
-                       "sodium ethoxide in ethanol", "Br2 with FeBr3"],
-           "reaction": ["Diels-Alder reaction", "aldol condensation", "SN2 substitution", "E1 elimination",
-                        "Grignard addition to a ketone", "Friedel-Crafts acylation", "Wittig reaction"],
-           "group": ["hydroxyl group", "methyl branch", "carbonyl group", "bromine atom", "double bond"],
-           "c": _num(2, 5),
-           "target": ["ibuprofen", "aspirin", "2-methyl-2-hexanol", "benzocaine", "cyclohexanone oxime"]},
-    context=["I'm studying for my organic chemistry II final exam.",
-             "Our professor emphasises arrow-pushing mechanisms and stereochemistry.",
-             "We covered carbocation rearrangements and Markovnikov's rule last week.",
-             "The lab report asks us to justify the regioselectivity of the reaction.",
-             "Please mention any side products and the reaction conditions (solvent, temperature)."],
+    vocab={
+        "compound": [
+            "2-butanol",
+            "benzaldehyde",
+            "cyclohexene",
+            "acetophenone",
+            "phenol",
+            "tert-butyl bromide",
+            "propanoic acid",
+            "toluene",
+            "1-bromopropane",
+            "ethyl acetate",
+        ],
+        "compound2": ["ethanol", "water", "cyclohexanol", "acetic acid", "methanol"],
+        "reagent": [
+            "HBr and peroxides",
+            "NaBH4",
+            "KMnO4 under heat",
+            "LiAlH4 then water",
+            "ozone then zinc",
+            "sodium ethoxide in ethanol",
+            "Br2 with FeBr3",
+        ],
+        "reaction": [
+            "Diels-Alder reaction",
+            "aldol condensation",
+            "SN2 substitution",
+            "E1 elimination",
+            "Grignard addition to a ketone",
+            "Friedel-Crafts acylation",
+            "Wittig reaction",
+        ],
+        "group": ["hydroxyl group", "methyl branch", "carbonyl group", "bromine atom", "double bond"],
+        "c": _num(2, 5),
+        "target": ["ibuprofen", "aspirin", "2-methyl-2-hexanol", "benzocaine", "cyclohexanone oxime"],
+    },
+    context=[
+        "I'm studying for my organic chemistry II final exam.",
+        "Our professor emphasises arrow-pushing mechanisms and stereochemistry.",
+        "We covered carbocation rearrangements and Markovnikov's rule last week.",
+        "The lab report asks us to justify the regioselectivity of the reaction.",
+        "Please mention any side products and the reaction conditions (solvent, temperature).",
+    ],
     easy=["A brief answer is fine.", "Just name the product."],
-    hard=["Include stereochemistry and explain the kinetic versus thermodynamic control.",
-          "Justify every step with pKa values and orbital arguments."],
+    hard=[
+        "Include stereochemistry and explain the kinetic versus thermodynamic control.",
+        "Justify every step with pKa values and orbital arguments.",
+    ],
 )
 
 T["european_history"] = dict(
@@ -203,48 +345,112 @@ T["european_history"] = dict(
         ("Write an essay arguing whether the {event} was inevitable, using primary sources from around {year}.", 1.0),
         ("In which year did the {event} begin, and which monarchs or leaders were involved?", -0.3),
     ],
-    vocab={"event": ["French Revolution", "Thirty Years' War", "Protestant Reformation", "Napoleonic Wars",
-                     "unification of Germany", "Congress of Vienna", "Russian Revolution of 1917", "Hundred Years' War",
-                     "Glorious Revolution", "revolutions of 1848", "fall of the Berlin Wall"],
-           "event2": ["Industrial Revolution", "Crimean War", "First World War", "Spanish Civil War", "Renaissance"],
-           "figure": ["Otto von Bismarck", "Catherine the Great", "Charlemagne", "Cardinal Richelieu", "Maria Theresa",
-                      "Martin Luther", "Giuseppe Garibaldi", "Elizabeth I", "Klemens von Metternich"],
-           "treaty": ["Peace of Westphalia", "Treaty of Versailles", "Treaty of Utrecht", "Treaty of Tordesillas",
-                      "Treaty of Rome", "Congress of Berlin"]},
-    context=["I'm writing a history essay for my university seminar on early modern and modern Europe.",
-             "My lecturer wants us to weigh economic, religious and dynastic factors.",
-             "Historians disagree about this, so please present more than one historiographical view.",
-             "The essay has to be around two thousand words and cite sources such as Hobsbawm or Kennedy.",
-             "We have been reading about the monarchies, empires and nation states of the nineteenth century."],
+    vocab={
+        "event": [
+            "French Revolution",
+            "Thirty Years' War",
+            "Protestant Reformation",
+            "Napoleonic Wars",
+            "unification of Germany",
+            "Congress of Vienna",
+            "Russian Revolution of 1917",
+            "Hundred Years' War",
+            "Glorious Revolution",
+            "revolutions of 1848",
+            "fall of the Berlin Wall",
+        ],
+        "event2": ["Industrial Revolution", "Crimean War", "First World War", "Spanish Civil War", "Renaissance"],
+        "figure": [
+            "Otto von Bismarck",
+            "Catherine the Great",
+            "Charlemagne",
+            "Cardinal Richelieu",
+            "Maria Theresa",
+            "Martin Luther",
+            "Giuseppe Garibaldi",
+            "Elizabeth I",
+            "Klemens von Metternich",
+        ],
+        "treaty": [
+            "Peace of Westphalia",
+            "Treaty of Versailles",
+            "Treaty of Utrecht",
+            "Treaty of Tordesillas",
+            "Treaty of Rome",
+            "Congress of Berlin",
+        ],
+    },
+    context=[
+        "I'm writing a history essay for my university seminar on early modern and modern Europe.",
+        "My lecturer wants us to weigh economic, religious and dynastic factors.",
+        "Historians disagree about this, so please present more than one historiographical view.",
+        "The essay has to be around two thousand words and cite sources such as Hobsbawm or Kennedy.",
+        "We have been reading about the monarchies, empires and nation states of the nineteenth century.",
+    ],
     easy=["Keep it to a few sentences.", "Just the key facts please."],
-    hard=["Discuss the historiographical debate and cite specific dates and primary sources.",
-          "Assess long-term and short-term causes critically."],
+    hard=[
+        "Discuss the historiographical debate and cite specific dates and primary sources.",
+        "Assess long-term and short-term causes critically.",
+    ],
 )
 
 T["contract_law"] = dict(
     templates=[
         ("Is a verbal agreement to {deal} legally binding under {law}?", -0.2),
-        ("{name} signed a contract to {deal} but the other party failed to deliver by the deadline. What remedies are available for breach of contract?", 0.2),
-        ("Explain the difference between a condition and a warranty in contract law, with an example involving {deal}.", 0.0),
+        (
+            "{name} signed a contract to {deal} but the other party failed to deliver by the deadline. What remedies are available for breach of contract?",
+            0.2,
+        ),
+        (
+            "Explain the difference between a condition and a warranty in contract law, with an example involving {deal}.",
+            0.0,
+        ),
         ("Draft a limitation of liability clause for a software licence agreement capped at ${n3},000.", 0.6),
         ("Does the doctrine of {doctrine} apply when {name} cannot perform the contract because of {event}?", 0.8),
         ("What are the essential elements of a valid contract: offer, acceptance, consideration and what else?", -0.8),
-        ("My landlord kept my ${n3} deposit claiming damage to the flat. Was this a breach of the lease contract?", 0.1),
+        (
+            "My landlord kept my ${n3} deposit claiming damage to the flat. Was this a breach of the lease contract?",
+            0.1,
+        ),
     ],
-    vocab={"deal": ["sell a used car", "lease an office", "supply 500 laptops", "renovate a kitchen",
-                    "license a software product", "buy a house", "provide consulting services"],
-           "law": ["English common law", "the Uniform Commercial Code", "New York law", "California law"],
-           "doctrine": ["frustration", "force majeure", "promissory estoppel", "impossibility of performance",
-                        "unconscionability"],
-           "event": ["a pandemic lockdown", "a factory fire", "new export sanctions", "a supplier's bankruptcy", "a flood"]},
-    context=["I run a small business and we do not have in-house legal counsel.",
-             "The contract contains an arbitration clause and a choice of law clause.",
-             "The agreement was signed electronically and the parties exchanged several emails afterwards.",
-             "I understand this is not legal advice; I just want to understand the legal principles involved.",
-             "The counterparty claims the liquidated damages clause is an unenforceable penalty."],
+    vocab={
+        "deal": [
+            "sell a used car",
+            "lease an office",
+            "supply 500 laptops",
+            "renovate a kitchen",
+            "license a software product",
+            "buy a house",
+            "provide consulting services",
+        ],
+        "law": ["English common law", "the Uniform Commercial Code", "New York law", "California law"],
+        "doctrine": [
+            "frustration",
+            "force majeure",
+            "promissory estoppel",
+            "impossibility of performance",
+            "unconscionability",
+        ],
+        "event": [
+            "a pandemic lockdown",
+            "a factory fire",
+            "new export sanctions",
+            "a supplier's bankruptcy",
+            "a flood",
+        ],
+    },
+    context=[
+        "I run a small business and we do not have in-house legal counsel.",
+        "The contract contains an arbitration clause and a choice of law clause.",
+        "The agreement was signed electronically and the parties exchanged several emails afterwards.",
+        "I understand this is not legal advice; I just want to understand the legal principles involved.",
+        "The counterparty claims the liquidated damages clause is an unenforceable penalty.",
+    ],
     easy=["A short overview is enough.", "Answer yes or no with one reason."],
-    hard=["Cite the leading case law and distinguish contrary precedents.",
-          "Analyse the enforceability of each clause under both common law and civil law systems."],
+    hard=[
+        "Cite the leading case law and distinguish contrary precedents.",
+        "Analyse the enforceability of each clause under both common law and civil law systems.",
+    ],
 )
 
 T["poetry"] = dict(
@@ -256,47 +462,90 @@ T["poetry"] = dict(
         ("Write a villanelle about {theme}; keep the two refrains exact.", 1.0),
         ("Write a limerick about a {animal} who loves {hobby}.", -0.4),
     ],
-    vocab={"theme": ["autumn leaves", "the ocean at night", "lost love", "a city waking up", "grief and memory",
-                     "the first snow", "a grandmother's kitchen", "time passing", "a lighthouse", "spring rain"],
-           "occasion": ["birthday", "retirement party", "wedding", "graduation", "farewell dinner"],
-           "poet": ["Emily Dickinson", "Pablo Neruda", "Walt Whitman", "Mary Oliver", "Sylvia Plath", "Rumi"],
-           "animal": ["cat", "walrus", "penguin", "goat", "parrot", "badger"],
-           "hobby": ["baking bread", "jazz", "chess", "surfing", "knitting"]},
-    context=["I'd like to read this poem aloud at a family gathering.",
-             "The mood should be gentle and melancholic, with vivid imagery and metaphor.",
-             "Please avoid cliches like hearts and roses; surprise me with the imagery.",
-             "It is for a creative writing workshop where we study meter, rhyme and stanza forms.",
-             "I love poems with strong sensory details and a twist in the final line."],
+    vocab={
+        "theme": [
+            "autumn leaves",
+            "the ocean at night",
+            "lost love",
+            "a city waking up",
+            "grief and memory",
+            "the first snow",
+            "a grandmother's kitchen",
+            "time passing",
+            "a lighthouse",
+            "spring rain",
+        ],
+        "occasion": ["birthday", "retirement party", "wedding", "graduation", "farewell dinner"],
+        "poet": ["Emily Dickinson", "Pablo Neruda", "Walt Whitman", "Mary Oliver", "Sylvia Plath", "Rumi"],
+        "animal": ["cat", "walrus", "penguin", "goat", "parrot", "badger"],
+        "hobby": ["baking bread", "jazz", "chess", "surfing", "knitting"],
+    },
+    context=[
+        "I'd like to read this poem aloud at a family gathering.",
+        "The mood should be gentle and melancholic, with vivid imagery and metaphor.",
+        "Please avoid cliches like hearts and roses; surprise me with the imagery.",
+        "It is for a creative writing workshop where we study meter, rhyme and stanza forms.",
+        "I love poems with strong sensory details and a twist in the final line.",
+    ],
     easy=["Keep it short.", "Any form is fine."],
     hard=["Every line must scan perfectly; mark the stressed syllables.", "Use an acrostic that spells the theme."],
 )
 
 T["french_translation"] = dict(
     templates=[
-        ("Translate into French: \"{sentence}\"", -0.6),
-        ("How do you say \"{sentence}\" in French, formally and informally?", -0.1),
-        ("Translate this paragraph into natural, idiomatic French: \"{sentence} {sentence2}\"", 0.3),
-        ("Translate the idiom \"{idiom}\" into French with an equivalent French expression, not a literal translation.", 0.7),
-        ("Translate into French and keep the subjunctive where required: \"{subj}\"", 0.8),
+        ('Translate into French: "{sentence}"', -0.6),
+        ('How do you say "{sentence}" in French, formally and informally?', -0.1),
+        ('Translate this paragraph into natural, idiomatic French: "{sentence} {sentence2}"', 0.3),
+        (
+            'Translate the idiom "{idiom}" into French with an equivalent French expression, not a literal translation.',
+            0.7,
+        ),
+        ('Translate into French and keep the subjunctive where required: "{subj}"', 0.8),
     ],
-    vocab={"sentence": ["Where is the nearest train station?", "I would like to book a table for four people tonight.",
-                        "The meeting has been moved to Thursday afternoon.", "My brother lives in a small village near the sea.",
-                        "Could you please send me the invoice by email?", "We have been waiting for the bus for twenty minutes.",
-                        "The museum is closed on Mondays.", "I forgot my umbrella at the office."],
-           "sentence2": ["Thank you for your patience.", "Let me know if you have any questions.",
-                         "The weather was wonderful all week.", "We will arrive late because of the traffic."],
-           "idiom": ["it's raining cats and dogs", "break a leg", "the ball is in your court", "to kill two birds with one stone",
-                     "once in a blue moon", "to let the cat out of the bag"],
-           "subj": ["I want you to come with us even though it is late.", "It is necessary that they finish before noon.",
-                    "Although she is tired, she keeps working.", "I doubt that he knows the answer."]},
-    context=["I'm preparing an email to a French client and want to sound polite and professional.",
-             "The translation will be read by native speakers in Paris, so please use natural French.",
-             "Please keep the tone and register of the English original in the French version.",
-             "I'm learning French at the B1 level, so please also explain the grammar you used.",
-             "This text is for a French menu and a tourist brochure."],
+    vocab={
+        "sentence": [
+            "Where is the nearest train station?",
+            "I would like to book a table for four people tonight.",
+            "The meeting has been moved to Thursday afternoon.",
+            "My brother lives in a small village near the sea.",
+            "Could you please send me the invoice by email?",
+            "We have been waiting for the bus for twenty minutes.",
+            "The museum is closed on Mondays.",
+            "I forgot my umbrella at the office.",
+        ],
+        "sentence2": [
+            "Thank you for your patience.",
+            "Let me know if you have any questions.",
+            "The weather was wonderful all week.",
+            "We will arrive late because of the traffic.",
+        ],
+        "idiom": [
+            "it's raining cats and dogs",
+            "break a leg",
+            "the ball is in your court",
+            "to kill two birds with one stone",
+            "once in a blue moon",
+            "to let the cat out of the bag",
+        ],
+        "subj": [
+            "I want you to come with us even though it is late.",
+            "It is necessary that they finish before noon.",
+            "Although she is tired, she keeps working.",
+            "I doubt that he knows the answer.",
+        ],
+    },
+    context=[
+        "I'm preparing an email to a French client and want to sound polite and professional.",
+        "The translation will be read by native speakers in Paris, so please use natural French.",
+        "Please keep the tone and register of the English original in the French version.",
+        "I'm learning French at the B1 level, so please also explain the grammar you used.",
+        "This text is for a French menu and a tourist brochure.",
+    ],
     easy=["Only the French translation please.", "A literal translation is fine."],
-    hard=["Explain every choice of tense, gender agreement and register.",
-          "Give translations for both France and Quebec French and explain the differences."],
+    hard=[
+        "Explain every choice of tense, gender agreement and register.",
+        "Give translations for both France and Quebec French and explain the differences.",
+    ],
 )
 
 T["medical_diagnosis"] = dict(
@@ -305,51 +554,118 @@ T["medical_diagnosis"] = dict(
         ("What is the differential diagnosis for {symptom} in a {age}-year-old {sex}?", 0.4),
         ("A patient with {condition} has {symptom}; which lab tests or imaging would you order next?", 0.5),
         ("What are the typical symptoms of {condition}, and how is it diagnosed?", -0.6),
-        ("A {age}-year-old {sex} has {symptom}, {symptom2} and a history of {condition}. Lab results show {lab}. "
-         "Give the diagnosis and the first-line treatment.", 1.0),
+        (
+            "A {age}-year-old {sex} has {symptom}, {symptom2} and a history of {condition}. Lab results show {lab}. "
+            "Give the diagnosis and the first-line treatment.",
+            1.0,
+        ),
     ],
-    vocab={"age": _num(4, 88), "sex": ["man", "woman"],
-           "symptom": ["chest pain radiating to the left arm", "a persistent dry cough", "sudden severe headache",
-                       "fever and a stiff neck", "painless jaundice", "shortness of breath on exertion",
-                       "right lower quadrant abdominal pain", "fatigue and weight gain", "blurred vision"],
-           "symptom2": ["night sweats", "swollen ankles", "joint pain", "excessive thirst", "a rash on the cheeks",
-                        "weight loss", "palpitations", "nausea and vomiting"],
-           "condition": ["type 2 diabetes", "hypertension", "asthma", "rheumatoid arthritis", "chronic kidney disease",
-                         "hypothyroidism", "atrial fibrillation", "COPD"],
-           "lab": ["elevated troponin", "low TSH and high free T4", "HbA1c of 9.1%", "elevated ALT and bilirubin",
-                   "a white cell count of 18,000", "low hemoglobin and low ferritin"]},
-    context=["I am a third-year medical student preparing for the USMLE Step 2 exam.",
-             "The patient's vital signs: blood pressure 150/95, heart rate 104, temperature 38.4 C.",
-             "The patient takes metformin and lisinopril and has no known drug allergies.",
-             "Physical examination is otherwise unremarkable; the ECG shows sinus tachycardia.",
-             "The family history includes early coronary artery disease and breast cancer."],
+    vocab={
+        "age": _num(4, 88),
+        "sex": ["man", "woman"],
+        "symptom": [
+            "chest pain radiating to the left arm",
+            "a persistent dry cough",
+            "sudden severe headache",
+            "fever and a stiff neck",
+            "painless jaundice",
+            "shortness of breath on exertion",
+            "right lower quadrant abdominal pain",
+            "fatigue and weight gain",
+            "blurred vision",
+        ],
+        "symptom2": [
+            "night sweats",
+            "swollen ankles",
+            "joint pain",
+            "excessive thirst",
+            "a rash on the cheeks",
+            "weight loss",
+            "palpitations",
+            "nausea and vomiting",
+        ],
+        "condition": [
+            "type 2 diabetes",
+            "hypertension",
+            "asthma",
+            "rheumatoid arthritis",
+            "chronic kidney disease",
+            "hypothyroidism",
+            "atrial fibrillation",
+            "COPD",
+        ],
+        "lab": [
+            "elevated troponin",
+            "low TSH and high free T4",
+            "HbA1c of 9.1%",
+            "elevated ALT and bilirubin",
+            "a white cell count of 18,000",
+            "low hemoglobin and low ferritin",
+        ],
+    },
+    context=[
+        "I am a third-year medical student preparing for the USMLE Step 2 exam.",
+        "The patient's vital signs: blood pressure 150/95, heart rate 104, temperature 38.4 C.",
+        "The patient takes metformin and lisinopril and has no known drug allergies.",
+        "Physical examination is otherwise unremarkable; the ECG shows sinus tachycardia.",
+        "The family history includes early coronary artery disease and breast cancer.",
+    ],
     easy=["Just name the most likely diagnosis.", "One line is enough."],
-    hard=["Rank the differential diagnoses by likelihood and justify each with pathophysiology.",
-          "Include the evidence-based guideline recommendations and drug dosages."],
+    hard=[
+        "Rank the differential diagnoses by likelihood and justify each with pathophysiology.",
+        "Include the evidence-based guideline recommendations and drug dosages.",
+    ],
 )
 
 T["physics"] = dict(
     templates=[
-        ("A ball is thrown upward at {n1} m/s from a height of {n2} m. How long until it hits the ground? Use g = 9.8 m/s^2.", 0.0),
+        (
+            "A ball is thrown upward at {n1} m/s from a height of {n2} m. How long until it hits the ground? Use g = 9.8 m/s^2.",
+            0.0,
+        ),
         ("A {n2} kg block slides down a frictionless incline of {angle} degrees. What is its acceleration?", -0.4),
         ("Explain {concept} in simple terms with an everyday example.", -0.7),
-        ("A circuit has a {n1} ohm resistor in series with two {n2} ohm resistors in parallel, driven by a {volt} V battery. "
-         "Find the current through each resistor.", 0.3),
-        ("Derive the period of a simple pendulum of length {n1} cm for small oscillations, and estimate the error at {angle} degrees amplitude.", 0.9),
+        (
+            "A circuit has a {n1} ohm resistor in series with two {n2} ohm resistors in parallel, driven by a {volt} V battery. "
+            "Find the current through each resistor.",
+            0.3,
+        ),
+        (
+            "Derive the period of a simple pendulum of length {n1} cm for small oscillations, and estimate the error at {angle} degrees amplitude.",
+            0.9,
+        ),
         ("A satellite orbits Earth at an altitude of {n3} km. Compute its orbital speed and period.", 0.5),
-        ("A {n1} kg cart moving at {n2} m/s collides elastically with a stationary {n3} g cart. Find both final velocities.", 0.4),
+        (
+            "A {n1} kg cart moving at {n2} m/s collides elastically with a stationary {n3} g cart. Find both final velocities.",
+            0.4,
+        ),
     ],
-    vocab={"angle": _num(10, 60), "volt": ["9", "12", "24", "5"],
-           "concept": ["quantum entanglement", "the Doppler effect", "Newton's third law", "entropy",
-                       "special relativity and time dilation", "electromagnetic induction", "buoyancy", "momentum conservation"]},
-    context=["This is for my first-year university physics course on mechanics and electromagnetism.",
-             "Please state which physical laws and conservation principles you use.",
-             "Ignore air resistance unless it changes the answer significantly.",
-             "Give the final answer with SI units and three significant figures.",
-             "My lab partner and I got different answers to this problem, so please explain carefully."],
+    vocab={
+        "angle": _num(10, 60),
+        "volt": ["9", "12", "24", "5"],
+        "concept": [
+            "quantum entanglement",
+            "the Doppler effect",
+            "Newton's third law",
+            "entropy",
+            "special relativity and time dilation",
+            "electromagnetic induction",
+            "buoyancy",
+            "momentum conservation",
+        ],
+    },
+    context=[
+        "This is for my first-year university physics course on mechanics and electromagnetism.",
+        "Please state which physical laws and conservation principles you use.",
+        "Ignore air resistance unless it changes the answer significantly.",
+        "Give the final answer with SI units and three significant figures.",
+        "My lab partner and I got different answers to this problem, so please explain carefully.",
+    ],
     easy=["Just the numerical answer.", "A rough estimate is fine."],
-    hard=["Include air resistance proportional to v^2 and solve numerically.",
-          "Derive the result from the Lagrangian and discuss its limits of validity."],
+    hard=[
+        "Include air resistance proportional to v^2 and solve numerically.",
+        "Derive the result from the Lagrangian and discuss its limits of validity.",
+    ],
 )
 
 T["geography"] = dict(
@@ -362,16 +678,47 @@ T["geography"] = dict(
         ("What is the approximate population of {city}, and what language do most people speak there?", 0.1),
         ("List the {n1} longest rivers in {region} in order of length.", 0.7),
     ],
-    vocab={"country": ["Kazakhstan", "Peru", "Mongolia", "Australia", "Nigeria", "Canada", "Bhutan", "Uruguay",
-                       "Slovenia", "Madagascar", "Vietnam", "Norway", "Chile", "Ethiopia", "Laos"],
-           "country2": ["Argentina", "Algeria", "Indonesia", "Mexico", "Iran", "Sudan", "Bolivia", "Pakistan"],
-           "city": ["Budapest", "Cairo", "Baghdad", "Vienna", "Shanghai", "Bangkok", "Montreal", "Lyon", "Kinshasa",
-                    "Belgrade", "Khartoum", "Seville"],
-           "region": ["Africa", "South America", "Europe", "Southeast Asia", "Oceania", "Central Asia", "Scandinavia"]},
-    context=["We're having a pub quiz night and I want to double-check the geography answers.",
-             "My daughter is studying world capitals, rivers and mountain ranges for a school test.",
-             "I'm planning a backpacking trip and want to learn about the countries and cities on the route.",
-             "Our atlas is a bit old, so borders and city populations may have changed."],
+    vocab={
+        "country": [
+            "Kazakhstan",
+            "Peru",
+            "Mongolia",
+            "Australia",
+            "Nigeria",
+            "Canada",
+            "Bhutan",
+            "Uruguay",
+            "Slovenia",
+            "Madagascar",
+            "Vietnam",
+            "Norway",
+            "Chile",
+            "Ethiopia",
+            "Laos",
+        ],
+        "country2": ["Argentina", "Algeria", "Indonesia", "Mexico", "Iran", "Sudan", "Bolivia", "Pakistan"],
+        "city": [
+            "Budapest",
+            "Cairo",
+            "Baghdad",
+            "Vienna",
+            "Shanghai",
+            "Bangkok",
+            "Montreal",
+            "Lyon",
+            "Kinshasa",
+            "Belgrade",
+            "Khartoum",
+            "Seville",
+        ],
+        "region": ["Africa", "South America", "Europe", "Southeast Asia", "Oceania", "Central Asia", "Scandinavia"],
+    },
+    context=[
+        "We're having a pub quiz night and I want to double-check the geography answers.",
+        "My daughter is studying world capitals, rivers and mountain ranges for a school test.",
+        "I'm planning a backpacking trip and want to learn about the countries and cities on the route.",
+        "Our atlas is a bit old, so borders and city populations may have changed.",
+    ],
     easy=["One word answer.", "Just the name."],
     hard=["Give precise figures with sources and note any disputed borders.", "Rank them and give exact numbers."],
 )
@@ -379,52 +726,76 @@ T["geography"] = dict(
 T["sql"] = dict(
     templates=[
         ("Write a SQL query to find the top {n1} {entity}s by total {metric} from the `{table}` table.", -0.2),
-        ("Write a SQL query that joins `{table}` and `{table2}` and returns each {entity} with their most recent {metric}.", 0.4),
+        (
+            "Write a SQL query that joins `{table}` and `{table2}` and returns each {entity} with their most recent {metric}.",
+            0.4,
+        ),
         ("What is the difference between INNER JOIN and LEFT JOIN in SQL? Show an example with `{table}`.", -0.7),
-        ("Write a PostgreSQL query using a window function to compute a {n1}-day moving average of {metric} per {entity}.", 0.7),
-        ("My SQL query `SELECT {entity}_id, COUNT(*) FROM {table} WHERE {metric} > {n3}` fails with a GROUP BY error. Fix it.", -0.3),
+        (
+            "Write a PostgreSQL query using a window function to compute a {n1}-day moving average of {metric} per {entity}.",
+            0.7,
+        ),
+        (
+            "My SQL query `SELECT {entity}_id, COUNT(*) FROM {table} WHERE {metric} > {n3}` fails with a GROUP BY error. Fix it.",
+            -0.3,
+        ),
         ("Write a recursive CTE in SQL that returns the full management chain for an employee in `{table2}`.", 0.9),
         ("How should I index the `{table}` table to speed up queries filtering on {metric} and date?", 0.3),
     ],
-    vocab={"entity": ["customer", "product", "employee", "store", "supplier", "user"],
-           "metric": ["revenue", "order amount", "salary", "quantity sold", "login count", "spend"],
-           "table": ["orders", "sales", "transactions", "invoices", "events"],
-           "table2": ["customers", "employees", "products", "stores", "accounts"]},
-    context=["We use PostgreSQL 15 and the orders table has about 50 million rows.",
-             "The schema: orders(id, customer_id, amount, created_at), customers(id, name, country).",
-             "The query runs in a nightly reporting job and currently takes over an hour.",
-             "I am a data analyst and mostly write SELECT queries for dashboards.",
-             "Please make the SQL compatible with both MySQL and PostgreSQL if possible."],
+    vocab={
+        "entity": ["customer", "product", "employee", "store", "supplier", "user"],
+        "metric": ["revenue", "order amount", "salary", "quantity sold", "login count", "spend"],
+        "table": ["orders", "sales", "transactions", "invoices", "events"],
+        "table2": ["customers", "employees", "products", "stores", "accounts"],
+    },
+    context=[
+        "We use PostgreSQL 15 and the orders table has about 50 million rows.",
+        "The schema: orders(id, customer_id, amount, created_at), customers(id, name, country).",
+        "The query runs in a nightly reporting job and currently takes over an hour.",
+        "I am a data analyst and mostly write SELECT queries for dashboards.",
+        "Please make the SQL compatible with both MySQL and PostgreSQL if possible.",
+    ],
     easy=["Just the query.", "A simple query is fine."],
-    hard=["Handle ties and NULL values correctly and explain the query plan.",
-          "Make it efficient on billions of rows and justify the indexes."],
+    hard=[
+        "Handle ties and NULL values correctly and explain the query plan.",
+        "Make it efficient on billions of rows and justify the indexes.",
+    ],
 )
 
 T["summarising"] = dict(
     templates=[
-        ("Summarise the following article in {n1} bullet points: \"{passage}\"", -0.3),
-        ("Write a one-sentence summary of this text: \"{passage}\"", -0.6),
-        ("Summarize the key findings and limitations of this study abstract: \"{passage}\"", 0.3),
-        ("Give me a TL;DR of this email thread for my manager: \"{passage}\"", -0.2),
-        ("Summarise this report for a non-expert audience in under {n2} words, preserving all the numbers: \"{passage}\"", 0.6),
+        ('Summarise the following article in {n1} bullet points: "{passage}"', -0.3),
+        ('Write a one-sentence summary of this text: "{passage}"', -0.6),
+        ('Summarize the key findings and limitations of this study abstract: "{passage}"', 0.3),
+        ('Give me a TL;DR of this email thread for my manager: "{passage}"', -0.2),
+        (
+            'Summarise this report for a non-expert audience in under {n2} words, preserving all the numbers: "{passage}"',
+            0.6,
+        ),
     ],
-    vocab={"passage": [
-        "The city council voted on Tuesday to expand the bike lane network by 40 kilometres over three years, citing a rise in cycling commuters and a drop in traffic injuries.",
-        "Researchers found that participants who slept less than six hours a night performed worse on memory tests, although the effect disappeared after two nights of recovery sleep.",
-        "Quarterly revenue rose 12 percent to 4.2 billion dollars, driven by cloud services, while hardware sales declined and the company cut its full-year forecast.",
-        "The new drought-resistant wheat variety yielded 18 percent more grain in field trials across five countries, but farmers raised concerns about seed prices.",
-        "Hi team, the product launch is postponed by two weeks because the payment integration failed QA; marketing should pause the campaign and support should update the FAQ.",
-        "A survey of 2,000 remote workers found that most preferred a hybrid schedule, citing fewer commutes, although younger employees reported feeling isolated.",
-        "The museum's restoration project uncovered a hidden sketch beneath the painting, which experts now date to the artist's early period in Florence.",
-    ]},
-    context=["I need to paste the summary into our weekly newsletter.",
-             "My manager only reads the first two lines of anything I send, so the main point must come first.",
-             "Please keep a neutral tone and do not add information that is not in the original text.",
-             "The original document is much longer; this excerpt is the most important section.",
-             "The audience is busy executives who want the key takeaway and the decision needed."],
+    vocab={
+        "passage": [
+            "The city council voted on Tuesday to expand the bike lane network by 40 kilometres over three years, citing a rise in cycling commuters and a drop in traffic injuries.",
+            "Researchers found that participants who slept less than six hours a night performed worse on memory tests, although the effect disappeared after two nights of recovery sleep.",
+            "Quarterly revenue rose 12 percent to 4.2 billion dollars, driven by cloud services, while hardware sales declined and the company cut its full-year forecast.",
+            "The new drought-resistant wheat variety yielded 18 percent more grain in field trials across five countries, but farmers raised concerns about seed prices.",
+            "Hi team, the product launch is postponed by two weeks because the payment integration failed QA; marketing should pause the campaign and support should update the FAQ.",
+            "A survey of 2,000 remote workers found that most preferred a hybrid schedule, citing fewer commutes, although younger employees reported feeling isolated.",
+            "The museum's restoration project uncovered a hidden sketch beneath the painting, which experts now date to the artist's early period in Florence.",
+        ]
+    },
+    context=[
+        "I need to paste the summary into our weekly newsletter.",
+        "My manager only reads the first two lines of anything I send, so the main point must come first.",
+        "Please keep a neutral tone and do not add information that is not in the original text.",
+        "The original document is much longer; this excerpt is the most important section.",
+        "The audience is busy executives who want the key takeaway and the decision needed.",
+    ],
     easy=["Keep it very brief.", "Any short summary is fine."],
-    hard=["Preserve every figure exactly and flag any claims that are not supported by the text.",
-          "Produce both an executive summary and a detailed summary with section headings."],
+    hard=[
+        "Preserve every figure exactly and flag any claims that are not supported by the text.",
+        "Produce both an executive summary and a detailed summary with section headings.",
+    ],
 )
 
 # global calibration: spread of the shared latent difficulty, scale of per-model noise, skill shift, share of trap prompts
@@ -502,7 +873,7 @@ def generate(seed: int, rows: int = 3000, n_models: int | None = None, graded: b
     price_in = np.array([MODELS[x][0] for x in models])
     price_out = np.array([MODELS[x][1] for x in models])
     order = np.argsort(price_in + price_out)
-    cheap_half, pricey_half = order[: max(1, m // 2)], order[m // 2:]
+    cheap_half, pricey_half = order[: max(1, m // 2)], order[m // 2 :]
     # surprises: a cheap model that is excellent at one topic, a pricey one that is poor at one topic
     offset[rng.choice(cheap_half), rng.integers(nt)] += 1.3
     offset[rng.choice(pricey_half), rng.integers(nt)] -= 1.1
@@ -563,8 +934,10 @@ def sanity(table: dict) -> str:
     # oracle: per prompt, the cheapest model reaching the row's best score
     pick = np.where(s >= top[:, None] - 1e-12, c, np.inf).argmin(1)
     oracle_cost = c[np.arange(len(s)), pick].mean()
-    lines.append(f"  best single: {models[best]} {s[:, best].mean():.3f} @ ${c[:, best].mean():.6f}"
-                 f"{'  (= priciest)' if best == priciest else '  (not the priciest)'}")
+    lines.append(
+        f"  best single: {models[best]} {s[:, best].mean():.3f} @ ${c[:, best].mean():.6f}"
+        f"{'  (= priciest)' if best == priciest else '  (not the priciest)'}"
+    )
     lines.append(f"  cheapest:    {models[cheapest]} {s[:, cheapest].mean():.3f}")
     lines.append(f"  oracle:      {top.mean():.3f} @ ${oracle_cost:.6f}")
     return "\n".join(lines)

@@ -19,8 +19,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-import httpx
-import openai
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
 from fusiongraph.budget import charge, counter_for, prompt_bound, token_bound
@@ -33,6 +31,7 @@ from fusiongraph.judge_kinds.llm import (  # noqa: F401  (the LLM judge's bounds
     judge_worst_cost,
 )
 from fusiongraph.judges import JUDGES, NO_RESERVATION, Judging, Reservation, Verdict, aggregate
+from fusiongraph.model_kinds import is_transient  # RetryPolicy retry_on: each model kind names its transient errors
 from fusiongraph.records import Attempt, attempt_cost, attempt_scores, new_attempt
 from fusiongraph.resources import Resources
 from fusiongraph.text import estimate_tokens, redact, trim_to_tokens
@@ -40,24 +39,6 @@ from prompts import load_prompt
 from store import Outcome
 
 JUDGE_OUTPUT_TOKENS = JUDGE_MAX_TOKENS  # the old name
-MAX_RETRY_AFTER_S = 10.0
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Worth retrying: rate limits (honouring a short Retry-After), server errors, timeouts. A refused
-    connection, a 4xx or a malformed response is not: the cascade moves on at once."""
-    if isinstance(exc, openai.RateLimitError):
-        retry_after = exc.response.headers.get("retry-after") if exc.response is not None else None
-        try:
-            wait = float(retry_after) if retry_after is not None else 0.0
-        except ValueError:
-            wait = 0.0
-        if wait > MAX_RETRY_AFTER_S:
-            return False
-        time.sleep(wait)  # then RetryPolicy's own (short) backoff
-        return True
-    return isinstance(exc, (openai.InternalServerError, openai.APITimeoutError, httpx.TimeoutException,
-                            TimeoutError))
 
 
 def answer_messages(subtask: str, guides: list[dict]) -> list:
@@ -97,8 +78,9 @@ class PreparedCall:
         return self.judge_reserved.get("llm", NO_RESERVATION).answer_tokens
 
 
-def prepare_call(res: Resources, ctx: FusionContext, model_id: str, subtask: str, guides: list[dict],
-                 judge_id: str | None) -> PreparedCall:
+def prepare_call(
+    res: Resources, ctx: FusionContext, model_id: str, subtask: str, guides: list[dict], judge_id: str | None
+) -> PreparedCall:
     spec = res.roster[model_id]
     guides = guides_for(model_id, guides, res, ctx.guides)
     model = res.roster.chat_model(model_id, ctx.max_tokens, ctx.request_timeout_s)
@@ -113,12 +95,30 @@ def prepare_call(res: Resources, ctx: FusionContext, model_id: str, subtask: str
     answer_worst = spec.cost(bound, ctx.max_tokens)
     reserved = {name: judge.reserve(res, ctx, judge_id, sent) for name, judge in JUDGES.items()}
     judge_worst = sum((r.usd for r in reserved.values()), 0.0)
-    return PreparedCall(model_id, messages, prompt_text, sent, removed, guides, answer_worst + judge_worst,
-                        answer_worst, judge_worst, bound, reserved)
+    return PreparedCall(
+        model_id,
+        messages,
+        prompt_text,
+        sent,
+        removed,
+        guides,
+        answer_worst + judge_worst,
+        answer_worst,
+        judge_worst,
+        bound,
+        reserved,
+    )
 
 
-def run_attempt(res: Resources, ctx: FusionContext, call: PreparedCall, task: str, task_class: str | None,
-                judge_id: str | None, invoke: Callable) -> Attempt:
+def run_attempt(
+    res: Resources,
+    ctx: FusionContext,
+    call: PreparedCall,
+    task: str,
+    task_class: str | None,
+    judge_id: str | None,
+    invoke: Callable,
+) -> Attempt:
     """Call and judge; a failed call (refused, 4xx/5xx, timeout after retries) is an attempt with `error`.
 
     The registered judges run in order, each seeing the verdicts before it; the judges' model calls are
@@ -129,11 +129,17 @@ def run_attempt(res: Resources, ctx: FusionContext, call: PreparedCall, task: st
     guides = [g["subtask"][:80] for g in call.guides]
     started = time.perf_counter()
     try:
-        message = invoke(model.with_config(run_name=f"answer:{call.model_id}", tags=["answer", call.model_id]),
-                         call.messages)
+        message = invoke(
+            model.with_config(run_name=f"answer:{call.model_id}", tags=["answer", call.model_id]), call.messages
+        )
     except Exception as exc:
-        return new_attempt(call.model_id, guides, round(time.perf_counter() - started, 3),
-                           trimmed_chars=call.trimmed_chars, error=redact(f"{type(exc).__name__}: {exc}", secrets)[:500])
+        return new_attempt(
+            call.model_id,
+            guides,
+            round(time.perf_counter() - started, 3),
+            trimmed_chars=call.trimmed_chars,
+            error=redact(f"{type(exc).__name__}: {exc}", secrets)[:500],
+        )
     latency_s = round(time.perf_counter() - started, 3)
     usage = charge(spec, message, call.prompt_text, call.prompt_bound or token_bound(call.prompt_text), ctx.max_tokens)
     answer = message.text
@@ -141,9 +147,21 @@ def run_attempt(res: Resources, ctx: FusionContext, call: PreparedCall, task: st
     verdicts: list[Verdict] = []
     klass = res.taxonomy.classes.get(task_class, task_class)  # the TaskClass (its verifiers), else the name
     for name, judge in JUDGES.items():
-        verdict = judge.judge(Judging(task=task, subtask=call.subtask, answer=answer, finish_reason=finish,
-                                      task_class=klass, message=message, res=res, ctx=ctx, judge_id=judge_id,
-                                      reserved=call.judge_reserved.get(name, NO_RESERVATION), verdicts=verdicts))
+        verdict = judge.judge(
+            Judging(
+                task=task,
+                subtask=call.subtask,
+                answer=answer,
+                finish_reason=finish,
+                task_class=klass,
+                message=message,
+                res=res,
+                ctx=ctx,
+                judge_id=judge_id,
+                reserved=call.judge_reserved.get(name, NO_RESERVATION),
+                verdicts=verdicts,
+            )
+        )
         if verdict is not None:
             verdict.detail = redact(verdict.detail, secrets)
             verdicts.append(verdict)
@@ -152,21 +170,42 @@ def run_attempt(res: Resources, ctx: FusionContext, call: PreparedCall, task: st
         if v.usage is not None:
             judge_usage = {k: judge_usage[k] + v.usage[k] for k in judge_usage}
     confidence = aggregate(verdicts)
-    return new_attempt(call.model_id, guides, latency_s, trimmed_chars=call.trimmed_chars, usage=usage,
-                       reserved_usd=call.worst_cost_usd, answer=answer, finish_reason=finish,
-                       verdicts=[v.as_dict() for v in verdicts], confidence=round(confidence, 4),
-                       accepted=confidence >= ctx.quality_threshold, judge_usage=judge_usage,
-                       judge_trimmed_chars=sum(v.trimmed_chars for v in verdicts))
+    return new_attempt(
+        call.model_id,
+        guides,
+        latency_s,
+        trimmed_chars=call.trimmed_chars,
+        usage=usage,
+        reserved_usd=call.worst_cost_usd,
+        answer=answer,
+        finish_reason=finish,
+        verdicts=[v.as_dict() for v in verdicts],
+        confidence=round(confidence, 4),
+        accepted=confidence >= ctx.quality_threshold,
+        judge_usage=judge_usage,
+        judge_trimmed_chars=sum(v.trimmed_chars for v in verdicts),
+    )
 
 
 def outcomes_from_attempts(attempts: list[Attempt], run_id: str | None, source: str = "live") -> list[Outcome]:
     """What the outcome store keeps of each attempt (the judged confidence is the success)."""
-    return [Outcome(model=a["model"], success=float(a.get("confidence", 0.0)), accepted=bool(a.get("accepted")),
-                    judges=attempt_scores(a), answer=a.get("answer"),
-                    error=a.get("error"), tokens_in=a.get("tokens_in", 0), tokens_out=a.get("tokens_out", 0),
-                    cost_usd=attempt_cost(a),
-                    latency_s=a.get("latency_s", 0.0), source=source, run_id=run_id)
-            for a in attempts]
+    return [
+        Outcome(
+            model=a["model"],
+            success=float(a.get("confidence", 0.0)),
+            accepted=bool(a.get("accepted")),
+            judges=attempt_scores(a),
+            answer=a.get("answer"),
+            error=a.get("error"),
+            tokens_in=a.get("tokens_in", 0),
+            tokens_out=a.get("tokens_out", 0),
+            cost_usd=attempt_cost(a),
+            latency_s=a.get("latency_s", 0.0),
+            source=source,
+            run_id=run_id,
+        )
+        for a in attempts
+    ]
 
 
 def invoke_with_retries(model, messages, attempts: int = 3, first_wait_s: float = 0.2):
@@ -177,4 +216,4 @@ def invoke_with_retries(model, messages, attempts: int = 3, first_wait_s: float 
         except Exception as exc:
             if i == attempts - 1 or not is_transient(exc):
                 raise
-            time.sleep(first_wait_s * 2 ** i)
+            time.sleep(first_wait_s * 2**i)

@@ -126,5 +126,10 @@ def spent_breakdown(results: list[dict], overhead: list[dict]) -> dict:
     synthesis = sum((e.get("cost_usd", 0.0) for e in overhead if e.get("node") == "synthesize"), 0.0)
     answers = sum((a.get("cost_usd", 0.0) for r in results for a in r.get("attempts") or []), 0.0)
     judges = sum((a.get("judge_cost_usd", 0.0) for r in results for a in r.get("attempts") or []), 0.0)
-    return {"plan": plan, "answers": answers, "judges": judges, "synthesis": synthesis,
-            "total": plan + answers + judges + synthesis}
+    return {
+        "plan": plan,
+        "answers": answers,
+        "judges": judges,
+        "synthesis": synthesis,
+        "total": plan + answers + judges + synthesis,
+    }

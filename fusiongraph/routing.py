@@ -83,8 +83,9 @@ class Router:
 
     def __post_init__(self) -> None:
         if self.probe is None:
-            self.probe = SuccessProbe(self.store, c=self.probe_c, min_outcomes=self.probe_min_outcomes,
-                                      background=self.probe_background)
+            self.probe = SuccessProbe(
+                self.store, c=self.probe_c, min_outcomes=self.probe_min_outcomes, background=self.probe_background
+            )
 
     def global_rate(self, model: str) -> tuple[float, int]:
         s, n = self.store.class_rates(None).get(model, (0.5, 0))
@@ -104,10 +105,19 @@ class Router:
             n_total += n
         return (rate / total_p if total_p else g), n_total
 
-    def neighbours(self, embedding: np.ndarray, k: int, min_similarity: float,
-                   exclude_ids: set[int] | None = None, with_answers: bool = False) -> list[Neighbour]:
-        return [n for n in self.store.neighbours(embedding, k, exclude_ids=exclude_ids, with_answers=with_answers)
-                if n.similarity >= min_similarity and n.outcomes]
+    def neighbours(
+        self,
+        embedding: np.ndarray,
+        k: int,
+        min_similarity: float,
+        exclude_ids: set[int] | None = None,
+        with_answers: bool = False,
+    ) -> list[Neighbour]:
+        return [
+            n
+            for n in self.store.neighbours(embedding, k, exclude_ids=exclude_ids, with_answers=with_answers)
+            if n.similarity >= min_similarity and n.outcomes
+        ]
 
     def usage(self) -> dict[str, tuple[float, float, int]]:
         return self.store.model_usage()
@@ -121,10 +131,19 @@ class Router:
             cached = self._joint = JointRates(models, s_given_wrong, s_given_right, rate, seen)
         return cached
 
-    def predict(self, models: list[str], class_scores: dict[str, float], neighbours: list[Neighbour],
-                mode: Mode = "hybrid", embedding: np.ndarray | None = None, *, prompt_tokens: int = 0,
-                prices: dict[str, tuple[float, float]] | None = None, default_tokens: int = 256,
-                cost_hint: dict[str, float] | None = None) -> dict[str, Prediction]:
+    def predict(
+        self,
+        models: list[str],
+        class_scores: dict[str, float],
+        neighbours: list[Neighbour],
+        mode: Mode = "hybrid",
+        embedding: np.ndarray | None = None,
+        *,
+        prompt_tokens: int = 0,
+        prices: dict[str, tuple[float, float]] | None = None,
+        default_tokens: int = 256,
+        cost_hint: dict[str, float] | None = None,
+    ) -> dict[str, Prediction]:
         """Each model's predicted success and cost; `embedding` (the subtask's) feeds the probe.
 
         Predicted cost: with a price (USD per 1M input/output tokens, e.g. from the roster) it is
@@ -148,13 +167,19 @@ class Router:
                     ws_sum += w * nb.outcomes[m]
                     wc_sum += w * nb.costs.get(m, 0.0)
                     wt_sum += w * nb.tokens.get(m, 0.0)
-            cost = self._cost(m, usage.get(m), w_sum, wc_sum, wt_sum, prompt_tokens, prices, default_tokens,
-                              cost_hint)
+            cost = self._cost(m, usage.get(m), w_sum, wc_sum, wt_sum, prompt_tokens, prices, default_tokens, cost_hint)
             ev = Evidence(m, rate, class_n, g, n_m, w_sum, ws_sum, probed.get(m), clustered.get(m))
             uses_neighbours = strategy.name != "taxonomy" and strategy.name != "probe"
-            out[m] = Prediction(strategy.success(ev, self.neighbour_prior_strength),
-                                w_sum if uses_neighbours else 0.0, rate, class_n, probed.get(m), cost, n_m,
-                                clustered.get(m))
+            out[m] = Prediction(
+                strategy.success(ev, self.neighbour_prior_strength),
+                w_sum if uses_neighbours else 0.0,
+                rate,
+                class_n,
+                probed.get(m),
+                cost,
+                n_m,
+                clustered.get(m),
+            )
         return out
 
     def _cost(self, model, usage, w_sum, wc_sum, wt_sum, prompt_tokens, prices, default_tokens, cost_hint):
@@ -170,12 +195,28 @@ class Router:
             return float(cost_hint[model])
         return None
 
-    def route(self, embedding: np.ndarray, class_scores: dict[str, float], class_confidence: float,
-              class_candidates: list[str], available: list[str], *, k: int, min_similarity: float,
-              min_neighbours: int, taxonomy_confidence: float, price_sensitivity: float,
-              judge_accuracy: float = 0.8, explore: float = 1.0, budget_usd: float | None = None,
-              prompt_tokens: int = 0, prices: dict[str, tuple[float, float]] | None = None,
-              default_tokens: int = 256, with_answers: bool = False, mode: Mode = "hybrid") -> Route:
+    def route(
+        self,
+        embedding: np.ndarray,
+        class_scores: dict[str, float],
+        class_confidence: float,
+        class_candidates: list[str],
+        available: list[str],
+        *,
+        k: int,
+        min_similarity: float,
+        min_neighbours: int,
+        taxonomy_confidence: float,
+        price_sensitivity: float,
+        judge_accuracy: float = 0.8,
+        explore: float = 1.0,
+        budget_usd: float | None = None,
+        prompt_tokens: int = 0,
+        prices: dict[str, tuple[float, float]] | None = None,
+        default_tokens: int = 256,
+        with_answers: bool = False,
+        mode: Mode = "hybrid",
+    ) -> Route:
         """The hybrid route the graph runs: who decides (taxonomy / neighbours / both), predictions, the plan.
 
         `available` is cheapest first (ties in the plan go to the cheaper model).
@@ -192,12 +233,31 @@ class Router:
         if not pool:
             pool = list(available)
             if available:
-                skipped.append({"model": None, "reason": "no candidate of the task class is available; "
-                                                          "using every available model"})
-        predictions = self.predict(pool, class_scores, nbrs, mode, embedding=embedding, prompt_tokens=prompt_tokens,
-                                   prices=prices, default_tokens=default_tokens)
-        plan, skip = plan_utility(pool, predictions, price_sensitivity, judge_accuracy=judge_accuracy,
-                                  explore=explore, budget_usd=budget_usd, joint=self.joint())
+                skipped.append(
+                    {
+                        "model": None,
+                        "reason": "no candidate of the task class is available; using every available model",
+                    }
+                )
+        predictions = self.predict(
+            pool,
+            class_scores,
+            nbrs,
+            mode,
+            embedding=embedding,
+            prompt_tokens=prompt_tokens,
+            prices=prices,
+            default_tokens=default_tokens,
+        )
+        plan, skip = plan_utility(
+            pool,
+            predictions,
+            price_sensitivity,
+            judge_accuracy=judge_accuracy,
+            explore=explore,
+            budget_usd=budget_usd,
+            joint=self.joint(),
+        )
         return Route(source, predictions, plan, skipped + skip, nbrs)
 
 
@@ -221,8 +281,9 @@ class JointRates:
             wrong, right = self.given_wrong / self.rate, self.given_right / self.rate
         ok = np.isfinite(wrong) & np.isfinite(right) & (self.rate > 0)
         pos = {m: i for i, m in enumerate(self.models)}
-        table = {(m, t): (float(wrong[i, j]), float(right[i, j]))
-                 for m, i in pos.items() for t, j in pos.items() if ok[i, j]}
+        table = {
+            (m, t): (float(wrong[i, j]), float(right[i, j])) for m, i in pos.items() for t, j in pos.items() if ok[i, j]
+        }
         object.__setattr__(self, "_ratios", table)
 
     def ratios(self, m: str, t: str) -> tuple[float, float]:
@@ -254,9 +315,16 @@ def utilities(p, n_outcomes, costs, price_sensitivity: float, explore: float) ->
     return q - max(float(price_sensitivity), 0.0) * np.log2(costs + floor)
 
 
-def plan_utility(models: list[str], predictions: dict[str, Prediction], price_sensitivity: float, *,
-                 judge_accuracy: float = 0.8, explore: float = 1.0, budget_usd: float | None = None,
-                 joint: JointRates | None = None) -> tuple[list[str], list[dict]]:
+def plan_utility(
+    models: list[str],
+    predictions: dict[str, Prediction],
+    price_sensitivity: float,
+    *,
+    judge_accuracy: float = 0.8,
+    explore: float = 1.0,
+    budget_usd: float | None = None,
+    joint: JointRates | None = None,
+) -> tuple[list[str], list[dict]]:
     """The one routing rule, for any number of models with prices: which model first, then which next.
 
     Utility of a model is ``q - price_sensitivity * log2(c + f)``: q is the predicted success (plus the
@@ -287,8 +355,9 @@ def plan_utility(models: list[str], predictions: dict[str, Prediction], price_se
     raw = {m: predictions[m].p_success if m in predictions else 0.5 for m in models}
     n_out = [predictions[m].n_outcomes if m in predictions else 0 for m in models]
     bonus = dict(zip(models, explore_bonus([raw[m] for m in models], n_out, explore).tolist()))
-    first_utility = dict(zip(models, utilities([raw[m] for m in models], n_out, [costs[m] for m in models],
-                                               lam, explore).tolist()))
+    first_utility = dict(
+        zip(models, utilities([raw[m] for m in models], n_out, [costs[m] for m in models], lam, explore).tolist())
+    )
 
     def g(c: float) -> float:
         return math.log2(c + floor)
@@ -297,8 +366,9 @@ def plan_utility(models: list[str], predictions: dict[str, Prediction], price_se
     affordable = [m for m in models if budget_usd is None or costs[m] <= budget_usd + 1e-15]
     for m in models:
         if m not in affordable:
-            skipped.append({"model": m, "kind": "budget",
-                            "reason": f"predicted cost ${costs[m]:.6f} is over the budget"})
+            skipped.append(
+                {"model": m, "kind": "budget", "reason": f"predicted cost ${costs[m]:.6f} is over the budget"}
+            )
     if not affordable:  # nothing fits the prediction: the cheapest is the plan (the cascade checks the budget)
         return ([models[0]], [s for s in skipped if s["model"] != models[0]]) if models else ([], [])
     first = max(affordable, key=lambda m: (first_utility[m], -models.index(m)))
@@ -320,8 +390,11 @@ def plan_utility(models: list[str], predictions: dict[str, Prediction], price_se
             gain = min(cond[m] + bonus[m], 0.999) - fallback
             price = lam * (g(spent + costs[m]) - g(spent))
             if gain <= price:
-                notes[m] = ("price", f"after {len(plan)} rejection(s) its expected gain {gain:+.3f} is worth less "
-                                     f"than its price ({price:.3f})")
+                notes[m] = (
+                    "price",
+                    f"after {len(plan)} rejection(s) its expected gain {gain:+.3f} is worth less "
+                    f"than its price ({price:.3f})",
+                )
                 continue
             rate = gain / (costs[m] + floor)
             if best is None or rate > best_rate:

@@ -98,5 +98,5 @@ class JudgeVerdict(BaseModel):
 
     reason: str = Field(default="", description="One short sentence, before the score.")
     score: Literal[1, 2, 3, 4, 5, 6, 7, 8, 9, 10] = Field(
-        description="1 = wrong or useless, 10 = fully correct and complete.")
-
+        description="1 = wrong or useless, 10 = fully correct and complete."
+    )

@@ -48,9 +48,12 @@ class OutcomeTable:
         return OutcomeTable(
             [self.prompts[i] for i in rows],
             [self.categories[i] for i in rows] if self.categories is not None else None,
-            list(self.models), self.scores[rows],
+            list(self.models),
+            self.scores[rows],
             self.costs[rows] if self.costs is not None else None,
-            self.tokens[rows] if self.tokens is not None else None, self.path)
+            self.tokens[rows] if self.tokens is not None else None,
+            self.path,
+        )
 
     def complete_rows(self) -> np.ndarray:
         """Indices of the rows where every model has a score."""
@@ -99,14 +102,15 @@ def load_table(path: str | Path, *, allow_missing: bool = False) -> OutcomeTable
         dupes = sorted({h for h in header if header.count(h) > 1})
         if dupes:
             raise TableError(f"{path}: row 0 (header): duplicate columns {dupes}")
-        models = [h[len(SCORE):] for h in header if h.startswith(SCORE)]
+        models = [h[len(SCORE) :] for h in header if h.startswith(SCORE)]
         if not models or any(not m for m in models):
-            raise TableError(f"{path}: row 0 (header): no `score:<model>` columns (need at least one, "
-                             f"e.g. `score:gpt-4o`)")
+            raise TableError(
+                f"{path}: row 0 (header): no `score:<model>` columns (need at least one, e.g. `score:gpt-4o`)"
+            )
         for prefix in (COST, TOKENS):
             for h in header:
-                if h.startswith(prefix) and h[len(prefix):] not in models:
-                    raise TableError(f"{path}: row 0 (header), column {h!r}: no matching `score:{h[len(prefix):]}`")
+                if h.startswith(prefix) and h[len(prefix) :] not in models:
+                    raise TableError(f"{path}: row 0 (header), column {h!r}: no matching `score:{h[len(prefix) :]}`")
         col = {h: i for i, h in enumerate(header)}
         has_cat = "category" in col
         cost_cols = [col.get(COST + m) for m in models]
@@ -154,13 +158,19 @@ def load_table(path: str | Path, *, allow_missing: bool = False) -> OutcomeTable
         raise TableError(f"{path}: the table has a header but no rows")
     m = len(models)
     return OutcomeTable(
-        prompts, cats if has_cat else None, models, np.asarray(scores, dtype=float).reshape(-1, m),
+        prompts,
+        cats if has_cat else None,
+        models,
+        np.asarray(scores, dtype=float).reshape(-1, m),
         np.asarray(costs, dtype=float).reshape(-1, m) if any_cost else None,
-        np.asarray(tokens, dtype=float).reshape(-1, m) if any_tokens else None, str(path))
+        np.asarray(tokens, dtype=float).reshape(-1, m) if any_tokens else None,
+        str(path),
+    )
 
 
-def import_table(store, embedder, table: OutcomeTable, progress: Callable[[int], None] | None = None,
-                 *, batch_size: int = 512) -> dict[str, int]:
+def import_table(
+    store, embedder, table: OutcomeTable, progress: Callable[[int], None] | None = None, *, batch_size: int = 512
+) -> dict[str, int]:
     """Seed an :class:`~store.outcomes.OutcomeStore` with a table's outcomes.
 
     Each prompt is embedded once; each model with a score on it becomes one outcome (success = score,
@@ -173,12 +183,16 @@ def import_table(store, embedder, table: OutcomeTable, progress: Callable[[int],
     for start in range(0, len(table), batch_size):
         items = []
         for i in range(start, min(start + batch_size, len(table))):
-            outs = row_outcomes(table.models, table.scores[i],
-                                table.costs[i] if table.costs is not None else None,
-                                table.tokens[i] if table.tokens is not None else None)
+            outs = row_outcomes(
+                table.models,
+                table.scores[i],
+                table.costs[i] if table.costs is not None else None,
+                table.tokens[i] if table.tokens is not None else None,
+            )
             n_outcomes += len(outs)
-            items.append((table.prompts[i], vectors[i],
-                          table.categories[i] if table.categories is not None else None, outs))
+            items.append(
+                (table.prompts[i], vectors[i], table.categories[i] if table.categories is not None else None, outs)
+            )
         store.record_many(items)
     return {"prompts": len(table), "outcomes": n_outcomes}
 
@@ -194,6 +208,14 @@ def row_outcomes(models: list[str], scores, costs=None, tokens=None, source: str
             continue
         cost = float(costs[j]) if costs is not None else 0.0
         toks = float(tokens[j]) if tokens is not None else 0.0
-        outs.append(Outcome(model, score, score >= 0.5, cost_usd=cost if math.isfinite(cost) else 0.0,
-                            tokens_out=int(round(toks)) if math.isfinite(toks) else 0, source=source))
+        outs.append(
+            Outcome(
+                model,
+                score,
+                score >= 0.5,
+                cost_usd=cost if math.isfinite(cost) else 0.0,
+                tokens_out=int(round(toks)) if math.isfinite(toks) else 0,
+                source=source,
+            )
+        )
     return outs

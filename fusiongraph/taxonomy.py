@@ -28,10 +28,12 @@ class TaskClass:
         unknown = [v for v in self.verifiers or [] if v not in VERIFIERS]
         if unknown:
             raise ValueError(f"taxonomy class {self.name!r}: unknown verifiers {unknown}; known: {sorted(VERIFIERS)}")
-        if self.max_tokens is not None and (isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int)
-                                            or self.max_tokens < 1):
-            raise ValueError(f"taxonomy class {self.name!r}: max_tokens must be a positive integer, "
-                             f"got {self.max_tokens!r}")
+        if self.max_tokens is not None and (
+            isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int) or self.max_tokens < 1
+        ):
+            raise ValueError(
+                f"taxonomy class {self.name!r}: max_tokens must be a positive integer, got {self.max_tokens!r}"
+            )
 
     @property
     def checks(self) -> list[str]:
@@ -66,12 +68,21 @@ class Taxonomy:
             if not body.get("candidates"):
                 raise ValueError(f"taxonomy {path}: class {name!r} lists no candidate models")
             verifiers = body.get("verifiers")
-            if verifiers is not None and not (isinstance(verifiers, list)
-                                              and all(isinstance(v, str) for v in verifiers)):
+            if verifiers is not None and not (
+                isinstance(verifiers, list) and all(isinstance(v, str) for v in verifiers)
+            ):
                 raise ValueError(f"taxonomy {path}: class {name!r}: `verifiers` must be a list of names")
             try:
-                classes.append(TaskClass(name, str(body.get("description", name)), list(body.get("examples", [])),
-                                         list(body["candidates"]), body.get("max_tokens"), verifiers))
+                classes.append(
+                    TaskClass(
+                        name,
+                        str(body.get("description", name)),
+                        list(body.get("examples", [])),
+                        list(body["candidates"]),
+                        body.get("max_tokens"),
+                        verifiers,
+                    )
+                )
             except ValueError as exc:
                 raise ValueError(f"taxonomy {path}: {exc}") from None
         return cls(classes)
@@ -93,8 +104,11 @@ class Taxonomy:
         if c is None:
             return []
         known_set = set(known)
-        return [{"model": m, "reason": f"not in the roster (a candidate of taxonomy class {c.name!r})"}
-                for m in c.candidates if m not in known_set]
+        return [
+            {"model": m, "reason": f"not in the roster (a candidate of taxonomy class {c.name!r})"}
+            for m in c.candidates
+            if m not in known_set
+        ]
 
     def answer_tokens(self, task_class: str | None, cap: int) -> int:
         """Most output tokens of an answer in this class, never more than the run's `cap` (its max_tokens)."""

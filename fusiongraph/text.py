@@ -50,7 +50,7 @@ def trim_to_tokens(text: str, max_tokens: int, count=estimate_tokens) -> tuple[s
         return text, 0
     keep = max(int(len(text) * max_tokens / max(count(text), 1)) - 40, 16)
     while True:
-        head, tail = text[: keep * 2 // 3], text[len(text) - keep // 3:]
+        head, tail = text[: keep * 2 // 3], text[len(text) - keep // 3 :]
         removed = len(text) - len(head) - len(tail)
         trimmed = f"{head}\n[... {removed} characters trimmed ...]\n{tail}"
         if count(trimmed) <= max_tokens or keep <= 16:
@@ -85,9 +85,11 @@ def redact(text: str, secrets: list[str]) -> str:
 
 
 _WORD = re.compile(r"[^\W_]{3,}|\d+", re.UNICODE)
-_STOP = frozenset("the and for are was were with what which who whom whose this that these those from into "
-                  "about also then than have has had not but all any can could would should will shall how why "
-                  "when where does did its it's you your they them their there here give tell please".split())
+_STOP = frozenset(
+    "the and for are was were with what which who whom whose this that these those from into "
+    "about also then than have has had not but all any can could would should will shall how why "
+    "when where does did its it's you your they them their there here give tell please".split()
+)
 
 
 def content_words(text: str) -> set[str]:

@@ -37,8 +37,15 @@ MAX_EXPRESSION_CHARS = 200
 MAX_EXPONENT = 64
 MAX_INT_BITS = 4096
 
-_BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-           ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
+_BINOPS = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
 _UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
 
 
@@ -79,8 +86,12 @@ def _walk(node: ast.AST) -> int | float:
         if isinstance(node.op, ast.Pow):
             if abs(right) > MAX_EXPONENT:
                 raise UnsafeExpression(f"exponent over {MAX_EXPONENT}")
-            if isinstance(left, int) and isinstance(right, int) and right > 0 and \
-                    left.bit_length() * right > MAX_INT_BITS:
+            if (
+                isinstance(left, int)
+                and isinstance(right, int)
+                and right > 0
+                and left.bit_length() * right > MAX_INT_BITS
+            ):
                 raise UnsafeExpression("result too large")
             if left == 0 and right < 0:
                 raise ZeroDivisionError("0 to a negative power")
@@ -96,15 +107,28 @@ def _walk(node: ast.AST) -> int | float:
 
 _NUMBER = r"\d+(?:\.\d+)?"
 _WORDS = [  # spelled-out operators, longest first
-    (r"\bmultiplied\s+by\b", "*"), (r"\bdivided\s+by\b", "/"), (r"\bto\s+the\s+power\s+of\b", "**"),
-    (r"\braised\s+to\b", "**"), (r"\btimes\b", "*"), (r"\bplus\b", "+"), (r"\bminus\b", "-"),
-    (r"\bmodulo\b|\bmod\b", "%"), (r"\bsquared\b", "**2"), (r"\bcubed\b", "**3"),
-    (r"[×✕]", "*"), (r"[÷]", "/"), (r"[−–]", "-"), (r"\^", "**"),
+    (r"\bmultiplied\s+by\b", "*"),
+    (r"\bdivided\s+by\b", "/"),
+    (r"\bto\s+the\s+power\s+of\b", "**"),
+    (r"\braised\s+to\b", "**"),
+    (r"\btimes\b", "*"),
+    (r"\bplus\b", "+"),
+    (r"\bminus\b", "-"),
+    (r"\bmodulo\b|\bmod\b", "%"),
+    (r"\bsquared\b", "**2"),
+    (r"\bcubed\b", "**3"),
+    (r"[×✕]", "*"),
+    (r"[÷]", "/"),
+    (r"[−–]", "-"),
+    (r"\^", "**"),
     (r"(?<=\d)\s*x\s*(?=\d)", "*"),  # 3 x 4
 ]
 _PERCENT_OF = re.compile(rf"({_NUMBER})\s*%\s*of\s+({_NUMBER})", re.IGNORECASE)
-_LEAD = re.compile(r"^\s*(what\s+is|what's|whats|compute|calculate|evaluate|work\s+out|how\s+much\s+is|"
-                   r"find|give\s+me|tell\s+me)\b(\s+the\s+(value|result)\s+of\b)?[\s:]*", re.IGNORECASE)
+_LEAD = re.compile(
+    r"^\s*(what\s+is|what's|whats|compute|calculate|evaluate|work\s+out|how\s+much\s+is|"
+    r"find|give\s+me|tell\s+me)\b(\s+the\s+(value|result)\s+of\b)?[\s:]*",
+    re.IGNORECASE,
+)
 _TRAIL = re.compile(r"[\s?.!=]*$")
 _ARITH_CHARS = re.compile(r"^[\d\s.+\-*/%()]+$")
 
@@ -118,14 +142,19 @@ def arithmetic_expression(subtask: str) -> str | None:
     for pattern, op in _WORDS:
         text = re.sub(pattern, f" {op} ", text, flags=re.IGNORECASE)
     text = " ".join(text.split())
-    if not text or not _ARITH_CHARS.match(text) or not re.search(r"\d", text) \
-            or not re.search(r"\d\s*(\*\*|//|[-+*/%])\s*[\d(]|\)\s*(\*\*|//|[-+*/%])", text):
+    if (
+        not text
+        or not _ARITH_CHARS.match(text)
+        or not re.search(r"\d", text)
+        or not re.search(r"\d\s*(\*\*|//|[-+*/%])\s*[\d(]|\)\s*(\*\*|//|[-+*/%])", text)
+    ):
         return None
     return text
 
 
-_ANSWER_NUMBER = re.compile(r"(?<![\w.])-?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d)|(?<![\w.])-?\d+(?:\.\d+)?(?:e[-+]?\d+)?",
-                            re.IGNORECASE)
+_ANSWER_NUMBER = re.compile(
+    r"(?<![\w.])-?\d{1,3}(?:,\d{3})+(?:\.\d+)?(?!\d)|(?<![\w.])-?\d+(?:\.\d+)?(?:e[-+]?\d+)?", re.IGNORECASE
+)
 
 
 def answer_numbers(answer: str) -> list[tuple[float, float]]:
@@ -174,8 +203,13 @@ def check_arithmetic(subtask: str, answer: str) -> Check | None:
     shown = f"{expected:.6g}" if isinstance(expected, float) else str(expected)
     if any(_matches(float(expected), v, d) for v, d in _final_numbers(answer, numbers)):
         return Check(1.0, f"exact: {expression} = {shown}", exact=True)
-    return Check(0.0, f"exact check failed: {expression} = {shown}, the answer says "
-                      f"{', '.join(f'{v:g}' for v, _ in _final_numbers(answer, numbers))}", veto=True, exact=True)
+    return Check(
+        0.0,
+        f"exact check failed: {expression} = {shown}, the answer says "
+        f"{', '.join(f'{v:g}' for v, _ in _final_numbers(answer, numbers))}",
+        veto=True,
+        exact=True,
+    )
 
 
 _WANTS_NUMBER = re.compile(r"^(what is|compute|calculate|how (many|much)|solve)\b|\d\s*[-+*/x^]\s*\d", re.IGNORECASE)
@@ -217,8 +251,11 @@ _CODE_SHAPE = re.compile(r"```|\bdef |\bfunction\b|\breturn\b|;\s*$|=>|\bclass |
 _FENCE = re.compile(r"```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _PYTHON_TAGS = {"python", "py", "python3"}
 _PYTHON_SHAPE = re.compile(r"^\s*(def |class |import |from \S+ import |async def )", re.MULTILINE)
-_OTHER_LANGUAGES = re.compile(r"\b(javascript|typescript|java|c\+\+|c#|rust|go(lang)?|ruby|php|bash|shell|sql|"
-                              r"swift|kotlin|haskell|perl|scala|in c)\b", re.IGNORECASE)
+_OTHER_LANGUAGES = re.compile(
+    r"\b(javascript|typescript|java|c\+\+|c#|rust|go(lang)?|ruby|php|bash|shell|sql|"
+    r"swift|kotlin|haskell|perl|scala|in c)\b",
+    re.IGNORECASE,
+)
 
 
 def code_blocks(answer: str) -> list[tuple[str, str]]:
@@ -228,7 +265,7 @@ def code_blocks(answer: str) -> list[tuple[str, str]]:
     if not blocks:
         m = _PYTHON_SHAPE.search(answer)
         if m:
-            blocks = [("", answer[m.start():])]
+            blocks = [("", answer[m.start() :])]
     return blocks
 
 

@@ -12,7 +12,6 @@ from nodes.record import record
 from nodes.synthesize import synthesize
 from nodes.taxonomy import taxonomy
 
-
 MAX_PARALLEL_CALLS = 64
 
 
@@ -32,8 +31,9 @@ def build_subtask_graph():
 
 
 def build_graph():
-    builder = StateGraph(FusionState, context_schema=FusionContext, input_schema=FusionInput,
-                         output_schema=FusionOutput)
+    builder = StateGraph(
+        FusionState, context_schema=FusionContext, input_schema=FusionInput, output_schema=FusionOutput
+    )
     builder.add_node("decompose", decompose)
     builder.add_node("subtask", build_subtask_graph())
     builder.add_node("synthesize", synthesize)

@@ -26,8 +26,9 @@ from fusiongraph.records import Attempt, Status, TraceEvent, attempt_cost
 from fusiongraph.resources import get_resources
 from fusiongraph.state import SubtaskState
 
-TRANSIENT_RETRY = RetryPolicy(max_attempts=3, initial_interval=0.2, backoff_factor=2.0, max_interval=4.0,
-                              jitter=True, retry_on=is_transient)
+TRANSIENT_RETRY = RetryPolicy(
+    max_attempts=3, initial_interval=0.2, backoff_factor=2.0, max_interval=4.0, jitter=True, retry_on=is_transient
+)
 
 
 @task(retry_policy=TRANSIENT_RETRY)
@@ -47,8 +48,10 @@ def cascade(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
     ctx = as_context(runtime.context)
     res = get_resources(ctx)
     # the task class's answer length (never above the run's max_tokens)
-    ctx = dataclasses.replace(ctx, max_tokens=state.get("answer_tokens")
-                              or res.taxonomy.answer_tokens(state.get("task_class"), ctx.max_tokens))
+    ctx = dataclasses.replace(
+        ctx,
+        max_tokens=state.get("answer_tokens") or res.taxonomy.answer_tokens(state.get("task_class"), ctx.max_tokens),
+    )
     share = branch_share(state, ctx)
     available, _ = res.roster.availability(ctx.local_only)
     judge_id = res.roster.helper(available, ctx.judge_model) if ctx.llm_judge else None
@@ -60,12 +63,25 @@ def cascade(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
         call = prepare_call(res, ctx, model_id, state["subtask"], state.get("guides", []), judge_id)
         if spent + call.worst_cost_usd > share:
             status = "budget_exhausted"
-            trace.append({"node": "cascade", "model": model_id, "event": "budget stop",
-                          "detail": f"a call could cost up to ${call.worst_cost_usd:.6f}; ${share - spent:.6f} of "
-                                    f"this subtask's ${share:.6f} share is left"})
+            trace.append(
+                {
+                    "node": "cascade",
+                    "model": model_id,
+                    "event": "budget stop",
+                    "detail": f"a call could cost up to ${call.worst_cost_usd:.6f}; ${share - spent:.6f} of "
+                    f"this subtask's ${share:.6f} share is left",
+                }
+            )
             break
-        attempt = run_attempt(res, ctx, call, state["subtask"], state.get("task_class"), judge_id,
-                              lambda model, messages: call_model(model, messages).result())
+        attempt = run_attempt(
+            res,
+            ctx,
+            call,
+            state["subtask"],
+            state.get("task_class"),
+            judge_id,
+            lambda model, messages: call_model(model, messages).result(),
+        )
         attempts.append(attempt)
         spent += attempt_cost(attempt)
         if attempt["accepted"]:
@@ -75,12 +91,23 @@ def cascade(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
     best = max(answered, key=lambda a: a["confidence"], default=None)
     if status != "accepted" and status is None and any(s.get("kind") == "budget" for s in state.get("skipped", [])):
         status = "budget_exhausted"  # the route left out models whose predicted cost would pass the budget
-        trace.append({"node": "cascade", "event": "budget stop",
-                      "detail": "no answer was accepted; costlier models were left out of the plan by the budget"})
+        trace.append(
+            {
+                "node": "cascade",
+                "event": "budget stop",
+                "detail": "no answer was accepted; costlier models were left out of the plan by the budget",
+            }
+        )
     if status != "accepted":
         status = status or ("best_effort" if best else "failed")
         if best is None:
-            trace.append({"node": "cascade", "event": "no answer",
-                          "detail": "every model failed or none could be afforded"})
-    return {"attempts": attempts, "status": status, "answered_by": best["model"] if best else None,
-            "answer": best["answer"] if best else "", "trace": trace}
+            trace.append(
+                {"node": "cascade", "event": "no answer", "detail": "every model failed or none could be afforded"}
+            )
+    return {
+        "attempts": attempts,
+        "status": status,
+        "answered_by": best["model"] if best else None,
+        "answer": best["answer"] if best else "",
+        "trace": trace,
+    }

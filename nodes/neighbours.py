@@ -17,27 +17,51 @@ def neighbours(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
     available, unavailable = res.roster.availability(ctx.local_only, answering=True)
     task_class = res.taxonomy.classes[state["task_class"]]
     route = res.router.route(
-        res.embedder.embed_one(state["subtask"]), state["class_scores"], state["class_confidence"],
-        task_class.candidates, available, k=ctx.k, min_similarity=ctx.min_similarity,
-        min_neighbours=ctx.min_neighbours, taxonomy_confidence=ctx.taxonomy_confidence,
-        price_sensitivity=ctx.price_sensitivity, judge_accuracy=ctx.judge_accuracy, explore=ctx.explore,
+        res.embedder.embed_one(state["subtask"]),
+        state["class_scores"],
+        state["class_confidence"],
+        task_class.candidates,
+        available,
+        k=ctx.k,
+        min_similarity=ctx.min_similarity,
+        min_neighbours=ctx.min_neighbours,
+        taxonomy_confidence=ctx.taxonomy_confidence,
+        price_sensitivity=ctx.price_sensitivity,
+        judge_accuracy=ctx.judge_accuracy,
+        explore=ctx.explore,
         budget_usd=branch_share(state, ctx),
         prompt_tokens=estimate_tokens(state["subtask"]),
         prices={m: (res.roster[m].price_in, res.roster[m].price_out) for m in available},
-        default_tokens=res.taxonomy.answer_tokens(task_class.name, ctx.max_tokens), with_answers=ctx.guides > 0,
-        mode=ctx.router)
+        default_tokens=res.taxonomy.answer_tokens(task_class.name, ctx.max_tokens),
+        with_answers=ctx.guides > 0,
+        mode=ctx.router,
+    )
     guides = sorted(
-        ({"subtask": nb.text, "model": model, "answer": answer, "similarity": round(nb.similarity, 4)}
-         for nb in route.neighbours for model, answer in nb.answers.items()),
-        key=lambda g: -g["similarity"])
+        (
+            {"subtask": nb.text, "model": model, "answer": answer, "similarity": round(nb.similarity, 4)}
+            for nb in route.neighbours
+            for model, answer in nb.answers.items()
+        ),
+        key=lambda g: -g["similarity"],
+    )
     return {
         "route_source": route.source,
         "predictions": {m: p.as_dict() for m, p in route.predictions.items()},
         "candidates": route.plan,
         "skipped": res.taxonomy.skipped_candidates(task_class.name, res.roster.ids()) + unavailable + route.skipped,
         "guides": guides[: 4 * max(ctx.guides, 0)],
-        "trace": [{"node": "neighbours", "neighbours": len(route.neighbours),
-                   "nearest": [{"subtask": nb.text[:120], "similarity": round(nb.similarity, 4),
-                                "outcomes": {m: round(s, 3) for m, s in nb.outcomes.items()}}
-                               for nb in route.neighbours[:3]]}],
+        "trace": [
+            {
+                "node": "neighbours",
+                "neighbours": len(route.neighbours),
+                "nearest": [
+                    {
+                        "subtask": nb.text[:120],
+                        "similarity": round(nb.similarity, 4),
+                        "outcomes": {m: round(s, 3) for m, s in nb.outcomes.items()},
+                    }
+                    for nb in route.neighbours[:3]
+                ],
+            }
+        ],
     }

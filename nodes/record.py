@@ -30,8 +30,9 @@ def record(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
     if attempts:
         outcomes = outcomes_from_attempts(attempts, _run_id())
         try:
-            res.store.record(state["subtask"], res.embedder.embed_one(state["subtask"]), state.get("task_class"),
-                             outcomes)
+            res.store.record(
+                state["subtask"], res.embedder.embed_one(state["subtask"]), state.get("task_class"), outcomes
+            )
             trace.append({"node": "record", "recorded": len(outcomes)})
         except Exception as exc:  # the answer still goes out; the failure is visible
             trace.append({"node": "record", "error": f"{type(exc).__name__}: {exc}"[:300]})

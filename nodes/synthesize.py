@@ -22,8 +22,9 @@ from fusiongraph.text import redact, trim_to_tokens
 from prompts import load_prompt
 
 
-def _summary(results: list[SubtaskResult], overhead: list[TraceEvent], roster,
-             budget_usd: float | None = None) -> Summary:
+def _summary(
+    results: list[SubtaskResult], overhead: list[TraceEvent], roster, budget_usd: float | None = None
+) -> Summary:
     """Totals, what the strongest configured model alone would have cost on the same tokens, and the
     actual spend by kind of call (`spent_usd`: plan, answers, judges, synthesis, total) against the budget."""
     return new_summary(results, overhead, roster.strongest_alone(results), budget_usd)
@@ -43,13 +44,13 @@ def synthesize(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
     results = sorted(state.get("results", []), key=lambda r: r["index"])
     overhead = [e for e in state.get("trace", []) if e.get("node") == "decompose"]
     if len(results) == 1:
-        return {"answer": results[0]["answer"],
-                "summary": _summary(results, overhead, res.roster, ctx.budget_usd)}
+        return {"answer": results[0]["answer"], "summary": _summary(results, overhead, res.roster, ctx.budget_usd)}
     available, _ = res.roster.availability(ctx.local_only)
     model_id = res.roster.helper(available, ctx.planner_model)
     spec = res.roster[model_id]
-    parts = "\n\n".join(f"Part {i + 1}: {r['subtask']}\nAnswer: {r['answer'] or '(no answer)'}"
-                        for i, r in enumerate(results))
+    parts = "\n\n".join(
+        f"Part {i + 1}: {r['subtask']}\nAnswer: {r['answer'] or '(no answer)'}" for i, r in enumerate(results)
+    )
     prompt, removed = trim_to_tokens(f"Request: {state['query']}\n\n{parts}", spec.context - ctx.max_tokens - 200)
     event: dict = {"node": "synthesize", "model": model_id}
     if removed:
@@ -63,8 +64,10 @@ def synthesize(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
         bound = prompt_bound(messages, counter_for(model))
         event["reserved_usd"] = spec.cost(bound, ctx.max_tokens)
         if event["reserved_usd"] > left:
-            raise OverBudget(f"the synthesis could cost up to ${event['reserved_usd']:.6f}; ${max(left, 0.0):.6f} "
-                             f"of the ${ctx.budget_usd:.6f} budget is left")
+            raise OverBudget(
+                f"the synthesis could cost up to ${event['reserved_usd']:.6f}; ${max(left, 0.0):.6f} "
+                f"of the ${ctx.budget_usd:.6f} budget is left"
+            )
         message = model.with_config(run_name="synthesize", tags=["synthesize"]).invoke(messages)
         event.update(charge(spec, message, prompt, bound, ctx.max_tokens))
         answer = message.text.strip()
@@ -74,9 +77,13 @@ def synthesize(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
         event["fallback"] = f"budget: {exc} -> the answers are joined in order without a model call"
         answer = _joined(results)
     except Exception as exc:
-        event["fallback"] = redact(f"{type(exc).__name__}: {exc}", res.roster.secrets())[:300] + \
-            " -> the answers are joined in order"
+        event["fallback"] = (
+            redact(f"{type(exc).__name__}: {exc}", res.roster.secrets())[:300] + " -> the answers are joined in order"
+        )
         answer = _joined(results)
     event["latency_s"] = round(time.perf_counter() - started, 3)
-    return {"answer": answer, "trace": [event],
-            "summary": _summary(results, overhead + [event], res.roster, ctx.budget_usd)}
+    return {
+        "answer": answer,
+        "trace": [event],
+        "summary": _summary(results, overhead + [event], res.roster, ctx.budget_usd),
+    }

@@ -17,8 +17,17 @@ def taxonomy(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
     result = res.taxonomy.classify(embedding, res.embedder)
     top = dict(sorted(result.scores.items(), key=lambda kv: -kv[1])[:3])
     answer_tokens = res.taxonomy.answer_tokens(result.task_class, ctx.max_tokens)
-    return {"task_class": result.task_class, "class_confidence": round(result.confidence, 4),
-            "class_scores": {k: round(v, 4) for k, v in top.items()},
-            "answer_tokens": answer_tokens,
-            "trace": [{"node": "taxonomy", "task_class": result.task_class, "answer_tokens": answer_tokens,
-                       "verifiers": res.taxonomy.verifiers(result.task_class)}]}
+    return {
+        "task_class": result.task_class,
+        "class_confidence": round(result.confidence, 4),
+        "class_scores": {k: round(v, 4) for k, v in top.items()},
+        "answer_tokens": answer_tokens,
+        "trace": [
+            {
+                "node": "taxonomy",
+                "task_class": result.task_class,
+                "answer_tokens": answer_tokens,
+                "verifiers": res.taxonomy.verifiers(result.task_class),
+            }
+        ],
+    }

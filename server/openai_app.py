@@ -22,10 +22,19 @@ from typing import Annotated, Any, Literal, get_type_hints
 
 from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessage
 from openai.types.chat.chat_completion import Choice
-from openai.types.chat.chat_completion_chunk import Choice as ChunkChoice, ChoiceDelta
+from openai.types.chat.chat_completion_chunk import Choice as ChunkChoice
+from openai.types.chat.chat_completion_chunk import ChoiceDelta
 from openai.types.completion_usage import CompletionUsage
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
-from pydantic import model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 from sse_starlette import EventSourceResponse
 from starlette.applications import Starlette
@@ -41,11 +50,29 @@ from server import auth, metrics
 MODEL_ID = "fusiongraph"
 MODEL_CARD = {"id": MODEL_ID, "object": "model", "created": 1735689600, "owned_by": "fusiongraph"}
 HTTP_FORBIDDEN_KNOBS = frozenset({"store_dir", "models_path", "taxonomy_path"})
-IGNORED_OPENAI_PARAMS = frozenset({
-    "temperature", "top_p", "seed", "stop", "user", "presence_penalty", "frequency_penalty", "logit_bias",
-    "metadata", "store", "parallel_tool_calls", "service_tier", "reasoning_effort", "prompt_cache_key",
-    "safety_identifier", "verbosity", "modalities", "logprobs", "top_logprobs",
-})
+IGNORED_OPENAI_PARAMS = frozenset(
+    {
+        "temperature",
+        "top_p",
+        "seed",
+        "stop",
+        "user",
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+        "metadata",
+        "store",
+        "parallel_tool_calls",
+        "service_tier",
+        "reasoning_effort",
+        "prompt_cache_key",
+        "safety_identifier",
+        "verbosity",
+        "modalities",
+        "logprobs",
+        "top_logprobs",
+    }
+)
 # accepted (and ignored) only with a value that asks for nothing: no tools, plain-text output
 UNSUPPORTED_PARAMS = ("tools", "tool_choice", "functions", "function_call", "response_format", "audio", "prediction")
 ROLES = {"system": "System", "developer": "System", "user": "User", "assistant": "Assistant", "tool": "Tool"}
@@ -64,10 +91,17 @@ class RequestError(Exception):
         self.message, self.param, self.status, self.code = message, param, status, code
 
 
-def error_response(message: str, status: int = 400, param: str | None = None, code: str | None = None,
-                   kind: str = "invalid_request_error") -> JSONResponse:
-    return JSONResponse({"error": {"message": redact(message, _secrets()), "type": kind, "param": param,
-                                   "code": code}}, status_code=status)
+def error_response(
+    message: str,
+    status: int = 400,
+    param: str | None = None,
+    code: str | None = None,
+    kind: str = "invalid_request_error",
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"message": redact(message, _secrets()), "type": kind, "param": param, "code": code}},
+        status_code=status,
+    )
 
 
 def _secrets() -> list[str]:
@@ -95,6 +129,7 @@ def _scrub(value: Any, secrets: list[str]) -> Any:
 
 
 # --- the request -----------------------------------------------------------------------------------------
+
 
 def _refuse(message: str, param: str | None, status: int = 400, code: str | None = None) -> PydanticCustomError:
     return PydanticCustomError("request", message, {"param": param, "status": status, "code": code})
@@ -125,7 +160,9 @@ def _query(messages: list[Message]) -> str:
     if last.role != "user":
         raise _refuse(f"the last message must come from the user, got role {last.role!r}", "messages")
     turns = [f"{ROLES[m.role]}: {m.content.strip()}" for m in earlier if (m.content or "").strip()]
-    query = last.content if not turns else "Conversation so far:\n" + "\n".join(turns) + f"\n\nUser: {last.content.strip()}"
+    query = (
+        last.content if not turns else "Conversation so far:\n" + "\n".join(turns) + f"\n\nUser: {last.content.strip()}"
+    )
     try:
         return clean_query(query)
     except QueryError as exc:
@@ -134,8 +171,9 @@ def _query(messages: list[Message]) -> str:
 
 def _model_exists(model: str) -> str:
     if model and model != MODEL_ID:
-        raise _refuse(f"the model {model!r} does not exist; this server offers {MODEL_ID!r}", "model", 404,
-                      "model_not_found")
+        raise _refuse(
+            f"the model {model!r} does not exist; this server offers {MODEL_ID!r}", "model", 404, "model_not_found"
+        )
     return model
 
 
@@ -145,6 +183,7 @@ Knobs = create_model("Knobs", __config__=_STRICT, **{k: (_KNOB_TYPES[k], None) f
 
 class _Request(BaseModel):
     """The fields every request has; ChatRequest adds the knobs and the accepted-and-ignored parameters."""
+
     model_config = _STRICT
     model: Annotated[str, Field(min_length=1), AfterValidator(_model_exists)]
     messages: Annotated[list[Message], Field(min_length=1), AfterValidator(lambda v: _query(v) and v)]
@@ -189,17 +228,24 @@ class _Request(BaseModel):
 
 
 ChatRequest = create_model(
-    "ChatRequest", __base__=_Request,
+    "ChatRequest",
+    __base__=_Request,
     **{k: (_KNOB_TYPES[k], None) for k in _HTTP_KNOBS if k != "max_tokens"},
-    max_tokens=(int | None, None), max_completion_tokens=(int | None, None),
+    max_tokens=(int | None, None),
+    max_completion_tokens=(int | None, None),
     **{p: (Any, None) for p in sorted(IGNORED_OPENAI_PARAMS) + list(UNSUPPORTED_PARAMS)},
-    fusiongraph=(Knobs, Field(default_factory=Knobs)))
+    fusiongraph=(Knobs, Field(default_factory=Knobs)),
+)
 
 _FIXED_MESSAGES = {
-    None: "the request body must be a JSON object", "model": "'model' is required: use 'fusiongraph'",
-    "messages": "'messages' must be a non-empty list of {role, content} objects", "n": "only n=1 is supported",
-    "stream": "'stream' must be a boolean", "stream_options": "'stream_options' must be an object",
-    "fusiongraph": "'fusiongraph' must be an object of knobs"}
+    None: "the request body must be a JSON object",
+    "model": "'model' is required: use 'fusiongraph'",
+    "messages": "'messages' must be a non-empty list of {role, content} objects",
+    "n": "only n=1 is supported",
+    "stream": "'stream' must be a boolean",
+    "stream_options": "'stream_options' must be an object",
+    "fusiongraph": "'fusiongraph' must be an object of knobs",
+}
 
 
 def _request_error(exc: ValidationError) -> RequestError:
@@ -211,20 +257,23 @@ def _request_error(exc: ValidationError) -> RequestError:
     param = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or None
     name, got = str(loc[-1]) if loc else "", type(e["input"]).__name__
     if kind == "extra_forbidden" and name in HTTP_FORBIDDEN_KNOBS:
-        return RequestError(f"knob {name!r} is a server-side setting and cannot be set per request", name,
-                            code="forbidden_knob")
+        return RequestError(
+            f"knob {name!r} is a server-side setting and cannot be set per request", name, code="forbidden_knob"
+        )
     if kind == "extra_forbidden":
         what = "unknown knob" if len(loc) > 1 else "unknown parameter or knob"
         return RequestError(f"{what} {name!r}; knobs: {_HTTP_KNOBS}", param, code="unknown_parameter")
     if name in _KNOB_TYPES or name == "max_completion_tokens":
         knob = "max_tokens" if name == "max_completion_tokens" else name
-        return RequestError(f"knob {knob!r} must be of type {_KNOB_TYPES[knob].__name__}, got {got}", knob,
-                            code="invalid_type")
+        return RequestError(
+            f"knob {knob!r} must be of type {_KNOB_TYPES[knob].__name__}, got {got}", knob, code="invalid_type"
+        )
     if param in _FIXED_MESSAGES:
         return RequestError(_FIXED_MESSAGES[param], param)
     if kind == "text_parts":
-        return RequestError(f"{param}[{ctx['part']}]: only text parts ({{'type': 'text', 'text': ...}}) are "
-                            "supported", param)
+        return RequestError(
+            f"{param}[{ctx['part']}]: only text parts ({{'type': 'text', 'text': ...}}) are supported", param
+        )
     if name == "role":
         role = None if kind == "missing" else e["input"]
         return RequestError(f"{param} must be one of {sorted(ROLES)}, got {role!r}", param)
@@ -247,6 +296,7 @@ def build_query(messages: Any) -> str:
 
 # --- graph output -> OpenAI ------------------------------------------------------------------------------
 
+
 def _graph():
     from graphs.fusion import graph
 
@@ -264,38 +314,58 @@ def _slim_attempt(a: Attempt) -> dict:
     keep = {k: v for k, v in a.items() if k not in ("answer", "verdicts")}
     if a.get("answer") is not None:
         keep["answer"] = a["answer"][:500]
-    keep["verdicts"] = [{k: v for k, v in vd.items() if k != "detail"} | {"detail": str(vd.get("detail", ""))[:200]}
-                        for vd in a.get("verdicts", []) if isinstance(vd, dict)]
+    keep["verdicts"] = [
+        {k: v for k, v in vd.items() if k != "detail"} | {"detail": str(vd.get("detail", ""))[:200]}
+        for vd in a.get("verdicts", [])
+        if isinstance(vd, dict)
+    ]
     return keep
 
 
 def fusiongraph_field(out: dict, ignored: list[str]) -> dict:
     """The graph's output for the response: each SubtaskResult without its guides, class scores, and with
     its answer and attempts cut short."""
-    results = [{k: v for k, v in r.items() if k not in ("attempts", "guides", "class_scores", "answer")}
-               | {"answer": (r.get("answer") or "")[:500], "attempts": [_slim_attempt(a) for a in r.get("attempts", [])]}
-               for r in out.get("results") or []]
-    field = {"subtasks": out.get("subtasks", []), "summary": out.get("summary", {}), "results": results,
-             "trace": out.get("trace", [])}
+    results = [
+        {k: v for k, v in r.items() if k not in ("attempts", "guides", "class_scores", "answer")}
+        | {"answer": (r.get("answer") or "")[:500], "attempts": [_slim_attempt(a) for a in r.get("attempts", [])]}
+        for r in out.get("results") or []
+    ]
+    field = {
+        "subtasks": out.get("subtasks", []),
+        "summary": out.get("summary", {}),
+        "results": results,
+        "trace": out.get("trace", []),
+    }
     return field | ({"ignored_params": ignored} if ignored else {})
 
 
 def _finish_reason(out: dict) -> str:
-    reasons = [a.get("finish_reason") for r in out.get("results") or [] for a in r.get("attempts", [])
-               if a.get("model") == r.get("answered_by")]
+    reasons = [
+        a.get("finish_reason")
+        for r in out.get("results") or []
+        for a in r.get("attempts", [])
+        if a.get("model") == r.get("answered_by")
+    ]
     return "length" if "length" in reasons and len(reasons) == 1 else "stop"
 
 
 def completion_body(out: dict, ignored: list[str]) -> dict:
     message = ChatCompletionMessage(role="assistant", content=out.get("answer", ""), refusal=None)
-    body = ChatCompletion(id=f"chatcmpl-{uuid.uuid4().hex}", object="chat.completion", created=int(time.time()),
-                          model=MODEL_ID, system_fingerprint=None, usage=usage_of(out),
-                          choices=[Choice(index=0, message=message, logprobs=None, finish_reason=_finish_reason(out))],
-                          fusiongraph=fusiongraph_field(out, ignored))
+    body = ChatCompletion(
+        id=f"chatcmpl-{uuid.uuid4().hex}",
+        object="chat.completion",
+        created=int(time.time()),
+        model=MODEL_ID,
+        system_fingerprint=None,
+        usage=usage_of(out),
+        choices=[Choice(index=0, message=message, logprobs=None, finish_reason=_finish_reason(out))],
+        fusiongraph=fusiongraph_field(out, ignored),
+    )
     return _scrub(body.to_dict(), _secrets())
 
 
 # --- streaming -----------------------------------------------------------------------------------------
+
 
 def _single_candidate(context: dict) -> bool:
     """One answering model available: the cascade cannot escalate (asked once the graph has loaded)."""
@@ -309,13 +379,27 @@ def _single_candidate(context: dict) -> bool:
         return False
 
 
-def _chunk(cid: str, created: int, delta: dict | None = None, finish: str | None = None,
-           usage: CompletionUsage | None = None, **extra) -> dict:
-    choices = [] if usage else [ChunkChoice(index=0, delta=ChoiceDelta(**delta or {}), logprobs=None,
-                                            finish_reason=finish)]
-    chunk = ChatCompletionChunk(id=cid, object="chat.completion.chunk", created=created, model=MODEL_ID,
-                                system_fingerprint=None, choices=choices, **({"usage": usage} if usage else {}),
-                                **extra)
+def _chunk(
+    cid: str,
+    created: int,
+    delta: dict | None = None,
+    finish: str | None = None,
+    usage: CompletionUsage | None = None,
+    **extra,
+) -> dict:
+    choices = (
+        [] if usage else [ChunkChoice(index=0, delta=ChoiceDelta(**delta or {}), logprobs=None, finish_reason=finish)]
+    )
+    chunk = ChatCompletionChunk(
+        id=cid,
+        object="chat.completion.chunk",
+        created=created,
+        model=MODEL_ID,
+        system_fingerprint=None,
+        choices=choices,
+        **({"usage": usage} if usage else {}),
+        **extra,
+    )
     return {"data": json.dumps(_scrub(chunk.to_dict(), _secrets()), ensure_ascii=False)}
 
 
@@ -326,8 +410,9 @@ async def _events(req: _Request, scope: dict | None = None):
     sent, live_run, n_subtasks, single = "", None, 0, False
     try:
         graph = await asyncio.to_thread(_graph)  # the first import loads the graph: not on the event loop
-        async for namespace, mode, data in graph.astream({"query": req.query}, context=req.context,
-                                                         stream_mode=["updates", "messages"], subgraphs=True):
+        async for namespace, mode, data in graph.astream(
+            {"query": req.query}, context=req.context, stream_mode=["updates", "messages"], subgraphs=True
+        ):
             if mode == "updates" and not namespace and isinstance(data, dict):
                 for node, node_out in data.items():
                     if isinstance(node_out, dict) and node == "decompose":
@@ -339,27 +424,37 @@ async def _events(req: _Request, scope: dict | None = None):
                 message, metadata = data
                 tags, text = set((metadata or {}).get("tags") or []), message.text
                 run_id = str(message.id or (metadata or {}).get("langgraph_checkpoint_ns") or "")
-                if text and live_run is None and not tags & {"judge", "decompose"} and (
-                        ("synthesize" in tags and n_subtasks > 1) or ("answer" in tags and single)):
+                if (
+                    text
+                    and live_run is None
+                    and not tags & {"judge", "decompose"}
+                    and (("synthesize" in tags and n_subtasks > 1) or ("answer" in tags and single))
+                ):
                     live_run = run_id  # the run that is sure to produce the final answer
                 if text and run_id == live_run:
                     sent += text
                     yield _chunk(cid, created, {"content": text})
     except Exception as exc:  # noqa: BLE001 - reported to the client as an error event
-        err = {"error": {"message": f"the graph failed: {type(exc).__name__}: {exc}"[:1000], "type": "server_error",
-                         "param": None, "code": None}}
+        err = {
+            "error": {
+                "message": f"the graph failed: {type(exc).__name__}: {exc}"[:1000],
+                "type": "server_error",
+                "param": None,
+                "code": None,
+            }
+        }
         yield {"data": json.dumps(_scrub(err, _secrets()))}
         yield {"data": "[DONE]"}
         return
     await asyncio.to_thread(auth.settle, scope, out, "stream")  # charge the API key, record metrics
     answer, note = out.get("answer", "") or "", {}
     if answer.startswith(sent) or answer.strip() == sent.strip():
-        rest = answer[len(sent):] if answer.startswith(sent) else ""
+        rest = answer[len(sent) :] if answer.startswith(sent) else ""
     else:  # the streamed run did not produce the final text (e.g. the synthesiser failed)
         rest = "\n\n" + answer
         note = {"stream_note": "the live-streamed text was replaced by the final answer that follows"}
     for i in range(0, len(rest), STREAM_CHUNK_CHARS):
-        yield _chunk(cid, created, {"content": rest[i:i + STREAM_CHUNK_CHARS]})
+        yield _chunk(cid, created, {"content": rest[i : i + STREAM_CHUNK_CHARS]})
     field = fusiongraph_field(out, req.ignored) | note | {"streamed_live": bool(sent)}
     yield _chunk(cid, created, {}, _finish_reason(out), fusiongraph=field)
     if (req.stream_options or {}).get("include_usage"):
@@ -369,14 +464,16 @@ async def _events(req: _Request, scope: dict | None = None):
 
 # --- endpoints -----------------------------------------------------------------------------------------
 
+
 async def list_models(request: Request) -> JSONResponse:
     return JSONResponse({"object": "list", "data": [MODEL_CARD]})
 
 
 async def get_model(request: Request) -> JSONResponse:
     if request.path_params["model"] != MODEL_ID:
-        return error_response(f"the model {request.path_params['model']!r} does not exist", 404,
-                              "model", "model_not_found")
+        return error_response(
+            f"the model {request.path_params['model']!r} does not exist", 404, "model", "model_not_found"
+        )
     return JSONResponse(MODEL_CARD)
 
 
@@ -409,10 +506,13 @@ async def lifespan(app: Starlette):
     yield
 
 
-app = Starlette(lifespan=lifespan, routes=[
-    Route("/v1/models", list_models, methods=["GET"]),
-    Route("/v1/models/{model:path}", get_model, methods=["GET"]),
-    Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-])
+app = Starlette(
+    lifespan=lifespan,
+    routes=[
+        Route("/v1/models", list_models, methods=["GET"]),
+        Route("/v1/models/{model:path}", get_model, methods=["GET"]),
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+    ],
+)
 metrics.install(app)  # request counters and latency, GET /metrics (server/metrics.py)
 auth.install(app)  # refused API keys answered in OpenAI's error format (server/auth.py)

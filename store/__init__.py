@@ -9,5 +9,15 @@ CONFIG_DIR = Path(__file__).resolve().parent
 DEFAULT_MODELS = CONFIG_DIR / "models.yaml"
 DEFAULT_TAXONOMY = CONFIG_DIR / "taxonomy.yaml"
 
-__all__ = ["CONFIG_DIR", "DEFAULT_MODELS", "DEFAULT_TAXONOMY", "Neighbour", "Outcome", "OutcomeStore", "StoreError",
-           "migrate_store", "open_store", "register_backend"]
+__all__ = [
+    "CONFIG_DIR",
+    "DEFAULT_MODELS",
+    "DEFAULT_TAXONOMY",
+    "Neighbour",
+    "Outcome",
+    "OutcomeStore",
+    "StoreError",
+    "migrate_store",
+    "open_store",
+    "register_backend",
+]

@@ -34,11 +34,41 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 # column order of Backend.export_subtasks / export_outcomes / import_rows
 SUBTASK_COLUMNS = ("id", "text_hash", "text", "task_class", "embedding", "created_at")
-OUTCOME_COLUMNS = ("id", "subtask_id", "model", "task_class", "success", "accepted", "judges", "answer", "error",
-                   "tokens_in", "tokens_out", "cost_usd", "latency_s", "source", "run_id", "created_at")
+OUTCOME_COLUMNS = (
+    "id",
+    "subtask_id",
+    "model",
+    "task_class",
+    "success",
+    "accepted",
+    "judges",
+    "answer",
+    "error",
+    "tokens_in",
+    "tokens_out",
+    "cost_usd",
+    "latency_s",
+    "source",
+    "run_id",
+    "created_at",
+)
 # column order of Backend.outcome_rows (OutcomeStore.outcomes)
-OUTCOME_ROW_KEYS = ("id", "subtask", "model", "task_class", "success", "accepted", "judges", "error", "tokens_in",
-                    "tokens_out", "cost_usd", "latency_s", "source", "run_id")
+OUTCOME_ROW_KEYS = (
+    "id",
+    "subtask",
+    "model",
+    "task_class",
+    "success",
+    "accepted",
+    "judges",
+    "error",
+    "tokens_in",
+    "tokens_out",
+    "cost_usd",
+    "latency_s",
+    "source",
+    "run_id",
+)
 
 
 class StoreError(RuntimeError):
@@ -61,14 +91,18 @@ def register_backend(scheme: str, target: str | type) -> None:
 def backend_class(scheme: str) -> type[Backend]:
     spec = BACKENDS.get(scheme.lower())
     if spec is None:
-        raise StoreError(f"no outcome store backend for {scheme}:// URLs; known: "
-                         f"{', '.join(sorted(BACKENDS))} (or a directory path for SQLite)")
+        raise StoreError(
+            f"no outcome store backend for {scheme}:// URLs; known: "
+            f"{', '.join(sorted(BACKENDS))} (or a directory path for SQLite)"
+        )
     module, _, name = spec.partition(":")
     try:
         return getattr(importlib.import_module(module), name)
     except ImportError as exc:
-        raise StoreError(f"the {scheme}:// outcome store needs a package that is not installed ({exc}); "
-                         f"for Postgres: pip install 'psycopg[binary]'") from exc
+        raise StoreError(
+            f"the {scheme}:// outcome store needs a package that is not installed ({exc}); "
+            f"for Postgres: pip install 'psycopg[binary]'"
+        ) from exc
 
 
 def make_backend(target: str | Path | None) -> Backend:
@@ -77,7 +111,7 @@ def make_backend(target: str | Path | None) -> Backend:
     if scheme is None:
         return SQLiteBackend(target)
     if scheme == "sqlite":
-        return SQLiteBackend(str(target)[len("sqlite://"):] or None)
+        return SQLiteBackend(str(target)[len("sqlite://") :] or None)
     return backend_class(scheme)(str(target))
 
 
@@ -190,15 +224,18 @@ class Backend:
     def _export(self, table: str, columns: Sequence[str], upto: int, batch: int) -> Iterator[list[tuple]]:
         last = 0
         while True:
-            rows = self._select(f"SELECT {', '.join(columns)} FROM {table} WHERE id > ? AND id <= ?"
-                                f" ORDER BY id LIMIT ?", (last, upto, batch))
+            rows = self._select(
+                f"SELECT {', '.join(columns)} FROM {table} WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+                (last, upto, batch),
+            )
             if not rows:
                 return
             yield rows
             last = rows[-1][0]
 
-    def import_rows(self, subtasks: Iterable[list[tuple]], outcomes: Iterable[list[tuple]],
-                    append: bool, expected: tuple[int, int]) -> dict[str, int]:
+    def import_rows(
+        self, subtasks: Iterable[list[tuple]], outcomes: Iterable[list[tuple]], append: bool, expected: tuple[int, int]
+    ) -> dict[str, int]:
         """Copy exported rows in one transaction (new ids; outcomes follow their subtask's new id).
 
         Refuses a non-empty target unless `append` (then a text already stored keeps its subtask). Rolls
@@ -217,8 +254,9 @@ class Backend:
         """How many keys were ever created (revoked ones count)."""
         raise NotImplementedError
 
-    def key_insert(self, key_id: str, name: str, key_hash: str, prefix: str, budget_usd: float, period: str,
-                   now: float) -> None:
+    def key_insert(
+        self, key_id: str, name: str, key_hash: str, prefix: str, budget_usd: float, period: str, now: float
+    ) -> None:
         raise NotImplementedError
 
     def key_rows(self) -> list[tuple]:
@@ -240,13 +278,22 @@ class Backend:
         raise NotImplementedError
 
 
-def check_import(label: str, expected: tuple[int, int], mapped: int, added_s: int, added_o: int,
-                 before: tuple[int, int], after: tuple[int, int]) -> None:
+def check_import(
+    label: str,
+    expected: tuple[int, int],
+    mapped: int,
+    added_s: int,
+    added_o: int,
+    before: tuple[int, int],
+    after: tuple[int, int],
+) -> None:
     """Raise (so the import's transaction rolls back) unless every source row arrived."""
     if mapped != expected[0] or added_o != expected[1] or after != (before[0] + added_s, before[1] + added_o):
-        raise StoreError(f"copy into {label} incomplete, rolled back: read {mapped} of {expected[0]} subtasks and "
-                         f"{added_o} of {expected[1]} outcomes; the target went from {before} to {after} "
-                         f"(subtasks, outcomes)")
+        raise StoreError(
+            f"copy into {label} incomplete, rolled back: read {mapped} of {expected[0]} subtasks and "
+            f"{added_o} of {expected[1]} outcomes; the target went from {before} to {after} "
+            f"(subtasks, outcomes)"
+        )
 
 
 # ---------------------------------------------------------------------------------------------------- SQLite
@@ -320,16 +367,32 @@ CREATE TABLE IF NOT EXISTS api_key_charges (
 DB_FILE = "outcomes.sqlite"
 MMAP_BYTES = 4 << 30
 
-_OUTCOME_INSERT = ("INSERT INTO outcomes (subtask_id, model, task_class, success, accepted, judges, answer,"
-                   " error, tokens_in, tokens_out, cost_usd, latency_s, source, run_id, created_at)"
-                   " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+_OUTCOME_INSERT = (
+    "INSERT INTO outcomes (subtask_id, model, task_class, success, accepted, judges, answer,"
+    " error, tokens_in, tokens_out, cost_usd, latency_s, source, run_id, created_at)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
 
 
 def outcome_values(subtask_id: int, task_class: str | None, o, now: float) -> tuple:
     """An :class:`~store.outcomes.Outcome` as the values of an outcomes row (after id)."""
-    return (subtask_id, o.model, task_class, float(o.success), bool(o.accepted),
-            json.dumps(o.judges, default=str), o.answer, o.error, int(o.tokens_in), int(o.tokens_out),
-            float(o.cost_usd), float(o.latency_s), o.source, o.run_id, now)
+    return (
+        subtask_id,
+        o.model,
+        task_class,
+        float(o.success),
+        bool(o.accepted),
+        json.dumps(o.judges, default=str),
+        o.answer,
+        o.error,
+        int(o.tokens_in),
+        int(o.tokens_out),
+        float(o.cost_usd),
+        float(o.latency_s),
+        o.source,
+        o.run_id,
+        now,
+    )
 
 
 class SQLiteBackend(Backend):
@@ -361,16 +424,19 @@ class SQLiteBackend(Backend):
         self._data_version = None
 
     def _corrupt(self, exc: Exception) -> StoreError:
-        return StoreError(f"outcome store {self.label} is corrupt or not a fusiongraph store ({exc}); "
-                          f"move it aside to start a new store, or restore it from a backup")
+        return StoreError(
+            f"outcome store {self.label} is corrupt or not a fusiongraph store ({exc}); "
+            f"move it aside to start a new store, or restore it from a backup"
+        )
 
     def open(self, dim: int, embedder_name: str) -> dict[str, str]:
         try:
             self._db.executescript(SCHEMA)
             rows = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
             if not rows:
-                self._db.execute("INSERT INTO meta VALUES ('dim', ?), ('embedder', ?), ('version', '1')",
-                                 (str(dim), embedder_name))
+                self._db.execute(
+                    "INSERT INTO meta VALUES ('dim', ?), ('embedder', ?), ('version', '1')", (str(dim), embedder_name)
+                )
                 rows = {"dim": str(dim), "embedder": embedder_name, "version": "1"}
             return rows
         except sqlite3.DatabaseError as exc:
@@ -398,13 +464,16 @@ class SQLiteBackend(Backend):
         return self._db.execute("SELECT id, embedding FROM subtasks WHERE id > ? ORDER BY id", (after,)).fetchall()
 
     def subtasks_between(self, lo, hi):
-        return self._db.execute("SELECT id, embedding FROM subtasks WHERE id > ? AND id <= ? ORDER BY id",
-                                (lo, hi)).fetchall()
+        return self._db.execute(
+            "SELECT id, embedding FROM subtasks WHERE id > ? AND id <= ? ORDER BY id", (lo, hi)
+        ).fetchall()
 
     def outcomes_after(self, after):
         return self._db.execute(
             "SELECT subtask_id, model, task_class, success, id, cost_usd, tokens_out FROM outcomes"
-            " WHERE id > ? AND error IS NULL ORDER BY id", (after,)).fetchall()
+            " WHERE id > ? AND error IS NULL ORDER BY id",
+            (after,),
+        ).fetchall()
 
     def insert(self, items, now):
         ids: list[int] = []
@@ -414,8 +483,10 @@ class SQLiteBackend(Backend):
             for h, text, task_class, blob, outcomes in items:
                 row = cur.execute("SELECT id FROM subtasks WHERE text_hash = ?", (h,)).fetchone()
                 if row is None:
-                    cur.execute("INSERT INTO subtasks (text_hash, text, task_class, embedding, created_at)"
-                                " VALUES (?,?,?,?,?)", (h, text, task_class, blob, now))
+                    cur.execute(
+                        "INSERT INTO subtasks (text_hash, text, task_class, embedding, created_at) VALUES (?,?,?,?,?)",
+                        (h, text, task_class, blob, now),
+                    )
                     subtask_id = cur.lastrowid
                 else:
                     subtask_id = row[0]
@@ -429,40 +500,53 @@ class SQLiteBackend(Backend):
 
     def subtask_info(self, ids):
         marks = ",".join("?" * len(ids))
-        return {r[0]: r[1:] for r in self._db.execute(
-            f"SELECT id, text, task_class FROM subtasks WHERE id IN ({marks})", list(ids))}
+        return {
+            r[0]: r[1:]
+            for r in self._db.execute(f"SELECT id, text, task_class FROM subtasks WHERE id IN ({marks})", list(ids))
+        }
 
     def accepted_answers(self, ids):
         marks = ",".join("?" * len(ids))
         return self._db.execute(
             f"SELECT subtask_id, model, answer FROM outcomes WHERE subtask_id IN ({marks})"
             " AND error IS NULL AND accepted = 1 AND answer IS NOT NULL AND answer != '' ORDER BY id",
-            list(ids)).fetchall()
+            list(ids),
+        ).fetchall()
 
     def newest_subtasks(self, below, limit):
         return self._db.execute(
-            "SELECT id, task_class, embedding FROM subtasks WHERE id < ? ORDER BY id DESC LIMIT ?",
-            (below, int(limit))).fetchall()
+            "SELECT id, task_class, embedding FROM subtasks WHERE id < ? ORDER BY id DESC LIMIT ?", (below, int(limit))
+        ).fetchall()
 
     def count_rows(self, upto=None):
         if upto is None:
-            return (self._db.execute("SELECT COUNT(*) FROM subtasks").fetchone()[0],
-                    self._db.execute("SELECT COUNT(*) FROM outcomes").fetchone()[0])
-        return (self._db.execute("SELECT COUNT(*) FROM subtasks WHERE id <= ?", (upto[0],)).fetchone()[0],
-                self._db.execute("SELECT COUNT(*) FROM outcomes WHERE id <= ?", (upto[1],)).fetchone()[0])
+            return (
+                self._db.execute("SELECT COUNT(*) FROM subtasks").fetchone()[0],
+                self._db.execute("SELECT COUNT(*) FROM outcomes").fetchone()[0],
+            )
+        return (
+            self._db.execute("SELECT COUNT(*) FROM subtasks WHERE id <= ?", (upto[0],)).fetchone()[0],
+            self._db.execute("SELECT COUNT(*) FROM outcomes WHERE id <= ?", (upto[1],)).fetchone()[0],
+        )
 
     def outcome_rows(self, limit):
-        sql = ("SELECT o.id, s.text, o.model, o.task_class, o.success, o.accepted, o.judges, o.error, o.tokens_in,"
-               " o.tokens_out, o.cost_usd, o.latency_s, o.source, o.run_id FROM outcomes o"
-               " JOIN subtasks s ON s.id = o.subtask_id ORDER BY o.id")
+        sql = (
+            "SELECT o.id, s.text, o.model, o.task_class, o.success, o.accepted, o.judges, o.error, o.tokens_in,"
+            " o.tokens_out, o.cost_usd, o.latency_s, o.source, o.run_id FROM outcomes o"
+            " JOIN subtasks s ON s.id = o.subtask_id ORDER BY o.id"
+        )
         if limit:
             sql += f" LIMIT {int(limit)}"
         return self._db.execute(sql).fetchall()
 
     def hashes_with_source(self, source):
-        return {r[0] for r in self._db.execute(
-            "SELECT DISTINCT s.text_hash FROM outcomes o JOIN subtasks s ON s.id = o.subtask_id "
-            "WHERE o.source = ?", (source,))}
+        return {
+            r[0]
+            for r in self._db.execute(
+                "SELECT DISTINCT s.text_hash FROM outcomes o JOIN subtasks s ON s.id = o.subtask_id WHERE o.source = ?",
+                (source,),
+            )
+        }
 
     def get_artifact(self, name):
         try:
@@ -491,16 +575,21 @@ class SQLiteBackend(Backend):
         try:
             before = self.count_rows()
             if any(before) and not append:
-                raise StoreError(f"outcome store {self.label} already holds {before[0]} subtasks and {before[1]} "
-                                 f"outcomes; pass --append to add to them")
+                raise StoreError(
+                    f"outcome store {self.label} already holds {before[0]} subtasks and {before[1]} "
+                    f"outcomes; pass --append to add to them"
+                )
             mapping: dict[int, int] = {}
             added_s = added_o = 0
             for rows in subtasks:
                 for old_id, h, text, cls, blob, created in rows:
                     row = cur.execute("SELECT id FROM subtasks WHERE text_hash = ?", (h,)).fetchone()
                     if row is None:
-                        cur.execute("INSERT INTO subtasks (text_hash, text, task_class, embedding, created_at)"
-                                    " VALUES (?,?,?,?,?)", (h, text, cls, bytes(blob), created))
+                        cur.execute(
+                            "INSERT INTO subtasks (text_hash, text, task_class, embedding, created_at)"
+                            " VALUES (?,?,?,?,?)",
+                            (h, text, cls, bytes(blob), created),
+                        )
                         mapping[old_id] = cur.lastrowid
                         added_s += 1
                     else:
@@ -518,8 +607,14 @@ class SQLiteBackend(Backend):
         except BaseException:
             cur.execute("ROLLBACK")
             raise
-        return {"subtasks_before": before[0], "outcomes_before": before[1], "subtasks_added": added_s,
-                "outcomes_added": added_o, "subtasks": after[0], "outcomes": after[1]}
+        return {
+            "subtasks_before": before[0],
+            "outcomes_before": before[1],
+            "subtasks_added": added_s,
+            "outcomes_added": added_o,
+            "subtasks": after[0],
+            "outcomes": after[1],
+        }
 
     # ------------------------------------------------------------ API keys
     def keys_schema(self):
@@ -530,8 +625,11 @@ class SQLiteBackend(Backend):
 
     def key_insert(self, key_id, name, key_hash, prefix, budget_usd, period, now):
         try:
-            self._db.execute("INSERT INTO api_keys (id, name, key_hash, prefix, budget_usd, period, created_at)"
-                             " VALUES (?,?,?,?,?,?,?)", (key_id, name, key_hash, prefix, budget_usd, period, now))
+            self._db.execute(
+                "INSERT INTO api_keys (id, name, key_hash, prefix, budget_usd, period, created_at)"
+                " VALUES (?,?,?,?,?,?,?)",
+                (key_id, name, key_hash, prefix, budget_usd, period, now),
+            )
         except sqlite3.IntegrityError as exc:
             raise StoreError(f"a key named {name!r} already exists in {self.label}") from exc
 
@@ -539,29 +637,39 @@ class SQLiteBackend(Backend):
         return self._db.execute(f"SELECT {', '.join(KEY_COLUMNS)} FROM api_keys ORDER BY created_at, id").fetchall()
 
     def key_by_hash(self, key_hash):
-        return self._db.execute(f"SELECT {', '.join(KEY_COLUMNS)} FROM api_keys WHERE key_hash = ?",
-                                (key_hash,)).fetchone()
+        return self._db.execute(
+            f"SELECT {', '.join(KEY_COLUMNS)} FROM api_keys WHERE key_hash = ?", (key_hash,)
+        ).fetchone()
 
     def key_revoke(self, id_or_name, now):
-        return self._db.execute("UPDATE api_keys SET revoked_at = ? WHERE (id = ? OR name = ?) AND revoked_at IS NULL",
-                                (now, id_or_name, id_or_name)).rowcount
+        return self._db.execute(
+            "UPDATE api_keys SET revoked_at = ? WHERE (id = ? OR name = ?) AND revoked_at IS NULL",
+            (now, id_or_name, id_or_name),
+        ).rowcount
 
     def key_spent(self, key_id, period_start):
-        row = self._db.execute("SELECT spent_usd FROM api_key_spend WHERE key_id = ? AND period_start = ?",
-                               (key_id, period_start)).fetchone()
+        row = self._db.execute(
+            "SELECT spent_usd FROM api_key_spend WHERE key_id = ? AND period_start = ?", (key_id, period_start)
+        ).fetchone()
         return float(row[0]) if row else 0.0
 
     def key_charge(self, key_id, period_start, cost_usd, run_id, now):
         cur = self._db.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
-            cur.execute("INSERT INTO api_key_charges (key_id, period_start, cost_usd, run_id, created_at)"
-                        " VALUES (?,?,?,?,?)", (key_id, period_start, cost_usd, run_id, now))
-            cur.execute("INSERT INTO api_key_spend (key_id, period_start, spent_usd, runs) VALUES (?, ?, ?, 1)"
-                        " ON CONFLICT (key_id, period_start) DO UPDATE SET"
-                        " spent_usd = spent_usd + excluded.spent_usd, runs = runs + 1", (key_id, period_start, cost_usd))
-            spent = cur.execute("SELECT spent_usd FROM api_key_spend WHERE key_id = ? AND period_start = ?",
-                                (key_id, period_start)).fetchone()[0]
+            cur.execute(
+                "INSERT INTO api_key_charges (key_id, period_start, cost_usd, run_id, created_at) VALUES (?,?,?,?,?)",
+                (key_id, period_start, cost_usd, run_id, now),
+            )
+            cur.execute(
+                "INSERT INTO api_key_spend (key_id, period_start, spent_usd, runs) VALUES (?, ?, ?, 1)"
+                " ON CONFLICT (key_id, period_start) DO UPDATE SET"
+                " spent_usd = spent_usd + excluded.spent_usd, runs = runs + 1",
+                (key_id, period_start, cost_usd),
+            )
+            spent = cur.execute(
+                "SELECT spent_usd FROM api_key_spend WHERE key_id = ? AND period_start = ?", (key_id, period_start)
+            ).fetchone()[0]
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")

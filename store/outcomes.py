@@ -28,8 +28,17 @@ from typing import Iterable, Sequence
 import faiss
 import numpy as np
 
-from store.backends import (DB_FILE, MMAP_BYTES, OUTCOME_ROW_KEYS, SCHEMA, Backend, SQLiteBackend,  # noqa: F401
-                            StoreError, make_backend, url_scheme)
+from store.backends import (  # noqa: F401
+    DB_FILE,
+    MMAP_BYTES,
+    OUTCOME_ROW_KEYS,
+    SCHEMA,
+    Backend,
+    SQLiteBackend,
+    StoreError,
+    make_backend,
+    url_scheme,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +62,7 @@ def _faiss_threads(n: int):
         yield
     finally:
         faiss.omp_set_num_threads(before)
+
 
 INDEX_FILE = "index.faiss"
 INDEX_META_FILE = "index.json"
@@ -116,8 +126,9 @@ class OutcomeStore:
     keeps them in memory, rebuilt from the database at start.
     """
 
-    def __init__(self, directory: str | Path | None, dim: int, embedder_name: str = "unknown", *,
-                 backend: Backend | None = None):
+    def __init__(
+        self, directory: str | Path | None, dim: int, embedder_name: str = "unknown", *, backend: Backend | None = None
+    ):
         self.directory = Path(directory) if directory is not None else None
         self.dim = int(dim)
         self._lock = threading.RLock()
@@ -188,8 +199,7 @@ class OutcomeStore:
                     self._indexed_upto = int(meta["upto"])
                     return index
                 except Exception as exc:  # the index is only a cache: rebuild it from the database
-                    log.warning("FAISS index %s unreadable (%s); rebuilding it from %s", path, exc,
-                                self._db_label())
+                    log.warning("FAISS index %s unreadable (%s); rebuilding it from %s", path, exc, self._db_label())
         self._indexed_upto = 0
         return _new_index(self.dim, hnsw=False)
 
@@ -214,8 +224,15 @@ class OutcomeStore:
         self.refresh()
         return True
 
-    def _fold(self, subtask_id: int, model: str, task_class: str | None, success: float,
-              cost: float = 0.0, tokens: float = 0.0) -> None:
+    def _fold(
+        self,
+        subtask_id: int,
+        model: str,
+        task_class: str | None,
+        success: float,
+        cost: float = 0.0,
+        tokens: float = 0.0,
+    ) -> None:
         total = self._class_totals[task_class or ""][model]
         total[0] += success
         total[1] += 1
@@ -242,8 +259,10 @@ class OutcomeStore:
 
     def _add_vectors(self, ids: Sequence[int], blobs: Sequence[bytes]) -> None:
         vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), self.dim)
-        if not isinstance(faiss.downcast_index(self._index.index), faiss.IndexHNSWFlat) \
-                and self._index.ntotal + len(ids) > HNSW_THRESHOLD:
+        if (
+            not isinstance(faiss.downcast_index(self._index.index), faiss.IndexHNSWFlat)
+            and self._index.ntotal + len(ids) > HNSW_THRESHOLD
+        ):
             self._rebuild_as_hnsw()
         bulk = len(ids) > 1000  # a few vectors (one recorded subtask): one thread, as a search; bulk: all of them
         with nullcontext() if bulk else _faiss_threads(SEARCH_THREADS):
@@ -270,8 +289,9 @@ class OutcomeStore:
 
     def record_many(self, items: Iterable[tuple[str, np.ndarray, str | None, list[Outcome]]]) -> list[int]:
         """Write many subtasks and their outcomes in one transaction; returns their subtask ids."""
-        rows = [(text_hash(text), text, cls, self._as_vector(emb).tobytes(), list(outs))
-                for text, emb, cls, outs in items]
+        rows = [
+            (text_hash(text), text, cls, self._as_vector(emb).tobytes(), list(outs)) for text, emb, cls, outs in items
+        ]
         now = time.time()
         with self._lock:
             ids = self._backend.insert(rows, now)
@@ -326,8 +346,9 @@ class OutcomeStore:
             self._backend.put_artifact(name, data)
 
     # ------------------------------------------------------------------ reading
-    def neighbours(self, embedding, k: int, exclude_ids: set[int] | None = None,
-                   with_answers: bool = False) -> list[Neighbour]:
+    def neighbours(
+        self, embedding, k: int, exclude_ids: set[int] | None = None, with_answers: bool = False
+    ) -> list[Neighbour]:
         """The k most similar past subtasks (cosine similarity) with each model's mean success on them."""
         if k <= 0:
             return []
@@ -363,11 +384,18 @@ class OutcomeStore:
         for r, (sid, sim) in enumerate(hits):
             if sid in info:
                 have = [(m, c) for m, c in models if counts[r, c]]
-                out.append(Neighbour(sid, sim, info[sid][0], info[sid][1],
-                                     {m: float(sums[r, c] / counts[r, c]) for m, c in have},
-                                     dict(answers.get(sid, {})),
-                                     {m: float(costs[r, c] / counts[r, c]) for m, c in have},
-                                     {m: float(toks[r, c] / counts[r, c]) for m, c in have}))
+                out.append(
+                    Neighbour(
+                        sid,
+                        sim,
+                        info[sid][0],
+                        info[sid][1],
+                        {m: float(sums[r, c] / counts[r, c]) for m, c in have},
+                        dict(answers.get(sid, {})),
+                        {m: float(costs[r, c] / counts[r, c]) for m, c in have},
+                        {m: float(toks[r, c] / counts[r, c]) for m, c in have},
+                    )
+                )
         return out
 
     def class_rates(self, task_class: str | None) -> dict[str, tuple[float, int]]:
@@ -409,7 +437,9 @@ class OutcomeStore:
         with self._lock:
             return int(sum(n for _, n in self._model_totals.values()))
 
-    def training_rows(self, limit: int) -> tuple[np.ndarray, list[str | None], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    def training_rows(
+        self, limit: int
+    ) -> tuple[np.ndarray, list[str | None], dict[str, tuple[np.ndarray, np.ndarray]]]:
         """The newest `limit` subtasks with outcomes: (embeddings, task classes, {model: (row indices, mean success)}).
 
         What the success probe is fitted on; per-subtask means come from the in-memory aggregates.
@@ -421,8 +451,11 @@ class OutcomeStore:
             counts = self._success_n[ids] if len(ids) else np.zeros((0, self._success_n.shape[1]), np.int32)
             sums = self._success_sum[ids] if len(ids) else np.zeros(counts.shape)
             models = dict(self._model_cols)
-        vectors = (np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
-                   if rows else np.zeros((0, self.dim), np.float32))
+        vectors = (
+            np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
+            if rows
+            else np.zeros((0, self.dim), np.float32)
+        )
         per_model = {}
         for model, col in models.items():
             have = np.flatnonzero(counts[:, col] > 0)
@@ -452,8 +485,9 @@ class OutcomeStore:
         return int(self._index.ntotal)
 
 
-def open_store(target: str | Path | None, dim: int, embedder_name: str = "unknown",
-               cache_dir: str | Path | None = None) -> OutcomeStore:
+def open_store(
+    target: str | Path | None, dim: int, embedder_name: str = "unknown", cache_dir: str | Path | None = None
+) -> OutcomeStore:
     """The store at `target`: a directory (SQLite), ``sqlite:///dir``, ``postgresql://...`` or another scheme
     registered in :data:`store.backends.BACKENDS`; None is an in-memory SQLite store.
 
@@ -490,12 +524,14 @@ def migrate_store(source: str | Path, target: str | Path, append: bool = False, 
         dst = make_backend(target)
         dst_meta = dst.open(dim, embedder)
         if int(dst_meta["dim"]) != dim:
-            raise StoreError(f"{dst.label} holds {dst_meta['dim']}-dimensional embeddings, {src.label} {dim}: "
-                             f"they cannot be merged")
+            raise StoreError(
+                f"{dst.label} holds {dst_meta['dim']}-dimensional embeddings, {src.label} {dim}: they cannot be merged"
+            )
         upto_s, upto_o = src.max_ids()
         want_s, want_o = src.count_rows((upto_s, upto_o))
-        result = dst.import_rows(src.export_subtasks(upto_s, batch), src.export_outcomes(upto_o, batch), append,
-                                 expected=(want_s, want_o))
+        result = dst.import_rows(
+            src.export_subtasks(upto_s, batch), src.export_outcomes(upto_o, batch), append, expected=(want_s, want_o)
+        )
     finally:
         src.close()
         if dst is not None:
@@ -507,9 +543,17 @@ def migrate_store(source: str | Path, target: str | Path, append: bool = False, 
     finally:
         check.close()
     # (at least: other writers may add rows to a live target right after the copy commits)
-    if counts["outcomes"] < result["outcomes"] or counts["subtasks"] < result["subtasks"] \
-            or counts["vectors"] != counts["subtasks"]:
-        raise StoreError(f"after the copy {check.location} holds {counts}, expected {result['subtasks']} subtasks "
-                         f"and {result['outcomes']} outcomes")
-    return {"source": {"subtasks": want_s, "outcomes": want_o}, "copied": {
-        "subtasks": result["subtasks_added"], "outcomes": result["outcomes_added"]}, "target": counts}
+    if (
+        counts["outcomes"] < result["outcomes"]
+        or counts["subtasks"] < result["subtasks"]
+        or counts["vectors"] != counts["subtasks"]
+    ):
+        raise StoreError(
+            f"after the copy {check.location} holds {counts}, expected {result['subtasks']} subtasks "
+            f"and {result['outcomes']} outcomes"
+        )
+    return {
+        "source": {"subtasks": want_s, "outcomes": want_o},
+        "copied": {"subtasks": result["subtasks_added"], "outcomes": result["outcomes_added"]},
+        "target": counts,
+    }

@@ -46,8 +46,7 @@ from typing import Callable
 
 import psycopg
 
-from store.backends import (KEY_COLUMNS, OUTCOME_COLUMNS, Backend, StoreError, check_import, mask_url,
-                            outcome_values)
+from store.backends import KEY_COLUMNS, OUTCOME_COLUMNS, Backend, StoreError, check_import, mask_url, outcome_values
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +58,10 @@ SAFETY_REFRESH_S = 30.0  # refresh this often even without a notification
 CONNECT_TIMEOUT_S = 5
 
 MIGRATIONS: list[tuple[int, str, str]] = [
-    (1, "subtasks, outcomes and metadata", """
+    (
+        1,
+        "subtasks, outcomes and metadata",
+        """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE subtasks (
     id BIGSERIAL PRIMARY KEY,
@@ -89,15 +91,23 @@ CREATE TABLE outcomes (
 );
 CREATE INDEX outcomes_subtask ON outcomes(subtask_id);
 CREATE INDEX outcomes_source ON outcomes(source);
-"""),
-    (2, "artifacts: derived data the workers share (the success probe's fit)", """
+""",
+    ),
+    (
+        2,
+        "artifacts: derived data the workers share (the success probe's fit)",
+        """
 CREATE TABLE artifacts (
     name TEXT PRIMARY KEY,
     data BYTEA NOT NULL,
     updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
-"""),
-    (3, "API keys (sha256 only), their spend per period and a log of charges (fusiongraph/keys.py)", """
+""",
+    ),
+    (
+        3,
+        "API keys (sha256 only), their spend per period and a log of charges (fusiongraph/keys.py)",
+        """
 CREATE TABLE api_keys (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -123,15 +133,19 @@ CREATE TABLE api_key_charges (
     run_id TEXT,
     created_at DOUBLE PRECISION NOT NULL
 );
-"""),
+""",
+    ),
 ]
 LATEST = MIGRATIONS[-1][0]
 
-_SUBTASK_INSERT = ("INSERT INTO subtasks (id, text_hash, text, task_class, embedding, created_at)"
-                   " VALUES (%s, %s, %s, %s, %s, %s)")
-_OUTCOME_INSERT = ("INSERT INTO outcomes (subtask_id, model, task_class, success, accepted, judges, answer, error,"
-                   " tokens_in, tokens_out, cost_usd, latency_s, source, run_id, created_at)"
-                   " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
+_SUBTASK_INSERT = (
+    "INSERT INTO subtasks (id, text_hash, text, task_class, embedding, created_at) VALUES (%s, %s, %s, %s, %s, %s)"
+)
+_OUTCOME_INSERT = (
+    "INSERT INTO outcomes (subtask_id, model, task_class, success, accepted, judges, answer, error,"
+    " tokens_in, tokens_out, cost_usd, latency_s, source, run_id, created_at)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
 
 
 class PostgresBackend(Backend):
@@ -165,8 +179,10 @@ class PostgresBackend(Backend):
                 conn.execute("SET idle_in_transaction_session_timeout = '60s'")
                 conn.execute("SET lock_timeout = '60s'")
             except psycopg.Error as exc:
-                raise StoreError(f"cannot connect to the outcome store {self.label}: {str(exc).strip()}; check that "
-                                 f"Postgres is running and the URL (host, port, database, user) is right") from exc
+                raise StoreError(
+                    f"cannot connect to the outcome store {self.label}: {str(exc).strip()}; check that "
+                    f"Postgres is running and the URL (host, port, database, user) is right"
+                ) from exc
             self._conn = conn
         return conn
 
@@ -190,10 +206,14 @@ class PostgresBackend(Backend):
                     if lost:
                         self._drop()
                     if write or attempt or not lost:
-                        what = ("the write was rolled back (or, if the connection broke during its commit, "
-                                "committed whole)" if write else "the read failed")
-                        raise StoreError(f"outcome store {self.label}: {str(exc).strip()}; {what}; the next call "
-                                         f"reconnects") from exc
+                        what = (
+                            "the write was rolled back (or, if the connection broke during its commit, committed whole)"
+                            if write
+                            else "the read failed"
+                        )
+                        raise StoreError(
+                            f"outcome store {self.label}: {str(exc).strip()}; {what}; the next call reconnects"
+                        ) from exc
                 except psycopg.Error as exc:
                     raise StoreError(f"outcome store {self.label}: {type(exc).__name__}: {str(exc).strip()}") from exc
 
@@ -205,17 +225,22 @@ class PostgresBackend(Backend):
         def migrate(conn):
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
-                conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
-                             " description TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
+                    " description TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+                )
                 current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
                 if current > LATEST:
-                    raise StoreError(f"outcome store {self.label} has schema version {current}, this fusiongraph "
-                                     f"knows up to {LATEST}: upgrade fusiongraph")
+                    raise StoreError(
+                        f"outcome store {self.label} has schema version {current}, this fusiongraph "
+                        f"knows up to {LATEST}: upgrade fusiongraph"
+                    )
                 for version, description, ddl in MIGRATIONS:
                     if version > current:
                         conn.execute(ddl)
-                        conn.execute("INSERT INTO schema_version (version, description) VALUES (%s, %s)",
-                                     (version, description))
+                        conn.execute(
+                            "INSERT INTO schema_version (version, description) VALUES (%s, %s)", (version, description)
+                        )
                         log.info("outcome store %s: applied migration %d (%s)", self.label, version, description)
                 meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
                 if not meta:
@@ -244,8 +269,9 @@ class PostgresBackend(Backend):
     # ------------------------------------------------------------ listening
     def listen(self, on_change: Callable[[], bool]) -> None:
         self._stop.clear()
-        self._listener = threading.Thread(target=self._listen_loop, args=(on_change,), daemon=True,
-                                          name=f"fusiongraph-store-listen-{self.label}")
+        self._listener = threading.Thread(
+            target=self._listen_loop, args=(on_change,), daemon=True, name=f"fusiongraph-store-listen-{self.label}"
+        )
         self._listener.start()
 
     def changed(self) -> bool:
@@ -280,8 +306,11 @@ class PostgresBackend(Backend):
             except Exception as exc:
                 if not self._stop.is_set():  # warn once per outage, not at every retry
                     (log.warning if self._listening or backoff == 0.5 else log.debug)(
-                        "outcome store %s: LISTEN connection lost (%s); reads poll until it is back (retry in "
-                        "%.1f s)", self.label, str(exc).strip(), backoff)
+                        "outcome store %s: LISTEN connection lost (%s); reads poll until it is back (retry in %.1f s)",
+                        self.label,
+                        str(exc).strip(),
+                        backoff,
+                    )
             finally:
                 self._listening = False
                 if conn is not None:
@@ -313,8 +342,11 @@ class PostgresBackend(Backend):
         return self._rows("SELECT id, embedding FROM subtasks WHERE id > %s AND id <= %s ORDER BY id", (lo, hi))
 
     def outcomes_after(self, after):
-        return self._rows("SELECT subtask_id, model, task_class, success, id, cost_usd, tokens_out FROM outcomes"
-                          " WHERE id > %s AND error IS NULL ORDER BY id", (after,))
+        return self._rows(
+            "SELECT subtask_id, model, task_class, success, id, cost_usd, tokens_out FROM outcomes"
+            " WHERE id > %s AND error IS NULL ORDER BY id",
+            (after,),
+        )
 
     # ------------------------------------------------------------ writing
     def insert(self, items, now):
@@ -329,8 +361,10 @@ class PostgresBackend(Backend):
                     if h not in known and h not in new:
                         new[h] = (text, task_class, blob)
                 if new:
-                    cur.execute("SELECT nextval(pg_get_serial_sequence('subtasks', 'id'))"
-                                " FROM generate_series(1, %s)", (len(new),))
+                    cur.execute(
+                        "SELECT nextval(pg_get_serial_sequence('subtasks', 'id')) FROM generate_series(1, %s)",
+                        (len(new),),
+                    )
                     fresh = sorted(r[0] for r in cur.fetchall())
                     rows = [(i, h, text, cls, blob, now) for i, (h, (text, cls, blob)) in zip(fresh, new.items())]
                     cur.executemany(_SUBTASK_INSERT, rows)
@@ -345,35 +379,53 @@ class PostgresBackend(Backend):
 
     # ------------------------------------------------------------ reading
     def subtask_info(self, ids):
-        return {r[0]: r[1:] for r in self._rows("SELECT id, text, task_class FROM subtasks WHERE id = ANY(%s)",
-                                                 (list(ids),))}
+        return {
+            r[0]: r[1:]
+            for r in self._rows("SELECT id, text, task_class FROM subtasks WHERE id = ANY(%s)", (list(ids),))
+        }
 
     def accepted_answers(self, ids):
-        return self._rows("SELECT subtask_id, model, answer FROM outcomes WHERE subtask_id = ANY(%s)"
-                          " AND error IS NULL AND accepted AND answer IS NOT NULL AND answer <> '' ORDER BY id",
-                          (list(ids),))
+        return self._rows(
+            "SELECT subtask_id, model, answer FROM outcomes WHERE subtask_id = ANY(%s)"
+            " AND error IS NULL AND accepted AND answer IS NOT NULL AND answer <> '' ORDER BY id",
+            (list(ids),),
+        )
 
     def newest_subtasks(self, below, limit):
-        return self._rows("SELECT id, task_class, embedding FROM subtasks WHERE id < %s ORDER BY id DESC LIMIT %s",
-                          (below, int(limit)))
+        return self._rows(
+            "SELECT id, task_class, embedding FROM subtasks WHERE id < %s ORDER BY id DESC LIMIT %s",
+            (below, int(limit)),
+        )
 
     def count_rows(self, upto=None):
         if upto is None:
             return tuple(self._rows("SELECT (SELECT count(*) FROM subtasks), (SELECT count(*) FROM outcomes)")[0])
-        return tuple(self._rows("SELECT (SELECT count(*) FROM subtasks WHERE id <= %s),"
-                                " (SELECT count(*) FROM outcomes WHERE id <= %s)", upto)[0])
+        return tuple(
+            self._rows(
+                "SELECT (SELECT count(*) FROM subtasks WHERE id <= %s), (SELECT count(*) FROM outcomes WHERE id <= %s)",
+                upto,
+            )[0]
+        )
 
     def outcome_rows(self, limit):
-        sql = ("SELECT o.id, s.text, o.model, o.task_class, o.success, o.accepted, o.judges, o.error, o.tokens_in,"
-               " o.tokens_out, o.cost_usd, o.latency_s, o.source, o.run_id FROM outcomes o"
-               " JOIN subtasks s ON s.id = o.subtask_id ORDER BY o.id")
+        sql = (
+            "SELECT o.id, s.text, o.model, o.task_class, o.success, o.accepted, o.judges, o.error, o.tokens_in,"
+            " o.tokens_out, o.cost_usd, o.latency_s, o.source, o.run_id FROM outcomes o"
+            " JOIN subtasks s ON s.id = o.subtask_id ORDER BY o.id"
+        )
         if limit:
             sql += f" LIMIT {int(limit)}"
         return self._rows(sql)
 
     def hashes_with_source(self, source):
-        return {r[0] for r in self._rows("SELECT DISTINCT s.text_hash FROM outcomes o JOIN subtasks s"
-                                         " ON s.id = o.subtask_id WHERE o.source = %s", (source,))}
+        return {
+            r[0]
+            for r in self._rows(
+                "SELECT DISTINCT s.text_hash FROM outcomes o JOIN subtasks s"
+                " ON s.id = o.subtask_id WHERE o.source = %s",
+                (source,),
+            )
+        }
 
     # ------------------------------------------------------------ artifacts
     def get_artifact(self, name):
@@ -381,10 +433,14 @@ class PostgresBackend(Backend):
         return bytes(rows[0][0]) if rows else None
 
     def put_artifact(self, name, data):
-        self._run(lambda conn: conn.execute(
-            "INSERT INTO artifacts (name, data) VALUES (%s, %s)"
-            " ON CONFLICT (name) DO UPDATE SET data = EXCLUDED.data, updated_at = now()", (name, bytes(data))),
-            write=True)
+        self._run(
+            lambda conn: conn.execute(
+                "INSERT INTO artifacts (name, data) VALUES (%s, %s)"
+                " ON CONFLICT (name) DO UPDATE SET data = EXCLUDED.data, updated_at = now()",
+                (name, bytes(data)),
+            ),
+            write=True,
+        )
 
     # ------------------------------------------------------------ copying
     def max_ids(self):
@@ -402,8 +458,10 @@ class PostgresBackend(Backend):
                 cur.execute("SELECT (SELECT count(*) FROM subtasks), (SELECT count(*) FROM outcomes)")
                 before = tuple(cur.fetchone())
                 if any(before) and not append:
-                    raise StoreError(f"outcome store {self.label} already holds {before[0]} subtasks and "
-                                     f"{before[1]} outcomes; pass --append to add to them")
+                    raise StoreError(
+                        f"outcome store {self.label} already holds {before[0]} subtasks and "
+                        f"{before[1]} outcomes; pass --append to add to them"
+                    )
                 mapping: dict[int, int] = {}
                 added_s = added_o = 0
                 for rows in subtasks:
@@ -415,11 +473,14 @@ class PostgresBackend(Backend):
                             mapping[r[0]] = known[r[1]]
                     if not new:
                         continue
-                    cur.execute("SELECT nextval(pg_get_serial_sequence('subtasks', 'id'))"
-                                " FROM generate_series(1, %s)", (len(new),))
+                    cur.execute(
+                        "SELECT nextval(pg_get_serial_sequence('subtasks', 'id')) FROM generate_series(1, %s)",
+                        (len(new),),
+                    )
                     fresh = sorted(r[0] for r in cur.fetchall())
-                    with cur.copy("COPY subtasks (id, text_hash, text, task_class, embedding, created_at)"
-                                  " FROM STDIN") as cp:
+                    with cur.copy(
+                        "COPY subtasks (id, text_hash, text, task_class, embedding, created_at) FROM STDIN"
+                    ) as cp:
                         for i, (old, h, text, cls, blob, created) in zip(fresh, new):
                             cp.write_row((i, h, text, cls, bytes(blob), created))
                             mapping[old] = i
@@ -435,28 +496,40 @@ class PostgresBackend(Backend):
                 after = tuple(cur.fetchone())
                 check_import(self.label, expected, len(mapping), added_s, added_o, before, after)
                 cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL, ""))
-            return {"subtasks_before": before[0], "outcomes_before": before[1], "subtasks_added": added_s,
-                    "outcomes_added": added_o, "subtasks": after[0], "outcomes": after[1]}
+            return {
+                "subtasks_before": before[0],
+                "outcomes_before": before[1],
+                "subtasks_added": added_s,
+                "outcomes_added": added_o,
+                "subtasks": after[0],
+                "outcomes": after[1],
+            }
 
         return self._run(copy, write=True)
 
     # ------------------------------------------------------------ API keys
     def keys_schema(self):
         """Apply the migrations (as :meth:`open` does) without writing the outcome store's metadata."""
+
         def migrate(conn):
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
-                conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
-                             " description TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
+                    " description TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+                )
                 current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
                 if current > LATEST:
-                    raise StoreError(f"outcome store {self.label} has schema version {current}, this fusiongraph "
-                                     f"knows up to {LATEST}: upgrade fusiongraph")
+                    raise StoreError(
+                        f"outcome store {self.label} has schema version {current}, this fusiongraph "
+                        f"knows up to {LATEST}: upgrade fusiongraph"
+                    )
                 for version, description, ddl in MIGRATIONS:
                     if version > current:
                         conn.execute(ddl)
-                        conn.execute("INSERT INTO schema_version (version, description) VALUES (%s, %s)",
-                                     (version, description))
+                        conn.execute(
+                            "INSERT INTO schema_version (version, description) VALUES (%s, %s)", (version, description)
+                        )
                         log.info("outcome store %s: applied migration %d (%s)", self.label, version, description)
 
         self._run(migrate, write=True)
@@ -466,10 +539,14 @@ class PostgresBackend(Backend):
 
     def key_insert(self, key_id, name, key_hash, prefix, budget_usd, period, now):
         try:
-            self._run(lambda conn: conn.execute(
-                "INSERT INTO api_keys (id, name, key_hash, prefix, budget_usd, period, created_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s)", (key_id, name, key_hash, prefix, budget_usd, period, now)),
-                write=True)
+            self._run(
+                lambda conn: conn.execute(
+                    "INSERT INTO api_keys (id, name, key_hash, prefix, budget_usd, period, created_at)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    (key_id, name, key_hash, prefix, budget_usd, period, now),
+                ),
+                write=True,
+            )
         except StoreError as exc:
             if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
                 raise StoreError(f"a key named {name!r} already exists in {self.label}") from exc
@@ -483,24 +560,36 @@ class PostgresBackend(Backend):
         return rows[0] if rows else None
 
     def key_revoke(self, id_or_name, now):
-        return self._run(lambda conn: conn.execute(
-            "UPDATE api_keys SET revoked_at = %s WHERE (id = %s OR name = %s) AND revoked_at IS NULL",
-            (now, id_or_name, id_or_name)).rowcount, write=True)
+        return self._run(
+            lambda conn: (
+                conn.execute(
+                    "UPDATE api_keys SET revoked_at = %s WHERE (id = %s OR name = %s) AND revoked_at IS NULL",
+                    (now, id_or_name, id_or_name),
+                ).rowcount
+            ),
+            write=True,
+        )
 
     def key_spent(self, key_id, period_start):
-        rows = self._rows("SELECT spent_usd FROM api_key_spend WHERE key_id = %s AND period_start = %s",
-                          (key_id, period_start))
+        rows = self._rows(
+            "SELECT spent_usd FROM api_key_spend WHERE key_id = %s AND period_start = %s", (key_id, period_start)
+        )
         return float(rows[0][0]) if rows else 0.0
 
     def key_charge(self, key_id, period_start, cost_usd, run_id, now):
         def charge(conn):
             with conn.transaction(), conn.cursor() as cur:
-                cur.execute("INSERT INTO api_key_charges (key_id, period_start, cost_usd, run_id, created_at)"
-                            " VALUES (%s, %s, %s, %s, %s)", (key_id, period_start, cost_usd, run_id, now))
-                cur.execute("INSERT INTO api_key_spend AS s (key_id, period_start, spent_usd, runs)"
-                            " VALUES (%s, %s, %s, 1) ON CONFLICT (key_id, period_start) DO UPDATE SET"
-                            " spent_usd = s.spent_usd + EXCLUDED.spent_usd, runs = s.runs + 1 RETURNING s.spent_usd",
-                            (key_id, period_start, cost_usd))
+                cur.execute(
+                    "INSERT INTO api_key_charges (key_id, period_start, cost_usd, run_id, created_at)"
+                    " VALUES (%s, %s, %s, %s, %s)",
+                    (key_id, period_start, cost_usd, run_id, now),
+                )
+                cur.execute(
+                    "INSERT INTO api_key_spend AS s (key_id, period_start, spent_usd, runs)"
+                    " VALUES (%s, %s, %s, 1) ON CONFLICT (key_id, period_start) DO UPDATE SET"
+                    " spent_usd = s.spent_usd + EXCLUDED.spent_usd, runs = s.runs + 1 RETURNING s.spent_usd",
+                    (key_id, period_start, cost_usd),
+                )
                 return float(cur.fetchone()[0])
 
         return self._run(charge, write=True)

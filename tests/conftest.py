@@ -29,11 +29,13 @@ def planner_script(prompt: str) -> str:
 
 
 def make_taxonomy(models: list[str]) -> Taxonomy:
-    return Taxonomy([
-        TaskClass("math", "arithmetic calculations numbers", ["what is 2 plus 2", "compute 17 times 3"], models),
-        TaskClass("factual_qa", "facts capital city history", ["what is the capital of france"], models),
-        TaskClass("creative_writing", "poems stories haiku", ["write a haiku about rain"], models),
-    ])
+    return Taxonomy(
+        [
+            TaskClass("math", "arithmetic calculations numbers", ["what is 2 plus 2", "compute 17 times 3"], models),
+            TaskClass("factual_qa", "facts capital city history", ["what is the capital of france"], models),
+            TaskClass("creative_writing", "poems stories haiku", ["write a haiku about rain"], models),
+        ]
+    )
 
 
 @pytest.fixture
@@ -44,22 +46,27 @@ def fusion(tmp_path):
     def build(models: dict, planner=None, judge=None, store_dir=None, extra_specs=()):
         specs, chats = [], {}
         for model_id, (kwargs, chat) in models.items():
-            specs.append(ModelSpec(id=model_id, kind=kwargs.pop("kind", "openai_compatible"),
-                                   base_url="http://127.0.0.1:9/v1", **kwargs))
+            specs.append(
+                ModelSpec(
+                    id=model_id,
+                    kind=kwargs.pop("kind", "openai_compatible"),
+                    base_url="http://127.0.0.1:9/v1",
+                    **kwargs,
+                )
+            )
             if chat is not None:
                 chats[model_id] = chat
-        specs.append(ModelSpec(id="planner", kind="openai_compatible", base_url="http://127.0.0.1:9/v1",
-                               answers=False))
+        specs.append(ModelSpec(id="planner", kind="openai_compatible", base_url="http://127.0.0.1:9/v1", answers=False))
         chats["planner"] = planner or ScriptedChat(script=planner_script)
-        specs.append(ModelSpec(id="judge", kind="openai_compatible", base_url="http://127.0.0.1:9/v1",
-                               answers=False))
+        specs.append(ModelSpec(id="judge", kind="openai_compatible", base_url="http://127.0.0.1:9/v1", answers=False))
         chats["judge"] = judge or ScriptedChat(script=judge_script)
         specs.extend(extra_specs)
         roster = Roster(specs, chats)
         embedder = Embedder(BagOfWordsEmbeddings())
         store = OutcomeStore(store_dir or tmp_path / "store", embedder.dim, embedder.name)
-        res = Resources(roster, make_taxonomy([s.id for s in specs if s.id not in ("planner", "judge")]),
-                        embedder, store)
+        res = Resources(
+            roster, make_taxonomy([s.id for s in specs if s.id not in ("planner", "judge")]), embedder, store
+        )
         cm = use_resources(res)
         cm.__enter__()
         entered.append(cm)

@@ -67,9 +67,15 @@ class ScriptedChat(BaseChatModel):
         meta = {"finish_reason": self.finish_reason}
         if self.logprob is not None:
             meta["token_logprobs"] = [self.logprob] * self.tokens_out
-        msg = AIMessage(content=reply, response_metadata=meta,
-                        usage_metadata={"input_tokens": 100, "output_tokens": self.tokens_out,
-                                        "total_tokens": 100 + self.tokens_out})
+        msg = AIMessage(
+            content=reply,
+            response_metadata=meta,
+            usage_metadata={
+                "input_tokens": 100,
+                "output_tokens": self.tokens_out,
+                "total_tokens": 100 + self.tokens_out,
+            },
+        )
         return ChatResult(generations=[ChatGeneration(message=msg)])
 
     def with_structured_output(self, schema, *, include_raw: bool = False, **kwargs):

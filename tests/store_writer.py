@@ -1,6 +1,6 @@
 """A separate process that records outcomes into a store: used by the durability tests.
 
-    python -m tests.store_writer TARGET NAME COUNT    (TARGET: a store directory or a postgresql:// URL)
+python -m tests.store_writer TARGET NAME COUNT    (TARGET: a store directory or a postgresql:// URL)
 """
 
 import sys

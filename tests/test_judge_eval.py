@@ -9,37 +9,56 @@ import pytest
 from typer.testing import CliRunner
 
 from fusiongraph.cli import app
-from fusiongraph.judge_eval import (JUDGE_KINDS, generate_arithmetic, is_correct, judge_metrics, last_number,
-                                    load_items, run_judge_eval)
+from fusiongraph.judge_eval import (
+    JUDGE_KINDS,
+    generate_arithmetic,
+    is_correct,
+    judge_metrics,
+    last_number,
+    load_items,
+    run_judge_eval,
+)
 from tests.conftest import ctx
 from tests.fakes import ScriptedChat
 
-
 # ---------------------------------------------------------------------------------------------- matching
 
-@pytest.mark.parametrize("answer,expected", [
-    ("7 times 8 is 56.", 56), ("The answer is -5", -5), ("1,234 apples", 1234), ("about 3.50", 3.5),
-    ("pages 7-8", 8), ("no digits here", None), ("", None), ("12 * 7 = 84\n", 84),
-])
+
+@pytest.mark.parametrize(
+    "answer,expected",
+    [
+        ("7 times 8 is 56.", 56),
+        ("The answer is -5", -5),
+        ("1,234 apples", 1234),
+        ("about 3.50", 3.5),
+        ("pages 7-8", 8),
+        ("no digits here", None),
+        ("", None),
+        ("12 * 7 = 84\n", 84),
+    ],
+)
 def test_last_number(answer, expected):
     assert last_number(answer) == expected
 
 
-@pytest.mark.parametrize("answer,reference,match,right", [
-    ("7 times 8 is 56.", "56", None, True),
-    ("56 is wrong, it is 54", "56", None, False),  # the last number counts
-    ("The result is 84.0", "84", "numeric", True),
-    ("0.1 + 0.2 = 0.3000000001", "0.3", None, True),  # within 1e-6 relative
-    ("It is 0.31", "0.3", None, False),
-    ("fifty-six", "56", None, False),  # numbers in words are not read
-    ("Paris.", "paris", None, True),
-    ("The capital of France is PARIS!", "Paris", None, True),
-    ("A Parisian café", "Paris", None, False),  # whole words only
-    ("It was written by William Shakespeare.", "william shakespeare", "exact", True),
-    ("Shakespeare, William", "William Shakespeare", "exact", False),
-    ("don't", "don t", "exact", True),  # punctuation becomes a space on both sides
-    ("The answer is 56", "56", "exact", True),  # exact on a number: the word "56" appears
-])
+@pytest.mark.parametrize(
+    "answer,reference,match,right",
+    [
+        ("7 times 8 is 56.", "56", None, True),
+        ("56 is wrong, it is 54", "56", None, False),  # the last number counts
+        ("The result is 84.0", "84", "numeric", True),
+        ("0.1 + 0.2 = 0.3000000001", "0.3", None, True),  # within 1e-6 relative
+        ("It is 0.31", "0.3", None, False),
+        ("fifty-six", "56", None, False),  # numbers in words are not read
+        ("Paris.", "paris", None, True),
+        ("The capital of France is PARIS!", "Paris", None, True),
+        ("A Parisian café", "Paris", None, False),  # whole words only
+        ("It was written by William Shakespeare.", "william shakespeare", "exact", True),
+        ("Shakespeare, William", "William Shakespeare", "exact", False),
+        ("don't", "don t", "exact", True),  # punctuation becomes a space on both sides
+        ("The answer is 56", "56", "exact", True),  # exact on a number: the word "56" appears
+    ],
+)
 def test_is_correct(answer, reference, match, right):
     assert is_correct(answer, reference, match) is right
 
@@ -51,11 +70,14 @@ def test_a_numeric_match_needs_a_numeric_reference():
 
 # ----------------------------------------------------------------------------------------------- metrics
 
+
 def test_metrics_on_hand_made_rows():
-    rows = [({"rules": 1.0, "self": 0.9, "llm": None, "aggregate": 0.9}, True),
-            ({"rules": 1.0, "self": 0.8, "llm": None, "aggregate": 0.8}, False),
-            ({"rules": 1.0, "self": None, "llm": 1.0, "aggregate": 0.7}, True),
-            ({"rules": 0.0, "self": 0.2, "llm": 0.0, "aggregate": 0.2}, False)]
+    rows = [
+        ({"rules": 1.0, "self": 0.9, "llm": None, "aggregate": 0.9}, True),
+        ({"rules": 1.0, "self": 0.8, "llm": None, "aggregate": 0.8}, False),
+        ({"rules": 1.0, "self": None, "llm": 1.0, "aggregate": 0.7}, True),
+        ({"rules": 0.0, "self": 0.2, "llm": 0.0, "aggregate": 0.2}, False),
+    ]
     m = judge_metrics(rows, threshold=0.6)
     agg = m["aggregate"]
     # pairs (right, wrong): 0.9>0.8, 0.9>0.2, 0.7<0.8, 0.7>0.2 -> 3/4
@@ -77,8 +99,17 @@ def test_metrics_with_one_class_or_no_rows():
     m = judge_metrics([({"aggregate": 0.9}, True), ({"aggregate": 0.1}, True)], threshold=0.5)
     assert m["aggregate"]["auroc"] is None  # one class only
     assert m["aggregate"]["accept_accuracy"] == 0.5 and m["aggregate"]["majority_baseline"] == 1.0
-    assert m["llm"] == {"answers": 0, "abstained": 2, "right": 0, "accepted": 0, "right_accepted": 0,
-                        "wrong_accepted": 0, "accept_accuracy": None, "majority_baseline": None, "auroc": None}
+    assert m["llm"] == {
+        "answers": 0,
+        "abstained": 2,
+        "right": 0,
+        "accepted": 0,
+        "right_accepted": 0,
+        "wrong_accepted": 0,
+        "accept_accuracy": None,
+        "majority_baseline": None,
+        "auroc": None,
+    }
     assert judge_metrics([], 0.6)["aggregate"]["answers"] == 0
 
 
@@ -88,6 +119,7 @@ def test_a_perfectly_inverted_judge_has_auroc_zero():
 
 
 # ------------------------------------------------------------------------------------------------- input
+
 
 def test_generated_arithmetic_is_reproducible_and_right():
     items = generate_arithmetic(10, seed=3)
@@ -100,26 +132,34 @@ def test_generated_arithmetic_is_reproducible_and_right():
 
 def test_load_items_reads_defaults_and_skips_blank_lines(tmp_path):
     f = tmp_path / "q.jsonl"
-    f.write_text('{"prompt": "What is 2 plus 2?", "reference": "4"}\n\n'
-                 '{"prompt": "Capital of France?", "reference": "Paris", "id": 7}\n'
-                 '{"prompt": "Six times seven?", "reference": 42, "match": "exact"}\n')
+    f.write_text(
+        '{"prompt": "What is 2 plus 2?", "reference": "4"}\n\n'
+        '{"prompt": "Capital of France?", "reference": "Paris", "id": 7}\n'
+        '{"prompt": "Six times seven?", "reference": 42, "match": "exact"}\n'
+    )
     items = load_items(f)
-    assert [(i["line"], i["match"], i["reference"]) for i in items] == [(1, "numeric", "4"), (3, "exact", "Paris"),
-                                                                         (4, "exact", "42")]
+    assert [(i["line"], i["match"], i["reference"]) for i in items] == [
+        (1, "numeric", "4"),
+        (3, "exact", "Paris"),
+        (4, "exact", "42"),
+    ]
 
 
-@pytest.mark.parametrize("text,message", [
-    ("", "no questions"),
-    ("\n  \n", "no questions"),
-    ('{"prompt": "a", "reference": "b"}\nnot json\n', "line 2: not valid JSON"),
-    ('{"prompt": "a"}\n', "line 1: missing field 'reference'"),
-    ('{"reference": "b"}\n', "line 1: missing field 'prompt'"),
-    ('["a", "b"]\n', "line 1: expected an object"),
-    ('{"prompt": "   ", "reference": "b"}\n', "line 1: \"prompt\": query is empty"),
-    ('{"prompt": "a", "reference": ""}\n', "line 1: \"reference\" must be a non-empty"),
-    ('{"prompt": "a", "reference": "b", "match": "fuzzy"}\n', "line 1: \"match\" must be one of"),
-    ('{"prompt": "a", "reference": "Paris", "match": "numeric"}\n', "line 1: \"match\" is numeric"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("", "no questions"),
+        ("\n  \n", "no questions"),
+        ('{"prompt": "a", "reference": "b"}\nnot json\n', "line 2: not valid JSON"),
+        ('{"prompt": "a"}\n', "line 1: missing field 'reference'"),
+        ('{"reference": "b"}\n', "line 1: missing field 'prompt'"),
+        ('["a", "b"]\n', "line 1: expected an object"),
+        ('{"prompt": "   ", "reference": "b"}\n', 'line 1: "prompt": query is empty'),
+        ('{"prompt": "a", "reference": ""}\n', 'line 1: "reference" must be a non-empty'),
+        ('{"prompt": "a", "reference": "b", "match": "fuzzy"}\n', 'line 1: "match" must be one of'),
+        ('{"prompt": "a", "reference": "Paris", "match": "numeric"}\n', 'line 1: "match" is numeric'),
+    ],
+)
 def test_bad_input_names_the_line(tmp_path, text, message):
     f = tmp_path / "q.jsonl"
     f.write_text(text)
@@ -131,8 +171,12 @@ def test_cli_bad_input_exits_2_without_a_traceback(tmp_path):
     f = tmp_path / "q.jsonl"
     f.write_text('{"prompt": "What is 2 plus 2?", "reference": "4"}\n{"prompt": "x"\n')
     runner = CliRunner()
-    for args, message in [([str(f)], "line 2"), ([str(tmp_path / "missing.jsonl")], "No such file"), ([], "FILE"),
-                          (["--generate", "poems"], "--generate")]:
+    for args, message in [
+        ([str(f)], "line 2"),
+        ([str(tmp_path / "missing.jsonl")], "No such file"),
+        ([], "FILE"),
+        (["--generate", "poems"], "--generate"),
+    ]:
         result = runner.invoke(app, ["judge-eval", *args])
         assert result.exit_code == 2, (args, result.output)
         assert message in result.output and "Traceback" not in result.output
@@ -150,17 +194,25 @@ def test_cli_generates_question_sets():
 
 # ------------------------------------------------------------------------------ the cascade's attempt path
 
+
 def test_every_judge_scores_every_answer_through_the_attempt_path(fusion, tmp_path):
     def answer(prompt):
         if "3 times 3" in prompt:
             raise ConnectionError("tier down")
         return "GOOD: the answer is 56"
 
-    res = fusion({"cheap": ({"price_in": 0.0, "price_out": 0.0}, ScriptedChat(script=answer, logprob=-0.1)),
-                  "other": ({"price_in": 1.0, "price_out": 1.0}, ScriptedChat(script=lambda p: "BAD 6"))})
-    items = [{"line": i + 1, "prompt": p, "reference": r, "match": "numeric"}
-             for i, (p, r) in enumerate([("What is 7 times 8?", "56"), ("What is 2 times 3?", "6"),
-                                         ("What is 3 times 3?", "9")])]
+    res = fusion(
+        {
+            "cheap": ({"price_in": 0.0, "price_out": 0.0}, ScriptedChat(script=answer, logprob=-0.1)),
+            "other": ({"price_in": 1.0, "price_out": 1.0}, ScriptedChat(script=lambda p: "BAD 6")),
+        }
+    )
+    items = [
+        {"line": i + 1, "prompt": p, "reference": r, "match": "numeric"}
+        for i, (p, r) in enumerate(
+            [("What is 7 times 8?", "56"), ("What is 2 times 3?", "6"), ("What is 3 times 3?", "9")]
+        )
+    ]
     report, answers = run_judge_eval(items, ctx(), models=["cheap"], show_progress=False)
     assert report["models"] == ["cheap"] and report["llm_judge"] == "judge"
     assert {"model": "other", "reason": "not in --models"} in report["skipped_models"]
@@ -188,14 +240,32 @@ def test_every_judge_scores_every_answer_through_the_attempt_path(fusion, tmp_pa
 
 # ----------------------------------------------------------------------------------------- the real thing
 
+
 @pytest.mark.integration
 def test_judge_eval_on_the_shipped_gguf(tmp_path):
     questions = tmp_path / "arith.jsonl"
     questions.write_text("".join(json.dumps(i) + "\n" for i in generate_arithmetic(4, seed=0)))
     done = subprocess.run(
-        [sys.executable, "-m", "fusiongraph.cli", "judge-eval", str(questions), "--local-only", "--json",
-         "--max-tokens", "24", "--out", str(tmp_path / "out"), "--store-dir", str(tmp_path / "store")],
-        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=240)
+        [
+            sys.executable,
+            "-m",
+            "fusiongraph.cli",
+            "judge-eval",
+            str(questions),
+            "--local-only",
+            "--json",
+            "--max-tokens",
+            "24",
+            "--out",
+            str(tmp_path / "out"),
+            "--store-dir",
+            str(tmp_path / "store"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=240,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout)
     assert report == json.loads((tmp_path / "out" / "judge_eval.json").read_text())

@@ -4,18 +4,21 @@ import numpy as np
 import pytest
 from langchain_core.messages import AIMessage
 
-from fusiongraph.judges import aggregate, llm_verdict, rule_verdict, self_verdict, Verdict
+from fusiongraph.judges import Verdict, aggregate, llm_verdict, rule_verdict, self_verdict
 from fusiongraph.routing import Router
 from store import Outcome, OutcomeStore
 from tests.fakes import ScriptedChat
 
 
-@pytest.mark.parametrize("answer,finish,veto,score", [
-    ("", "stop", True, 0.0),
-    ("I'm sorry, but I can't help with that.", "stop", True, 0.0),
-    ("Paris", "length", False, 0.5),
-    ("Paris", "stop", False, 1.0),
-])
+@pytest.mark.parametrize(
+    "answer,finish,veto,score",
+    [
+        ("", "stop", True, 0.0),
+        ("I'm sorry, but I can't help with that.", "stop", True, 0.0),
+        ("Paris", "length", False, 0.5),
+        ("Paris", "stop", False, 1.0),
+    ],
+)
 def test_rule_verdicts(answer, finish, veto, score):
     v = rule_verdict("What is the capital of France?", answer, finish, "factual_qa")
     assert (v.veto, v.score) == (veto, score)
@@ -29,8 +32,9 @@ def test_rule_verdict_checks_required_formats():
 
 
 def test_self_confidence_from_logprobs():
-    assert self_verdict(AIMessage("x", response_metadata={"token_logprobs": [np.log(0.5)] * 4})).score == \
-        pytest.approx(0.5)
+    assert self_verdict(AIMessage("x", response_metadata={"token_logprobs": [np.log(0.5)] * 4})).score == pytest.approx(
+        0.5
+    )
     openai_style = {"logprobs": {"content": [{"token": "a", "logprob": 0.0}]}}
     assert self_verdict(AIMessage("x", response_metadata=openai_style)).score == pytest.approx(1.0)
     assert self_verdict(AIMessage("x")).score is None
@@ -44,8 +48,9 @@ def test_a_junk_judge_never_accepts():
 
 
 def test_aggregate_weights_the_judges_that_spoke_and_honours_vetoes():
-    assert aggregate([Verdict("rules", 1.0), Verdict("self", None), Verdict("llm", 0.5)]) == \
-        pytest.approx((0.3 + 0.25) / 0.8)
+    assert aggregate([Verdict("rules", 1.0), Verdict("self", None), Verdict("llm", 0.5)]) == pytest.approx(
+        (0.3 + 0.25) / 0.8
+    )
     assert aggregate([Verdict("rules", 0.0, veto=True), Verdict("llm", 1.0)]) == 0.0
 
 
@@ -53,8 +58,12 @@ def test_hybrid_prediction_shrinks_neighbours_toward_the_class_rate(tmp_path):
     store = OutcomeStore(None, 4, "t")
     e = np.array([1, 0, 0, 0], np.float32)
     for i in range(10):  # the class says: model a succeeds
-        store.record(f"class item {i}", np.array([0, 1, 0, 0], np.float32) if i else np.array([0, 0, 1, 0], np.float32),
-                     "math", [Outcome("a", 1.0, True)])
+        store.record(
+            f"class item {i}",
+            np.array([0, 1, 0, 0], np.float32) if i else np.array([0, 0, 1, 0], np.float32),
+            "math",
+            [Outcome("a", 1.0, True)],
+        )
     store.record("near", e, "math", [Outcome("a", 0.0, False)])
     router = Router(store)
     nbrs = router.neighbours(e, k=1, min_similarity=0.5)
@@ -64,12 +73,15 @@ def test_hybrid_prediction_shrinks_neighbours_toward_the_class_rate(tmp_path):
     assert knn < 0.01 < hyb < tax
 
 
-@pytest.mark.parametrize("text,match", [
-    ("models: [", "not valid YAML"),
-    ("other: 1", "top-level `models:` list"),
-    ("models:\n  - {id: x, kind: openai}", "(?s)entry 0 .*'x'.*needs `model`"),
-    ("models:\n  - {id: x, kind: openai, model: a}\n  - {id: x, kind: openai, model: b}", "duplicate model ids"),
-])
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("models: [", "not valid YAML"),
+        ("other: 1", "top-level `models:` list"),
+        ("models:\n  - {id: x, kind: openai}", "(?s)entry 0 .*'x'.*needs `model`"),
+        ("models:\n  - {id: x, kind: openai, model: a}\n  - {id: x, kind: openai, model: b}", "duplicate model ids"),
+    ],
+)
 def test_a_malformed_roster_is_a_clear_error(tmp_path, text, match):
     from fusiongraph.roster import Roster
 

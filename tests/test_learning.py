@@ -15,8 +15,14 @@ from tests.fakes import ScriptedChat
 def two(cheap_script=lambda p: "BAD answer"):
     cheap = ScriptedChat(script=cheap_script)
     strong = ScriptedChat(script=lambda p: "GOOD answer")
-    return {"cheap": ({"price_in": 0.0, "price_out": 0.0}, cheap),
-            "strong": ({"price_in": 1.0, "price_out": 4.0}, strong)}, cheap, strong
+    return (
+        {
+            "cheap": ({"price_in": 0.0, "price_out": 0.0}, cheap),
+            "strong": ({"price_in": 1.0, "price_out": 4.0}, strong),
+        },
+        cheap,
+        strong,
+    )
 
 
 def test_calibration_runs_every_prompt_through_every_model_and_resumes(fusion, tmp_path):
@@ -34,13 +40,19 @@ def test_calibration_runs_every_prompt_through_every_model_and_resumes(fusion, t
     prompts.write_text('"What is 2 plus 2?"\n{"prompt": "Write a haiku about rain"}\n\n"Name a colour"\n')
     with pytest.raises(KeyboardInterrupt):
         calibrate(prompts, ctx(), show_progress=False)
-    assert res.store.counts()["subtasks"] == 1  # the first prompt was committed whole
+    # the first prompt was committed whole (both models' outcomes), the interrupted second not at all
+    assert res.store.counts() == {"subtasks": 1, "outcomes": 2, "vectors": 1}
+    assert {(r["subtask"], r["model"]) for r in res.store.outcomes()} == {
+        ("What is 2 plus 2?", "cheap"),
+        ("What is 2 plus 2?", "strong"),
+    }
     summary = calibrate(prompts, ctx(), show_progress=False)
     assert summary["already_done"] == 1 and summary["calibrated"] == 2 and summary["outcomes"] == 4
     rows = res.store.outcomes()
     assert {r["source"] for r in rows} == {"calibrate"}
     assert sorted((r["subtask"], r["model"]) for r in rows) == sorted(
-        (p, m) for p in ("What is 2 plus 2?", "Write a haiku about rain", "Name a colour") for m in ("cheap", "strong"))
+        (p, m) for p in ("What is 2 plus 2?", "Write a haiku about rain", "Name a colour") for m in ("cheap", "strong")
+    )
     again = calibrate(prompts, ctx(), show_progress=False)
     assert again["calibrated"] == 0 and res.store.counts()["outcomes"] == 6
 
@@ -83,14 +95,17 @@ def test_accepted_strong_answers_become_guides_for_the_cheap_model(fusion):
 def test_cli_import_seeds_the_store(fusion, tmp_path):
     res = fusion(two()[0])
     table = tmp_path / "t.csv"
-    table.write_text("prompt,category,score:cheap,score:strong,cost:cheap,cost:strong\n"
-                     "What is 2 plus 2?,math,1,1,0,0.01\nWrite a haiku,creative_writing,0,1,0,0.02\n")
+    table.write_text(
+        "prompt,category,score:cheap,score:strong,cost:cheap,cost:strong\n"
+        "What is 2 plus 2?,math,1,1,0,0.01\nWrite a haiku,creative_writing,0,1,0,0.02\n"
+    )
     done = CliRunner().invoke(app, ["import", str(table)])
     assert done.exit_code == 0, done.output
     assert res.store.counts() == {"subtasks": 2, "outcomes": 4, "vectors": 2}
     assert res.store.class_rates("creative_writing")["cheap"] == (0.0, 1)
     bad = tmp_path / "bad.csv"
-    bad.write_text("prompt,score:cheap\nhello,1.7\n")
+    bad.write_text("prompt,score:cheap\nfine row,1\nhello,1.7\n")  # a good row before the bad one
     failed = CliRunner().invoke(app, ["import", str(bad)])
     assert failed.exit_code == 2 and "row" in failed.output and "score:cheap" in failed.output
-    assert res.store.counts()["outcomes"] == 4  # nothing lost, nothing half-written
+    # nothing lost, nothing half-written: not even the good row before the bad one was recorded
+    assert res.store.counts() == {"subtasks": 2, "outcomes": 4, "vectors": 2}

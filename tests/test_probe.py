@@ -80,8 +80,7 @@ def test_hybrid_prior_is_the_mean_of_class_rate_and_probe_and_shows_in_the_trace
     assert hybrid.p_success == pytest.approx(0.5 * (taxonomy.p_success + probe_only.p_success))
     assert hybrid.as_dict()["probe"] == round(probe_only.p_success, 4)
     # without the subtask's embedding there is no probe: the class rate is the prior
-    assert router.predict(["a"], {"math": 1.0}, [], embedding=None)["a"].p_success == \
-        pytest.approx(taxonomy.p_success)
+    assert router.predict(["a"], {"math": 1.0}, [], embedding=None)["a"].p_success == pytest.approx(taxonomy.p_success)
 
 
 def test_the_graph_route_uses_the_probe():
@@ -89,8 +88,16 @@ def test_the_graph_route_uses_the_probe():
     fill(store, 300)
     router = Router(store, probe_background=False)
     good, bad = unit([1, 0.1, 0, 0, 0, 0, 0, 0]), unit([-1, 0.1, 0, 0, 0, 0, 0, 0])
-    kw = dict(class_confidence=1.0, class_candidates=["a", "b"], available=["a", "b"], k=0, min_similarity=0.3,
-              min_neighbours=4, taxonomy_confidence=0.5, price_sensitivity=0.02)
+    kw = dict(
+        class_confidence=1.0,
+        class_candidates=["a", "b"],
+        available=["a", "b"],
+        k=0,
+        min_similarity=0.3,
+        min_neighbours=4,
+        taxonomy_confidence=0.5,
+        price_sensitivity=0.02,
+    )
     on_good = router.route(good, {"math": 1.0}, **kw)
     on_bad = router.route(bad, {"math": 1.0}, **kw)
     assert on_good.predictions["a"].p_success > on_bad.predictions["a"].p_success + 0.3

@@ -21,8 +21,10 @@ ATTEMPT, RESULT, SUMMARY = TypeAdapter(Attempt), TypeAdapter(SubtaskResult), Typ
 def models(cheap_reply, strong_reply="GOOD answer", strong_price=1.0, **cheap_kwargs):
     cheap = ScriptedChat(script=lambda p: cheap_reply(p) if callable(cheap_reply) else cheap_reply, **cheap_kwargs)
     strong = ScriptedChat(script=lambda p: strong_reply, logprob=-0.05)
-    return {"cheap": ({"price_in": 0.0, "price_out": 0.0}, cheap),
-            "strong": ({"price_in": strong_price, "price_out": strong_price * 4}, strong)}
+    return {
+        "cheap": ({"price_in": 0.0, "price_out": 0.0}, cheap),
+        "strong": ({"price_in": strong_price, "price_out": strong_price * 4}, strong),
+    }
 
 
 def validate(out: dict) -> list[dict]:
@@ -40,15 +42,27 @@ def validate(out: dict) -> list[dict]:
 SCENARIOS = {
     "accepted": (dict(cheap_reply="GOOD: Paris", logprob=-0.1), "What is the capital of France?", {}),
     "escalated after a failed call": (
-        dict(cheap_reply=lambda p: httpx.ConnectError("connection refused")), "What is the capital of France?", {}),
+        dict(cheap_reply=lambda p: httpx.ConnectError("connection refused")),
+        "What is the capital of France?",
+        {},
+    ),
     "vetoed then escalated": (dict(cheap_reply=""), "What is the capital of France?", {}),
-    "two subtasks fused": (dict(cheap_reply=lambda p: f"GOOD: {p.split()[-1]}"),
-                           "What is 0 plus 2 AND write a haiku about rain", {}),
-    "budget stop": (dict(cheap_reply="BAD answer", strong_price=1000.0), "What is the capital of France?",
-                    {"budget_usd": 0.01}),
+    "two subtasks fused": (
+        dict(cheap_reply=lambda p: f"GOOD: {p.split()[-1]}"),
+        "What is 0 plus 2 AND write a haiku about rain",
+        {},
+    ),
+    "budget stop": (
+        dict(cheap_reply="BAD answer", strong_price=1000.0),
+        "What is the capital of France?",
+        {"budget_usd": 0.01},
+    ),
     "no LLM judge": (dict(cheap_reply="GOOD"), "What is the capital of France?", {"llm_judge": False}),
-    "trimmed for the judge": (dict(cheap_reply="GOOD " + "very long answer " * 200),
-                              "What is the capital of France?", {"max_tokens": 16}),
+    "trimmed for the judge": (
+        dict(cheap_reply="GOOD " + "very long answer " * 200),
+        "What is the capital of France?",
+        {"max_tokens": 16},
+    ),
 }
 
 
@@ -99,8 +113,9 @@ def toy_judge():
         JUDGES.pop("toy", None)
 
 
-def test_a_registered_judge_scores_attempts_counts_in_the_aggregate_and_shows_in_the_cli(fusion, toy_judge,
-                                                                                         monkeypatch):
+def test_a_registered_judge_scores_attempts_counts_in_the_aggregate_and_shows_in_the_cli(
+    fusion, toy_judge, monkeypatch
+):
     assert judge_weights() == {"rules": 0.3, "self": 0.2, "llm": 0.5, "toy": 0.4}
     fusion(models(cheap_reply="BAD answer", logprob=-0.2))
     out = graph.invoke({"query": "What is the capital of France?"}, context=ctx())

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from server.openai_app import app, build_query, RequestError
+from server.openai_app import RequestError, app, build_query
 from tests.fakes import ScriptedChat
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,8 +30,10 @@ def one_model(reply="GOOD: Paris"):
 def two_models(cheap_reply="BAD answer", strong_reply="GOOD answer"):
     cheap = ScriptedChat(script=lambda p: cheap_reply)
     strong = ScriptedChat(script=lambda p: strong_reply)
-    return {"cheap": ({"price_in": 0.0, "price_out": 0.0}, cheap),
-            "strong": ({"price_in": 1.0, "price_out": 4.0}, strong)}
+    return {
+        "cheap": ({"price_in": 0.0, "price_out": 0.0}, cheap),
+        "strong": ({"price_in": 1.0, "price_out": 4.0}, strong),
+    }
 
 
 @pytest.fixture
@@ -55,37 +57,80 @@ def sse_events(response) -> list:
 
 # --- validation -----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("body,status,param", [
-    ({"model": "fusiongraph"}, 400, "messages"),
-    ({"model": "fusiongraph", "messages": []}, 400, "messages"),
-    ({"model": "fusiongraph", "messages": "hi"}, 400, "messages"),
-    ({"model": "fusiongraph", "messages": [{"role": "user", "content": "   "}]}, 400, "messages[0].content"),
-    ({"model": "fusiongraph", "messages": [{"role": "user", "content": 5}]}, 400, "messages[0].content"),
-    ({"model": "fusiongraph", "messages": [{"role": "wizard", "content": "hi"}]}, 400, "messages[0].role"),
-    ({"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]},
-     400, "messages"),
-    ({"model": "fusiongraph", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
-     400, "messages[0].content"),
-    ({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}, 404, "model"),
-    ({"messages": [{"role": "user", "content": "hi"}]}, 400, "model"),
-    ({"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}], "budget_usd": "lots"}, 400, "budget_usd"),
-    ({"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}], "local_only": 1}, 400, "local_only"),
-    ({"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}, 400, "fusiongraph"),
-    ({"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}], "quality_threshold": 3}, 400,
-     "fusiongraph"),
-    ({"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}], "bogus": 1}, 400, "bogus"),
-    ({"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}], "fusiongraph": {"bogus": 1}}, 400,
-     "fusiongraph.bogus"),
-    ({"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}], "fusiongraph": [1]}, 400,
-     "fusiongraph"),
-    ({"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}], "store_dir": "/etc"}, 400,
-     "store_dir"),
-    ({"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}], "stream": "yes"}, 400, "stream"),
-    ({"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}], "n": 2}, 400, "n"),
-    ({"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}],
-      "tools": [{"type": "function", "function": {"name": "f"}}]}, 400, "tools"),
-    ([1, 2], 400, None),
-])
+
+@pytest.mark.parametrize(
+    "body,status,param",
+    [
+        ({"model": "fusiongraph"}, 400, "messages"),
+        ({"model": "fusiongraph", "messages": []}, 400, "messages"),
+        ({"model": "fusiongraph", "messages": "hi"}, 400, "messages"),
+        ({"model": "fusiongraph", "messages": [{"role": "user", "content": "   "}]}, 400, "messages[0].content"),
+        ({"model": "fusiongraph", "messages": [{"role": "user", "content": 5}]}, 400, "messages[0].content"),
+        ({"model": "fusiongraph", "messages": [{"role": "wizard", "content": "hi"}]}, 400, "messages[0].role"),
+        (
+            {
+                "model": "fusiongraph",
+                "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}],
+            },
+            400,
+            "messages",
+        ),
+        (
+            {
+                "model": "fusiongraph",
+                "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}],
+            },
+            400,
+            "messages[0].content",
+        ),
+        ({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}, 404, "model"),
+        ({"messages": [{"role": "user", "content": "hi"}]}, 400, "model"),
+        (
+            {"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}], "budget_usd": "lots"},
+            400,
+            "budget_usd",
+        ),
+        ({"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}], "local_only": 1}, 400, "local_only"),
+        (
+            {"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 0},
+            400,
+            "fusiongraph",
+        ),
+        (
+            {"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}], "quality_threshold": 3},
+            400,
+            "fusiongraph",
+        ),
+        ({"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}], "bogus": 1}, 400, "bogus"),
+        (
+            {"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}], "fusiongraph": {"bogus": 1}},
+            400,
+            "fusiongraph.bogus",
+        ),
+        (
+            {"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}], "fusiongraph": [1]},
+            400,
+            "fusiongraph",
+        ),
+        (
+            {"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}], "store_dir": "/etc"},
+            400,
+            "store_dir",
+        ),
+        ({"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}], "stream": "yes"}, 400, "stream"),
+        ({"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}], "n": 2}, 400, "n"),
+        (
+            {
+                "model": "fusiongraph",
+                "messages": [{"role": "user", "content": "hi"}],
+                "tools": [{"type": "function", "function": {"name": "f"}}],
+            },
+            400,
+            "tools",
+        ),
+        ([1, 2], 400, None),
+    ],
+)
 def test_bad_requests_get_a_4xx_openai_error(client, body, status, param):
     r = client.post("/v1/chat/completions", json=body)
     assert r.status_code == status, r.text
@@ -109,16 +154,24 @@ def test_models_listing(client):
 
 def test_conversation_becomes_one_query():
     assert build_query([{"role": "user", "content": "Hi?"}]) == "Hi?"
-    q = build_query([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "I live in Paris."},
-                     {"role": "assistant", "content": [{"type": "text", "text": "Nice."}]},
-                     {"role": "user", "content": "Which country is that in?"}])
-    assert q == ("Conversation so far:\nSystem: Be brief.\nUser: I live in Paris.\nAssistant: Nice.\n\n"
-                 "User: Which country is that in?")
+    q = build_query(
+        [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "I live in Paris."},
+            {"role": "assistant", "content": [{"type": "text", "text": "Nice."}]},
+            {"role": "user", "content": "Which country is that in?"},
+        ]
+    )
+    assert q == (
+        "Conversation so far:\nSystem: Be brief.\nUser: I live in Paris.\nAssistant: Nice.\n\n"
+        "User: Which country is that in?"
+    )
     with pytest.raises(RequestError):
         build_query([{"role": "user", "content": "x" * 10_000_000}])
 
 
 # --- completions --------------------------------------------------------------------------------------
+
 
 def test_a_completion_in_openai_format(client, fusion):
     fusion(one_model())
@@ -146,13 +199,18 @@ def test_usage_sums_every_model_called(client, fusion):
     assert body["choices"][0]["message"]["content"] == "GOOD answer"
     overhead = [e for e in fg["trace"] if e["node"] in ("decompose", "synthesize")]
     # answers, their LLM judges, and the decompose/synthesize calls
-    tokens_in = sum(a["tokens_in"] + a["judge_tokens_in"] for a in result["attempts"]) + \
-        sum(e.get("tokens_in", 0) for e in overhead)
-    tokens_out = sum(a["tokens_out"] + a["judge_tokens_out"] for a in result["attempts"]) + \
-        sum(e.get("tokens_out", 0) for e in overhead)
+    tokens_in = sum(a["tokens_in"] + a["judge_tokens_in"] for a in result["attempts"]) + sum(
+        e.get("tokens_in", 0) for e in overhead
+    )
+    tokens_out = sum(a["tokens_out"] + a["judge_tokens_out"] for a in result["attempts"]) + sum(
+        e.get("tokens_out", 0) for e in overhead
+    )
     assert all(a["judge_tokens_in"] > 0 for a in result["attempts"])
-    assert body["usage"] == {"prompt_tokens": tokens_in, "completion_tokens": tokens_out,
-                             "total_tokens": tokens_in + tokens_out}
+    assert body["usage"] == {
+        "prompt_tokens": tokens_in,
+        "completion_tokens": tokens_out,
+        "total_tokens": tokens_in + tokens_out,
+    }
     assert body["usage"]["prompt_tokens"] == fg["summary"]["tokens_in"] >= 500  # decompose, 2 answers, 2 judges
     assert fg["summary"]["cost_usd"] > 0
 
@@ -215,6 +273,7 @@ def test_many_slow_subtasks_do_not_starve_the_graph_threads(client, fusion):
 
 # --- streaming ----------------------------------------------------------------------------------------
 
+
 def test_streaming_forwards_the_only_models_tokens_live(client, fusion):
     fusion(one_model())
     events = sse_events(chat(client, stream=True, stream_options={"include_usage": True}))
@@ -227,8 +286,11 @@ def test_streaming_forwards_the_only_models_tokens_live(client, fusion):
     assert last["choices"][0]["finish_reason"] == "stop"
     assert last["fusiongraph"]["streamed_live"] is True
     usage = events[-1]
-    assert usage["choices"] == [] and usage["usage"]["total_tokens"] == last["fusiongraph"]["summary"]["tokens_in"] + \
-        last["fusiongraph"]["summary"]["tokens_out"]
+    assert (
+        usage["choices"] == []
+        and usage["usage"]["total_tokens"]
+        == last["fusiongraph"]["summary"]["tokens_in"] + last["fusiongraph"]["summary"]["tokens_out"]
+    )
 
 
 def test_streaming_never_shows_a_rejected_draft(client, fusion):
@@ -254,22 +316,33 @@ def test_the_official_openai_client(client, fusion):
     fusion(one_model())
     oai = openai.OpenAI(base_url="http://testserver/v1", api_key="unused", http_client=client)
     assert [m.id for m in oai.models.list()] == ["fusiongraph"]
-    done = oai.chat.completions.create(model="fusiongraph", messages=[{"role": "user", "content": "Capital of France?"}],
-                                       extra_body={"fusiongraph": KNOBS})
+    done = oai.chat.completions.create(
+        model="fusiongraph",
+        messages=[{"role": "user", "content": "Capital of France?"}],
+        extra_body={"fusiongraph": KNOBS},
+    )
     assert done.choices[0].message.content == "GOOD: Paris"
     assert done.usage.total_tokens > 0
     assert done.model_extra["fusiongraph"]["results"][0]["answered_by"] == "cheap"
-    chunks = list(oai.chat.completions.create(model="fusiongraph", stream=True, extra_body={"fusiongraph": KNOBS},
-                                              messages=[{"role": "user", "content": "Capital of France?"}]))
+    chunks = list(
+        oai.chat.completions.create(
+            model="fusiongraph",
+            stream=True,
+            extra_body={"fusiongraph": KNOBS},
+            messages=[{"role": "user", "content": "Capital of France?"}],
+        )
+    )
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "GOOD: Paris"
     with pytest.raises(openai.NotFoundError):
         oai.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
     with pytest.raises(openai.BadRequestError, match="unknown knob"):
-        oai.chat.completions.create(model="fusiongraph", messages=[{"role": "user", "content": "hi"}],
-                                    extra_body={"fusiongraph": {"nope": 1}})
+        oai.chat.completions.create(
+            model="fusiongraph", messages=[{"role": "user", "content": "hi"}], extra_body={"fusiongraph": {"nope": 1}}
+        )
 
 
 # --- integration: a real `langgraph dev` ----------------------------------------------------------------
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -285,14 +358,26 @@ def langgraph_dev(tmp_path):
     if not exe:
         pytest.skip("langgraph-cli is not installed")
     port = _free_port()
-    env = dict(os.environ, LANGGRAPH_CLI_NO_ANALYTICS="1", LANGSMITH_TRACING="false",
-               LANGGRAPH_NO_VERSION_CHECK="true", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               FUSIONGRAPH_STORE_DIR=str(tmp_path / "store"), PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ,
+        LANGGRAPH_CLI_NO_ANALYTICS="1",
+        LANGSMITH_TRACING="false",
+        LANGGRAPH_NO_VERSION_CHECK="true",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        FUSIONGRAPH_STORE_DIR=str(tmp_path / "store"),
+        PYTHONUNBUFFERED="1",
+    )
     log_path = tmp_path / "langgraph-dev.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([str(exe), "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1",
-                                 "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [str(exe), "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -342,8 +427,9 @@ def test_langgraph_dev_serves_the_graph_and_the_openai_endpoint(langgraph_dev):
 
     # streaming: node updates and the local model's message chunks
     kinds, n_messages = set(), 0
-    for part in client.runs.stream(None, "fusion", input=question, context=context,
-                                   stream_mode=["updates", "messages"], stream_subgraphs=True):
+    for part in client.runs.stream(
+        None, "fusion", input=question, context=context, stream_mode=["updates", "messages"], stream_subgraphs=True
+    ):
         kinds.add(part.event.split("|")[0].split("/")[0])
         n_messages += part.event.startswith("messages")
     assert "updates" in kinds and "messages" in kinds, kinds
@@ -353,14 +439,22 @@ def test_langgraph_dev_serves_the_graph_and_the_openai_endpoint(langgraph_dev):
     openai = pytest.importorskip("openai")
     oai = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", timeout=120)
     assert [m.id for m in oai.models.list()] == ["fusiongraph"]
-    done = oai.chat.completions.create(model="fusiongraph", max_tokens=24, extra_body={"local_only": True},
-                                       messages=[{"role": "user", "content": "What is the capital of France?"}])
+    done = oai.chat.completions.create(
+        model="fusiongraph",
+        max_tokens=24,
+        extra_body={"local_only": True},
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+    )
     assert done.choices[0].message.content.strip()
     assert done.usage.completion_tokens > 0 and done.usage.prompt_tokens > 0
     assert done.model_extra["fusiongraph"]["results"][0]["answered_by"] == "smollm2-135m"
-    stream = oai.chat.completions.create(model="fusiongraph", max_tokens=24, stream=True,
-                                         extra_body={"local_only": True},
-                                         messages=[{"role": "user", "content": "Name a colour."}])
+    stream = oai.chat.completions.create(
+        model="fusiongraph",
+        max_tokens=24,
+        stream=True,
+        extra_body={"local_only": True},
+        messages=[{"role": "user", "content": "Name a colour."}],
+    )
     chunks = list(stream)
     deltas = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
     assert "".join(deltas).strip()

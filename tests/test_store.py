@@ -18,8 +18,15 @@ def unit(seed: int, dim: int = 8) -> np.ndarray:
 def test_save_load_round_trip(tmp_path):
     store = OutcomeStore(tmp_path, 8, "test")
     for i in range(20):
-        store.record(f"task {i}", unit(i), "math", [Outcome("a", success=i % 2, accepted=bool(i % 2)),
-                                                     Outcome("b", success=0.75, accepted=True, cost_usd=0.01)])
+        store.record(
+            f"task {i}",
+            unit(i),
+            "math",
+            [
+                Outcome("a", success=i % 2, accepted=bool(i % 2)),
+                Outcome("b", success=0.75, accepted=True, cost_usd=0.01),
+            ],
+        )
     before = store.neighbours(unit(3), 5)
     store.close()
     assert (tmp_path / INDEX_FILE).exists()
@@ -108,8 +115,9 @@ def _writer(tmp_path, name, count):
     import subprocess
     import sys
 
-    return subprocess.Popen([sys.executable, "-m", "tests.store_writer", str(tmp_path), name, str(count)],
-                            stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.store_writer", str(tmp_path), name, str(count)], stdout=subprocess.PIPE, text=True
+    )
 
 
 def test_sigkill_in_the_middle_of_writing_keeps_every_committed_outcome(tmp_path):
@@ -142,8 +150,10 @@ def test_processes_recording_at_once_lose_nothing(tmp_path):
 def test_outcome_aggregates_grow_with_subtasks_and_models(tmp_path):
     store = OutcomeStore(None, 8, "test")
     models = [f"m{j}" for j in range(6)]
-    store.record_many((f"task {i}", unit(i), None, [Outcome(m, float((i + j) % 2), True) for j, m in
-                                                      enumerate(models)]) for i in range(1500))
+    store.record_many(
+        (f"task {i}", unit(i), None, [Outcome(m, float((i + j) % 2), True) for j, m in enumerate(models)])
+        for i in range(1500)
+    )
     store.record("task 1400", unit(1400), None, [Outcome("m0", 0.0, False)])  # a second outcome, same subtask
     (nb,) = store.neighbours(unit(1400), 1)
     assert nb.text == "task 1400"

@@ -74,30 +74,68 @@ def wait_for(predicate, timeout: float, step: float = 0.01) -> bool:
 def seed(store) -> None:
     """Varied data: several classes and models, graded and error outcomes, answers, a text seen twice."""
     models = ["m0", "m1", "m2"]
-    store.record_many([(f"task {i}", unit(i), ["math", "code", None][i % 3],
-                        [Outcome(m, float((i * (j + 1)) % 3) / 2, bool((i + j) % 2), judges={"rules": 0.5, "j": j},
-                                 answer=f"answer {i} by {m}", tokens_in=i, tokens_out=10 + j, cost_usd=0.001 * j,
-                                 latency_s=0.1, run_id=f"run{i % 4}", source=["live", "calibrate"][i % 2])
-                         for j, m in enumerate(models)]) for i in range(60)])
+    store.record_many(
+        [
+            (
+                f"task {i}",
+                unit(i),
+                ["math", "code", None][i % 3],
+                [
+                    Outcome(
+                        m,
+                        float((i * (j + 1)) % 3) / 2,
+                        bool((i + j) % 2),
+                        judges={"rules": 0.5, "j": j},
+                        answer=f"answer {i} by {m}",
+                        tokens_in=i,
+                        tokens_out=10 + j,
+                        cost_usd=0.001 * j,
+                        latency_s=0.1,
+                        run_id=f"run{i % 4}",
+                        source=["live", "calibrate"][i % 2],
+                    )
+                    for j, m in enumerate(models)
+                ],
+            )
+            for i in range(60)
+        ]
+    )
     store.record("task 7", unit(7), "math", [Outcome("m3", 1.0, True, answer="again")])  # a second visit
-    store.record("broken", unit(99), "math", [Outcome("m0", 0.0, False, error="ConnectError"),
-                                              Outcome("m1", 1.0, True, answer="fine")])
-    store.record_many([("dup", unit(100), "code", [Outcome("m0", 1.0, True)]),
-                       ("dup", unit(100), "code", [Outcome("m1", 0.0, False)])])  # same text twice in one batch
+    store.record(
+        "broken",
+        unit(99),
+        "math",
+        [Outcome("m0", 0.0, False, error="ConnectError"), Outcome("m1", 1.0, True, answer="fine")],
+    )
+    store.record_many(
+        [
+            ("dup", unit(100), "code", [Outcome("m0", 1.0, True)]),
+            ("dup", unit(100), "code", [Outcome("m1", 0.0, False)]),
+        ]
+    )  # same text twice in one batch
 
 
 def snapshot(store) -> dict:
-    nbs = {s: [(n.subtask_id, n.text, n.task_class, round(n.similarity, 5), n.outcomes, n.answers, n.costs, n.tokens)
-               for n in store.neighbours(unit(s), 6, with_answers=True)] for s in (1, 7, 50, 99, 100)}
+    nbs = {
+        s: [
+            (n.subtask_id, n.text, n.task_class, round(n.similarity, 5), n.outcomes, n.answers, n.costs, n.tokens)
+            for n in store.neighbours(unit(s), 6, with_answers=True)
+        ]
+        for s in (1, 7, 50, 99, 100)
+    }
     models, given_wrong, given_right, rate = store.joint_rates()
     vectors, classes, per_model = store.training_rows(1000)
     return {
-        "counts": store.counts(), "neighbours": nbs,
+        "counts": store.counts(),
+        "neighbours": nbs,
         "class_rates": {c: store.class_rates(c) for c in ("math", "code", None, "")},
         "joint": (models, given_wrong.round(9).tolist(), given_right.round(9).tolist(), rate.round(9).tolist()),
-        "usage": store.model_usage(), "folded": store.outcomes_folded,
+        "usage": store.model_usage(),
+        "folded": store.outcomes_folded,
         "training": (vectors.tobytes(), classes, {m: (r.tolist(), s.tolist()) for m, (r, s) in per_model.items()}),
-        "outcomes": store.outcomes(), "calibrate": sorted(store.texts_with_source("calibrate")), "len": len(store),
+        "outcomes": store.outcomes(),
+        "calibrate": sorted(store.texts_with_source("calibrate")),
+        "len": len(store),
     }
 
 
@@ -160,8 +198,9 @@ def test_concurrent_writers_leave_no_gap_behind_a_watcher(pg):
 
     def work(t):
         for i in range(40):
-            writers[t].record(f"w{t} task {i}", unit(t * 1000 + i), "math",
-                              [Outcome("a", 1.0, True), Outcome("b", 0.0, False)])
+            writers[t].record(
+                f"w{t} task {i}", unit(t * 1000 + i), "math", [Outcome("a", 1.0, True), Outcome("b", 0.0, False)]
+            )
 
     threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
     [t.start() for t in threads]
@@ -176,8 +215,9 @@ def test_concurrent_writers_leave_no_gap_behind_a_watcher(pg):
 
 
 def _writer(target, name, count):
-    return subprocess.Popen([sys.executable, "-m", "tests.store_writer", str(target), name, str(count)],
-                            stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.store_writer", str(target), name, str(count)], stdout=subprocess.PIPE, text=True
+    )
 
 
 def test_processes_recording_at_once_lose_nothing(pg):
@@ -289,8 +329,10 @@ def test_a_lost_connection_is_a_store_error_and_the_next_call_reconnects(pg):
     # the listener's connection too: it reconnects, catches up, and NOTIFY works again
     assert wait_for(lambda: other.backend.listening, 5)
     with psycopg.connect(pg, autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database()"
-                      " AND query LIKE 'LISTEN%%' AND pid <> pg_backend_pid()")
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND query LIKE 'LISTEN%%' AND pid <> pg_backend_pid()"
+        )
     assert wait_for(lambda: not other.backend.listening, 3) or True
     store.record("while reconnecting", unit(4), "math", [Outcome("a", 1.0, True)])
     assert wait_for(lambda: other.class_rates("math").get("a", (0, 0))[1] == 1, 5)
@@ -348,5 +390,6 @@ def test_the_success_probe_fit_is_shared_through_postgres(pg):
     loaded = other._load()
     assert loaded is not None and loaded.outcomes == fit.outcomes
     x = unit(7)
-    assert other.predict(x, {"math": 1.0}, ["a"]) == pytest.approx(SuccessProbe(store, background=False).predict(
-        x, {"math": 1.0}, ["a"]))
+    assert other.predict(x, {"math": 1.0}, ["a"]) == pytest.approx(
+        SuccessProbe(store, background=False).predict(x, {"math": 1.0}, ["a"])
+    )

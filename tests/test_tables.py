@@ -24,11 +24,15 @@ def write_csv(path, header, rows):
 
 @pytest.fixture
 def good(tmp_path):
-    return write_csv(tmp_path / "t.csv",
-                     ["prompt", "category", "score:small", "cost:small", "score:big", "cost:big", "tokens:big"],
-                     [["What is 2+2?\nAnswer:", "math", "1", "0.001", "1", "0.01", "12"],
-                      ["Name a colour", "trivia", "0", "0.001", "1.0", "0.02", "30"],
-                      ["Translate 'cat'", "", "0.5", "", "0.25", "0.01", "8"]])
+    return write_csv(
+        tmp_path / "t.csv",
+        ["prompt", "category", "score:small", "cost:small", "score:big", "cost:big", "tokens:big"],
+        [
+            ["What is 2+2?\nAnswer:", "math", "1", "0.001", "1", "0.01", "12"],
+            ["Name a colour", "trivia", "0", "0.001", "1.0", "0.02", "30"],
+            ["Translate 'cat'", "", "0.5", "", "0.25", "0.01", "8"],
+        ],
+    )
 
 
 def test_load_valid_table(good):
@@ -48,20 +52,27 @@ def test_table_without_optional_columns(tmp_path):
     assert t.categories is None and t.costs is None and t.tokens is None and t.models == ["a"]
 
 
-@pytest.mark.parametrize("header,rows,must", [
-    (["text", "score:a"], [["x", "1"]], ["row 0", "prompt"]),
-    (["prompt", "category"], [["x", "c"]], ["row 0", "score:"]),
-    (["prompt", "score:a", "score:b"], [["x", "1", "0"], ["y", "0", "1.5"]], ["row 2", "score:b", "outside [0, 1]"]),
-    (["prompt", "score:a", "score:b"], [["x", "", "0"]], ["row 1", "score:a", "empty"]),
-    (["prompt", "score:a", "score:b"], [["x", "1", "0"], ["y", "1", "0"], ["z", "NaN", "0"]], ["row 3", "score:a"]),
-    (["prompt", "score:a"], [["x", "1"], ["y", "yes"]], ["row 2", "score:a", "not a number"]),
-    (["prompt", "score:a"], [["x", "-0.1"]], ["row 1", "score:a"]),
-    (["prompt", "score:a", "cost:a"], [["x", "1", "cheap"]], ["row 1", "cost:a", "not a number"]),
-    (["prompt", "score:a", "cost:b"], [["x", "1", "0.1"]], ["row 0", "cost:b"]),
-    (["prompt", "score:a"], [["", "1"]], ["row 1", "prompt"]),
-    (["prompt", "score:a"], [["x", "1", "extra"]], ["row 1", "fields"]),
-    (["prompt", "score:a"], [], ["no rows"]),
-])
+@pytest.mark.parametrize(
+    "header,rows,must",
+    [
+        (["text", "score:a"], [["x", "1"]], ["row 0", "prompt"]),
+        (["prompt", "category"], [["x", "c"]], ["row 0", "score:"]),
+        (
+            ["prompt", "score:a", "score:b"],
+            [["x", "1", "0"], ["y", "0", "1.5"]],
+            ["row 2", "score:b", "outside [0, 1]"],
+        ),
+        (["prompt", "score:a", "score:b"], [["x", "", "0"]], ["row 1", "score:a", "empty"]),
+        (["prompt", "score:a", "score:b"], [["x", "1", "0"], ["y", "1", "0"], ["z", "NaN", "0"]], ["row 3", "score:a"]),
+        (["prompt", "score:a"], [["x", "1"], ["y", "yes"]], ["row 2", "score:a", "not a number"]),
+        (["prompt", "score:a"], [["x", "-0.1"]], ["row 1", "score:a"]),
+        (["prompt", "score:a", "cost:a"], [["x", "1", "cheap"]], ["row 1", "cost:a", "not a number"]),
+        (["prompt", "score:a", "cost:b"], [["x", "1", "0.1"]], ["row 0", "cost:b"]),
+        (["prompt", "score:a"], [["", "1"]], ["row 1", "prompt"]),
+        (["prompt", "score:a"], [["x", "1", "extra"]], ["row 1", "fields"]),
+        (["prompt", "score:a"], [], ["no rows"]),
+    ],
+)
 def test_malformed_tables_name_row_and_column(tmp_path, header, rows, must):
     path = write_csv(tmp_path / "bad.csv", header, rows)
     with pytest.raises(TableError) as err:

@@ -11,8 +11,16 @@ from fusiongraph.judges import rule_verdict
 from fusiongraph.resources import Resources, use_resources
 from fusiongraph.roster import ModelSpec, Roster
 from fusiongraph.taxonomy import TaskClass, Taxonomy
-from fusiongraph.verifiers import (VERIFIERS, UnsafeExpression, arithmetic_expression, check_arithmetic,
-                                   check_code, check_json, for_class, safe_eval)
+from fusiongraph.verifiers import (
+    VERIFIERS,
+    UnsafeExpression,
+    arithmetic_expression,
+    check_arithmetic,
+    check_code,
+    check_json,
+    for_class,
+    safe_eval,
+)
 from graphs.fusion import graph
 from store import DEFAULT_TAXONOMY, OutcomeStore
 from tests.conftest import ctx, judge_script, planner_script
@@ -30,8 +38,10 @@ def shipped() -> Taxonomy:
 
 def roster_models(local_reply="GOOD local", small_reply="GOOD small", big_reply="GOOD big", api_keys=True):
     """The shipped roster's ids with scripted models; without `api_keys` only the local one is callable."""
-    chats = {m: ScriptedChat(script=lambda p, r=r: r(p) if callable(r) else r)
-             for m, r in ((LOCAL, local_reply), (SMALL_API, small_reply), (BIG_API, big_reply))}
+    chats = {
+        m: ScriptedChat(script=lambda p, r=r: r(p) if callable(r) else r)
+        for m, r in ((LOCAL, local_reply), (SMALL_API, small_reply), (BIG_API, big_reply))
+    }
     models = {LOCAL: ({"price_in": 0.0, "price_out": 0.0}, chats[LOCAL])}
     for m, price in ((SMALL_API, (0.15, 0.60)), (BIG_API, (2.50, 10.0))):
         kwargs = {"price_in": price[0], "price_out": price[1]}
@@ -50,6 +60,7 @@ def shipped_fusion(fusion, monkeypatch):
         res = fusion(models)
         res.taxonomy = shipped()
         return res, chats
+
     return build
 
 
@@ -58,6 +69,7 @@ def by_subtask(out) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ the shipped file
+
 
 def test_the_shipped_classes_differ_in_candidates_verifiers_and_answer_length():
     tax = shipped()
@@ -91,6 +103,7 @@ def test_a_taxonomy_file_with_an_unknown_verifier_or_a_bad_length_is_a_clear_err
 
 # ------------------------------------------------------------------------------------------ the verdict
 
+
 def test_the_class_changes_the_verdict_of_the_same_answer():
     wrong = rule_verdict(MATH_TASK, "17 times 23 is 381", "stop", "math")
     assert wrong.veto and wrong.score == 0.0 and "391" in wrong.detail
@@ -114,30 +127,36 @@ def test_a_taxonomy_class_object_brings_its_own_verifiers():
     assert rule_verdict(MATH_TASK, "381", "stop", checked).veto
 
 
-@pytest.mark.parametrize("task,expression", [
-    ("What is 17 times 23?", "17 * 23"),
-    ("Compute 15% of 240.", "(15 / 100 * 240)"),
-    ("Calculate (3 + 4) * 5", "(3 + 4) * 5"),
-    ("What is 2^10?", "2 ** 10"),
-    ("What is 1,234 plus 6?", "1234 + 6"),
-    ("What is 17 mod 5?", "17 % 5"),
-    ("Solve for x in 3x + 5 = 20.", None),
-    ("A train travels 120 km in 1.5 hours. What is its average speed?", None),
-    ("What is the capital of Australia?", None),
-    ("What is 2017?", None),
-])
+@pytest.mark.parametrize(
+    "task,expression",
+    [
+        ("What is 17 times 23?", "17 * 23"),
+        ("Compute 15% of 240.", "(15 / 100 * 240)"),
+        ("Calculate (3 + 4) * 5", "(3 + 4) * 5"),
+        ("What is 2^10?", "2 ** 10"),
+        ("What is 1,234 plus 6?", "1234 + 6"),
+        ("What is 17 mod 5?", "17 % 5"),
+        ("Solve for x in 3x + 5 = 20.", None),
+        ("A train travels 120 km in 1.5 hours. What is its average speed?", None),
+        ("What is the capital of Australia?", None),
+        ("What is 2017?", None),
+    ],
+)
 def test_only_plain_arithmetic_gets_an_exact_check(task, expression):
     assert arithmetic_expression(task) == expression
 
 
-@pytest.mark.parametrize("task,answer,ok", [
-    ("Compute 15% of 240.", "15% of 240 is 36.", True),
-    ("What is 10 divided by 3?", "About 3.33", True),
-    ("What is 10 divided by 3?", "3.4", False),
-    ("What is 17 times 23?", "17 × 23 = 391", True),
-    ("What is 17 times 23?", "17 × 23 = 401", False),
-    ("What is 1,234 plus 6?", "1,240", True),
-])
+@pytest.mark.parametrize(
+    "task,answer,ok",
+    [
+        ("Compute 15% of 240.", "15% of 240 is 36.", True),
+        ("What is 10 divided by 3?", "About 3.33", True),
+        ("What is 10 divided by 3?", "3.4", False),
+        ("What is 17 times 23?", "17 × 23 = 391", True),
+        ("What is 17 times 23?", "17 × 23 = 401", False),
+        ("What is 1,234 plus 6?", "1,240", True),
+    ],
+)
 def test_the_exact_check_reads_the_final_number(task, answer, ok):
     check = check_arithmetic(task, answer)
     assert check.exact and (check.score == 1.0) == ok and check.veto == (not ok)
@@ -149,9 +168,22 @@ def test_the_safe_evaluator_allows_plain_arithmetic_only_and_never_calls_eval(mo
 
     monkeypatch.setattr(builtins, "eval", no_eval)
     assert safe_eval("(2 + 3) * 4 - 6 / 3 + 7 // 2 + 7 % 4 + 2 ** 10 - -1") == 20 - 2.0 + 3 + 3 + 1024 + 1
-    assert safe_eval("2 ** 64") == 2 ** 64
-    for bad in ("__import__('os').system('true')", "abs(-3)", "x + 1", "[1, 2]", "1 if 1 else 2", "1 < 2",
-                "2 ** 65", "2 ** 2 ** 10", "(10 ** 60) ** 60", "True + 1", "'a' * 3", "1e400", "1" * 201):
+    assert safe_eval("2 ** 64") == 2**64
+    for bad in (
+        "__import__('os').system('true')",
+        "abs(-3)",
+        "x + 1",
+        "[1, 2]",
+        "1 if 1 else 2",
+        "1 < 2",
+        "2 ** 65",
+        "2 ** 2 ** 10",
+        "(10 ** 60) ** 60",
+        "True + 1",
+        "'a' * 3",
+        "1e400",
+        "1" * 201,
+    ):
         with pytest.raises(UnsafeExpression):
             safe_eval(bad)
     with pytest.raises(ZeroDivisionError):
@@ -173,6 +205,7 @@ def test_code_and_json_verifiers():
 
 # ------------------------------------------------------------------------------------------ the plan
 
+
 def test_the_class_changes_the_plan(shipped_fusion):
     shipped_fusion()
     out = graph.invoke({"query": f"{CODE_TASK} AND {FACT_TASK}"}, context=ctx(max_tokens=2048))
@@ -184,8 +217,9 @@ def test_the_class_changes_the_plan(shipped_fusion):
     assert fact["candidates"][0] == LOCAL
     assert [a["model"] for a in fact["attempts"]] == [LOCAL]
     # the answer length of the class: in the trace and in the route's predicted cost
-    tokens = {r["task_class"]: next(e for e in r["trace"] if e["node"] == "taxonomy")["answer_tokens"]
-              for r in out["results"]}
+    tokens = {
+        r["task_class"]: next(e for e in r["trace"] if e["node"] == "taxonomy")["answer_tokens"] for r in out["results"]
+    }
     assert tokens == {"code": 1024, "factual_qa": 128}
     cost = {r["task_class"]: r["predictions"][SMALL_API]["cost_usd"] for r in out["results"]}
     assert cost["code"] > 4 * cost["factual_qa"]
@@ -236,8 +270,11 @@ def helper_script(prompt: str) -> str:
 @pytest.fixture
 def own_roster(tmp_path):
     (tmp_path / "models.yaml").write_text(OWN_ROSTER)
-    chats = {"helper": ScriptedChat(script=helper_script), "mine-small": ScriptedChat(script=lambda p: "GOOD small"),
-             "gpt-4o-mini": ScriptedChat(script=lambda p: "GOOD mini")}
+    chats = {
+        "helper": ScriptedChat(script=helper_script),
+        "mine-small": ScriptedChat(script=lambda p: "GOOD small"),
+        "gpt-4o-mini": ScriptedChat(script=lambda p: "GOOD mini"),
+    }
     roster = Roster(list(Roster.from_yaml(tmp_path / "models.yaml").specs.values()), chats)
     embedder = Embedder(BagOfWordsEmbeddings())
     res = Resources(roster, shipped(), embedder, OutcomeStore(tmp_path / "store", embedder.dim, embedder.name))
@@ -274,8 +311,9 @@ def test_a_class_without_any_candidate_in_the_roster_uses_every_model_with_a_not
     assert set(r["candidates"]) <= {"mine-small", "gpt-4o-mini"} and r["candidates"]
     reasons = [s["reason"] for s in r["skipped"]]
     assert any("no candidate of the task class is available" in x for x in reasons)
-    assert {"model": "somebody-else", "reason": "not in the roster (a candidate of taxonomy class 'code')"} \
-        in r["skipped"]
+    assert {"model": "somebody-else", "reason": "not in the roster (a candidate of taxonomy class 'code')"} in r[
+        "skipped"
+    ]
     from fusiongraph.cli import app
 
     shown = CliRunner().invoke(app, ["ask", CODE_TASK, "--budget", "1"])
@@ -284,24 +322,40 @@ def test_a_class_without_any_candidate_in_the_roster_uses_every_model_with_a_not
 
 # ------------------------------------------------------------------------------------------ strongest model alone
 
+
 def test_the_strongest_model_alone_is_estimated_on_every_subtask():
-    roster = Roster([ModelSpec(id="free", kind="openai_compatible", base_url="http://x/v1"),
-                     ModelSpec(id="paid", kind="openai_compatible", base_url="http://x/v1", price_in=2.5,
-                               price_out=10.0)])
-    answered = {"subtask": "What is 2 plus 2?", "answered_by": "free", "answer": "4",
-                "attempts": [{"model": "free", "answer": "4", "tokens_in": 100, "tokens_out": 10}]}
-    unanswered = {"subtask": "Write a long essay about rivers.", "answered_by": None, "answer": "", "attempts": [],
-                  "answer_tokens": 384}
+    roster = Roster(
+        [
+            ModelSpec(id="free", kind="openai_compatible", base_url="http://x/v1"),
+            ModelSpec(id="paid", kind="openai_compatible", base_url="http://x/v1", price_in=2.5, price_out=10.0),
+        ]
+    )
+    answered = {
+        "subtask": "What is 2 plus 2?",
+        "answered_by": "free",
+        "answer": "4",
+        "attempts": [{"model": "free", "answer": "4", "tokens_in": 100, "tokens_out": 10}],
+    }
+    unanswered = {
+        "subtask": "Write a long essay about rivers.",
+        "answered_by": None,
+        "answer": "",
+        "attempts": [],
+        "answer_tokens": 384,
+    }
     one = roster.strongest_alone([answered])
-    assert one["strongest_model"] == "paid" and (one["strongest_alone_tokens_in"], one["strongest_alone_tokens_out"]) \
-        == (100, 10)
+    assert one["strongest_model"] == "paid" and (
+        one["strongest_alone_tokens_in"],
+        one["strongest_alone_tokens_out"],
+    ) == (100, 10)
     assert one["strongest_alone_cost_usd"] == pytest.approx((100 * 2.5 + 10 * 10.0) / 1e6)
     none = roster.strongest_alone([unanswered])
     assert none["strongest_alone_tokens_in"] > 10 and none["strongest_alone_tokens_out"] == 384
     assert none["strongest_alone_cost_usd"] > 0
     both = roster.strongest_alone([answered, unanswered])
-    assert both["strongest_alone_cost_usd"] == pytest.approx(one["strongest_alone_cost_usd"]
-                                                             + none["strongest_alone_cost_usd"])
+    assert both["strongest_alone_cost_usd"] == pytest.approx(
+        one["strongest_alone_cost_usd"] + none["strongest_alone_cost_usd"]
+    )
 
 
 def test_the_summary_prices_unanswered_subtasks_on_the_strongest_model(shipped_fusion):

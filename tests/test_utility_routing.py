@@ -5,13 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fusiongraph.routing import (COST_FLOOR, NO_JOINT, JointRates, Prediction, Router, explore_bonus, plan_utility,
-                                 utilities)
+from fusiongraph.routing import (
+    COST_FLOOR,
+    NO_JOINT,
+    JointRates,
+    Prediction,
+    Router,
+    explore_bonus,
+    plan_utility,
+    utilities,
+)
 from store.outcomes import Outcome, OutcomeStore
 
 MODELS = ["flash", "mini", "pro", "big"]  # cheapest first
 COSTS = {"flash": 0.0001, "mini": 0.0004, "pro": 0.002, "big": 0.01}
-KNOWN = 10 ** 6  # outcome count: no exploration bonus to speak of
+KNOWN = 10**6  # outcome count: no exploration bonus to speak of
 
 
 def preds(p: dict[str, float], n: int = KNOWN, costs=COSTS) -> dict[str, Prediction]:
@@ -137,12 +145,25 @@ def test_router_predicts_cost_from_prices_and_neighbour_tokens_else_recorded_cos
     store = OutcomeStore(None, 4, "t")
     e = np.array([1, 0, 0, 0], np.float32)
     for i in range(6):
-        store.record(f"long answers {i}", e, "math", [Outcome("a", 1.0, True, tokens_out=400, cost_usd=0.004),
-                                                     Outcome("b", 1.0, True, tokens_out=40, cost_usd=0.0001)])
+        store.record(
+            f"long answers {i}",
+            e,
+            "math",
+            [
+                Outcome("a", 1.0, True, tokens_out=400, cost_usd=0.004),
+                Outcome("b", 1.0, True, tokens_out=40, cost_usd=0.0001),
+            ],
+        )
     router = Router(store, probe_background=False)
     nbrs = router.neighbours(e, k=8, min_similarity=0.1)
-    by_price = router.predict(["a", "b", "new"], {"math": 1.0}, nbrs, prompt_tokens=100,
-                              prices={"a": (1.0, 10.0), "b": (1.0, 10.0), "new": (1.0, 10.0)}, default_tokens=256)
+    by_price = router.predict(
+        ["a", "b", "new"],
+        {"math": 1.0},
+        nbrs,
+        prompt_tokens=100,
+        prices={"a": (1.0, 10.0), "b": (1.0, 10.0), "new": (1.0, 10.0)},
+        default_tokens=256,
+    )
     assert by_price["a"].cost_usd == pytest.approx((100 * 1.0 + 400 * 10.0) / 1e6)
     assert by_price["b"].cost_usd == pytest.approx((100 * 1.0 + 40 * 10.0) / 1e6)
     assert by_price["new"].cost_usd == pytest.approx((100 * 1.0 + 256 * 10.0) / 1e6)  # no record: max tokens
@@ -158,8 +179,9 @@ def test_joint_rates_from_the_store():
         hard = rng.random() < 0.5
         a = float(not hard or rng.random() < 0.2)
         b = float(not hard or rng.random() < 0.3)
-        store.record(f"s{i}", rng.normal(size=4).astype(np.float32), None,
-                     [Outcome("a", a, a > 0.5), Outcome("b", b, b > 0.5)])
+        store.record(
+            f"s{i}", rng.normal(size=4).astype(np.float32), None, [Outcome("a", a, a > 0.5), Outcome("b", b, b > 0.5)]
+        )
     joint = Router(store, probe_background=False).joint()
     rw, rr = joint.ratios("b", "a")
     assert rw < 0.8 < 1.0 < rr  # when a fails, b fails more often than usual
@@ -170,8 +192,8 @@ def test_a_registered_strategy_is_used_by_the_router_knob_and_the_bench(tmp_path
     import fusiongraph.bench as bench
     from fusiongraph.context import FusionContext
     from fusiongraph.embeddings import Embedder
-    from tests.test_bench import TopicEmbeddings, three_model_table
     from fusiongraph.strategies import STRATEGIES, register
+    from tests.test_bench import TopicEmbeddings, three_model_table
 
     @register
     class PreferB:  # a strategy in one class and one decorator
@@ -187,19 +209,48 @@ def test_a_registered_strategy_is_used_by_the_router_knob_and_the_bench(tmp_path
         e = np.array([1, 0, 0, 0], np.float32)
         store.record("x", e, "math", [Outcome("a", 1.0, True), Outcome("b", 0.0, False)])
         router = Router(store, probe_background=False)
-        route = router.route(e, {"math": 1.0}, 1.0, ["a", "b"], ["a", "b"], k=4, min_similarity=0.1,
-                             min_neighbours=1, taxonomy_confidence=0.5, price_sensitivity=0.0,
-                             mode="prefer-b-test")
+        route = router.route(
+            e,
+            {"math": 1.0},
+            1.0,
+            ["a", "b"],
+            ["a", "b"],
+            k=4,
+            min_similarity=0.1,
+            min_neighbours=1,
+            taxonomy_confidence=0.5,
+            price_sensitivity=0.0,
+            mode="prefer-b-test",
+        )
         assert route.plan[0] == "b" and route.predictions["b"].p_success == 0.9
-        assert router.route(e, {"math": 1.0}, 1.0, ["a", "b"], ["a", "b"], k=4, min_similarity=0.1, min_neighbours=1,
-                            taxonomy_confidence=0.5, price_sensitivity=0.0).plan[0] == "a"  # hybrid: a succeeded
+        assert (
+            router.route(
+                e,
+                {"math": 1.0},
+                1.0,
+                ["a", "b"],
+                ["a", "b"],
+                k=4,
+                min_similarity=0.1,
+                min_neighbours=1,
+                taxonomy_confidence=0.5,
+                price_sensitivity=0.0,
+            ).plan[0]
+            == "a"
+        )  # hybrid: a succeeded
         assert FusionContext(router="prefer-b-test").router == "prefer-b-test"
         with pytest.raises(ValueError, match="router must be one of"):
             FusionContext(router="nope")
         with pytest.raises(ValueError, match="unknown routing strategy"):
             router.predict(["a"], {}, [], mode="nope")
-        res = bench.run_bench(three_model_table(tmp_path / "t.csv", n=60), tmp_path / "out", folds=3,
-                              embedder=Embedder(TopicEmbeddings()), quiet=True, plot=False)
+        res = bench.run_bench(
+            three_model_table(tmp_path / "t.csv", n=60),
+            tmp_path / "out",
+            folds=3,
+            embedder=Embedder(TopicEmbeddings()),
+            quiet=True,
+            plot=False,
+        )
         assert "prefer-b-test" in res["strategies"] and "hybrid" in res["strategies"]
     finally:
         STRATEGIES.pop("prefer-b-test")

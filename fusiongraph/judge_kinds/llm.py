@@ -37,11 +37,11 @@ def judge_request(task: str, answer: str) -> str:
 
 def llm_verdict(judge_model, task: str, answer: str) -> tuple[Verdict, AIMessage | None]:
     """Ask the judge model; returns the verdict and the raw message (for its token usage and cost)."""
-    messages = [SystemMessage(load_prompt("judge")),
-                HumanMessage(judge_request(task, answer))]
+    messages = [SystemMessage(load_prompt("judge")), HumanMessage(judge_request(task, answer))]
     try:
-        out = judge_model.with_structured_output(JudgeVerdict, method="function_calling", include_raw=True)\
-            .invoke(messages)
+        out = judge_model.with_structured_output(JudgeVerdict, method="function_calling", include_raw=True).invoke(
+            messages
+        )
     except Exception as exc:  # a judge that fails or returns junk never accepts
         return Verdict("llm", 0.0, False, f"judge failed ({type(exc).__name__}: {str(exc)[:160]}); counted as 0"), None
     raw = out.get("raw")
@@ -52,8 +52,9 @@ def llm_verdict(judge_model, task: str, answer: str) -> tuple[Verdict, AIMessage
     return Verdict("llm", (parsed.score - 1) / 9.0, False, f"{parsed.score}/10: {parsed.reason[:200]}"), raw
 
 
-def judge_bound(res: Resources, ctx: FusionContext, judge_id: str, task: str,
-                count: Callable | None = None) -> tuple[int, int, Callable]:
+def judge_bound(
+    res: Resources, ctx: FusionContext, judge_id: str, task: str, count: Callable | None = None
+) -> tuple[int, int, Callable]:
     """(answer allowance, judge prompt bound with that allowance, the counter) for one judged task; the
     counter is the judge's tokenizer, else the byte bound."""
     if count is None:

@@ -12,11 +12,14 @@ from fusiongraph.verifiers import WANTS_JSON, for_class, run_verifiers, strip_fe
 
 _REFUSAL = re.compile(
     r"^\s*(i('| a)m sorry|sorry,|i can(no|')t (help|assist|answer|do)|i am unable|i'm unable|as an ai\b|"
-    r"i (will|would) not be able|i cannot provide)", re.IGNORECASE)
+    r"i (will|would) not be able|i cannot provide)",
+    re.IGNORECASE,
+)
 
 
-def rule_verdict(task: str, answer: str, finish_reason: str | None, task_class=None,
-                 verifiers: list[str] | None = None) -> Verdict:
+def rule_verdict(
+    task: str, answer: str, finish_reason: str | None, task_class=None, verifiers: list[str] | None = None
+) -> Verdict:
     """The rules judge. `task_class`: a class name (its default verifiers), or a taxonomy ``TaskClass``
     (its configured verifiers); `verifiers` overrides both. Each applicable verifier caps the score
     (a failed check scores 0 or 0.5); one that vetoes (a wrong exact answer) makes the verdict a veto."""

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from fake_openai_server import FakeOpenAIServer  # noqa: E402
 
-from store import DEFAULT_TAXONOMY  # noqa: E402
+from fusiongraph.store import DEFAULT_TAXONOMY  # noqa: E402
 
 OUT = ROOT / "bench-out"
 
@@ -75,10 +75,10 @@ def overhead(runs: int) -> None:
 
     from fusiongraph.context import FusionContext
     from fusiongraph.embeddings import Embedder
+    from fusiongraph.graphs.fusion import graph
     from fusiongraph.resources import Resources, use_resources
     from fusiongraph.roster import ModelSpec, Roster
-    from graphs.fusion import graph
-    from store import Outcome, OutcomeStore
+    from fusiongraph.store import Outcome, OutcomeStore
     from tests.conftest import judge_script, make_taxonomy, planner_script
     from tests.fakes import BagOfWordsEmbeddings, ScriptedChat
 
@@ -144,7 +144,7 @@ def overhead(runs: int) -> None:
 def fanout(repeats: int, latency_ms: float) -> None:
     """8 subtasks against a tier with a fixed latency, against 1 subtask."""
     from fusiongraph.context import FusionContext
-    from graphs.fusion import graph
+    from fusiongraph.graphs.fusion import graph
 
     server = FakeOpenAIServer(latency_s=latency_ms / 1000).start()
     with tempfile.TemporaryDirectory() as tmp:
@@ -179,10 +179,10 @@ def fanout(repeats: int, latency_ms: float) -> None:
 def tokens(repeats: int, max_tokens: int) -> None:
     """Local model tokens/s through the graph (the answer call) against raw llama-cpp-python."""
     from fusiongraph.context import FusionContext
+    from fusiongraph.graphs.fusion import graph
     from fusiongraph.local_llm import load_llama
+    from fusiongraph.prompts import load_prompt
     from fusiongraph.resources import get_resources
-    from graphs.fusion import graph
-    from prompts import load_prompt
 
     prompt = "Write a short story about a lighthouse keeper."
     with tempfile.TemporaryDirectory() as tmp:
@@ -226,7 +226,7 @@ def load(runs: int) -> None:
     """`runs` concurrent graph runs through a real `langgraph dev` with a fast fake tier."""
     from langgraph_sdk import get_client
 
-    from store import OutcomeStore
+    from fusiongraph.store import OutcomeStore
 
     server = FakeOpenAIServer(latency_s=0.01).start()
     with tempfile.TemporaryDirectory() as tmp:

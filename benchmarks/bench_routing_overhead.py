@@ -25,8 +25,8 @@ from fusiongraph.context import FusionContext
 from fusiongraph.resources import default_embedder
 from fusiongraph.roster import Roster
 from fusiongraph.routing import Router
+from fusiongraph.store import DEFAULT_MODELS, DEFAULT_TAXONOMY, Outcome, OutcomeStore
 from fusiongraph.taxonomy import Taxonomy
-from store import DEFAULT_MODELS, DEFAULT_TAXONOMY, Outcome, OutcomeStore
 
 MODELS = ["smollm2-135m", "openai-compatible", "gpt-4o-mini", "gpt-4o"]
 

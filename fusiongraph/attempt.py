@@ -32,11 +32,11 @@ from fusiongraph.judge_kinds.llm import (  # noqa: F401  (the LLM judge's bounds
 )
 from fusiongraph.judges import JUDGES, NO_RESERVATION, Judging, Reservation, Verdict, aggregate
 from fusiongraph.model_kinds import is_transient  # RetryPolicy retry_on: each model kind names its transient errors
+from fusiongraph.prompts import load_prompt
 from fusiongraph.records import Attempt, attempt_cost, attempt_scores, new_attempt
 from fusiongraph.resources import Resources
+from fusiongraph.store import Outcome
 from fusiongraph.text import estimate_tokens, redact, trim_to_tokens
-from prompts import load_prompt
-from store import Outcome
 
 JUDGE_OUTPUT_TOKENS = JUDGE_MAX_TOKENS  # the old name
 

@@ -65,7 +65,7 @@ def ask(
         clean_query(query)
     except ValueError as exc:
         _fail(str(exc))
-    from graphs.fusion import graph
+    from fusiongraph.graphs.fusion import graph
 
     try:
         result = graph.invoke({"query": query}, context=ctx)
@@ -388,7 +388,7 @@ def migrate_store_command(
 ) -> None:
     """Copy an outcome store (SQLite) into another (Postgres) without loss, in one transaction; counts checked."""
     from fusiongraph.resources import default_store_dir
-    from store import StoreError, migrate_store
+    from fusiongraph.store import StoreError, migrate_store
 
     source = store_dir or str(default_store_dir())
     try:
@@ -428,7 +428,7 @@ _STORE_HELP = (
 
 def _key_store(store_dir: Optional[str]):
     from fusiongraph.keys import key_store
-    from store import StoreError
+    from fusiongraph.store import StoreError
 
     try:
         return key_store(store_dir)
@@ -452,7 +452,7 @@ def keys_create(
 ) -> None:
     """Create a key and print it (only its hash is stored: it cannot be shown again). Once a store holds a
     key, the server it backs refuses requests without a valid one."""
-    from store import StoreError
+    from fusiongraph.store import StoreError
 
     keys = _key_store(store_dir)
     try:
@@ -479,7 +479,7 @@ def keys_list(
     """Every key: name, id, the start of the token, budget, spend in the current period, revoked or not."""
     import datetime
 
-    from store import StoreError
+    from fusiongraph.store import StoreError
 
     keys = _key_store(store_dir)
     try:
@@ -512,7 +512,7 @@ def keys_revoke(
     store_dir: Optional[str] = typer.Option(None, "--store-dir", help=_STORE_HELP),
 ) -> None:
     """Revoke a key: every replica refuses it from its next request on (it stays listed, the server stays closed)."""
-    from store import StoreError
+    from fusiongraph.store import StoreError
 
     keys = _key_store(store_dir)
     try:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from store.backends import KEY_COLUMNS, Backend, StoreError, make_backend
+from fusiongraph.store.backends import KEY_COLUMNS, Backend, StoreError, make_backend
 
 PREFIX = "fg-"
 PERIODS = ("day", "month", "total")

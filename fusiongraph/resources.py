@@ -18,9 +18,9 @@ from fusiongraph.context import FusionContext
 from fusiongraph.embeddings import Embedder, MiniLMEmbeddings
 from fusiongraph.roster import Roster
 from fusiongraph.routing import Router
+from fusiongraph.store import DEFAULT_MODELS, DEFAULT_TAXONOMY, OutcomeStore, open_store
+from fusiongraph.store.backends import url_scheme
 from fusiongraph.taxonomy import Taxonomy
-from store import DEFAULT_MODELS, DEFAULT_TAXONOMY, OutcomeStore, open_store
-from store.backends import url_scheme
 
 
 @dataclass

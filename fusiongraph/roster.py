@@ -10,8 +10,8 @@ from langchain_core.messages import AIMessage
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from fusiongraph.model_kinds import ModelKind, env, get_kind
+from fusiongraph.prompts import load_prompt
 from fusiongraph.text import estimate_tokens, load_yaml_mapping
-from prompts import load_prompt
 
 
 class ModelSpec(BaseModel):

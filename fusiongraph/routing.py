@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from fusiongraph.probe import SuccessProbe
+from fusiongraph.store.outcomes import Neighbour, OutcomeStore
 from fusiongraph.strategies import Evidence, get_strategy
-from store.outcomes import Neighbour, OutcomeStore
 
 Mode = str  # a routing strategy's name (fusiongraph.strategies.STRATEGIES)
 

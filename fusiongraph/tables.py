@@ -199,7 +199,7 @@ def import_table(
 
 def row_outcomes(models: list[str], scores, costs=None, tokens=None, source: str = "import") -> list:
     """One table row as outcomes: success = score, accepted = score >= 0.5; missing scores are left out."""
-    from store.outcomes import Outcome
+    from fusiongraph.store.outcomes import Outcome
 
     outs = []
     for j, model in enumerate(models):

@@ -4,13 +4,13 @@
 from langgraph.graph import END, START, StateGraph
 
 from fusiongraph.context import FusionContext
+from fusiongraph.nodes.cascade import cascade
+from fusiongraph.nodes.decompose import decompose, fan_out_subtasks
+from fusiongraph.nodes.neighbours import neighbours
+from fusiongraph.nodes.record import record
+from fusiongraph.nodes.synthesize import synthesize
+from fusiongraph.nodes.taxonomy import taxonomy
 from fusiongraph.state import FusionInput, FusionOutput, FusionState, SubtaskOutput, SubtaskState
-from nodes.cascade import cascade
-from nodes.decompose import decompose, fan_out_subtasks
-from nodes.neighbours import neighbours
-from nodes.record import record
-from nodes.synthesize import synthesize
-from nodes.taxonomy import taxonomy
 
 MAX_PARALLEL_CALLS = 64
 

@@ -19,10 +19,10 @@ from langgraph.types import Send
 from fusiongraph.attempt import ANSWER_TOKENS_PER_TOKEN, JUDGE_MAX_TOKENS, answer_messages, judge_bound
 from fusiongraph.budget import charge, counter_for, prompt_bound, shares, token_bound, usable
 from fusiongraph.context import FusionContext, as_context
+from fusiongraph.prompts import load_examples, load_prompt
 from fusiongraph.resources import get_resources
 from fusiongraph.state import Decomposition, FusionState
 from fusiongraph.text import clean_query, grounding, redact, trim_to_tokens
-from prompts import load_examples, load_prompt
 
 MIN_GROUNDING = 0.5  # a subtask must share at least half its content words with the query
 

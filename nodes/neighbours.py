@@ -5,10 +5,10 @@ from __future__ import annotations
 from langgraph.runtime import Runtime
 
 from fusiongraph.context import FusionContext, as_context
+from fusiongraph.nodes.cascade import branch_share
 from fusiongraph.resources import get_resources
 from fusiongraph.state import SubtaskState
 from fusiongraph.text import estimate_tokens
-from nodes.cascade import branch_share
 
 
 def neighbours(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:

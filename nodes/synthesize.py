@@ -15,11 +15,11 @@ from langgraph.runtime import Runtime
 
 from fusiongraph.budget import charge, counter_for, prompt_bound, spent_breakdown, usable
 from fusiongraph.context import FusionContext, as_context
+from fusiongraph.prompts import load_prompt
 from fusiongraph.records import SubtaskResult, Summary, TraceEvent, new_summary
 from fusiongraph.resources import get_resources
 from fusiongraph.state import FusionState
 from fusiongraph.text import redact, trim_to_tokens
-from prompts import load_prompt
 
 
 def _summary(

@@ -1,5 +1,5 @@
 """API keys for the LangGraph server: LangGraph custom auth over every route, the mounted OpenAI-compatible
-app too (langgraph.json ``"auth": {"path": "server.auth:auth"}``, ``"http": {"enable_custom_route_auth": true}``).
+app too (langgraph.json ``"auth": {"path": "fusiongraph.server.auth:auth"}``, ``"http": {"enable_custom_route_auth": true}``).
 The auth path names a module, not a file: loaded by file path it would be a second copy of this module,
 whose :class:`KeyRejected` the mounted app's exception handler would not recognise.
 
@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from fusiongraph.keys import PREFIX, ApiKey, KeyRefused, key_store, require_keys_env
-from store.backends import StoreError, mask_url
+from fusiongraph.store.backends import StoreError, mask_url
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def authenticate(authorization: str | None, headers: dict, scope: dict) -> dict:
 
 
 async def openai_error(request: Request, exc: KeyRejected) -> JSONResponse:
-    from server import metrics
+    from fusiongraph.server import metrics
 
     metrics.count_rejection(request.scope, exc.status_code)
     return JSONResponse(
@@ -115,7 +115,7 @@ def request_key(scope: dict | None) -> ApiKey | None:
 def settle(scope: dict | None, out: dict, mode: str = "json") -> None:
     """After a run: charge its actual cost to the request's key and record its metrics. Never raises: the
     answer is already paid for, a failed charge is logged."""
-    from server import metrics
+    from fusiongraph.server import metrics
 
     key = request_key(scope)
     summary = (out or {}).get("summary") or {}

@@ -44,8 +44,8 @@ from starlette.routing import Route
 
 from fusiongraph.context import FusionContext
 from fusiongraph.records import Attempt, Summary
+from fusiongraph.server import auth, metrics
 from fusiongraph.text import QueryError, clean_query, redact
-from server import auth, metrics
 
 MODEL_ID = "fusiongraph"
 MODEL_CARD = {"id": MODEL_ID, "object": "model", "created": 1735689600, "owned_by": "fusiongraph"}
@@ -298,7 +298,7 @@ def build_query(messages: Any) -> str:
 
 
 def _graph():
-    from graphs.fusion import graph
+    from fusiongraph.graphs.fusion import graph
 
     return graph
 

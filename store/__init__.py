@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from store.backends import register_backend
-from store.outcomes import Neighbour, Outcome, OutcomeStore, StoreError, migrate_store, open_store
+from fusiongraph.store.backends import register_backend
+from fusiongraph.store.outcomes import Neighbour, Outcome, OutcomeStore, StoreError, migrate_store, open_store
 
 CONFIG_DIR = Path(__file__).resolve().parent
 DEFAULT_MODELS = CONFIG_DIR / "models.yaml"

@@ -25,9 +25,9 @@ from typing import Callable, ClassVar, Iterable, Iterator, Sequence
 
 # scheme -> "module:Class", imported on first use (psycopg is needed only for a Postgres store)
 BACKENDS: dict[str, str] = {
-    "sqlite": "store.backends:SQLiteBackend",
-    "postgresql": "store.postgres:PostgresBackend",
-    "postgres": "store.postgres:PostgresBackend",
+    "sqlite": "fusiongraph.store.backends:SQLiteBackend",
+    "postgresql": "fusiongraph.store.postgres:PostgresBackend",
+    "postgres": "fusiongraph.store.postgres:PostgresBackend",
 }
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")

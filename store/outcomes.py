@@ -28,7 +28,7 @@ from typing import Iterable, Sequence
 import faiss
 import numpy as np
 
-from store.backends import (  # noqa: F401
+from fusiongraph.store.backends import (  # noqa: F401
     DB_FILE,
     MMAP_BYTES,
     OUTCOME_ROW_KEYS,

@@ -46,7 +46,15 @@ from typing import Callable
 
 import psycopg
 
-from store.backends import KEY_COLUMNS, OUTCOME_COLUMNS, Backend, StoreError, check_import, mask_url, outcome_values
+from fusiongraph.store.backends import (
+    KEY_COLUMNS,
+    OUTCOME_COLUMNS,
+    Backend,
+    StoreError,
+    check_import,
+    mask_url,
+    outcome_values,
+)
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ warnings.filterwarnings("ignore", module="langchain_community")
 from fusiongraph.embeddings import Embedder  # noqa: E402
 from fusiongraph.resources import Resources, use_resources  # noqa: E402
 from fusiongraph.roster import ModelSpec, Roster  # noqa: E402
+from fusiongraph.store import OutcomeStore  # noqa: E402
 from fusiongraph.taxonomy import TaskClass, Taxonomy  # noqa: E402
-from store import OutcomeStore  # noqa: E402
 from tests.fakes import BagOfWordsEmbeddings, ScriptedChat  # noqa: E402
 
 CHEAP, STRONG = "cheap", "strong"

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from store import Outcome, open_store
+from fusiongraph.store import Outcome, open_store
 
 if __name__ == "__main__":
     target, name, count = sys.argv[1], sys.argv[2], int(sys.argv[3])

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from fusiongraph.graphs.fusion import graph
 from fusiongraph.text import clean_query
-from graphs.fusion import graph
 from tests.conftest import ctx
 from tests.fakes import ScriptedChat
 

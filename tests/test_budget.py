@@ -21,14 +21,14 @@ from pydantic import ConfigDict
 from fusiongraph.attempt import JUDGE_MAX_TOKENS, answer_messages
 from fusiongraph.budget import prompt_bound, shares, token_bound, usable
 from fusiongraph.embeddings import Embedder
+from fusiongraph.graphs.fusion import graph
+from fusiongraph.nodes.decompose import _messages as plan_messages
+from fusiongraph.prompts import load_prompt
 from fusiongraph.resources import Resources, use_resources
 from fusiongraph.roster import ModelSpec, Roster
 from fusiongraph.state import Decomposition, JudgeVerdict
+from fusiongraph.store import OutcomeStore
 from fusiongraph.text import estimate_tokens, fit_to_tokens
-from graphs.fusion import graph
-from nodes.decompose import _messages as plan_messages
-from prompts import load_prompt
-from store import OutcomeStore
 from tests.conftest import ctx, make_taxonomy
 from tests.fakes import BagOfWordsEmbeddings, ScriptedChat
 

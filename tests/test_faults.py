@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from graphs.fusion import graph
+from fusiongraph.graphs.fusion import graph
 from tests.conftest import ctx
 from tests.fakes import ScriptedChat
 

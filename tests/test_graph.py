@@ -3,8 +3,8 @@
 import httpx
 import pytest
 
+from fusiongraph.graphs.fusion import graph
 from fusiongraph.roster import ModelSpec
-from graphs.fusion import graph
 from tests.conftest import ctx
 from tests.fakes import ScriptedChat
 

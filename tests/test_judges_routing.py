@@ -6,7 +6,7 @@ from langchain_core.messages import AIMessage
 
 from fusiongraph.judges import Verdict, aggregate, llm_verdict, rule_verdict, self_verdict
 from fusiongraph.routing import Router
-from store import Outcome, OutcomeStore
+from fusiongraph.store import Outcome, OutcomeStore
 from tests.fakes import ScriptedChat
 
 

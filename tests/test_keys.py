@@ -20,9 +20,9 @@ from starlette.testclient import TestClient
 
 from fusiongraph import keys as keys_mod
 from fusiongraph.keys import KeyRefused, KeyStore, hash_key, period_start
-from server import auth
-from server.openai_app import app
-from store import StoreError
+from fusiongraph.server import auth
+from fusiongraph.server.openai_app import app
+from fusiongraph.store import StoreError
 from tests.test_server import KNOBS, langgraph_dev, two_models  # noqa: F401, F811 - langgraph_dev is a fixture
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,7 +127,7 @@ def test_postgres_keys_migration_leaves_the_outcome_store_to_open(pg_url):
     with psycopg.connect(pg_url, autocommit=True) as conn:
         assert [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 2, 3]
         assert conn.execute("SELECT count(*) FROM meta").fetchone()[0] == 0
-    from store import open_store
+    from fusiongraph.store import open_store
 
     store = open_store(pg_url, 8, "test")
     assert store.counts()["outcomes"] == 0

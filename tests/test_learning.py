@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from fusiongraph.calibrate import calibrate
 from fusiongraph.cli import app
-from graphs.fusion import graph
+from fusiongraph.graphs.fusion import graph
 from tests.conftest import ctx
 from tests.fakes import ScriptedChat
 

@@ -7,7 +7,7 @@ import pytest
 
 from fusiongraph.probe import SuccessProbe
 from fusiongraph.routing import Router
-from store import Outcome, OutcomeStore
+from fusiongraph.store import Outcome, OutcomeStore
 
 DIM = 8
 

@@ -9,9 +9,9 @@ from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 
 from fusiongraph import cli, judge_eval
+from fusiongraph.graphs.fusion import graph
 from fusiongraph.judges import JUDGES, NO_RESERVATION, Verdict, aggregate, judge_weights, register_judge
 from fusiongraph.records import Attempt, SubtaskResult, Summary, new_attempt
-from graphs.fusion import graph
 from tests.conftest import ctx
 from tests.fakes import ScriptedChat
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from server.openai_app import RequestError, app, build_query
+from fusiongraph.server.openai_app import RequestError, app, build_query
 from tests.fakes import ScriptedChat
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -237,7 +237,7 @@ def test_no_secret_in_responses(client, fusion, monkeypatch):
 
 
 def test_a_graph_failure_is_a_json_500_without_secrets(client, monkeypatch):
-    import server.openai_app as mod
+    import fusiongraph.server.openai_app as mod
 
     secret = "zzTopSecretValue12345"
     monkeypatch.setenv("FG_TEST_API_KEY", secret)

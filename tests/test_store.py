@@ -6,8 +6,8 @@ import threading
 import numpy as np
 import pytest
 
-from store import Outcome, OutcomeStore, StoreError
-from store.outcomes import INDEX_FILE, INDEX_META_FILE
+from fusiongraph.store import Outcome, OutcomeStore, StoreError
+from fusiongraph.store.outcomes import INDEX_FILE, INDEX_META_FILE
 
 
 def unit(seed: int, dim: int = 8) -> np.ndarray:

@@ -18,8 +18,8 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from store import Outcome, OutcomeStore, StoreError, migrate_store, open_store
-from store.postgres import PostgresBackend
+from fusiongraph.store import Outcome, OutcomeStore, StoreError, migrate_store, open_store
+from fusiongraph.store.postgres import PostgresBackend
 
 ADMIN_URL = os.environ.get("FUSIONGRAPH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 pytestmark = pytest.mark.timeout(120)
@@ -378,7 +378,7 @@ def test_artifacts_are_shared_through_the_database(pg):
 def test_the_success_probe_fit_is_shared_through_postgres(pg):
     """No store directory: the probe's fit (plain arrays) is saved in the database and a new worker reuses it."""
     from fusiongraph.probe import SuccessProbe
-    from store import Outcome
+    from fusiongraph.store import Outcome
 
     store = open_store(pg, 8, "test")
     assert store.shares_artifacts and store.directory is None

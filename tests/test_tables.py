@@ -10,8 +10,8 @@ import pytest
 from langchain_core.embeddings import DeterministicFakeEmbedding
 
 from fusiongraph.embeddings import Embedder
+from fusiongraph.store.outcomes import OutcomeStore
 from fusiongraph.tables import TableError, import_table, load_table
-from store.outcomes import OutcomeStore
 
 
 def write_csv(path, header, rows):

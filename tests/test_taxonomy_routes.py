@@ -7,9 +7,11 @@ import pytest
 from typer.testing import CliRunner
 
 from fusiongraph.embeddings import Embedder
+from fusiongraph.graphs.fusion import graph
 from fusiongraph.judges import rule_verdict
 from fusiongraph.resources import Resources, use_resources
 from fusiongraph.roster import ModelSpec, Roster
+from fusiongraph.store import DEFAULT_TAXONOMY, OutcomeStore
 from fusiongraph.taxonomy import TaskClass, Taxonomy
 from fusiongraph.verifiers import (
     VERIFIERS,
@@ -21,8 +23,6 @@ from fusiongraph.verifiers import (
     for_class,
     safe_eval,
 )
-from graphs.fusion import graph
-from store import DEFAULT_TAXONOMY, OutcomeStore
 from tests.conftest import ctx, judge_script, planner_script
 from tests.fakes import BagOfWordsEmbeddings, ScriptedChat
 

@@ -15,7 +15,7 @@ from fusiongraph.routing import (
     plan_utility,
     utilities,
 )
-from store.outcomes import Outcome, OutcomeStore
+from fusiongraph.store.outcomes import Outcome, OutcomeStore
 
 MODELS = ["flash", "mini", "pro", "big"]  # cheapest first
 COSTS = {"flash": 0.0001, "mini": 0.0004, "pro": 0.002, "big": 0.01}

@@ -10,8 +10,8 @@ import numpy as np
 from fusiongraph.bench.metrics import CostModel, routellm_metrics, two_model_curve
 from fusiongraph.bench.replay import LAMBDAS, Replay, _plan_utility, _predictions, _record, _route_rows, replay_pick
 from fusiongraph.routing import Router, explore_bonus
+from fusiongraph.store.outcomes import OutcomeStore
 from fusiongraph.tables import OutcomeTable
-from store.outcomes import OutcomeStore
 
 
 # ------------------------------------------------------------------------------------------ online

@@ -19,8 +19,8 @@ from fusiongraph.bench.metrics import (
 )
 from fusiongraph.context import FusionContext
 from fusiongraph.routing import COST_FLOOR, JointRates, Prediction, Router, explore_bonus, utilities
+from fusiongraph.store.outcomes import OutcomeStore, text_hash
 from fusiongraph.tables import row_outcomes
-from store.outcomes import OutcomeStore, text_hash
 
 LAMBDAS = np.round(np.concatenate([[0.0], np.geomspace(0.001, 0.5, 33)]), 6)  # price_sensitivity sweep
 

@@ -125,8 +125,8 @@ def run_bench(
         scores_test = [{c: 1.0} if c else {} for c in cls_test]
         class_source = "category column (gold labels)"
     else:
+        from fusiongraph.store import DEFAULT_TAXONOMY
         from fusiongraph.taxonomy import Taxonomy
-        from store import DEFAULT_TAXONOMY
 
         taxonomy = Taxonomy.from_yaml(DEFAULT_TAXONOMY)
         c_train = [taxonomy.classify(v, embedder) for v in vec_train]

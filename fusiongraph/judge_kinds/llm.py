@@ -15,9 +15,9 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
 from fusiongraph.budget import charge, counter_for, prompt_bound
 from fusiongraph.judges import NO_RESERVATION, Judging, Reservation, Verdict, register_judge
+from fusiongraph.prompts import load_prompt
 from fusiongraph.state import JudgeVerdict
 from fusiongraph.text import fit_to_tokens
-from prompts import load_prompt
 
 if TYPE_CHECKING:
     from fusiongraph.context import FusionContext

@@ -49,9 +49,11 @@ def synthesize(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
     model_id = res.roster.helper(available, ctx.planner_model)
     spec = res.roster[model_id]
     parts = "\n\n".join(
-        f"Part {i + 1}: {r['subtask']}\nAnswer: {r['answer'] or '(no answer)'}" for i, r in enumerate(results)
+        load_prompt("synthesize_part").format(number=i + 1, subtask=r["subtask"], answer=r["answer"] or "(no answer)")
+        for i, r in enumerate(results)
     )
-    prompt, removed = trim_to_tokens(f"Request: {state['query']}\n\n{parts}", spec.context - ctx.max_tokens - 200)
+    request = load_prompt("synthesize_request").format(query=state["query"], parts=parts)
+    prompt, removed = trim_to_tokens(request, spec.context - ctx.max_tokens - 200)
     event: dict = {"node": "synthesize", "model": model_id}
     if removed:
         event["trimmed_chars"] = removed

@@ -74,6 +74,10 @@ def ask(
     if as_json:
         print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
         return
+    if result["answer"] and not (result.get("summary") or {}).get("verified", True):
+        from fusiongraph.records import UNVERIFIED
+
+        console.print(UNVERIFIED, style="bold yellow", markup=False, highlight=False)
     console.print(result["answer"] or "[italic](no answer)[/]", markup=False, highlight=False)
     console.print()
     print_routes(result)

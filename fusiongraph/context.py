@@ -22,6 +22,13 @@ class FusionContext:
             "reserves its worst case first; the subtasks share what the plan left (fusiongraph/budget.py)."
         },
     )
+    require_verified: bool = field(
+        default=False,
+        metadata={
+            "description": "Answer a subtask that no judge accepted with a plain 'not verified' message instead of "
+            "its best-effort text (each result's `verified` says which is which either way)."
+        },
+    )
     max_subtasks: int = field(
         default=8, metadata={"description": "Cap on the number of subtasks the decomposer may produce."}
     )

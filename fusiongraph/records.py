@@ -111,6 +111,7 @@ class SubtaskResult(TypedDict):
     status: Status
     answered_by: str | None  # the accepted model, else the best-scored one; None when nothing answered
     answer: str  # "" when nothing answered
+    verified: bool  # an attempt was accepted by the judges (status "accepted"); else the answer is unverified
     cost_usd: float  # the attempts' answers and judges
     tokens_in: int  # the attempts' answers and judges
     tokens_out: int
@@ -144,6 +145,7 @@ class Summary(TypedDict):
     strongest_alone_tokens_out: NotRequired[int]
     strongest_alone_cost_usd: float  # what it alone would have cost
     statuses: dict[int, Status]  # subtask index -> status
+    verified: bool  # every subtask's answer was accepted by the judges
 
 
 # ------------------------------------------------------------------------------------------ constructors
@@ -233,6 +235,7 @@ def new_result(state: Mapping[str, Any], trace: list[TraceEvent]) -> SubtaskResu
     result["tokens_in"] = sum(a.get("tokens_in", 0) + a.get("judge_tokens_in", 0) for a in attempts)
     result["tokens_out"] = sum(a.get("tokens_out", 0) + a.get("judge_tokens_out", 0) for a in attempts)
     result["latency_s"] = round(sum(a.get("latency_s", 0.0) for a in attempts), 3)
+    result["verified"] = state.get("status") == "accepted"
     result["trace"] = trace
     return result  # type: ignore[return-value]
 
@@ -256,10 +259,12 @@ def new_summary(
         "tokens_out": sum(r["tokens_out"] for r in results) + sum(e.get("tokens_out", 0) for e in overhead),
         **strongest_alone,
         "statuses": {r["index"]: r["status"] for r in results},
+        "verified": all(r.get("verified", False) for r in results),
     }  # type: ignore[return-value]
 
 
 # ----------------------------------------------------------------------------------------------- readers
+UNVERIFIED = "not verified: no configured model gave an answer that passed the judges; add a model: README, Models"
 
 
 def attempt_cost(attempt: Attempt) -> float:

@@ -16,7 +16,7 @@ from langgraph.runtime import Runtime
 from fusiongraph.budget import charge, counter_for, prompt_bound, spent_breakdown, usable
 from fusiongraph.context import FusionContext, as_context
 from fusiongraph.prompts import load_prompt
-from fusiongraph.records import SubtaskResult, Summary, TraceEvent, new_summary
+from fusiongraph.records import UNVERIFIED, SubtaskResult, Summary, TraceEvent, new_summary
 from fusiongraph.resources import get_resources
 from fusiongraph.state import FusionState
 from fusiongraph.text import redact, trim_to_tokens
@@ -43,6 +43,8 @@ def synthesize(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
     res = get_resources(ctx)
     results = sorted(state.get("results", []), key=lambda r: r["index"])
     overhead = [e for e in state.get("trace", []) if e.get("node") == "decompose"]
+    if ctx.require_verified:  # what no judge accepted is not passed off as an answer
+        results = [r if r.get("verified") else {**r, "answer": UNVERIFIED} for r in results]
     if len(results) == 1:
         return {"answer": results[0]["answer"], "summary": _summary(results, overhead, res.roster, ctx.budget_usd)}
     available, _ = res.roster.availability(ctx.local_only)

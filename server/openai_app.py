@@ -331,6 +331,7 @@ def fusiongraph_field(out: dict, ignored: list[str]) -> dict:
         for r in out.get("results") or []
     ]
     field = {
+        "verified": (out.get("summary") or {}).get("verified", False),
         "subtasks": out.get("subtasks", []),
         "summary": out.get("summary", {}),
         "results": results,

@@ -182,3 +182,30 @@ def test_rejects_unknown_context_knobs():
         graph.invoke({"query": "hi"}, context={"budget": 1})
     with pytest.raises(ValueError, match="quality_threshold"):
         graph.invoke({"query": "hi"}, context={"quality_threshold": 3})
+
+
+def test_an_answer_no_judge_accepted_is_marked_unverified_and_can_be_withheld(fusion):
+    from typer.testing import CliRunner
+
+    from fusiongraph.cli import app
+    from fusiongraph.records import UNVERIFIED
+
+    models, cheap, strong = cheap_strong(strong_price=1000.0)  # the strong model is never affordable
+    fusion(models)
+    out = graph.invoke({"query": "What is the capital of France?"}, context=ctx(budget_usd=0.01))
+    r = only(out)
+    assert r["verified"] is False and out["summary"]["verified"] is False and out["answer"] == "BAD answer"
+    withheld = graph.invoke(
+        {"query": "What is the capital of France?"}, context=ctx(budget_usd=0.01, require_verified=True)
+    )
+    assert withheld["answer"] == UNVERIFIED and only(withheld)["verified"] is False
+    # accepted: verified, and require_verified changes nothing
+    models, *_ = cheap_strong(cheap_reply="GOOD answer")
+    fusion(models)
+    ok = graph.invoke({"query": "What is the capital of France?"}, context=ctx(require_verified=True))
+    assert only(ok)["verified"] is True and ok["summary"]["verified"] is True and ok["answer"] == "GOOD answer"
+    # the CLI says so before an unverified answer
+    fusion(cheap_strong(strong_price=1000.0)[0])
+    said = CliRunner().invoke(app, ["ask", "What is the capital of France?", "--budget", "0.01"])
+    assert said.exit_code == 0, said.output
+    assert said.output.index(UNVERIFIED) < said.output.index("BAD answer")

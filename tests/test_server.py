@@ -186,6 +186,7 @@ def test_a_completion_in_openai_format(client, fusion):
     fg = body["fusiongraph"]
     assert fg["subtasks"] == ["What is the capital of France?"]
     assert fg["results"][0]["answered_by"] == "cheap"
+    assert fg["results"][0]["verified"] is True and fg["verified"] is True  # the judges accepted it
     assert fg["ignored_params"] == ["temperature"]
     assert any(e["node"] == "decompose" for e in fg["trace"])
 

@@ -61,6 +61,17 @@ def cascade(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
     status: Status | None = None
     for model_id in state.get("candidates", []):
         call = prepare_call(res, ctx, model_id, state["subtask"], state.get("guides", []), judge_id)
+        if call.trimmed_chars:  # a truncated subtask would be answered as something else: never sent
+            trace.append(
+                {
+                    "node": "cascade",
+                    "model": model_id,
+                    "event": "context skip",
+                    "detail": f"the subtask does not fit its context of {res.roster[model_id].context} tokens "
+                    f"({call.trimmed_chars} characters would have to be cut)",
+                }
+            )
+            continue
         if spent + call.worst_cost_usd > share:
             status = "budget_exhausted"
             trace.append(

@@ -22,7 +22,7 @@ from fusiongraph.context import FusionContext, as_context
 from fusiongraph.prompts import load_examples, load_prompt
 from fusiongraph.resources import get_resources
 from fusiongraph.state import Decomposition, FusionState
-from fusiongraph.text import clean_query, grounding, redact, trim_to_tokens
+from fusiongraph.text import QueryError, clean_query, estimate_tokens, grounding, redact, trim_to_tokens
 
 MIN_GROUNDING = 0.5  # a subtask must share at least half its content words with the query
 
@@ -67,11 +67,29 @@ def synthesis_estimate_usd(spec, ctx: FusionContext, count, query: str, subtasks
     return spec.cost(min(bound, spec.context), ctx.max_tokens)
 
 
+def check_fits(query: str, res, ctx: FusionContext) -> None:
+    """A query no available answering model can read whole is a clear error naming the limit (CLI exit 2,
+    HTTP 400): answering a truncated query would answer another question."""
+    answering, _ = res.roster.availability(ctx.local_only, answering=True)
+    if not answering:
+        return
+    largest = max(answering, key=lambda m: res.roster[m].context)
+    room = res.roster[largest].context - ctx.max_tokens - 200
+    tokens = estimate_tokens(query)
+    if tokens > room:
+        raise QueryError(
+            f"the query is about {tokens:,} tokens, more than the largest context of the available models can "
+            f"take with an answer ({largest}: {res.roster[largest].context:,} tokens, {room:,} for the query); "
+            f"shorten it or configure a model with a longer context"
+        )
+
+
 def decompose(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
     ctx = as_context(runtime.context)
     query = clean_query(state.get("query"))
     res = get_resources(ctx)
     available, skipped = res.roster.availability(ctx.local_only)
+    check_fits(query, res, ctx)
     event: dict = {"node": "decompose", "skipped_models": skipped}
     model_id = res.roster.helper(available, ctx.planner_model)
     if model_id is None:

@@ -478,6 +478,15 @@ async def get_model(request: Request) -> JSONResponse:
     return JSONResponse(MODEL_CARD)
 
 
+def _check_fits(query: str, context) -> None:
+    from fusiongraph.context import as_context
+    from fusiongraph.nodes.decompose import check_fits
+    from fusiongraph.resources import get_resources
+
+    ctx = as_context(context)
+    check_fits(query, get_resources(ctx), ctx)
+
+
 async def chat_completions(request: Request):
     try:
         raw = await request.body()
@@ -488,6 +497,10 @@ async def chat_completions(request: Request):
         req = parse_request(body)
     except RequestError as exc:
         return error_response(exc.message, exc.status, exc.param, exc.code)
+    try:  # a query no model can read whole is the client's error (400), also before a stream starts
+        await asyncio.to_thread(_check_fits, req.query, req.context)
+    except QueryError as exc:
+        return error_response(str(exc), 400, "messages")
     if req.stream:
         return EventSourceResponse(_events(req, request.scope), sep="\n", headers={"Cache-Control": "no-cache"})
     try:

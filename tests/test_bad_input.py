@@ -23,16 +23,17 @@ def models():
     )
 
 
-def test_a_1_mb_query_is_trimmed_for_every_model(fusion):
-    specs, cheap, _ = models()
+def test_a_1_mb_query_is_a_clear_error_naming_the_limit(fusion):
+    from fusiongraph.text import QueryError
+
+    specs, cheap, strong = models()
     specs["cheap"][0]["context"] = 4096
     fusion(specs)
     query = "Summarise this text: " + "lorem ipsum dolor sit amet " * 40_000
     assert len(query) > 1_000_000
-    out = graph.invoke({"query": query}, context=ctx(max_tokens=64))
-    (r,) = out["results"]
-    assert r["attempts"][0]["trimmed_chars"] > 990_000
-    assert len(cheap.calls[0]) < 4096 * 3
+    with pytest.raises(QueryError, match="tokens"):
+        graph.invoke({"query": query}, context=ctx(max_tokens=64))
+    assert cheap.calls == [] and strong.calls == []
 
 
 def test_control_characters_and_invalid_utf8_are_cleaned():

@@ -167,14 +167,27 @@ def test_empty_or_invalid_query_is_a_clear_error(fusion, query):
     assert cheap.calls == []
 
 
-def test_a_query_longer_than_the_context_is_trimmed_and_noted(fusion):
-    models, cheap, _ = cheap_strong(cheap_reply="GOOD")
-    models["cheap"][0]["context"] = 600
+def test_a_subtask_longer_than_a_models_context_skips_that_model_never_truncates_it(fusion):
+    models, cheap, strong = cheap_strong(cheap_reply="GOOD")
+    models["cheap"][0]["context"] = 600  # the strong model keeps the default context
     fusion(models)
     query = "What is the capital of France? " + "padding words here " * 400
     r = only(graph.invoke({"query": query}, context=ctx(max_tokens=100)))
-    assert r["attempts"][0]["trimmed_chars"] > 0
-    assert "characters trimmed" in cheap.calls[0]
+    assert cheap.calls == [] and [a["model"] for a in r["attempts"]] == ["strong"]
+    assert any(e.get("event") == "context skip" and e["model"] == "cheap" for e in r["trace"])
+    assert "characters trimmed" not in strong.calls[0] and "characters trimmed" not in r["answer"]
+
+
+def test_a_query_longer_than_every_context_is_a_clear_error(fusion):
+    from fusiongraph.text import QueryError
+
+    models, cheap, strong = cheap_strong()
+    models["cheap"][0]["context"] = 600
+    models["strong"][0]["context"] = 800
+    fusion(models)
+    with pytest.raises(QueryError, match=r"largest context of the available models .*strong: 800 tokens"):
+        graph.invoke({"query": "Summarise: " + "lorem ipsum " * 2000}, context=ctx(max_tokens=100))
+    assert cheap.calls == [] and strong.calls == []
 
 
 def test_rejects_unknown_context_knobs():

@@ -464,3 +464,15 @@ def test_langgraph_dev_serves_the_graph_and_the_openai_endpoint(langgraph_dev):
     assert len(deltas) >= 2 and "".join(deltas) == final["results"][0]["answer"][:500]
     with pytest.raises(openai.BadRequestError):
         oai.chat.completions.create(model="fusiongraph", messages=[{"role": "user", "content": ""}])
+
+
+def test_a_query_longer_than_every_context_is_a_400_streamed_or_not(client, fusion):
+    specs = two_models()
+    for spec, _ in specs.values():
+        spec["context"] = 2000
+    fusion(specs)
+    for stream in (False, True):
+        r = chat(client, content="Summarise: " + "lorem ipsum " * 3000, stream=stream)
+        assert r.status_code == 400, r.text
+        err = r.json()["error"]
+        assert err["param"] == "messages" and "largest context" in err["message"] and "2,000 tokens" in err["message"]

@@ -203,8 +203,18 @@ class PostgresBackend(Backend):
                 pass
 
     def _run(self, fn: Callable[[psycopg.Connection], object], write: bool = False):
-        """Run `fn(connection)`; a lost connection is a StoreError (a read is retried once first)."""
+        """Run `fn(connection)`; a lost connection is a StoreError (a read is retried once first).
+
+        A write is never retried (a commit that broke midway may have landed), so before one the connection
+        is checked with a ping outside any transaction: one that died while idle (a Postgres restart, a
+        killed backend) is replaced first instead of losing the write (tests/test_replicas.py saw 1-2 lost
+        outcomes per outage without it)."""
         with self._conn_lock:
+            if write and self._conn is not None:
+                try:
+                    self._conn.execute("SELECT 1")
+                except psycopg.Error:
+                    self._drop()
             for attempt in range(1 if write else 2):
                 conn = self._connect()
                 try:

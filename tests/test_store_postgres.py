@@ -315,17 +315,16 @@ def _terminate(url, pid):
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
 
-def test_a_lost_connection_is_a_store_error_and_the_next_call_reconnects(pg):
+def test_a_connection_killed_while_idle_loses_no_write_and_reads_reconnect(pg):
     store = open_store(pg, 8, "test")
     other = open_store(pg, 8, "test")
     store.record("before", unit(1), None, [Outcome("a", 1.0, True)])
     _terminate(pg, store.backend._conn.info.backend_pid)
-    with pytest.raises(StoreError, match="next call reconnects"):
-        store.record("lost", unit(2), None, [Outcome("a", 1.0, True)])
+    store.record("after the outage", unit(2), None, [Outcome("a", 1.0, True)])  # pinged, replaced, written
     store.record("reconnected", unit(3), None, [Outcome("a", 1.0, True)])
-    assert store.counts() == {"subtasks": 2, "outcomes": 2, "vectors": 2}  # nothing of the failed write
+    assert store.counts() == {"subtasks": 3, "outcomes": 3, "vectors": 3}
     _terminate(pg, store.backend._conn.info.backend_pid)
-    assert store.counts()["outcomes"] == 2  # a read is retried once on a fresh connection
+    assert store.counts()["outcomes"] == 3  # a read is retried once on a fresh connection
     # the listener's connection too: it reconnects, catches up, and NOTIFY works again
     assert wait_for(lambda: other.backend.listening, 5)
     with psycopg.connect(pg, autocommit=True) as admin:
@@ -333,7 +332,7 @@ def test_a_lost_connection_is_a_store_error_and_the_next_call_reconnects(pg):
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database()"
             " AND query LIKE 'LISTEN%%' AND pid <> pg_backend_pid()"
         )
-    assert wait_for(lambda: not other.backend.listening, 3) or True
+    wait_for(lambda: not other.backend.listening, 3)  # it may have reconnected already
     store.record("while reconnecting", unit(4), "math", [Outcome("a", 1.0, True)])
     assert wait_for(lambda: other.class_rates("math").get("a", (0, 0))[1] == 1, 5)
     store.close()

@@ -111,6 +111,14 @@ class FusionContext:
             "description": "Directory of the outcome store; empty uses $FUSIONGRAPH_STORE_DIR or the user data dir."
         },
     )
+    discover_local: bool | None = field(
+        default=None,
+        metadata={
+            "description": "Add the models this machine already has to the roster (OpenAI-compatible servers on "
+            "loopback, GGUF files: fusiongraph/discovery.py), as trusted tiers at price 0. Empty (None) reads "
+            "$FUSIONGRAPH_DISCOVER_LOCAL (default on)."
+        },
+    )
     models_path: str = field(
         default="",
         metadata={"description": "Model roster YAML; empty uses $FUSIONGRAPH_MODELS or the shipped store/models.yaml."},

@@ -77,17 +77,25 @@ def default_embedder() -> Embedder:
 def get_resources(ctx: FusionContext) -> Resources:
     if _override is not None:
         return _override
-    key = resolve_paths(ctx)
+    from fusiongraph.discovery import discover_enabled
+
+    discover = discover_enabled(ctx.discover_local)
+    key = (*resolve_paths(ctx), discover)
     with _lock:
         if key in _built:
             return _built[key]
     embedder = default_embedder()
-    models, taxonomy, store_dir = key
+    models, taxonomy, store_dir, _ = key
     # a server store (Postgres) keeps this worker's FAISS index and probe fit in $FUSIONGRAPH_STORE_CACHE_DIR
     # between starts, if set; else they are rebuilt from the database
+    roster, task_taxonomy = Roster.from_yaml(models, discover=discover), Taxonomy.from_yaml(taxonomy)
+    if discover:
+        from fusiongraph.discovery import join_taxonomy
+
+        join_taxonomy(task_taxonomy, roster)
     res = Resources(
-        Roster.from_yaml(models),
-        Taxonomy.from_yaml(taxonomy),
+        roster,
+        task_taxonomy,
         embedder,
         open_store(
             store_dir, embedder.dim, embedder.name, cache_dir=os.environ.get("FUSIONGRAPH_STORE_CACHE_DIR") or None

@@ -13,6 +13,8 @@ from fusiongraph.model_kinds import ModelKind, env, get_kind
 from fusiongraph.prompts import load_prompt
 from fusiongraph.text import estimate_tokens, load_yaml_mapping
 
+LARGE_LOCAL_BYTES = 1 << 30  # an in-process GGUF this big or bigger is "large": at most one is held at once
+
 
 class ModelSpec(BaseModel):
     """One model of the roster (a row of models.yaml)."""
@@ -38,6 +40,14 @@ class ModelSpec(BaseModel):
     options: dict[str, Any] = Field(
         default_factory=dict, description="kind-specific settings, passed to the kind's chat model"
     )
+    source: str = Field(default="models.yaml", description="where the entry came from: models.yaml, discovered:<where>")
+    trusted: bool = Field(
+        default=False, description="runs on this machine (a discovered model): a local_only run may use it"
+    )
+    strength: float | None = Field(
+        default=None, description="estimated strength (parameters in billions): orders equal-priced models"
+    )
+    capabilities: list[str] = Field(default_factory=list, description="what could be read: tools, vision")
 
     @field_validator("kind")
     @classmethod
@@ -76,8 +86,19 @@ class ModelSpec(BaseModel):
         return 3 * self.price_in + self.price_out
 
     def unavailable_reason(self, local_only: bool) -> str | None:
-        """Why this model cannot be called right now (never an error: the cascade skips it)."""
-        return self.model_kind.unavailable_reason(self, local_only)
+        """Why this model cannot be called right now (never an error: the cascade skips it). A trusted model
+        (one on this machine, e.g. a discovered loopback server) counts as local for `local_only`."""
+        return self.model_kind.unavailable_reason(self, local_only and not self.trusted)
+
+    @property
+    def large(self) -> bool:
+        """An in-process model whose GGUF is at least LARGE_LOCAL_BYTES: only one is held at once."""
+        if not self.is_local or not self.gguf_path:
+            return False
+        try:
+            return Path(self.gguf_path).expanduser().stat().st_size >= LARGE_LOCAL_BYTES
+        except OSError:
+            return False
 
     def secrets(self) -> list[str]:
         """Secret values to redact from anything shown or stored."""
@@ -97,9 +118,13 @@ class Roster:
         self._order = ids
         self._chat: dict[tuple, BaseChatModel] = {}
         self._given = dict(chat_models or {})  # injected models (tests, embedding applications)
+        self.notes: list[str] = []  # what discovery skipped, and why
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "Roster":
+    def from_yaml(cls, path: str | Path, discover: bool = False, discovered=None) -> "Roster":
+        """The roster of a models.yaml; `discover`: add the local models found on this machine
+        (:mod:`fusiongraph.discovery`, or the given `discovered` Discovery), filtered by the file's optional
+        `discovery:` section (exclude / pin); what was skipped is in :attr:`notes`."""
         rows = load_yaml_mapping(path, "model roster", "models", list)
         specs = []
         for i, row in enumerate(rows):
@@ -107,7 +132,37 @@ class Roster:
                 specs.append(ModelSpec.model_validate(row))
             except ValidationError as exc:
                 raise ValueError(f"model roster {path}, entry {i} ({(row or {}).get('id')!r}): {exc}") from None
-        return cls(specs)
+        notes: list[str] = []
+        if discover or discovered is not None:
+            from fusiongraph import discovery
+
+            policy = _discovery_policy(path)
+            found = discovered if discovered is not None else discovery.discover()
+            configured = [
+                {
+                    **s.model_dump(),
+                    "base_url": s.base_url or env(s.base_url_env),
+                    "model": env(s.model_env) or s.model,
+                    "gguf_path": env(s.gguf_path_env) or s.gguf_path or _package_file(s.gguf_package, s.gguf_file),
+                }
+                for s in specs
+            ]
+            kept = discovery.apply_policy(found.specs, policy, configured)
+            notes = found.notes + kept.notes
+            taken = {s.id for s in specs}
+            for row in kept.specs:
+                if row.get("id") in taken:
+                    notes.append(f"skipped discovered {row.get('id')!r}: models.yaml has a model of that id")
+                    continue
+                try:
+                    specs.append(ModelSpec.model_validate(row))
+                except ValidationError as exc:
+                    notes.append(f"skipped discovered {row.get('id')!r}: {exc}")
+                    continue
+                taken.add(row["id"])
+        roster = cls(specs)
+        roster.notes = notes
+        return roster
 
     def __getitem__(self, model_id: str) -> ModelSpec:
         try:
@@ -119,9 +174,13 @@ class Roster:
         return list(self._order)
 
     def by_cost(self, ids: list[str] | None = None) -> list[str]:
-        """Ids ordered cheapest first (roster order breaks ties)."""
+        """Ids ordered cheapest first; among equal prices the stronger first (a strength estimate, e.g. of a
+        discovered model; unknown counts as 0), then roster order."""
         ids = self._order if ids is None else [i for i in ids if i in self.specs]
-        return sorted(ids, key=lambda i: (self.specs[i].blended_price, self._order.index(i)))
+        return sorted(
+            ids,
+            key=lambda i: (self.specs[i].blended_price, -(self.specs[i].strength or 0.0), self._order.index(i)),
+        )
 
     def availability(self, local_only: bool, answering: bool = False) -> tuple[list[str], list[dict]]:
         """(available ids cheapest first, skipped models with the reason); `answering`: cascade tiers only."""
@@ -142,14 +201,16 @@ class Roster:
     def helper(self, available: list[str], preferred: str = "") -> str | None:
         """The model for a helper role (decompose, judge, synthesise): the preferred one if available,
         else the cheapest available API model (better than a tiny local one at following formats),
-        else the cheapest available model."""
+        else the cheapest (at equal prices the strongest) trusted server on this machine, else the cheapest
+        available model."""
         if preferred:
             if preferred not in self.specs:
                 raise KeyError(f"unknown model {preferred!r}; the roster has {self._order}")
             if preferred in available:
                 return preferred
-        api = [m for m in available if not self.specs[m].is_local]
-        return (api or available or [None])[0]
+        api = [m for m in available if not self.specs[m].is_local and not self.specs[m].trusted]
+        served = [m for m in available if not self.specs[m].is_local]  # e.g. a discovered loopback server
+        return (api or served or available or [None])[0]
 
     def strongest(self) -> str:
         """The costliest configured answering model: the baseline a fused answer is compared with."""
@@ -191,9 +252,39 @@ class Roster:
             return self._given[model_id]
         key = (model_id, max_tokens, timeout_s)
         if key not in self._chat:
-            self._chat[key] = self._build(self[model_id], max_tokens, timeout_s)
+            spec = self[model_id]
+            if spec.large:  # at most one large in-process model held at once: drop the others first
+                for other in [k for k in self._chat if k[0] != model_id and self.specs[k[0]].large]:
+                    del self._chat[other]
+            self._chat[key] = self._build(spec, max_tokens, timeout_s)
         return self._chat[key]
 
     @staticmethod
     def _build(spec: ModelSpec, max_tokens: int, timeout_s: float) -> BaseChatModel:
         return spec.model_kind.build(spec, max_tokens, timeout_s)
+
+
+def _discovery_policy(path: str | Path) -> dict:
+    """models.yaml's optional `discovery:` mapping ({exclude: [...], pin: {...}})."""
+    import yaml
+
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    policy = data.get("discovery") or {}
+    if not isinstance(policy, dict):
+        raise ValueError(f"model roster {path}: `discovery:` must be a mapping (exclude: [...], pin: {{...}})")
+    if not isinstance(policy.get("exclude") or [], list) or not isinstance(policy.get("pin") or {}, dict):
+        raise ValueError(f"model roster {path}: discovery.exclude must be a list, discovery.pin a mapping")
+    return policy
+
+
+def _package_file(package: str | None, filename: str | None) -> str | None:
+    """The path of a file shipped in an installed package (found, not imported), else None."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(package) if package and filename else None
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return str(Path(list(spec.submodule_search_locations)[0]) / filename)

@@ -4,6 +4,7 @@ import warnings
 import pytest
 
 warnings.filterwarnings("ignore", module="langchain_community")
+__import__("os").environ["FUSIONGRAPH_DISCOVER_LOCAL"] = "0"  # never probe a developer's local servers in tests
 
 from fusiongraph.embeddings import Embedder  # noqa: E402
 from fusiongraph.resources import Resources, use_resources  # noqa: E402

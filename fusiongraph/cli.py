@@ -46,6 +46,17 @@ def ask(
     store_dir: Optional[str] = typer.Option(None, "--store-dir", help="Outcome store directory."),
     models: Optional[str] = typer.Option(None, "--models", help="Model roster YAML."),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Most output tokens per call."),
+    require_verified: Optional[bool] = typer.Option(
+        None,
+        "--require-verified/--best-effort",
+        help="Answer what no judge accepted with a plain 'not verified' message instead of its best-effort text.",
+    ),
+    discover: Optional[bool] = typer.Option(
+        None,
+        "--discover/--no-discover",
+        help="Add the local model servers and GGUF files found on this machine to the roster "
+        "(default: $FUSIONGRAPH_DISCOVER_LOCAL, on).",
+    ),
 ) -> None:
     """Answer QUERY through the fusion graph; print the answer and the route of every subtask."""
     if query == "-":
@@ -59,6 +70,8 @@ def ask(
             store_dir=store_dir,
             models_path=models,
             max_tokens=max_tokens,
+            require_verified=require_verified,
+            discover_local=discover,
         )
         from fusiongraph.text import clean_query
 
@@ -74,10 +87,16 @@ def ask(
     if as_json:
         print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
         return
-    if result["answer"] and not (result.get("summary") or {}).get("verified", True):
+    results = result.get("results", [])
+    unverified = [r for r in results if not r.get("verified", False)]
+    if unverified:
         from fusiongraph.records import UNVERIFIED
 
-        console.print(UNVERIFIED, style="bold yellow", markup=False, highlight=False)
+        line = UNVERIFIED
+        if len(unverified) < len(results):
+            parts = ", ".join(str(r["index"] + 1) for r in sorted(unverified, key=lambda r: r["index"]))
+            line = f"not verified: part {parts} of {len(results)}" + UNVERIFIED.split("not verified", 1)[1]
+        console.print(line, style="bold yellow", markup=False, highlight=False)
     console.print(result["answer"] or "[italic](no answer)[/]", markup=False, highlight=False)
     console.print()
     print_routes(result)

@@ -12,14 +12,16 @@ class FusionContext:
     quality_threshold: float = field(
         default=0.6,
         metadata={
-            "description": "Accept an answer when the judges' aggregated confidence (0-1) reaches this; else escalate."
+            "range": (0.0, 1.0),
+            "description": "Accept an answer when the judges' aggregated confidence (0-1) reaches this; else escalate.",
         },
     )
     budget_usd: float = field(
         default=0.05,
         metadata={
+            "range": (0.0, None),
             "description": "Most USD one query may spend on every call (plan, answers, judges, synthesis): each call "
-            "reserves its worst case first; the subtasks share what the plan left (fusiongraph/budget.py)."
+            "reserves its worst case first; the subtasks share what the plan left (fusiongraph/budget.py).",
         },
     )
     require_verified: bool = field(
@@ -30,25 +32,36 @@ class FusionContext:
         },
     )
     max_subtasks: int = field(
-        default=8, metadata={"description": "Cap on the number of subtasks the decomposer may produce."}
+        default=8,
+        metadata={"range": (1, 256), "description": "Cap on the number of subtasks the decomposer may produce."},
     )
     local_only: bool = field(
         default=False, metadata={"description": "Use only local (in-process llama.cpp) models, never an API."}
     )
     k: int = field(
-        default=64, metadata={"description": "Number of nearest past subtasks the neighbour router looks at."}
+        default=64,
+        metadata={"range": (0, 1024), "description": "Number of nearest past subtasks the neighbour router looks at."},
     )
     min_neighbours: int = field(
         default=4,
-        metadata={"description": "With at least this many similar past subtasks, the neighbours decide the route."},
+        metadata={
+            "range": (0, 1024),
+            "description": "With at least this many similar past subtasks, the neighbours decide the route.",
+        },
     )
     min_similarity: float = field(
         default=0.3,
-        metadata={"description": "Cosine similarity below which a past subtask does not count as a neighbour."},
+        metadata={
+            "range": (-1.0, 1.0),
+            "description": "Cosine similarity below which a past subtask does not count as a neighbour.",
+        },
     )
     taxonomy_confidence: float = field(
         default=0.5,
-        metadata={"description": "Below this classifier confidence, the neighbours decide the route (if any exist)."},
+        metadata={
+            "range": (0.0, 1.0),
+            "description": "Below this classifier confidence, the neighbours decide the route (if any exist).",
+        },
     )
     router: str = field(
         default="hybrid",
@@ -60,27 +73,32 @@ class FusionContext:
     price_sensitivity: float = field(
         default=0.01,
         metadata={
+            "range": (0.0, 0.5),
             "description": "Routing's price of quality, 0-0.5: how much predicted success one doubling of a model's "
             "predicted cost must buy. The first model maximises success - this x log2(cost); "
             "escalation goes on while the expected gain is worth its price. 0 = best quality at any "
-            "price; higher = cheaper."
+            "price; higher = cheaper.",
         },
     )
     judge_accuracy: float = field(
         default=0.8,
         metadata={
+            "range": (0.5, 1.0),
             "description": "How often the judges' accept/reject agrees with correctness (0.5-1): how much a "
-            "rejection tells the router when it plans escalation."
+            "rejection tells the router when it plans escalation.",
         },
     )
     explore: float = field(
         default=1.0,
         metadata={
+            "range": (0.0, 10.0),
             "description": "Optimism for models with few recorded outcomes (0 = none): a new model is tried where "
-            "its optimistic utility is best, and the bonus fades as its outcomes are recorded."
+            "its optimistic utility is best, and the bonus fades as its outcomes are recorded.",
         },
     )
-    max_tokens: int = field(default=256, metadata={"description": "Most output tokens per model call."})
+    max_tokens: int = field(
+        default=256, metadata={"range": (1, 32768), "description": "Most output tokens per model call."}
+    )
     llm_judge: bool = field(
         default=True, metadata={"description": "Ask an LLM judge to score each answer (prompts/judge.md)."}
     )
@@ -100,11 +118,14 @@ class FusionContext:
     guides: int = field(
         default=2,
         metadata={
+            "range": (0, 8),
             "description": "Accepted answers of stronger models on similar subtasks given to a cheaper model as "
-            "worked examples (RAR); 0 turns guides off."
+            "worked examples (RAR); 0 turns guides off.",
         },
     )
-    request_timeout_s: float = field(default=60.0, metadata={"description": "Timeout of one API call in seconds."})
+    request_timeout_s: float = field(
+        default=60.0, metadata={"range": (0.1, 3600.0), "description": "Timeout of one API call in seconds."}
+    )
     store_dir: str = field(
         default="",
         metadata={
@@ -132,32 +153,34 @@ class FusionContext:
 
     def __post_init__(self) -> None:
         errors = []
-        if not 0.0 <= self.quality_threshold <= 1.0:
-            errors.append(f"quality_threshold must be in [0, 1], got {self.quality_threshold}")
-        if self.budget_usd < 0:
-            errors.append(f"budget_usd must be >= 0, got {self.budget_usd}")
-        if self.max_subtasks < 1:
-            errors.append(f"max_subtasks must be >= 1, got {self.max_subtasks}")
-        if self.k < 0:
-            errors.append(f"k must be >= 0, got {self.k}")
+        for f in fields(self):  # every numeric knob's range, from its metadata (shown in Studio)
+            lo, hi = f.metadata.get("range", (None, None))
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if (lo is not None and not value >= lo) or (hi is not None and not value <= hi) or value != value:
+                errors.append(f"{f.name} must be {_show_range(lo, hi)}, got {value}")
         from fusiongraph.strategies import STRATEGIES
 
         if self.router not in STRATEGIES:
             errors.append(f"router must be one of {sorted(STRATEGIES)}, got {self.router!r}")
-        if not 0.0 <= self.price_sensitivity <= 0.5:
-            errors.append(f"price_sensitivity must be in [0, 0.5], got {self.price_sensitivity}")
-        if not 0.5 <= self.judge_accuracy <= 1.0:
-            errors.append(f"judge_accuracy must be in [0.5, 1], got {self.judge_accuracy}")
-        if self.explore < 0:
-            errors.append(f"explore must be >= 0, got {self.explore}")
-        if self.max_tokens < 1:
-            errors.append(f"max_tokens must be >= 1, got {self.max_tokens}")
         if errors:
             raise ValueError("; ".join(errors))
 
     @classmethod
+    def ranges(cls) -> dict[str, tuple]:
+        """Knob name -> (low, high) for every knob with a range (None: unbounded on that side)."""
+        return {f.name: f.metadata["range"] for f in fields(cls) if "range" in f.metadata}
+
+    @classmethod
     def knob_names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
+
+
+def _show_range(lo, hi) -> str:
+    if hi is None:
+        return f">= {lo:g}"
+    return f"in [{lo:g}, {hi:g}]"
 
 
 def as_context(value: FusionContext | dict | None) -> FusionContext:

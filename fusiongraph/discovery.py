@@ -19,6 +19,7 @@ models.yaml's optional ``discovery:`` section excludes or pins discovered models
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 import os
 import re
 import socket
@@ -105,6 +106,17 @@ def normalise_base(url: str) -> str:
     return url
 
 
+def is_loopback(hostname: str | None) -> bool:
+    if not hostname:
+        return False
+    if hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
 def _listening(base: str, timeout: float) -> bool:
     """A plain TCP connect first: nothing listening costs a refused connection, not an HTTP client."""
     parts = urlsplit(base)
@@ -142,19 +154,25 @@ def _probe(base: str, timeout: tuple[float, float]) -> tuple[list[dict], str | N
                 raise TypeError
             if item.get("owned_by") == "fusiongraph":  # our own endpoint (never route to ourselves)
                 continue
-            names.append(item["id"])
+            names.append((item["id"], item.get("meta") if isinstance(item.get("meta"), dict) else {}))
     except (ValueError, KeyError, TypeError):
         return [], f"skipped {base}: its /models reply is not an OpenAI model list"
     host = urlsplit(base)
     where = f"{host.hostname}:{host.port}" if host.port else (host.hostname or base)
-    port_tag = str(host.port) if host.hostname in ("127.0.0.1", "localhost") and host.port else where
+    loopback = is_loopback(host.hostname)
+    port_tag = str(host.port) if loopback and host.port else where
     rows = []
-    for name in names:
+    for name, meta in names:
         if any(w in name.lower() for w in ("embed", "rerank")):
             continue  # not a chat model
-        params = params_from_name(name)
+        # llama.cpp's own server reports the model's size and trained context in `meta`; else read the name
+        params = meta.get("n_params") if isinstance(meta.get("n_params"), int) else params_from_name(name)
+        extra = {}
+        if isinstance(meta.get("n_ctx_train"), int) and meta["n_ctx_train"] > 0:
+            extra["context"] = meta["n_ctx_train"]
         rows.append(
-            {
+            extra
+            | {
                 "id": f"{_slug(name)}@{port_tag}",
                 "kind": "openai_compatible",
                 "description": f"{name} served at {base} (discovered)",
@@ -162,7 +180,8 @@ def _probe(base: str, timeout: tuple[float, float]) -> tuple[list[dict], str | N
                 "model": name,
                 "price_in": 0.0,
                 "price_out": 0.0,
-                "trusted": True,
+                # only a server on this machine is trusted with sensitive or local-only work
+                "trusted": loopback,
                 "source": f"discovered:{base}",
                 "strength": strength_of(params),
             }

@@ -17,7 +17,6 @@ import json
 import math
 import os
 import threading
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator, Type
 
@@ -106,10 +105,31 @@ class _LoadedModel:
         self.lock = threading.Lock()
 
 
-@lru_cache(maxsize=8)
+_LOADED: dict[tuple, _LoadedModel] = {}  # (file, n_ctx, n_threads) -> the loaded model
+_LOADED_LOCK = threading.Lock()
+
+
+def _file_key(path) -> str:
+    return str(Path(path).expanduser().resolve())
+
+
 def load_llama(path: str, n_ctx: int, n_threads: int | None = None) -> _LoadedModel:
     """One llama.cpp instance (and its lock) per model file and context size, per process."""
-    return _LoadedModel(Path(path), n_ctx, n_threads)
+    key = (_file_key(path), n_ctx, n_threads)
+    with _LOADED_LOCK:
+        if key not in _LOADED:
+            _LOADED[key] = _LoadedModel(Path(path), n_ctx, n_threads)
+        return _LOADED[key]
+
+
+def release_llama(path: str) -> int:
+    """Forget every llama.cpp instance of this file, so its memory is freed once no chat model holds it
+    (the roster keeps at most one large in-process model). Returns how many were dropped."""
+    with _LOADED_LOCK:
+        keys = [k for k in _LOADED if k[0] == _file_key(path)]
+        for k in keys:
+            del _LOADED[k]
+    return len(keys)
 
 
 class SampledTokenLogprobs:

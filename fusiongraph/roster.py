@@ -256,6 +256,9 @@ class Roster:
             if spec.large:  # at most one large in-process model held at once: drop the others first
                 for other in [k for k in self._chat if k[0] != model_id and self.specs[k[0]].large]:
                     del self._chat[other]
+                    from fusiongraph.local_llm import release_llama
+
+                    release_llama(self.specs[other[0]].gguf_path)  # and llama.cpp's instance with it
             self._chat[key] = self._build(spec, max_tokens, timeout_s)
         return self._chat[key]
 

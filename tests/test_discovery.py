@@ -121,6 +121,50 @@ def test_a_malformed_models_reply_is_skipped_with_a_note(fake_server):
     assert len(found.notes) == 3 and all("not an OpenAI model list" in n for n in found.notes)
 
 
+def test_llama_cpp_server_meta_gives_size_and_context(fake_server):
+    """llama.cpp's own server reports n_params and n_ctx_train: an alias without a size in its name still
+    gets a strength, and the context it was trained with."""
+    base = fake_server({"data": [{"id": "my-alias", "meta": {"n_params": 134515008, "n_ctx_train": 8192}}]})
+    (spec,) = discovery.probe_servers([base]).specs
+    assert spec["strength"] == 0.1345 and spec["context"] == 8192
+
+
+def test_a_server_off_this_machine_is_never_trusted(monkeypatch):
+    """FUSIONGRAPH_LOCAL_URLS may name another host: it joins at price 0 but is not trusted with
+    local-only work."""
+    monkeypatch.setattr(discovery, "_listening", lambda base, timeout: True)
+
+    class Reply:
+        status_code = 200
+
+        @staticmethod
+        def json():
+            return {"data": [{"id": "llama3.1:8b"}]}
+
+    class Client:
+        def __init__(self, **kw):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def get(self, url):
+            assert url == "http://10.1.2.3:11434/v1/models"
+            return Reply()
+
+    import httpx
+
+    monkeypatch.setattr(httpx, "Client", Client)
+    (spec,) = discovery.probe_servers(["http://10.1.2.3:11434"]).specs
+    assert spec["id"] == "llama3.1:8b@10.1.2.3:11434" and spec["strength"] == 8.0
+    assert spec["trusted"] is False
+    assert discovery.is_loopback("127.0.0.1") and discovery.is_loopback("::1") and discovery.is_loopback("localhost")
+    assert not discovery.is_loopback("10.1.2.3") and not discovery.is_loopback(None)
+
+
 def test_our_own_endpoint_and_embedders_are_not_chat_models(fake_server):
     base = fake_server(
         {"data": [{"id": "fusion", "owned_by": "fusiongraph"}, {"id": "nomic-embed-text"}, {"id": "llama3.2:1b"}]}
@@ -232,6 +276,30 @@ def test_at_most_one_large_local_model_is_held(monkeypatch, tmp_path):
     assert [k[0] for k in r._chat] == ["b"]
     r.chat_model("a", 8, 1)
     assert built == ["a", "b", "a"] and [k[0] for k in r._chat] == ["a"]
+
+
+def test_dropping_a_large_model_frees_its_llama_cpp_instance(monkeypatch, tmp_path):
+    """The roster forgets the chat model and llama.cpp's loaded instance, so the memory really goes."""
+    from fusiongraph import local_llm
+    from fusiongraph import roster as roster_mod
+
+    a, b = tmp_path / "a.gguf", tmp_path / "b.gguf"
+    a.write_bytes(b"x" * 10)
+    b.write_bytes(b"x" * 10)
+    monkeypatch.setattr(roster_mod, "LARGE_LOCAL_BYTES", 5)
+    monkeypatch.setattr(local_llm, "_build_llama", lambda path, n_ctx, n_threads: object())
+    monkeypatch.setattr(local_llm, "_LOADED", {})
+
+    def build(spec, max_tokens, timeout_s):  # what the local kind does: load through the shared loader
+        return local_llm.load_llama(spec.gguf_path, 2048, None)
+
+    monkeypatch.setattr(Roster, "_build", staticmethod(build))
+    r = Roster([ModelSpec(id="a", kind="local", gguf_path=str(a)), ModelSpec(id="b", kind="local", gguf_path=str(b))])
+    first = r.chat_model("a", 8, 1)
+    assert local_llm.load_llama(str(a), 2048, None) is first  # one instance per file
+    r.chat_model("b", 8, 1)
+    assert [k[0] for k in local_llm._LOADED] == [str(b.resolve())]  # a's instance is gone
+    assert local_llm.load_llama(str(a), 2048, None) is not first  # loading it again builds a new one
 
 
 def test_cli_models_discover_json(fake_server, no_defaults, tmp_path):

@@ -1,5 +1,7 @@
 """The graph's logic with scripted chat models and bag-of-words embeddings (no model weights)."""
 
+import json
+
 import httpx
 import pytest
 
@@ -222,3 +224,86 @@ def test_an_answer_no_judge_accepted_is_marked_unverified_and_can_be_withheld(fu
     said = CliRunner().invoke(app, ["ask", "What is the capital of France?", "--budget", "0.01"])
     assert said.exit_code == 0, said.output
     assert said.output.index(UNVERIFIED) < said.output.index("BAD answer")
+
+
+def _shrink_planner(res, context: int) -> None:
+    res.roster.specs["planner"] = res.roster.specs["planner"].model_copy(update={"context": context})
+
+
+def test_a_query_too_long_for_the_planner_is_answered_whole_never_planned_in_part(fusion):
+    models, cheap, strong = cheap_strong(cheap_reply="GOOD answer")
+    res = fusion(models)
+    _shrink_planner(res, 600)
+    query = "What is the capital of France? AND " + "Name a colour. " * 150
+    out = graph.invoke({"query": query}, context=ctx(max_tokens=100))
+    plan = next(e for e in out["trace"] if e["node"] == "decompose")
+    assert plan["fallback"].startswith("context:") and "planner" in plan["fallback"]
+    assert out["subtasks"] == [query.strip()] and res.roster.chat_model("planner", 100, 1).calls == []
+
+
+def test_answers_too_long_for_the_synthesiser_are_joined_never_cut(fusion):
+    models, cheap, strong = cheap_strong(cheap_reply=lambda p: "GOOD " + "long answer words " * 120)
+    res = fusion(models)
+    _shrink_planner(res, 700)
+    out = graph.invoke({"query": "What is 2 plus 2? AND What is the capital of France?"}, context=ctx(max_tokens=100))
+    synth = next(e for e in out["trace"] if e["node"] == "synthesize")
+    assert synth["fallback"].startswith("context:")
+    assert out["answer"].startswith("1. GOOD") and "\n\n2. GOOD" in out["answer"]
+    assert "trimmed" not in out["answer"]
+    planner_calls = res.roster.chat_model("planner", 100, 1).calls
+    assert len(planner_calls) == 1 and not planner_calls[0].startswith("Request:")  # the plan, no synthesis
+
+
+def test_the_cli_names_the_unverified_parts_and_can_withhold_them(fusion, monkeypatch):
+    from typer.testing import CliRunner
+
+    from fusiongraph import cli
+    from fusiongraph.cli import app
+    from fusiongraph.records import UNVERIFIED
+
+    # the CLI's knobs over the test's planner and judge
+    monkeypatch.setattr(cli, "_context", lambda **knobs: ctx(**{k: v for k, v in knobs.items() if v is not None}))
+    models, cheap, strong = cheap_strong(
+        cheap_reply=lambda p: "GOOD answer" if "France" in p else "BAD answer", strong_price=1000.0
+    )
+    fusion(models)
+    query = "What is the capital of France? AND What is the capital of Peru?"
+    said = CliRunner().invoke(app, ["ask", query, "--budget", "0.01"])
+    assert said.exit_code == 0, said.output
+    assert said.output.splitlines()[0].startswith("not verified: part 2 of 2:")
+    withheld = CliRunner().invoke(app, ["ask", query, "--budget", "0.01", "--require-verified", "--json"])
+    out = json.loads(withheld.output)
+    peru = next(r for r in out["results"] if "Peru" in r["subtask"])
+    assert peru["verified"] is False and UNVERIFIED in out["answer"] and "BAD answer" not in out["answer"]
+
+
+def test_the_cli_exits_2_on_a_query_longer_than_every_context(fusion):
+    from typer.testing import CliRunner
+
+    from fusiongraph.cli import app
+
+    models, cheap, strong = cheap_strong()
+    models["cheap"][0]["context"] = 600
+    models["strong"][0]["context"] = 800
+    fusion(models)
+    said = CliRunner().invoke(app, ["ask", "Summarise: " + "lorem ipsum " * 2000, "--max-tokens", "100"])
+    assert said.exit_code == 2 and "largest context" in said.output
+    assert cheap.calls == [] and strong.calls == []
+
+
+def test_every_numeric_knob_has_a_range_that_is_checked():
+    from dataclasses import fields
+
+    from fusiongraph.context import FusionContext
+
+    ranges = FusionContext.ranges()
+    numeric = [f.name for f in fields(FusionContext) if f.type in ("int", "float")]
+    assert numeric and set(numeric) <= set(ranges)  # every number a user can set says its range
+    for name in numeric:
+        lo, hi = ranges[name]
+        for bad in [lo - 1] + ([hi + 1] if hi is not None else []) + [float("nan")]:
+            with pytest.raises(ValueError, match=name):
+                FusionContext(**{name: bad})
+        FusionContext(**{name: lo})  # the bounds themselves are allowed
+        if hi is not None:
+            FusionContext(**{name: hi})

@@ -91,10 +91,14 @@ def test_correlated_failures_make_escalation_to_a_similar_model_worth_less():
     wrong = rate.copy()
     wrong[models.index("mini"), models.index("flash")] = 0.0
     copycat = JointRates(models, wrong, rate.copy(), rate.copy())
-    plan_i, _ = plan_utility(models, preds(p), 0.0, judge_accuracy=0.95, explore=0.0, joint=independent)
-    plan_c, _ = plan_utility(models, preds(p), 0.005, judge_accuracy=0.95, explore=0.0, joint=copycat)
-    assert plan_i[0] == "big" or "mini" in plan_i
-    assert plan_c[0] != "flash" or plan_c[1] != "mini"
+    for lam in (0.0, 0.005, 0.01):
+        plan_i, _ = plan_utility(models, preds(p), lam, judge_accuracy=0.95, explore=0.0, joint=independent)
+        plan_c, skipped_c = plan_utility(models, preds(p), lam, judge_accuracy=0.95, explore=0.0, joint=copycat)
+        # independent failures: after flash is rejected, mini is still worth a try
+        assert "flash" in plan_i and plan_i[plan_i.index("flash") + 1] == "mini", (lam, plan_i)
+        # mini fails whenever flash fails: once flash was tried and rejected, mini is worth nothing
+        assert "flash" in plan_c and "mini" not in plan_c[plan_c.index("flash") :], (lam, plan_c)
+        assert "mini" in {s["model"] for s in skipped_c}
 
 
 def test_the_budget_bounds_the_plan():

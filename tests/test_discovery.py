@@ -1,5 +1,6 @@
 """Discovery of local models: loopback OpenAI-compatible servers and GGUF files (fusiongraph/discovery.py)."""
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -320,16 +321,15 @@ def test_cli_models_discover_json(fake_server, no_defaults, tmp_path):
     assert listed.exit_code == 0 and "served-1b" in listed.output and "discovered" in listed.output
 
 
-@pytest.fixture
-def served_smollm2(tmp_path):
-    """A real llama.cpp server (fusiongraph.llama_server) serving the shipped GGUF as `smollm2`."""
+@contextlib.contextmanager
+def _serve_smollm2(tmp_path, port: int, alias: str):
+    """A real llama.cpp server (fusiongraph.llama_server) serving the shipped GGUF under `alias`."""
     import subprocess
     import sys
 
     import httpx
 
-    port = _free_port()
-    log = open(tmp_path / "server.log", "w+")
+    log = open(tmp_path / f"server-{port}.log", "w+")
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -344,7 +344,7 @@ def served_smollm2(tmp_path):
             "--n_ctx",
             "2048",
             "--model_alias",
-            "smollm2",
+            alias,
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -366,6 +366,43 @@ def served_smollm2(tmp_path):
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+
+
+@pytest.fixture
+def served_smollm2(tmp_path):
+    with _serve_smollm2(tmp_path, _free_port(), "smollm2") as base:
+        yield base
+
+
+@pytest.mark.integration
+def test_a_llama_server_on_8080_under_an_alias_is_a_tier_of_fusiongraph_ask(tmp_path):
+    """The issue's done-when, as a user runs it: a llama.cpp server on its usual port 8080 under an alias,
+    the shipped roster untouched, and `fusiongraph ask --json`: the served model is a tier of the plan,
+    and every subtask says whether it was verified."""
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        if s.connect_ex(("127.0.0.1", 8080)) == 0:
+            pytest.skip("something already listens on 127.0.0.1:8080 (this test needs the port free)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FUSIONGRAPH_")}
+    env |= {"HOME": str(tmp_path / "home"), "HF_HUB_CACHE": str(tmp_path / "hf"), "FUSIONGRAPH_DISCOVER_LOCAL": "1"}
+    env["FUSIONGRAPH_STORE_DIR"] = str(tmp_path / "store")
+    with _serve_smollm2(tmp_path, 8080, "my-smollm"):
+        run = subprocess.run(
+            [str(Path(sys.executable).parent / "fusiongraph"), "ask", "--json", "--local-only", "--max-tokens", "24"]
+            + ["Name a primary colour."],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout)
+    (result,) = out["results"]
+    assert "my-smollm@8080" in result["candidates"], result["candidates"]
+    assert "verified" in result and isinstance(result["verified"], bool)
+    assert all("verified" in r for r in out["results"]) and "verified" in out["summary"]
 
 
 @pytest.mark.integration

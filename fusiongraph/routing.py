@@ -39,6 +39,12 @@ class Prediction:
     cost_usd: float | None = None  # predicted cost of this model's answer (None: unknown)
     n_outcomes: int = 0  # the model's recorded outcomes in the store (cold start: few or none)
     cluster_rate: float | None = None  # the model's success rate in the subtask's embedding cluster
+    # the outcomes that count against exploring this model here (see `local_outcomes`); None: n_outcomes
+    explore_n: float | None = None
+
+    @property
+    def evidence_n(self) -> float:
+        return float(self.n_outcomes if self.explore_n is None else self.explore_n)
 
     @property
     def has_evidence(self) -> bool:
@@ -46,7 +52,7 @@ class Prediction:
 
     def as_dict(self) -> dict:
         d = asdict(self)
-        for key in ("p_success", "neighbour_weight", "probe", "cluster_rate"):
+        for key in ("p_success", "neighbour_weight", "probe", "cluster_rate", "explore_n"):
             if d[key] is not None:
                 d[key] = round(d[key], 4)
         if d["cost_usd"] is not None:
@@ -156,6 +162,7 @@ class Router:
         probed = self.probe.predict(embedding, class_scores, models) if strategy.uses_probe else {}
         clustered = self.probe.cluster_rate(embedding, models) if strategy.uses_clusters else {}
         usage = self.usage()
+        raw_weight: dict[str, float] = {}
         for m in models:
             rate, class_n = self.class_prior(m, class_scores)
             g, n_m = self.global_rate(m)
@@ -180,6 +187,9 @@ class Router:
                 n_m,
                 clustered.get(m),
             )
+            raw_weight[m] = w_sum
+        for m, n_local in local_outcomes({m: out[m].n_outcomes for m in models}, raw_weight).items():
+            out[m].explore_n = n_local
         return out
 
     def _cost(self, model, usage, w_sum, wc_sum, wt_sum, prompt_tokens, prices, default_tokens, cost_hint):
@@ -295,6 +305,23 @@ NO_JOINT = JointRates([], np.zeros((0, 0)), np.zeros((0, 0)), np.zeros((0, 0)))
 COST_FLOOR = 0.01  # costs below 1 % of the costliest candidate's count as that floor (free models included)
 
 
+def local_outcomes(n_outcomes: dict[str, int], neighbour_weight: dict[str, float]) -> dict[str, float]:
+    """How many of its outcomes count against exploring each model *here*: its store-wide count scaled by
+    how well the subtask's neighbours cover it relative to the best-covered model (``n x w_m / max w``).
+
+    Where every model has outcomes on the same neighbours (a full outcome table) this is each model's own
+    count, so nothing changes; a model added later, or one that ran only elsewhere, counts as new in the
+    regions it has not been tried in and is explored there, as kNN-UCB does, instead of being judged by a
+    store-wide count gathered on other kinds of subtask (the price of this: a costly model that ran only
+    on escalations is tried once where it never ran; `explore` = 0 turns it off). Without neighbours: the
+    store-wide counts.
+    """
+    w_max = max(neighbour_weight.values(), default=0.0)
+    if w_max <= 0:
+        return {m: float(n) for m, n in n_outcomes.items()}
+    return {m: float(n) * min(max(neighbour_weight.get(m, 0.0), 0.0) / w_max, 1.0) for m, n in n_outcomes.items()}
+
+
 def explore_bonus(p, n_outcomes, explore: float):
     """Bounded optimism for models with few outcomes: ``explore * sqrt(p (1 - p) / (n + 1))`` (arrays too)."""
     p = np.asarray(p, dtype=float)
@@ -353,7 +380,7 @@ def plan_utility(
     top = max(costs.values(), default=0.0)
     floor = COST_FLOOR * top if top > 0 else 1.0
     raw = {m: predictions[m].p_success if m in predictions else 0.5 for m in models}
-    n_out = [predictions[m].n_outcomes if m in predictions else 0 for m in models]
+    n_out = [predictions[m].evidence_n if m in predictions else 0 for m in models]
     bonus = dict(zip(models, explore_bonus([raw[m] for m in models], n_out, explore).tolist()))
     first_utility = dict(
         zip(models, utilities([raw[m] for m in models], n_out, [costs[m] for m in models], lam, explore).tolist())

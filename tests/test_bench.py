@@ -193,8 +193,9 @@ def test_results_shape_plots_and_router_is_used(tmp_path, embedder, monkeypatch)
         "quality_at_quarter_cost",
     }
     for name, s in on_disk["strategies"].items():
-        extra = {"pick_share"} if name in ("random", "oracle", "taxonomy", "knn", "probe", "hybrid") else set()
-        extra |= {"tries"} if name.startswith("cascade") else set()
+        routed = name in ("random", "oracle", "taxonomy", "knn", "probe", "hybrid")
+        extra = {"pick_share", "routellm_curve"} if routed else set()
+        extra |= {"tries", "strong_share"} if name.startswith("cascade") else set()
         assert set(s) == metrics | extra, name
         assert all(len(pt) == 2 for pt in s["curve"]) and s["curve"]
         assert 0 <= s["quality"] <= 1 and 0 <= s["cost"] <= 1
@@ -375,3 +376,33 @@ def test_a_model_introduced_late_is_explored_only_with_optimism(tmp_path, embedd
         bench.run_bench(
             table, tmp_path / "c", introduce=("nope", 3), **{k: v for k, v in kw.items() if k != "introduce"}
         )
+
+
+def _with_costs(src: Path, dst: Path, weak_usd: float, strong_usd: float) -> Path:
+    with open(src) as f:
+        rows = list(csv.reader(f))
+    header, body = rows[0], rows[1:]
+    with open(dst, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header + ["cost:weak-7b", "cost:strong-xl"])
+        w.writerows(r + [weak_usd, strong_usd] for r in body)
+    return dst
+
+
+def test_two_model_cascade_apgr_counts_strong_calls_whatever_the_cost_unit(tmp_path, embedder):
+    """RouteLLM's x axis is the share of calls to the strong model: a table priced in USD must give the
+    cascade the same APGR at any price level (the routing rule is scale-free), with the strong share in
+    [0, 1]."""
+    plain = two_model_table(tmp_path / "two.csv", n=240, seed=3)
+    results = []
+    for scale in (1.0, 1000.0):
+        table = _with_costs(plain, tmp_path / f"usd{scale:g}.csv", 0.0002 * scale, 0.01 * scale)
+        s = bench.run_bench(
+            table, tmp_path / f"out{scale:g}", folds=4, embedder=embedder, quiet=True, plot=False, class_column=True
+        )["strategies"]
+        results.append(s)
+    for name in ("cascade", "cascade@0.85"):
+        a, b = results[0][name], results[1][name]
+        assert 0.0 <= a["strong_share"] <= 1.0 and a["strong_share"] == b["strong_share"]
+        assert a["apgr"] == pytest.approx(b["apgr"]) and a["cpt50"] == b["cpt50"]
+        assert b["cost"] == pytest.approx(a["cost"] * 1000, rel=1e-6)

@@ -258,3 +258,40 @@ def test_a_registered_strategy_is_used_by_the_router_knob_and_the_bench(tmp_path
         assert "prefer-b-test" in res["strategies"] and "hybrid" in res["strategies"]
     finally:
         STRATEGIES.pop("prefer-b-test")
+
+
+def test_a_model_untried_near_this_subtask_is_explored_here_not_judged_by_its_count_elsewhere():
+    from fusiongraph.routing import local_outcomes
+
+    # a full table: every model covered by the same neighbours -> each model's own count, unchanged
+    assert local_outcomes({"a": 500, "b": 80}, {"a": 3.0, "b": 3.0}) == {"a": 500.0, "b": 80.0}
+    # no neighbours at all: the store-wide counts
+    assert local_outcomes({"a": 500, "b": 80}, {"a": 0.0, "b": 0.0}) == {"a": 500.0, "b": 80.0}
+    # "new" has 400 outcomes, all on other kinds of subtask: here it counts as untried
+    here = local_outcomes({"old": 400, "new": 400}, {"old": 6.0, "new": 0.0})
+    assert here == {"old": 400.0, "new": 0.0}
+    p = {"flash": 0.6, "mini": 0.7, "pro": 0.8, "big": 0.85}
+    known = preds(p)
+    for m in known:
+        known[m].explore_n = here["old"]
+    known["mini"].explore_n = here["new"]  # tried often, but never near this subtask
+    plan, _ = plan_utility(MODELS, known, 0.01, explore=1.0)
+    assert plan[0] == "mini"  # optimism where it has no record: it is tried here first
+    known["mini"].explore_n = None  # judged by its store-wide count instead: the best utility wins
+    assert plan_utility(MODELS, known, 0.01, explore=1.0)[0][0] != "mini"
+
+
+def test_router_predictions_carry_the_local_count():
+    """Router.predict fills explore_n from the neighbours (the graph and the bench read the same): b ran
+    only on other kinds of subtask, so near this one it counts as untried."""
+    store = OutcomeStore(None, 4, "t")
+    here, there = np.array([1, 0, 0, 0], np.float32), np.array([0, 1, 0, 0], np.float32)
+    for i in range(6):
+        store.record(f"here {i}", here, "math", [Outcome("a", 1.0, True)])
+        store.record(f"there {i}", there, "math", [Outcome("a", 1.0, True), Outcome("b", 1.0, True)])
+    router = Router(store, probe_background=False)
+    near = router.predict(["a", "b"], {"math": 1.0}, router.neighbours(here, k=6, min_similarity=0.5))
+    assert near["a"].n_outcomes == 12 and near["b"].n_outcomes == 6
+    assert near["a"].explore_n == 12 and near["b"].explore_n == 0.0
+    far = router.predict(["a", "b"], {"math": 1.0}, router.neighbours(there, k=6, min_similarity=0.5))
+    assert far["a"].explore_n == 12 and far["b"].explore_n == 6  # both covered there: their own counts

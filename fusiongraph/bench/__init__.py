@@ -69,8 +69,11 @@ and the fine quality vs. % strong calls curve puts a point at every distinct ``r
 together; straight lines between points are random mixtures, as RouteLLM's trapezoids assume).
 PGR(x) = (q(x) - q_weak) / (q_strong - q_weak); APGR = (AUC - AUC_weak) / (AUC_strong - AUC_weak) with
 trapezoids, exactly as RouteLLM's ``evaluate.py``; CPT(p) = the smallest % of strong calls whose
-(linearly interpolated) PGR reaches p, in percent (``null`` if never), on the same test rows. The curve
-saved for such tables is the fine curve (at most 201 points).
+(linearly interpolated) PGR reaches p, in percent (``null`` if never), on the same test rows. Routed
+strategies save that fine curve as ``routellm_curve`` (x: share of strong calls, at most 201 points) beside
+``curve`` (the knob sweep in the table's cost unit); cascades are scored on the share of prompts on which
+the strong model ran (``strong_share`` at the default), so USD-priced tables give the same APGR at any
+price level.
 
 Online mode
 -----------

@@ -8,7 +8,16 @@ import math
 import numpy as np
 
 from fusiongraph.bench.metrics import CostModel, routellm_metrics, two_model_curve
-from fusiongraph.bench.replay import LAMBDAS, Replay, _plan_utility, _predictions, _record, _route_rows, replay_pick
+from fusiongraph.bench.replay import (
+    LAMBDAS,
+    Replay,
+    _context_defaults,
+    _plan_utility,
+    _predictions,
+    _record,
+    _route_rows,
+    replay_pick,
+)
 from fusiongraph.routing import Router, explore_bonus
 from fusiongraph.store.outcomes import OutcomeStore
 from fusiongraph.tables import OutcomeTable
@@ -101,13 +110,17 @@ def run_online(
             point["introduced_share"] = float((pick == new_j).mean())
             if start < introduce[1]:
                 sc[:, new_j] = np.nan
-            else:  # only where the cascade's plan would have run it
+            else:  # only where the cascade ran it: in the plan, and every model before it rejected
+                accept = _context_defaults()["accept"]
+                col = {name: j for j, name in enumerate(models)}
                 tried = np.zeros(len(rows), bool)
                 for r, i in enumerate(rows):
                     plan, _ = _plan_utility(
                         by_cost, _predictions(p[r], c[r], n_out[r], models), lam, explore=explore, joint=router.joint()
                     )
-                    tried[r] = introduce[0] in plan
+                    if introduce[0] in plan:
+                        before = plan[: plan.index(introduce[0])]
+                        tried[r] = all(not (sc[r, col[b]] >= accept) for b in before)  # recorded outcome as judge
                 sc[~tried, new_j] = np.nan
                 point["introduced_tried"] = float(tried.mean())
         points.append(point)

@@ -63,7 +63,7 @@ class Replay:
         return cls(
             {mo: np.zeros((n, m)) for mo in modes},
             {mo: np.zeros((n, m)) for mo in modes},
-            np.zeros((n, m), dtype=np.int64),
+            np.zeros((n, m)),
             [],
             np.zeros(n, dtype=int),
         )
@@ -72,7 +72,8 @@ class Replay:
 def _predictions(p_row, c_row, n_row, models: list[str]) -> dict[str, Prediction]:
     """The Prediction objects plan_utility reads (success, cost, outcome count)."""
     return {
-        m: Prediction(float(p_row[j]), cost_usd=float(c_row[j]), n_outcomes=int(n_row[j])) for j, m in enumerate(models)
+        m: Prediction(float(p_row[j]), cost_usd=float(c_row[j]), n_outcomes=int(n_row[j]), explore_n=float(n_row[j]))
+        for j, m in enumerate(models)
     }
 
 
@@ -103,15 +104,17 @@ def replay_cascade(
     joint_of: np.ndarray,
     judge_rng: np.random.Generator | None = None,
     plan_accuracy: float = 0.8,
-) -> tuple[float, float, float]:
+) -> tuple[float, float, float, np.ndarray]:
     """The graph's cascade replayed: plan_utility's plan, each answer judged, paying for every model tried.
 
     With ``judge_rng`` the judge agrees with the recorded outcome (score >= accept) with probability
     `judge_accuracy`; without it the recorded score is a perfect judge. The answer is the first accepted
-    one, else the last tried (the plan ends with its strongest hope). Returns (quality, cost, mean tries).
+    one, else the last tried (the plan ends with its strongest hope). Returns (quality, cost, mean tries,
+    each model's share of prompts on which it ran).
     """
     col = {m: j for j, m in enumerate(models)}
     total_q = total_c = tries = 0.0
+    ran = np.zeros(len(models))
     for i in range(len(p)):
         plan, _ = _plan_utility(
             by_cost,
@@ -126,6 +129,7 @@ def replay_cascade(
             j = col[m]
             total_c += costs[i, j]
             tries += 1
+            ran[j] += 1
             right = scores[i, j] >= accept
             accepted = right if judge_rng is None else (right if judge_rng.random() < judge_accuracy else not right)
             answer = scores[i, j]
@@ -133,7 +137,7 @@ def replay_cascade(
                 break
         total_q += answer
     n = len(p)
-    return total_q / n, total_c / n, tries / n
+    return total_q / n, total_c / n, tries / n, ran / n
 
 
 def _build_store(
@@ -196,7 +200,7 @@ def _route_rows(
             for j, m in enumerate(models):
                 out.p[mode][i, j] = preds[m].p_success
                 out.c[mode][i, j] = preds[m].cost_usd if preds[m].cost_usd is not None else 0.0
-                out.n_out[i, j] = preds[m].n_outcomes
+                out.n_out[i, j] = preds[m].evidence_n  # every mode sees the same neighbours: one count
         out.joint_of[i] = fold
 
 
@@ -278,7 +282,7 @@ def evaluate(
         if two:
             q_eff = np.minimum(p + explore_bonus(p, n_out, explore), 0.999)
             _, xs, qs = two_model_curve(q_eff, scores, weak, strong)
-            entry["curve"] = _downsample(xs, qs)
+            entry["routellm_curve"] = _downsample(xs, qs)  # x: share of prompts sent to the strong model
             entry.update(routellm_metrics(xs, qs, q_weak, q_strong))
         out[name] = entry
 
@@ -290,7 +294,7 @@ def evaluate(
             sweep = []
             for lam in cascade_lambdas:
                 rng = None if acc is None else np.random.default_rng(seed)
-                q, cst, tries = replay_cascade(
+                q, cst, tries, ran = replay_cascade(
                     p,
                     c,
                     replay.n_out,
@@ -307,9 +311,9 @@ def evaluate(
                     judge_rng=rng,
                     plan_accuracy=0.999 if acc is None else acc,
                 )
-                sweep.append((lam, q, cst, tries))
+                sweep.append((lam, q, cst, tries, float(ran[strong])))
             head = next(s for s in sweep if abs(s[0] - default_lambda) < 1e-12)
-            pts = sorted({(round(c_, 6), round(q_, 6)) for _, q_, c_, _ in sweep})
+            pts = sorted({(round(c_, 6), round(q_, 6)) for _, q_, c_, _, _ in sweep})
             entry = {
                 "quality": head[1],
                 "cost": head[2],
@@ -317,10 +321,12 @@ def evaluate(
                 "curve": [list(x) for x in pts],
                 **metrics(pts),
             }
-            if two:
-                xs = np.array([0.0, *[x for x, _ in pts], 1.0])
-                qs = np.array([q_weak, *[y for _, y in pts], q_strong])
+            if two:  # RouteLLM's x: the share of prompts on which the strong model ran (whatever the cost unit)
+                by_share = sorted({(round(share, 6), round(q_, 6)) for _, q_, _, _, share in sweep})
+                xs = np.array([0.0, *[x for x, _ in by_share], 1.0])
+                qs = np.array([q_weak, *[y for _, y in by_share], q_strong])
                 entry.update(routellm_metrics(xs, qs, q_weak, q_strong))
+                entry["strong_share"] = round(head[4], 4)
             out[name] = entry
     return out
 

@@ -72,7 +72,9 @@ def run_bench(
     replayed for each A in ``judge_accuracies``. ``introduce=(MODEL, N)`` (online only) hides MODEL's
     outcomes before prompt N, and after it records MODEL's outcome only where the cascade tried it.
     Returns the results dict, also written to ``out_dir/results.json`` as exactly
-    ``{"strategies": {NAME: {"quality", "cost", ["apgr", "cpt50", "cpt80",] "curve"}}, ["online": {...}]}``;
+    ``{"strategies": {NAME: {"quality", "cost", "curve", "aiq", "match_best_cost", "quality_at_quarter_cost",
+    ["pick_share" | "tries",] [two models: "apgr", "cpt50", "cpt80", "routellm_curve" | "strong_share"]}},
+    ["online": {...}]}``;
     run metadata (models by cost, cost unit, class source, knobs, timings) goes to ``out_dir/info.json``.
     """
     started = time.perf_counter()

@@ -51,6 +51,12 @@ def ask(
         "--require-verified/--best-effort",
         help="Answer what no judge accepted with a plain 'not verified' message instead of its best-effort text.",
     ),
+    cache: Optional[bool] = typer.Option(
+        None, "--cache/--no-cache", help="Reuse an accepted answer of a near-identical subtask (default: on)."
+    ),
+    privacy: Optional[str] = typer.Option(
+        None, "--privacy", help="off | route (sensitive subtasks only to trusted models; default) | redact."
+    ),
     discover: Optional[bool] = typer.Option(
         None,
         "--discover/--no-discover",
@@ -72,6 +78,8 @@ def ask(
             max_tokens=max_tokens,
             require_verified=require_verified,
             discover_local=discover,
+            cache=cache,
+            privacy=privacy,
         )
         from fusiongraph.text import clean_query
 
@@ -137,6 +145,18 @@ def print_routes(result: dict) -> None:
                 f"{a.get('latency_s', 0):.2f}",
             )
         console.print(table)
+        if r.get("cache"):
+            c = r["cache"]
+            console.print(
+                f"  from the answer cache: {c['model']}'s accepted answer to a subtask {c['similarity']:.3f} similar, "
+                f"{c['age_s']:.0f} s old ($0)",
+                style="dim",
+                markup=False,
+                highlight=False,
+            )
+        if r.get("sensitive"):
+            kinds = ", ".join(sorted({f"{f['detector']}: {f['kind']}" for f in r["sensitive"]}))
+            console.print(f"  sensitive: {kinds}", style="dim", markup=False, highlight=False)
         skipped = [f"{s['model']} ({s['reason']})" for s in r.get("skipped", []) if s.get("model")]
         if skipped:
             console.print(f"  skipped: {'; '.join(skipped)}", style="dim", markup=False, highlight=False)

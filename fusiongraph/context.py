@@ -140,6 +140,47 @@ class FusionContext:
             "$FUSIONGRAPH_DISCOVER_LOCAL (default on)."
         },
     )
+    privacy: str = field(
+        default="route",
+        metadata={
+            "description": "Sensitive content (e-mail, phone, card, IBAN, national IDs, secrets, names with an "
+            "identifier, your patterns: fusiongraph/privacy.py): 'route' sends such a subtask only to trusted "
+            "models (local, or marked trusted), 'redact' masks the values before an untrusted model sees them and "
+            "restores them in its answer, 'off' does not look. Planning and synthesis obey it too."
+        },
+    )
+    privacy_store: str = field(
+        default="masked",
+        metadata={
+            "description": "How the outcome store keeps a sensitive subtask: 'masked' (values replaced by "
+            "placeholders) or 'none' (not recorded at all)."
+        },
+    )
+    privacy_patterns: str = field(
+        default="",
+        metadata={
+            "description": "YAML file of your own sensitive patterns (patterns: [{name, regex}]); empty uses "
+            "$FUSIONGRAPH_PRIVACY_PATTERNS."
+        },
+    )
+    cache: bool = field(
+        default=True,
+        metadata={
+            "description": "Reuse an accepted answer for a near-identical subtask of the same class (same API key, "
+            "never for sensitive subtasks) at $0, instead of running the cascade again."
+        },
+    )
+    cache_similarity: float = field(
+        default=0.97,
+        metadata={
+            "range": (0.8, 1.0),
+            "description": "Cosine similarity (0.8-1) a new subtask needs to a cached one for its answer to be reused.",
+        },
+    )
+    cache_ttl_s: float = field(
+        default=7 * 24 * 3600.0,
+        metadata={"range": (0.0, None), "description": "Seconds a cached answer may be reused (0 = never)."},
+    )
     models_path: str = field(
         default="",
         metadata={"description": "Model roster YAML; empty uses $FUSIONGRAPH_MODELS or the shipped store/models.yaml."},
@@ -162,6 +203,10 @@ class FusionContext:
                 errors.append(f"{f.name} must be {_show_range(lo, hi)}, got {value}")
         from fusiongraph.strategies import STRATEGIES
 
+        if self.privacy not in ("off", "route", "redact"):
+            errors.append(f"privacy must be one of 'off', 'route', 'redact', got {self.privacy!r}")
+        if self.privacy_store not in ("masked", "none"):
+            errors.append(f"privacy_store must be 'masked' or 'none', got {self.privacy_store!r}")
         if self.router not in STRATEGIES:
             errors.append(f"router must be one of {sorted(STRATEGIES)}, got {self.router!r}")
         if errors:

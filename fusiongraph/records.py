@@ -91,6 +91,7 @@ class PredictionRecord(TypedDict):
     cost_usd: float | None
     n_outcomes: int
     cluster_rate: float | None
+    explore_n: NotRequired[float | None]  # the outcomes that count against exploring it here (routing.local_outcomes)
 
 
 @with_config(_STRICT)
@@ -117,6 +118,8 @@ class SubtaskResult(TypedDict):
     tokens_out: int
     latency_s: float  # the attempts' summed latency
     trace: list[TraceEvent]  # the subtask's events (budget, taxonomy, neighbours, cascade, record)
+    sensitive: NotRequired[list[dict]]  # what the privacy detectors found ({detector, kind, chars}; no values)
+    cache: NotRequired[dict]  # answered from the answer cache: {subtask_id, similarity, model, age_s}
 
 
 @with_config(_STRICT)
@@ -146,6 +149,7 @@ class Summary(TypedDict):
     strongest_alone_cost_usd: float  # what it alone would have cost
     statuses: dict[int, Status]  # subtask index -> status
     verified: bool  # every subtask's answer was accepted by the judges
+    cache_hits: int  # subtasks answered from the answer cache (at $0)
 
 
 # ------------------------------------------------------------------------------------------ constructors
@@ -237,6 +241,9 @@ def new_result(state: Mapping[str, Any], trace: list[TraceEvent]) -> SubtaskResu
     result["latency_s"] = round(sum(a.get("latency_s", 0.0) for a in attempts), 3)
     result["verified"] = state.get("status") == "accepted"
     result["trace"] = trace
+    for key in ("sensitive", "cache"):
+        if state.get(key):
+            result[key] = state[key]
     return result  # type: ignore[return-value]
 
 
@@ -260,6 +267,7 @@ def new_summary(
         **strongest_alone,
         "statuses": {r["index"]: r["status"] for r in results},
         "verified": all(r.get("verified", False) for r in results),
+        "cache_hits": sum(1 for r in results if r.get("cache")),
     }  # type: ignore[return-value]
 
 

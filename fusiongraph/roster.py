@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +101,13 @@ class ModelSpec(BaseModel):
             return Path(self.gguf_path).expanduser().stat().st_size >= LARGE_LOCAL_BYTES
         except OSError:
             return False
+
+    def fingerprint(self) -> str:
+        """A hash of the roster entry as it resolves now (its env-given model name and URL included, never its
+        key): a cached answer is served only while its model's entry is the same."""
+        data = self.model_dump(mode="json", exclude={"description", "source"})
+        data["resolved"] = [env(self.model_env) or self.model, env(self.base_url_env) or self.base_url]
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def secrets(self) -> list[str]:
         """Secret values to redact from anything shown or stored."""

@@ -66,6 +66,10 @@ class SubtaskState(TypedDict, total=False):
     status: Status
     answered_by: str | None  # the accepted model, or the best-scored one when none was accepted
     answer: str
+    sensitive: list[dict]  # the privacy detectors' findings ({detector, kind, chars}; never the values)
+    masked: str | None  # the subtask with its sensitive values replaced by placeholders (None: nothing found)
+    placeholders: dict[str, str]  # placeholder -> value, to restore an answer given to the masked text
+    cache: dict | None  # a cache hit: {subtask_id, similarity, model, age_s}
     trace: Annotated[list[TraceEvent], operator.add]
     results: Annotated[list[SubtaskResult], operator.add]
 

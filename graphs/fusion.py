@@ -4,9 +4,11 @@
 from langgraph.graph import END, START, StateGraph
 
 from fusiongraph.context import FusionContext
+from fusiongraph.nodes.cache import after_cache, cache
 from fusiongraph.nodes.cascade import cascade
 from fusiongraph.nodes.decompose import decompose, fan_out_subtasks
 from fusiongraph.nodes.neighbours import neighbours
+from fusiongraph.nodes.privacy import privacy
 from fusiongraph.nodes.record import record
 from fusiongraph.nodes.synthesize import synthesize
 from fusiongraph.nodes.taxonomy import taxonomy
@@ -16,14 +18,19 @@ MAX_PARALLEL_CALLS = 64
 
 
 def build_subtask_graph():
-    """One subtask: classify, consult the neighbours, run the judged cascade, record the outcomes."""
+    """One subtask: look for sensitive values, classify, answer from the cache or consult the neighbours and
+    run the judged cascade, record the outcomes."""
     builder = StateGraph(SubtaskState, context_schema=FusionContext, output_schema=SubtaskOutput)
+    builder.add_node("privacy", privacy)
     builder.add_node("taxonomy", taxonomy)
+    builder.add_node("cache", cache)
     builder.add_node("neighbours", neighbours)
     builder.add_node("cascade", cascade)
     builder.add_node("record", record)
-    builder.add_edge(START, "taxonomy")
-    builder.add_edge("taxonomy", "neighbours")
+    builder.add_edge(START, "privacy")
+    builder.add_edge("privacy", "taxonomy")
+    builder.add_edge("taxonomy", "cache")
+    builder.add_conditional_edges("cache", after_cache, ["neighbours", "record"])
     builder.add_edge("neighbours", "cascade")
     builder.add_edge("cascade", "record")
     builder.add_edge("record", END)

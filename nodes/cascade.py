@@ -19,6 +19,7 @@ from langgraph.func import task
 from langgraph.runtime import Runtime
 from langgraph.types import RetryPolicy
 
+from fusiongraph import privacy as pv
 from fusiongraph.attempt import is_transient, prepare_call, run_attempt
 from fusiongraph.budget import usable
 from fusiongraph.context import FusionContext, as_context
@@ -54,13 +55,25 @@ def cascade(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
     )
     share = branch_share(state, ctx)
     available, _ = res.roster.availability(ctx.local_only)
-    judge_id = res.roster.helper(available, ctx.judge_model) if ctx.llm_judge else None
+    sensitive = state.get("sensitive") or []
+    placeholders = state.get("placeholders") or {}
+    # the LLM judge reads the subtask and the answer: with sensitive values it must be a trusted model
+    judge_id = None
+    if ctx.llm_judge:
+        trusted = [m for m in available if pv.is_trusted(res.roster[m])] if sensitive and ctx.privacy != "off" else None
+        judge_id = res.roster.helper(available if trusted is None else trusted, ctx.judge_model)
     spent = 0.0
     attempts: list[Attempt] = []
     trace: list[TraceEvent] = []
     status: Status | None = None
+    allowed, _ = pv.allowed(res, ctx, sensitive, list(state.get("candidates", [])))
     for model_id in state.get("candidates", []):
-        call = prepare_call(res, ctx, model_id, state["subtask"], state.get("guides", []), judge_id)
+        if model_id not in allowed:  # never reached through the plan, but never sent either way
+            continue
+        # under privacy="redact" an untrusted model answers the masked subtask; its answer gets the values back
+        masked = bool(sensitive) and ctx.privacy == "redact" and not pv.is_trusted(res.roster[model_id])
+        text = state["masked"] if masked else state["subtask"]
+        call = prepare_call(res, ctx, model_id, text, state.get("guides", []), judge_id)
         if call.trimmed_chars:  # a truncated subtask would be answered as something else: never sent
             trace.append(
                 {
@@ -88,11 +101,14 @@ def cascade(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
             res,
             ctx,
             call,
-            state["subtask"],
+            text,
             state.get("task_class"),
             judge_id,
             lambda model, messages: call_model(model, messages).result(),
         )
+        if masked and attempt.get("answer"):
+            attempt["answer"] = pv.restore(attempt["answer"], placeholders)
+            trace.append({"node": "cascade", "model": model_id, "event": "redacted", "placeholders": len(placeholders)})
         attempts.append(attempt)
         spent += attempt_cost(attempt)
         if attempt["accepted"]:

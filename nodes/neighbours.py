@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from langgraph.runtime import Runtime
 
+from fusiongraph import privacy as pv
 from fusiongraph.context import FusionContext, as_context
 from fusiongraph.nodes.cascade import branch_share
 from fusiongraph.resources import get_resources
@@ -15,9 +16,12 @@ def neighbours(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
     ctx = as_context(runtime.context)
     res = get_resources(ctx)
     available, unavailable = res.roster.availability(ctx.local_only, answering=True)
+    available, private = pv.allowed(res, ctx, state.get("sensitive") or [], available)
+    unavailable = unavailable + private
+    text = pv.routing_text(state)
     task_class = res.taxonomy.classes[state["task_class"]]
     route = res.router.route(
-        res.embedder.embed_one(state["subtask"]),
+        res.embedder.embed_one(text),
         state["class_scores"],
         state["class_confidence"],
         task_class.candidates,
@@ -30,7 +34,7 @@ def neighbours(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
         judge_accuracy=ctx.judge_accuracy,
         explore=ctx.explore,
         budget_usd=branch_share(state, ctx),
-        prompt_tokens=estimate_tokens(state["subtask"]),
+        prompt_tokens=estimate_tokens(text),
         prices={m: (res.roster[m].price_in, res.roster[m].price_out) for m in available},
         default_tokens=res.taxonomy.answer_tokens(task_class.name, ctx.max_tokens),
         with_answers=ctx.guides > 0,

@@ -7,6 +7,8 @@ import uuid
 from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
+from fusiongraph import cache as answer_cache
+from fusiongraph import privacy as pv
 from fusiongraph.attempt import outcomes_from_attempts
 from fusiongraph.context import FusionContext, as_context
 from fusiongraph.records import RESULT_STATE_KEYS, new_result
@@ -24,16 +26,27 @@ def _run_id() -> str:
 
 
 def record(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
-    res = get_resources(as_context(runtime.context))
+    ctx = as_context(runtime.context)
+    res = get_resources(ctx)
     attempts = state.get("attempts", [])
     trace = list(state.get("trace", []))
-    if attempts:
+    sensitive = bool(state.get("sensitive"))
+    if attempts and sensitive and ctx.privacy_store == "none":
+        trace.append({"node": "record", "recorded": 0, "detail": "sensitive subtask: not recorded (privacy_store)"})
+    elif attempts:
         outcomes = outcomes_from_attempts(attempts, _run_id())
+        placeholders = state.get("placeholders") or {}
+        if sensitive:  # the store keeps the masked subtask, and answers with the values masked too
+            for o in outcomes:
+                o.answer = pv.mask_known(o.answer, placeholders) if o.answer else o.answer
+        text = pv.routing_text(state)
         try:
-            res.store.record(
-                state["subtask"], res.embedder.embed_one(state["subtask"]), state.get("task_class"), outcomes
-            )
-            trace.append({"node": "record", "recorded": len(outcomes)})
+            subtask_id = res.store.record(text, res.embedder.embed_one(text), state.get("task_class"), outcomes)
+            trace.append({"node": "record", "recorded": len(outcomes), **({"masked": True} if sensitive else {})})
+            if state.get("status") == "accepted" and not sensitive:
+                answer_cache.remember(
+                    res, ctx, subtask_id, state.get("task_class"), state.get("answered_by"), state.get("answer")
+                )
         except Exception as exc:  # the answer still goes out; the failure is visible
             trace.append({"node": "record", "error": f"{type(exc).__name__}: {exc}"[:300]})
     return {"results": [new_result(state, trace)]}

@@ -13,6 +13,7 @@ import time
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 
+from fusiongraph import privacy as pv
 from fusiongraph.budget import charge, counter_for, prompt_bound, spent_breakdown, usable
 from fusiongraph.context import FusionContext, as_context
 from fusiongraph.prompts import load_prompt
@@ -38,6 +39,10 @@ class TooLong(Exception):
     """The subtask answers do not fit the synthesiser's context."""
 
 
+class PrivacyHold(Exception):
+    """The answers hold sensitive values and no model may fuse them."""
+
+
 def _joined(results: list[SubtaskResult]) -> str:
     return "\n\n".join(f"{i + 1}. {r['answer'] or '(no answer)'}" for i, r in enumerate(results))
 
@@ -53,18 +58,23 @@ def synthesize(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
         return {"answer": results[0]["answer"], "summary": _summary(results, overhead, res.roster, ctx.budget_usd)}
     available, _ = res.roster.availability(ctx.local_only)
     model_id = res.roster.helper(available, ctx.planner_model)
-    spec = res.roster[model_id]
     parts = "\n\n".join(
         load_prompt("synthesize_part").format(number=i + 1, subtask=r["subtask"], answer=r["answer"] or "(no answer)")
         for i, r in enumerate(results)
     )
     request = load_prompt("synthesize_request").format(query=state["query"], parts=parts)
-    prompt = request
-    event: dict = {"node": "synthesize", "model": model_id}
+    # sensitive values in the query or the answers: a trusted synthesiser, the values masked, or a plain join
+    guard = pv.guard_helper(res, ctx, available, model_id, request)
+    model_id, prompt, placeholders = guard.model_id, guard.prompt, guard.placeholders
+    event: dict = {"node": "synthesize"} | ({"privacy": guard.event} if guard.event else {})
+    spec = res.roster[model_id]
+    event["model"] = model_id
     started = time.perf_counter()
     spent = spent_breakdown(results, overhead)["total"]
     left = usable(ctx.budget_usd) - spent
     try:
+        if guard.hold:
+            raise PrivacyHold("the answers hold sensitive values and no trusted synthesiser is available")
         model = res.roster.chat_model(model_id, ctx.max_tokens, ctx.request_timeout_s)
         room = spec.context - ctx.max_tokens - 200
         if getattr(model, "count_tokens", estimate_tokens)(request) > room:
@@ -80,14 +90,15 @@ def synthesize(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
             )
         message = model.with_config(run_name="synthesize", tags=["synthesize"]).invoke(messages)
         event.update(charge(spec, message, prompt, bound, ctx.max_tokens))
-        answer = message.text.strip()
+        answer = pv.restore(message.text.strip(), placeholders)
         if not answer:
             raise ValueError("the synthesiser returned an empty reply")
     except OverBudget as exc:
         event["fallback"] = f"budget: {exc} -> the answers are joined in order without a model call"
         answer = _joined(results)
-    except TooLong as exc:
-        event["fallback"] = f"context: {exc} -> the answers are joined in order without a model call"
+    except (TooLong, PrivacyHold) as exc:
+        kind = "context" if isinstance(exc, TooLong) else "privacy"
+        event["fallback"] = f"{kind}: {exc} -> the answers are joined in order without a model call"
         answer = _joined(results)
     except Exception as exc:
         event["fallback"] = (

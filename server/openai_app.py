@@ -49,7 +49,7 @@ from fusiongraph.text import QueryError, clean_query, redact
 
 MODEL_ID = "fusiongraph"
 MODEL_CARD = {"id": MODEL_ID, "object": "model", "created": 1735689600, "owned_by": "fusiongraph"}
-HTTP_FORBIDDEN_KNOBS = frozenset({"store_dir", "models_path", "taxonomy_path", "discover_local"})
+HTTP_FORBIDDEN_KNOBS = frozenset({"store_dir", "models_path", "taxonomy_path", "discover_local", "privacy_patterns"})
 IGNORED_OPENAI_PARAMS = frozenset(
     {
         "temperature",
@@ -404,6 +404,13 @@ def _chunk(
     return {"data": json.dumps(_scrub(chunk.to_dict(), _secrets()), ensure_ascii=False)}
 
 
+def _run_config(scope: dict | None) -> dict:
+    """The run's config: the caller's API key (its id), as LangGraph's auth gives it to its own runs, so the
+    answer cache never crosses keys."""
+    key = auth.request_key(scope)
+    return {"configurable": {"langgraph_auth_user_id": key.id}} if key is not None else {}
+
+
 async def _events(req: _Request, scope: dict | None = None):
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     yield _chunk(cid, created, {"role": "assistant", "content": ""})
@@ -412,7 +419,11 @@ async def _events(req: _Request, scope: dict | None = None):
     try:
         graph = await asyncio.to_thread(_graph)  # the first import loads the graph: not on the event loop
         async for namespace, mode, data in graph.astream(
-            {"query": req.query}, context=req.context, stream_mode=["updates", "messages"], subgraphs=True
+            {"query": req.query},
+            context=req.context,
+            config=_run_config(scope),
+            stream_mode=["updates", "messages"],
+            subgraphs=True,
         ):
             if mode == "updates" and not namespace and isinstance(data, dict):
                 for node, node_out in data.items():
@@ -505,7 +516,7 @@ async def chat_completions(request: Request):
         return EventSourceResponse(_events(req, request.scope), sep="\n", headers={"Cache-Control": "no-cache"})
     try:
         graph = await asyncio.to_thread(_graph)
-        out = await graph.ainvoke({"query": req.query}, context=req.context)
+        out = await graph.ainvoke({"query": req.query}, context=req.context, config=_run_config(request.scope))
     except QueryError as exc:
         return error_response(str(exc), 400, "messages")
     except Exception as exc:  # noqa: BLE001 - a failure of the graph itself, not of the request

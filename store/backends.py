@@ -201,6 +201,19 @@ class Backend:
     def get_artifact(self, name: str) -> bytes | None:
         raise NotImplementedError
 
+    def cache_put(self, subtask_id, scope, model, fingerprint, task_class, answer, now) -> None:
+        """Keep (or replace) the accepted answer of a subtask for a scope."""
+        raise NotImplementedError
+
+    def cache_get(self, ids, scope, since) -> list[tuple]:
+        """(subtask_id, model, fingerprint, task_class, answer, created_at) of these subtasks in the scope,
+        created at or after `since`."""
+        raise NotImplementedError
+
+    def cache_drop_model(self, model, fingerprint) -> int:
+        """Drop the entries of `model` made under another roster fingerprint; returns how many."""
+        raise NotImplementedError
+
     def put_artifact(self, name: str, data: bytes) -> None:
         raise NotImplementedError
 
@@ -330,6 +343,21 @@ CREATE INDEX IF NOT EXISTS outcomes_subtask ON outcomes(subtask_id);
 # Created on first use only: an older fusiongraph opening the same file ignores it.
 ARTIFACTS_SCHEMA = "CREATE TABLE IF NOT EXISTS artifacts (name TEXT PRIMARY KEY, data BLOB NOT NULL, updated_at REAL)"
 
+# The answer cache: one accepted answer per subtask and scope (the API key), with the answering model's
+# roster fingerprint (an entry whose model changed is never served, and is dropped).
+CACHE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS answer_cache (
+    subtask_id INTEGER NOT NULL REFERENCES subtasks(id),
+    scope TEXT NOT NULL,
+    model TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    task_class TEXT,
+    answer TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (subtask_id, scope)
+);
+"""
+
 # API keys and their spend (fusiongraph/keys.py) live in the store's database, so every replica that shares
 # the store shares the budgets. A key is kept as the sha256 of its token only. A charge adds a run's cost to
 # the key's spend for the current period in one statement (an upsert), atomic across processes and machines.
@@ -432,6 +460,7 @@ class SQLiteBackend(Backend):
     def open(self, dim: int, embedder_name: str) -> dict[str, str]:
         try:
             self._db.executescript(SCHEMA)
+            self._db.executescript(CACHE_SCHEMA)
             rows = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
             if not rows:
                 self._db.execute(
@@ -615,6 +644,31 @@ class SQLiteBackend(Backend):
             "subtasks": after[0],
             "outcomes": after[1],
         }
+
+    # ------------------------------------------------------------ answer cache
+    def cache_put(self, subtask_id, scope, model, fingerprint, task_class, answer, now):
+        self._db.execute(
+            "INSERT INTO answer_cache (subtask_id, scope, model, fingerprint, task_class, answer, created_at)"
+            " VALUES (?,?,?,?,?,?,?) ON CONFLICT (subtask_id, scope) DO UPDATE SET model = excluded.model,"
+            " fingerprint = excluded.fingerprint, task_class = excluded.task_class, answer = excluded.answer,"
+            " created_at = excluded.created_at",
+            (subtask_id, scope, model, fingerprint, task_class, answer, now),
+        )
+
+    def cache_get(self, ids, scope, since):
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        return self._db.execute(
+            "SELECT subtask_id, model, fingerprint, task_class, answer, created_at FROM answer_cache"
+            f" WHERE subtask_id IN ({marks}) AND scope = ? AND created_at >= ?",
+            (*ids, scope, since),
+        ).fetchall()
+
+    def cache_drop_model(self, model, fingerprint):
+        return self._db.execute(
+            "DELETE FROM answer_cache WHERE model = ? AND fingerprint <> ?", (model, fingerprint)
+        ).rowcount
 
     # ------------------------------------------------------------ API keys
     def keys_schema(self):

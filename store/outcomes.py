@@ -345,6 +345,41 @@ class OutcomeStore:
         with self._lock:
             self._backend.put_artifact(name, data)
 
+    # ------------------------------------------------------------------ answer cache
+    def cache_put(self, subtask_id: int, scope: str, model: str, fingerprint: str, task_class, answer: str) -> None:
+        """Keep an accepted answer for reuse by near-identical subtasks in the same scope."""
+        with self._lock:
+            self._backend.cache_put(subtask_id, scope, model, fingerprint, task_class, answer, time.time())
+
+    def cached_answers(self, embedding, scope: str, min_similarity: float, since: float, k: int = 4) -> list[dict]:
+        """Cached answers of the nearest subtasks at least `min_similarity` close, in the scope, made since
+        `since` (epoch seconds), most similar first: {subtask_id, similarity, text, task_class, model,
+        fingerprint, answer, created_at}."""
+        close = {nb.subtask_id: nb for nb in self.neighbours(embedding, k) if nb.similarity >= min_similarity}
+        if not close:
+            return []
+        with self._lock:
+            rows = self._backend.cache_get(list(close), scope, since)
+        hits = [
+            {
+                "subtask_id": sid,
+                "similarity": close[sid].similarity,
+                "text": close[sid].text,
+                "task_class": task_class,
+                "model": model,
+                "fingerprint": fingerprint,
+                "answer": answer,
+                "created_at": created_at,
+            }
+            for sid, model, fingerprint, task_class, answer, created_at in rows
+        ]
+        return sorted(hits, key=lambda h: -h["similarity"])
+
+    def cache_drop_model(self, model: str, fingerprint: str) -> int:
+        """Forget the cached answers `model` gave under another roster entry; returns how many."""
+        with self._lock:
+            return self._backend.cache_drop_model(model, fingerprint)
+
     # ------------------------------------------------------------------ reading
     def neighbours(
         self, embedding, k: int, exclude_ids: set[int] | None = None, with_answers: bool = False

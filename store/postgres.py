@@ -143,6 +143,22 @@ CREATE TABLE api_key_charges (
 );
 """,
     ),
+    (
+        4,
+        "answer cache: an accepted answer per subtask and scope (API key), reused for near-identical subtasks",
+        """
+CREATE TABLE answer_cache (
+    subtask_id BIGINT NOT NULL REFERENCES subtasks(id),
+    scope TEXT NOT NULL,
+    model TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    task_class TEXT,
+    answer TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (subtask_id, scope)
+);
+""",
+    ),
 ]
 LATEST = MIGRATIONS[-1][0]
 
@@ -524,6 +540,38 @@ class PostgresBackend(Backend):
             }
 
         return self._run(copy, write=True)
+
+    # ------------------------------------------------------------ answer cache
+    def cache_put(self, subtask_id, scope, model, fingerprint, task_class, answer, now):
+        self._run(
+            lambda conn: conn.execute(
+                "INSERT INTO answer_cache (subtask_id, scope, model, fingerprint, task_class, answer, created_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (subtask_id, scope) DO UPDATE SET"
+                " model = EXCLUDED.model, fingerprint = EXCLUDED.fingerprint, task_class = EXCLUDED.task_class,"
+                " answer = EXCLUDED.answer, created_at = EXCLUDED.created_at",
+                (subtask_id, scope, model, fingerprint, task_class, answer, now),
+            ),
+            write=True,
+        )
+
+    def cache_get(self, ids, scope, since):
+        if not ids:
+            return []
+        return self._rows(
+            "SELECT subtask_id, model, fingerprint, task_class, answer, created_at FROM answer_cache"
+            " WHERE subtask_id = ANY(%s) AND scope = %s AND created_at >= %s",
+            (list(ids), scope, since),
+        )
+
+    def cache_drop_model(self, model, fingerprint):
+        return self._run(
+            lambda conn: (
+                conn.execute(
+                    "DELETE FROM answer_cache WHERE model = %s AND fingerprint <> %s", (model, fingerprint)
+                ).rowcount
+            ),
+            write=True,
+        )
 
     # ------------------------------------------------------------ API keys
     def keys_schema(self):

@@ -18,6 +18,7 @@ class FaultServer:
 
     def __init__(self):
         self.hits = 0
+        self.bodies: list[str] = []  # every request body received, as text
         self.reply = (200, {}, "", 0.0)
         server = self
 
@@ -26,7 +27,9 @@ class FaultServer:
                 pass
 
             def do_POST(self):
-                self.rfile.read(int(self.headers.get("content-length", 0)))
+                server.bodies.append(
+                    self.rfile.read(int(self.headers.get("content-length", 0))).decode("utf-8", "replace")
+                )
                 server.hits += 1
                 status, headers, body, delay = server.reply
                 time.sleep(delay)

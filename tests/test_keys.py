@@ -23,6 +23,7 @@ from fusiongraph.keys import KeyRefused, KeyStore, hash_key, period_start
 from fusiongraph.server import auth
 from fusiongraph.server.openai_app import app
 from fusiongraph.store import StoreError
+from fusiongraph.store.postgres import LATEST
 from tests.test_server import KNOBS, langgraph_dev, two_models  # noqa: F401, F811 - langgraph_dev is a fixture
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,11 +122,13 @@ def test_charges_are_shared_by_processes(backend, tmp_path, request):
 
 
 def test_postgres_keys_migration_leaves_the_outcome_store_to_open(pg_url):
-    ks = KeyStore(pg_url)  # migrations 1-3, no outcome-store metadata yet
+    ks = KeyStore(pg_url)  # every migration, no outcome-store metadata yet
     ks.create("k", 1.0)
     ks.close()
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        assert [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 2, 3]
+        assert [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")] == list(
+            range(1, LATEST + 1)
+        )
         assert conn.execute("SELECT count(*) FROM meta").fetchone()[0] == 0
     from fusiongraph.store import open_store
 

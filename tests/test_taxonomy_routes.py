@@ -316,7 +316,7 @@ def test_a_class_without_any_candidate_in_the_roster_uses_every_model_with_a_not
     ]
     from fusiongraph.cli import app
 
-    shown = CliRunner().invoke(app, ["ask", CODE_TASK, "--budget", "1"])
+    shown = CliRunner().invoke(app, ["ask", CODE_TASK, "--budget", "1", "--no-cache"])
     assert shown.exit_code == 0 and "note: no candidate of the task class is available" in shown.output
 
 

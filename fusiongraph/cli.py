@@ -531,9 +531,56 @@ def migrate_store_command(
     )
 
 
+def _parse_before(value: str) -> float:
+    """An ISO date or date-time (UTC unless it says otherwise) as epoch seconds."""
+    from datetime import datetime, timezone
+
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        _fail(f"--before {value!r} is not a date: use YYYY-MM-DD or an ISO date-time")
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp()
+
+
+def forget_command(
+    match: Optional[str] = typer.Option(
+        None, "--match", help="Erase every subtask whose text, or an answer to it, contains TEXT (any case)."
+    ),
+    before: Optional[str] = typer.Option(None, "--before", help="Erase what was recorded before this date (UTC)."),
+    store_dir: Optional[str] = typer.Option(
+        None, "--store-dir", help="Outcome store directory, or a postgresql:// URL."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
+) -> None:
+    """Erase subtasks with their outcomes, vectors and cached answers, together (both store backends; every
+    worker sharing the store drops them too). With --match and --before, what matches both."""
+    from fusiongraph.resources import get_resources
+
+    if match is None and before is None:
+        _fail("give --match TEXT, --before DATE or both")
+    when = _parse_before(before) if before is not None else None
+    try:
+        res = get_resources(_context(store_dir=store_dir))
+        counts = res.store.forget(match, when)
+    except Exception as exc:
+        _fail(str(exc))
+    if as_json:
+        print(json.dumps(counts))
+        return
+    console.print(
+        f"erased {counts['subtasks']} subtasks, {counts['outcomes']} outcomes, {counts['vectors']} vectors and "
+        f"{counts['cached_answers']} cached answers",
+        markup=False,
+        highlight=False,
+    )
+
+
 store_app = typer.Typer(no_args_is_help=False)
 store_app.callback(invoke_without_command=True)(show_store)
 store_app.command("migrate")(migrate_store_command)
+store_app.command("forget")(forget_command)
 app.add_typer(store_app, name="store")
 
 

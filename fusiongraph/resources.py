@@ -7,8 +7,10 @@ in the process, so a `langgraph dev` worker or a CLI call loads the models and t
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,8 @@ from fusiongraph.routing import Router
 from fusiongraph.store import DEFAULT_MODELS, DEFAULT_TAXONOMY, OutcomeStore, open_store
 from fusiongraph.store.backends import url_scheme
 from fusiongraph.taxonomy import Taxonomy
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -101,8 +105,37 @@ def get_resources(ctx: FusionContext) -> Resources:
             store_dir, embedder.dim, embedder.name, cache_dir=os.environ.get("FUSIONGRAPH_STORE_CACHE_DIR") or None
         ),
     )
+    apply_retention(res.store)
     with _lock:
         return _built.setdefault(key, res)
+
+
+RETENTION_ENV = "FUSIONGRAPH_RETENTION_DAYS"
+RETENTION_EVERY_S = 3600.0
+_retention_at: dict[int, float] = {}
+
+
+def apply_retention(store, now: float | None = None) -> dict | None:
+    """With $FUSIONGRAPH_RETENTION_DAYS set, erase what the store recorded longer ago (subtasks, outcomes,
+    vectors, cached answers: `OutcomeStore.forget`); at start and then at most once an hour per store."""
+    raw = os.environ.get(RETENTION_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        days = float(raw)
+        if not days > 0:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"{RETENTION_ENV}={raw!r} must be a positive number of days") from None
+    now = time.time() if now is None else now
+    last = _retention_at.get(id(store))
+    if last is not None and now - last < RETENTION_EVERY_S:
+        return None
+    _retention_at[id(store)] = now
+    counts = store.forget(before=now - days * 86400)
+    if counts["subtasks"]:
+        log.info("retention (%s days): erased %s", raw, counts)
+    return counts
 
 
 @contextmanager

@@ -12,7 +12,7 @@ from fusiongraph import privacy as pv
 from fusiongraph.attempt import outcomes_from_attempts
 from fusiongraph.context import FusionContext, as_context
 from fusiongraph.records import RESULT_STATE_KEYS, new_result
-from fusiongraph.resources import get_resources
+from fusiongraph.resources import apply_retention, get_resources
 from fusiongraph.state import SubtaskState
 
 RESULT_KEYS = RESULT_STATE_KEYS  # the old name
@@ -34,6 +34,10 @@ def record(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
     if attempts and sensitive and ctx.privacy_store == "none":
         trace.append({"node": "record", "recorded": 0, "detail": "sensitive subtask: not recorded (privacy_store)"})
     elif attempts:
+        try:
+            apply_retention(res.store)  # $FUSIONGRAPH_RETENTION_DAYS: at most once an hour
+        except Exception as exc:  # noqa: BLE001 - a failed erasure must not lose this outcome
+            trace.append({"node": "record", "retention_error": f"{type(exc).__name__}: {exc}"[:300]})
         outcomes = outcomes_from_attempts(attempts, _run_id())
         placeholders = state.get("placeholders") or {}
         if sensitive:  # the store keeps the masked subtask, and answers with the values masked too

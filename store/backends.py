@@ -201,6 +201,16 @@ class Backend:
     def get_artifact(self, name: str) -> bytes | None:
         raise NotImplementedError
 
+    def forget(self, match: str | None, before: float | None, now: float) -> dict[str, int]:
+        """Delete, in one transaction, the subtasks whose text (or an answer to them) contains `match`
+        (case-insensitive) and/or that were recorded before `before` (epoch seconds), with their outcomes and
+        cached answers; log the erasure. Returns {subtasks, outcomes, cached_answers} deleted."""
+        raise NotImplementedError
+
+    def erasure_generation(self) -> int:
+        """How many erasures the store has seen (a change means: rebuild what is derived from it)."""
+        raise NotImplementedError
+
     def cache_put(self, subtask_id, scope, model, fingerprint, task_class, answer, now) -> None:
         """Keep (or replace) the accepted answer of a subtask for a scope."""
         raise NotImplementedError
@@ -343,6 +353,17 @@ CREATE INDEX IF NOT EXISTS outcomes_subtask ON outcomes(subtask_id);
 # Created on first use only: an older fusiongraph opening the same file ignores it.
 ARTIFACTS_SCHEMA = "CREATE TABLE IF NOT EXISTS artifacts (name TEXT PRIMARY KEY, data BLOB NOT NULL, updated_at REAL)"
 
+
+def like_pattern(match: str) -> str:
+    """A case-insensitive substring pattern for LIKE (with backslash as the escape character)."""
+    escaped = match.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+# `store forget` logs one row per erasure (counts only, never what was matched): every process that shares the
+# store sees the generation change and rebuilds its index and sums without the erased rows.
+ERASURES_SCHEMA = "CREATE TABLE IF NOT EXISTS erasures (id INTEGER PRIMARY KEY, at REAL NOT NULL, subtasks INTEGER NOT NULL, outcomes INTEGER NOT NULL)"
+
 # The answer cache: one accepted answer per subtask and scope (the API key), with the answering model's
 # roster fingerprint (an entry whose model changed is never served, and is dropped).
 CACHE_SCHEMA = """
@@ -461,6 +482,7 @@ class SQLiteBackend(Backend):
         try:
             self._db.executescript(SCHEMA)
             self._db.executescript(CACHE_SCHEMA)
+            self._db.execute(ERASURES_SCHEMA)
             rows = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
             if not rows:
                 self._db.execute(
@@ -644,6 +666,47 @@ class SQLiteBackend(Backend):
             "subtasks": after[0],
             "outcomes": after[1],
         }
+
+    # ------------------------------------------------------------ erasure
+    def forget(self, match, before, now):
+        where, params = [], []
+        if match is not None:
+            like = like_pattern(match)
+            where.append(
+                "(lower(s.text) LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM outcomes o WHERE o.subtask_id = s.id"
+                " AND lower(o.answer) LIKE ? ESCAPE '\\') OR EXISTS (SELECT 1 FROM answer_cache c"
+                " WHERE c.subtask_id = s.id AND lower(c.answer) LIKE ? ESCAPE '\\'))"
+            )
+            params += [like, like, like]
+        if before is not None:
+            where.append("s.created_at < ?")
+            params.append(before)
+        cur = self._db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            ids = [r[0] for r in cur.execute(f"SELECT s.id FROM subtasks s WHERE {' AND '.join(where)}", params)]
+            counts = {"subtasks": len(ids), "outcomes": 0, "cached_answers": 0}
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                counts["cached_answers"] += cur.execute(
+                    f"DELETE FROM answer_cache WHERE subtask_id IN ({marks})", chunk
+                ).rowcount
+                counts["outcomes"] += cur.execute(f"DELETE FROM outcomes WHERE subtask_id IN ({marks})", chunk).rowcount
+                cur.execute(f"DELETE FROM subtasks WHERE id IN ({marks})", chunk)
+            if ids:
+                cur.execute(
+                    "INSERT INTO erasures (at, subtasks, outcomes) VALUES (?, ?, ?)",
+                    (now, counts["subtasks"], counts["outcomes"]),
+                )
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        return counts
+
+    def erasure_generation(self):
+        return self._db.execute("SELECT COALESCE(MAX(id), 0) FROM erasures").fetchone()[0]
 
     # ------------------------------------------------------------ answer cache
     def cache_put(self, subtask_id, scope, model, fingerprint, task_class, answer, now):

@@ -145,6 +145,7 @@ class OutcomeStore:
         self._model_usage: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0])  # cost, tokens_out, n
         self._unsaved = 0
         self._closed = False
+        self._erasures = 0  # the store's erasure generation our index and sums reflect
         if backend is None:
             backend = SQLiteBackend(self.directory)
         elif self.directory is not None:
@@ -152,6 +153,7 @@ class OutcomeStore:
         self._backend = backend
         try:
             self._check_meta(backend.open(self.dim, embedder_name))
+            self._erasures = backend.erasure_generation()
             self._index = self._load_index()
             self.refresh()
         except BaseException:
@@ -196,6 +198,8 @@ class OutcomeStore:
                         raise ValueError(f"index holds {index.ntotal} vectors of dim {index.d}, meta says {meta}")
                     if meta.get("store") != self._backend.store_id:
                         raise ValueError(f"index is of store {meta.get('store')}, not {self._backend.store_id}")
+                    if meta.get("erasures", 0) != self._erasures:
+                        raise ValueError("rows were erased since the index was saved")
                     self._indexed_upto = int(meta["upto"])
                     return index
                 except Exception as exc:  # the index is only a cache: rebuild it from the database
@@ -211,12 +215,56 @@ class OutcomeStore:
         backend makes ids visible in id order (see :mod:`store.backends`), so no row is skipped.
         """
         with self._lock:
+            generation = self._backend.erasure_generation()
+            if generation != self._erasures:  # rows were erased (here or by another worker): start over
+                self._reset_derived()
+                self._erasures = generation
             rows = self._backend.subtasks_after(self._indexed_upto)
             if rows:
                 self._add_vectors([r[0] for r in rows], [r[1] for r in rows])
             for subtask_id, model, cls, success, oid, cost, tokens in self._backend.outcomes_after(self._outcomes_seen):
                 self._fold(subtask_id, model, cls, success, cost, tokens)
                 self._outcomes_seen = oid
+
+    def _reset_derived(self) -> None:
+        """Forget the index and the in-memory sums; the next refresh rebuilds them from the database."""
+        self._index = _new_index(self.dim, hnsw=False)
+        self._indexed_upto = self._outcomes_seen = 0
+        self._class_totals.clear()
+        self._model_totals.clear()
+        self._model_usage.clear()
+        self._model_cols = {}
+        for name in ("_success_sum", "_success_n", "_cost_sum", "_tokens_sum"):
+            old = getattr(self, name)
+            setattr(self, name, np.zeros((1024, 4), dtype=old.dtype))
+        self._unsaved += 1
+
+    def forget(self, match: str | None = None, before: float | None = None) -> dict[str, int]:
+        """Erase the subtasks whose text or answers contain `match` (case-insensitive) and/or that were
+        recorded before `before` (epoch seconds): their outcomes, vectors and cached answers go with them, in
+        one transaction; every worker sharing the store drops them too. Returns the counts deleted."""
+        if match is None and before is None:
+            raise ValueError("forget needs a text to match or a date to erase before")
+        if match is not None and not match.strip():
+            raise ValueError("forget: the text to match is empty")
+        with self._lock:
+            vectors = int(self._index.ntotal)
+            counts = self._backend.forget(match, before, time.time())
+            self.refresh()  # sees the new erasure generation: index and sums rebuilt without the rows
+            counts["vectors"] = vectors - int(self._index.ntotal)
+            self.save()
+            if counts["subtasks"]:
+                self._drop_probe_fit()
+        return counts
+
+    def _drop_probe_fit(self) -> None:
+        """The success probe's saved fit was learnt from the erased rows too: drop it (it is refitted)."""
+        from fusiongraph.probe import PROBE_FILE
+
+        if self.directory is not None:
+            (self.directory / PROBE_FILE).unlink(missing_ok=True)
+        elif self.shares_artifacts:
+            self._backend.put_artifact(PROBE_FILE, b"")
 
     def _refresh_from_listener(self) -> bool:
         if self._closed:
@@ -314,7 +362,12 @@ class OutcomeStore:
             tmp = self.directory / f".{INDEX_FILE}.{os.getpid()}.tmp"
             faiss.write_index(self._index, str(tmp))
             meta_tmp = self.directory / f".{INDEX_META_FILE}.{os.getpid()}.tmp"
-            meta = {"upto": self._indexed_upto, "count": int(self._index.ntotal), "dim": self.dim}
+            meta = {
+                "upto": self._indexed_upto,
+                "count": int(self._index.ntotal),
+                "dim": self.dim,
+                "erasures": self._erasures,
+            }
             if self._backend.store_id is not None:
                 meta["store"] = self._backend.store_id
             meta_tmp.write_text(json.dumps(meta))

@@ -52,6 +52,7 @@ from fusiongraph.store.backends import (
     Backend,
     StoreError,
     check_import,
+    like_pattern,
     mask_url,
     outcome_values,
 )
@@ -156,6 +157,18 @@ CREATE TABLE answer_cache (
     answer TEXT NOT NULL,
     created_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (subtask_id, scope)
+);
+""",
+    ),
+    (
+        5,
+        "erasures: one row per `store forget` (counts only), so every worker drops what was erased",
+        """
+CREATE TABLE erasures (
+    id BIGSERIAL PRIMARY KEY,
+    at DOUBLE PRECISION NOT NULL,
+    subtasks BIGINT NOT NULL,
+    outcomes BIGINT NOT NULL
 );
 """,
     ),
@@ -540,6 +553,44 @@ class PostgresBackend(Backend):
             }
 
         return self._run(copy, write=True)
+
+    # ------------------------------------------------------------ erasure
+    def forget(self, match, before, now):
+        def erase(conn):
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                where, params = [], []
+                if match is not None:
+                    like = like_pattern(match)
+                    where.append(
+                        "(lower(s.text) LIKE %s OR EXISTS (SELECT 1 FROM outcomes o WHERE o.subtask_id = s.id"
+                        " AND lower(o.answer) LIKE %s) OR EXISTS (SELECT 1 FROM answer_cache c"
+                        " WHERE c.subtask_id = s.id AND lower(c.answer) LIKE %s))"
+                    )
+                    params += [like, like, like]
+                if before is not None:
+                    where.append("s.created_at < %s")
+                    params.append(before)
+                cur.execute(f"SELECT s.id FROM subtasks s WHERE {' AND '.join(where)}", params)
+                ids = [r[0] for r in cur.fetchall()]
+                counts = {"subtasks": len(ids), "outcomes": 0, "cached_answers": 0}
+                if ids:
+                    cur.execute("DELETE FROM answer_cache WHERE subtask_id = ANY(%s)", (ids,))
+                    counts["cached_answers"] = cur.rowcount
+                    cur.execute("DELETE FROM outcomes WHERE subtask_id = ANY(%s)", (ids,))
+                    counts["outcomes"] = cur.rowcount
+                    cur.execute("DELETE FROM subtasks WHERE id = ANY(%s)", (ids,))
+                    cur.execute(
+                        "INSERT INTO erasures (at, subtasks, outcomes) VALUES (%s, %s, %s)",
+                        (now, counts["subtasks"], counts["outcomes"]),
+                    )
+                    cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL, ""))
+                return counts
+
+        return self._run(erase, write=True)
+
+    def erasure_generation(self):
+        return self._rows("SELECT COALESCE(MAX(id), 0) FROM erasures")[0][0]
 
     # ------------------------------------------------------------ answer cache
     def cache_put(self, subtask_id, scope, model, fingerprint, task_class, answer, now):

@@ -354,6 +354,24 @@ CREATE INDEX IF NOT EXISTS outcomes_subtask ON outcomes(subtask_id);
 ARTIFACTS_SCHEMA = "CREATE TABLE IF NOT EXISTS artifacts (name TEXT PRIMARY KEY, data BLOB NOT NULL, updated_at REAL)"
 
 
+def forget_filter(match: str | None, before: float | None, mark: str, escape: str = "") -> tuple[str, list]:
+    """The WHERE clause (over ``subtasks s``) and parameters of an erasure: the subtask's text, an outcome's
+    answer or a cached answer contains `match` (any case), and/or it was recorded before `before`."""
+    where, params = [], []
+    if match is not None:
+        like = f"LIKE {mark}{escape}"
+        where.append(
+            f"(lower(s.text) {like} OR EXISTS (SELECT 1 FROM outcomes o WHERE o.subtask_id = s.id"
+            f" AND lower(o.answer) {like}) OR EXISTS (SELECT 1 FROM answer_cache c"
+            f" WHERE c.subtask_id = s.id AND lower(c.answer) {like}))"
+        )
+        params += [like_pattern(match)] * 3
+    if before is not None:
+        where.append(f"s.created_at < {mark}")
+        params.append(before)
+    return " AND ".join(where), params
+
+
 def like_pattern(match: str) -> str:
     """A case-insensitive substring pattern for LIKE (with backslash as the escape character)."""
     escaped = match.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -669,22 +687,11 @@ class SQLiteBackend(Backend):
 
     # ------------------------------------------------------------ erasure
     def forget(self, match, before, now):
-        where, params = [], []
-        if match is not None:
-            like = like_pattern(match)
-            where.append(
-                "(lower(s.text) LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM outcomes o WHERE o.subtask_id = s.id"
-                " AND lower(o.answer) LIKE ? ESCAPE '\\') OR EXISTS (SELECT 1 FROM answer_cache c"
-                " WHERE c.subtask_id = s.id AND lower(c.answer) LIKE ? ESCAPE '\\'))"
-            )
-            params += [like, like, like]
-        if before is not None:
-            where.append("s.created_at < ?")
-            params.append(before)
+        where, params = forget_filter(match, before, "?", " ESCAPE '\\'")
         cur = self._db.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
-            ids = [r[0] for r in cur.execute(f"SELECT s.id FROM subtasks s WHERE {' AND '.join(where)}", params)]
+            ids = [r[0] for r in cur.execute(f"SELECT s.id FROM subtasks s WHERE {where}", params)]
             counts = {"subtasks": len(ids), "outcomes": 0, "cached_answers": 0}
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]

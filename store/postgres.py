@@ -52,7 +52,7 @@ from fusiongraph.store.backends import (
     Backend,
     StoreError,
     check_import,
-    like_pattern,
+    forget_filter,
     mask_url,
     outcome_values,
 )
@@ -559,19 +559,8 @@ class PostgresBackend(Backend):
         def erase(conn):
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
-                where, params = [], []
-                if match is not None:
-                    like = like_pattern(match)
-                    where.append(
-                        "(lower(s.text) LIKE %s OR EXISTS (SELECT 1 FROM outcomes o WHERE o.subtask_id = s.id"
-                        " AND lower(o.answer) LIKE %s) OR EXISTS (SELECT 1 FROM answer_cache c"
-                        " WHERE c.subtask_id = s.id AND lower(c.answer) LIKE %s))"
-                    )
-                    params += [like, like, like]
-                if before is not None:
-                    where.append("s.created_at < %s")
-                    params.append(before)
-                cur.execute(f"SELECT s.id FROM subtasks s WHERE {' AND '.join(where)}", params)
+                where, params = forget_filter(match, before, "%s")
+                cur.execute(f"SELECT s.id FROM subtasks s WHERE {where}", params)
                 ids = [r[0] for r in cur.fetchall()]
                 counts = {"subtasks": len(ids), "outcomes": 0, "cached_answers": 0}
                 if ids:

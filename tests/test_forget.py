@@ -137,3 +137,18 @@ def test_cli_store_forget_prints_the_counts(tmp_path, monkeypatch):
     for bad, msg in [([], "give --match TEXT"), (["--before", "yesterday"], "is not a date")]:
         out = CliRunner().invoke(app, ["store", "forget", *bad, "--store-dir", str(tmp_path / "s")])
         assert out.exit_code == 2 and msg in out.output
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_like_wildcards_in_the_text_are_literal(backend, tmp_path, request):
+    target = tmp_path / "s" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    store = open_store(target, 8, "t")
+    try:
+        store.record("a 50% discount", vec(0), None, [Outcome("m", 1.0, True)])
+        store.record("a 500 discount", vec(1), None, [Outcome("m", 1.0, True)])
+        store.record("snake_case name", vec(2), None, [Outcome("m", 1.0, True)])
+        store.record("snakeXcase name", vec(3), None, [Outcome("m", 1.0, True)])
+        assert store.forget(match="0%")["subtasks"] == 1 and store.forget(match="e_c")["subtasks"] == 1
+        assert store.counts()["subtasks"] == 2
+    finally:
+        store.close()

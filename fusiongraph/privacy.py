@@ -54,18 +54,29 @@ PRESIDIO_ENTITIES = (
 )
 CHECKSUMMED = ("CREDIT_CARD", "IBAN_CODE")
 MIN_SCORE = 0.4
+# A name counts as personal data next to a cue that it is someone's record or someone the user knows. Not
+# honorifics or "a man named X": on the shared MMLU-Pro prompts those are textbook characters ("Mr. Haines
+# bought a tractor"), and flagging them sent 6% of plain questions to the trusted tier (benchmarks/bench_privacy.py).
 NAME_CUES = re.compile(
-    r"\b(my name is|name is|named|called|patient|customer|client|employee|tenant|applicant|account holder|"
-    r"mr|mrs|ms|miss|my (?:wife|husband|son|daughter|mother|father|friend|colleague|boss|neighbou?r|partner))\b",
+    r"\b(my name is|his name is|her name is|patient|customer|client|employee|tenant|applicant|account holder|"
+    r"date of birth|born on|my (?:wife|husband|son|daughter|mother|father|friend|colleague|boss|neighbou?r|partner))\b",
     re.I,
 )
+OPTION_LABEL = re.compile(r"^[A-J]\.(\s|$)")  # "G. Birds form societies": an answer option, not a person
+MIN_PHONE_DIGITS = 8
 STREET = (
     r"\b\d{1,5}[a-zA-Z]?\s+(?:[A-Z][a-zA-Z'.-]+\s+){1,4}"
     r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Place|Pl|Way|Terrace|Close|"
     r"Crescent|Square|Sq|Strasse|Straße|Str|Rue|Via|Calle)\b\.?"
 )
 _DASHES = dict.fromkeys(map(ord, "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"), "-")
-_SEPARATORS = re.compile(r"(?<=\d)[ \t.\-/_\u00a0]+(?=\d)")
+_SEPARATORS = re.compile(r"(?<=\d)[ \t\r\n.\-/_\u00a0]+(?=\d)")  # line breaks too: a number split over lines
+# an address written to dodge filters: "jane.roe at example dot org", "jane [at] example [dot] com"
+OBFUSCATED_EMAIL = (
+    r"\b[\w.+-]+\s*(?:\(at\)|\[at\]|\{at\}|\s+at\s+)\s*[\w-]*[A-Za-z][\w-]*"
+    r"(?:\s*(?:\(dot\)|\[dot\]|\{dot\}|\s+dot\s+|\.)\s*[\w-]+)*"
+    r"\s*(?:\(dot\)|\[dot\]|\{dot\}|\s+dot\s+|\.)\s*(?-i:com|org|net|edu|gov|io|co|uk|de|fr|es|it|nl|ch|eu|info)\b"
+)
 
 
 @dataclass(frozen=True)
@@ -169,7 +180,21 @@ def _presidio():
 
     engine = AnalyzerEngine(nlp_engine=ShippedSpacy(), supported_languages=["en"])
     engine.registry.add_recognizer(
-        PatternRecognizer("STREET_ADDRESS", patterns=[Pattern("street address", STREET, 0.6)], supported_language="en")
+        PatternRecognizer(
+            "STREET_ADDRESS",
+            patterns=[Pattern("street address", STREET, 0.6)],
+            supported_language="en",
+            global_regex_flags=re.MULTILINE,  # case matters: "4 in the tens place" is no street
+        )
+    )
+    engine.registry.add_recognizer(
+        PatternRecognizer(
+            "EMAIL_ADDRESS",
+            name="ObfuscatedEmailRecognizer",
+            patterns=[Pattern("obfuscated e-mail", OBFUSCATED_EMAIL, 0.6)],
+            supported_language="en",
+            global_regex_flags=re.IGNORECASE,
+        )
     )
     checksummed = [r for r in engine.registry.recognizers if set(r.supported_entities) & set(CHECKSUMMED)]
     entities = [e for e in PRESIDIO_ENTITIES if e in set(engine.get_supported_entities("en"))]
@@ -194,6 +219,11 @@ class PresidioDetector:
             if r.score < MIN_SCORE:
                 continue
             start, end = v.span(r.start, r.end)
+            value = text[start:end]
+            if r.entity_type == "PERSON" and OPTION_LABEL.match(value):
+                continue
+            if r.entity_type == "PHONE_NUMBER" and sum(c.isdigit() for c in v.text[r.start : r.end]) < MIN_PHONE_DIGITS:
+                continue  # "040095", "16.838": numbers in a question, not a phone
             (persons if r.entity_type == "PERSON" else found).append(Finding(self.name, r.entity_type, start, end))
         if persons and (found or NAME_CUES.search(view.text)):
             found += persons
@@ -241,6 +271,8 @@ _TOKEN_CHAR = re.compile(r"[A-Za-z0-9_\-+/=.]")
 def _key_like(value: str) -> bool:
     """A high-entropy string that looks like a credential: long, with letters and digits, no spaces."""
     compact = re.sub(r"\s+", "", value)
+    if re.search(r"[a-z]{9}", compact):  # a run of lower-case letters is a word ("115MParespectively"), not a key
+        return False
     return len(compact) >= 20 and bool(re.search(r"\d", compact)) and bool(re.search(r"[A-Za-z]", compact))
 
 

@@ -30,6 +30,8 @@ CARD_DIGITS = CARD.replace(" ", "")
         ("card ٤١١١١١١١١١١١١١١١ here", "CREDIT_CARD"),  # Arabic-Indic digits
         ("Pay to IBAN DE89 3704 0044 0532 0130 00 today", "IBAN_CODE"),
         ("write to jane.roe@example.org about it", "EMAIL_ADDRESS"),
+        ("write to jane.roe at example dot org about it", "EMAIL_ADDRESS"),  # obfuscated
+        ("card 41111111\n11111111 split over two lines", "CREDIT_CARD"),
         ("call me on +44 20 7946 0958 tomorrow", "PHONE_NUMBER"),
         ("my SSN is 536-22-8726", "US_SSN"),
         ("aws key AKIAIOSFODNN7EXAMPLE in the config", "AWS Access Key"),
@@ -62,6 +64,9 @@ def test_a_secret_split_over_lines_is_found_and_masked_whole():
         "Which of these is a prime number: 21, 23, 25 or 27?",
         "In 1905 Einstein published four papers; summarise the one on special relativity.",
         "Compute 4111 + 1111 and 1111 * 1111.",
+        "Mr. Haines bought a tractor for $2,895.00; find its depreciation.",
+        "The stock was trading at 1000. It then fell by 4%.",
+        "Which is true? G. Birds form societies H. Birds do not",
     ],
 )
 def test_everyday_prompts_are_not_flagged(text):

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -26,7 +24,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.test_server import _free_port
+from tests.test_server import _free_port, langgraph_exe, server_env
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_URL = os.environ.get("FUSIONGRAPH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -101,11 +99,7 @@ def _stop(proc: subprocess.Popen) -> None:
 @pytest.fixture(scope="module")
 def replicas(tmp_path_factory):
     """A fresh database and two `langgraph dev` replicas (ports A, B) whose store is that database."""
-    exe = Path(sys.executable).parent / "langgraph"
-    if not exe.exists():
-        exe = shutil.which("langgraph")
-    if not exe:
-        pytest.skip("langgraph-cli is not installed")
+    exe = langgraph_exe()
     try:
         admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
@@ -113,18 +107,7 @@ def replicas(tmp_path_factory):
     name = f"fg_replicas_{uuid.uuid4().hex[:10]}"
     admin.execute(f"CREATE DATABASE {name}")
     tmp = tmp_path_factory.mktemp("replicas")
-    env = dict(
-        os.environ,
-        LANGGRAPH_CLI_NO_ANALYTICS="1",
-        LANGSMITH_TRACING="false",
-        LANGGRAPH_NO_VERSION_CHECK="true",
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        FUSIONGRAPH_STORE_URL=_db_url(name),
-        PYTHONUNBUFFERED="1",
-    )
-    env.pop("FUSIONGRAPH_STORE_DIR", None)
-    env.pop("FUSIONGRAPH_STORE_CACHE_DIR", None)
+    env = server_env(FUSIONGRAPH_STORE_URL=_db_url(name))
     procs = []
     try:
         urls = []

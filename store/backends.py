@@ -264,6 +264,13 @@ class Backend:
         raise NotImplementedError
 
     def key_by_hash(self, key_hash: str) -> tuple | None:
+        return self.key_where("key_hash", key_hash)
+
+    def key_by_id(self, key_id: str) -> tuple | None:
+        return self.key_where("id", key_id)
+
+    def key_where(self, column: str, value: str) -> tuple | None:
+        """The key (:data:`KEY_COLUMNS`) whose `column` (``id`` or ``key_hash``) is `value`, or None."""
         raise NotImplementedError
 
     def key_revoke(self, id_or_name: str, now: float) -> int:
@@ -274,7 +281,8 @@ class Backend:
         raise NotImplementedError
 
     def key_charge(self, key_id: str, period_start: str, cost_usd: float, run_id: str | None, now: float) -> float:
-        """Add `cost_usd` to the key's spend in the period, atomically; the spend after."""
+        """Add `cost_usd` to the key's spend in the period, atomically; the spend after. A run id already
+        charged is not charged again (a unique index on the charges' run ids): the spend is returned as is."""
         raise NotImplementedError
 
 
@@ -362,6 +370,7 @@ CREATE TABLE IF NOT EXISTS api_key_charges (
     run_id TEXT,
     created_at REAL NOT NULL
 );
+CREATE UNIQUE INDEX IF NOT EXISTS api_key_charges_run ON api_key_charges(run_id) WHERE run_id IS NOT NULL;
 """
 
 DB_FILE = "outcomes.sqlite"
@@ -636,9 +645,10 @@ class SQLiteBackend(Backend):
     def key_rows(self):
         return self._db.execute(f"SELECT {', '.join(KEY_COLUMNS)} FROM api_keys ORDER BY created_at, id").fetchall()
 
-    def key_by_hash(self, key_hash):
+    def key_where(self, column, value):
+        assert column in ("id", "key_hash"), column
         return self._db.execute(
-            f"SELECT {', '.join(KEY_COLUMNS)} FROM api_keys WHERE key_hash = ?", (key_hash,)
+            f"SELECT {', '.join(KEY_COLUMNS)} FROM api_keys WHERE {column} = ?", (value,)
         ).fetchone()
 
     def key_revoke(self, id_or_name, now):
@@ -658,18 +668,21 @@ class SQLiteBackend(Backend):
         cur.execute("BEGIN IMMEDIATE")
         try:
             cur.execute(
-                "INSERT INTO api_key_charges (key_id, period_start, cost_usd, run_id, created_at) VALUES (?,?,?,?,?)",
+                "INSERT OR IGNORE INTO api_key_charges (key_id, period_start, cost_usd, run_id, created_at)"
+                " VALUES (?,?,?,?,?)",
                 (key_id, period_start, cost_usd, run_id, now),
             )
-            cur.execute(
-                "INSERT INTO api_key_spend (key_id, period_start, spent_usd, runs) VALUES (?, ?, ?, 1)"
-                " ON CONFLICT (key_id, period_start) DO UPDATE SET"
-                " spent_usd = spent_usd + excluded.spent_usd, runs = runs + 1",
-                (key_id, period_start, cost_usd),
-            )
-            spent = cur.execute(
+            if cur.rowcount:  # else this run was charged already
+                cur.execute(
+                    "INSERT INTO api_key_spend (key_id, period_start, spent_usd, runs) VALUES (?, ?, ?, 1)"
+                    " ON CONFLICT (key_id, period_start) DO UPDATE SET"
+                    " spent_usd = spent_usd + excluded.spent_usd, runs = runs + 1",
+                    (key_id, period_start, cost_usd),
+                )
+            row = cur.execute(
                 "SELECT spent_usd FROM api_key_spend WHERE key_id = ? AND period_start = ?", (key_id, period_start)
-            ).fetchone()[0]
+            ).fetchone()
+            spent = row[0] if row else 0.0
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")

@@ -143,6 +143,11 @@ CREATE TABLE api_key_charges (
 );
 """,
     ),
+    (
+        4,
+        "a run is charged to its API key at most once (unique run ids among the charges)",
+        "CREATE UNIQUE INDEX api_key_charges_run ON api_key_charges (run_id) WHERE run_id IS NOT NULL;",
+    ),
 ]
 LATEST = MIGRATIONS[-1][0]
 
@@ -573,8 +578,9 @@ class PostgresBackend(Backend):
     def key_rows(self):
         return self._rows(f"SELECT {', '.join(KEY_COLUMNS)} FROM api_keys ORDER BY created_at, id")
 
-    def key_by_hash(self, key_hash):
-        rows = self._rows(f"SELECT {', '.join(KEY_COLUMNS)} FROM api_keys WHERE key_hash = %s", (key_hash,))
+    def key_where(self, column, value):
+        assert column in ("id", "key_hash"), column
+        rows = self._rows(f"SELECT {', '.join(KEY_COLUMNS)} FROM api_keys WHERE {column} = %s", (value,))
         return rows[0] if rows else None
 
     def key_revoke(self, id_or_name, now):
@@ -599,9 +605,16 @@ class PostgresBackend(Backend):
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute(
                     "INSERT INTO api_key_charges (key_id, period_start, cost_usd, run_id, created_at)"
-                    " VALUES (%s, %s, %s, %s, %s)",
+                    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (run_id) WHERE run_id IS NOT NULL DO NOTHING RETURNING id",
                     (key_id, period_start, cost_usd, run_id, now),
                 )
+                if cur.fetchone() is None:  # this run was charged already
+                    cur.execute(
+                        "SELECT spent_usd FROM api_key_spend WHERE key_id = %s AND period_start = %s",
+                        (key_id, period_start),
+                    )
+                    row = cur.fetchone()
+                    return float(row[0]) if row else 0.0
                 cur.execute(
                     "INSERT INTO api_key_spend AS s (key_id, period_start, spent_usd, runs)"
                     " VALUES (%s, %s, %s, 1) ON CONFLICT (key_id, period_start) DO UPDATE SET"

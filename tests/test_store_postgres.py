@@ -354,7 +354,7 @@ def test_migrations_are_versioned_and_applied_once(databases):
     [t.join() for t in threads]
     assert not errors
     with psycopg.connect(url, autocommit=True) as conn:
-        assert [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 2, 3]
+        assert [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 2, 3, 4]
         assert conn.execute("SELECT count(*) FROM meta WHERE key = 'store_id'").fetchone()[0] == 1
         conn.execute("INSERT INTO schema_version (version, description) VALUES (99, 'from the future')")
     with pytest.raises(StoreError, match="schema version 99.*upgrade fusiongraph"):

@@ -233,10 +233,28 @@ class Backend:
             yield rows
             last = rows[-1][0]
 
+    def has_table(self, name: str) -> bool:
+        raise NotImplementedError
+
+    def export_keys(self) -> dict[str, list[tuple]]:
+        """Every row of the API key tables (:data:`KEY_TABLES`); empty lists where the store has none."""
+        if not self.has_table("api_keys"):
+            return {table: [] for table in KEY_TABLES}
+        return {
+            table: self._select(f"SELECT {', '.join(cols)} FROM {table} ORDER BY {cols[0]}", ())
+            for table, cols in KEY_TABLES.items()
+        }
+
     def import_rows(
-        self, subtasks: Iterable[list[tuple]], outcomes: Iterable[list[tuple]], append: bool, expected: tuple[int, int]
+        self,
+        subtasks: Iterable[list[tuple]],
+        outcomes: Iterable[list[tuple]],
+        append: bool,
+        expected: tuple[int, int],
+        keys: dict[str, list[tuple]] | None = None,
     ) -> dict[str, int]:
-        """Copy exported rows in one transaction (new ids; outcomes follow their subtask's new id).
+        """Copy exported rows in one transaction (new ids; outcomes follow their subtask's new id), and the
+        API keys with their spend and charges if `keys` (:meth:`export_keys`) is given (see :func:`import_keys`).
 
         Refuses a non-empty target unless `append` (then a text already stored keeps its subtask). Rolls
         back unless it read `expected` = (subtasks, outcomes) rows and the target grew by what it added
@@ -304,6 +322,43 @@ def check_import(
         )
 
 
+def import_keys(cur, label: str, keys: dict[str, list[tuple]] | None, mark: str) -> dict[str, int]:
+    """Copy exported API key tables inside the caller's transaction (`mark`: the driver's placeholder).
+
+    A key the target already has (same id, name or hash) is refused: budgets are not merged. Checks that
+    every row arrived; the number of rows copied per table."""
+    if not keys or not keys.get("api_keys"):
+        return {table: 0 for table in KEY_TABLES}
+    cols = KEY_TABLES["api_keys"]
+    ids, names, hashes = ([r[cols.index(c)] for r in keys["api_keys"]] for c in ("id", "name", "key_hash"))
+    marks = ", ".join([mark] * len(ids))
+    cur.execute(
+        f"SELECT name FROM api_keys WHERE id IN ({marks}) OR name IN ({marks}) OR key_hash IN ({marks})",
+        (*ids, *names, *hashes),
+    )
+    clash = sorted(r[0] for r in cur.fetchall())
+    if clash:
+        raise StoreError(
+            f"{label} already holds API keys named {', '.join(map(repr, clash))}: their budgets and spend "
+            f"would be merged; revoke and rename them there, or copy into a store without keys"
+        )
+    copied = {}
+    for table, columns in KEY_TABLES.items():
+        rows = keys.get(table) or []
+        cur.execute(f"SELECT count(*) FROM {table}")
+        before = cur.fetchone()[0]
+        if rows:
+            cur.executemany(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})",
+                [tuple(r) for r in rows],
+            )
+        cur.execute(f"SELECT count(*) FROM {table}")
+        if cur.fetchone()[0] != before + len(rows):
+            raise StoreError(f"copy of {table} into {label} incomplete, rolled back")
+        copied[table] = len(rows)
+    return copied
+
+
 # ---------------------------------------------------------------------------------------------------- SQLite
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -342,6 +397,12 @@ ARTIFACTS_SCHEMA = "CREATE TABLE IF NOT EXISTS artifacts (name TEXT PRIMARY KEY,
 # the store shares the budgets. A key is kept as the sha256 of its token only. A charge adds a run's cost to
 # the key's spend for the current period in one statement (an upsert), atomic across processes and machines.
 KEY_COLUMNS = ("id", "name", "prefix", "budget_usd", "period", "created_at", "revoked_at")
+# what ``store migrate`` copies of the keys: every table, every column (charges get new ids)
+KEY_TABLES: dict[str, tuple[str, ...]] = {
+    "api_keys": ("id", "name", "key_hash", "prefix", "budget_usd", "period", "created_at", "revoked_at"),
+    "api_key_spend": ("key_id", "period_start", "spent_usd", "runs"),
+    "api_key_charges": ("key_id", "period_start", "cost_usd", "run_id", "created_at"),
+}
 
 # SQLite: created on first use only (an older fusiongraph opening the same file ignores these tables)
 KEYS_SCHEMA = """
@@ -578,7 +639,15 @@ class SQLiteBackend(Backend):
     def _select(self, sql, params):
         return self._db.execute(sql, params).fetchall()
 
-    def import_rows(self, subtasks, outcomes, append, expected):
+    def has_table(self, name):
+        return (
+            self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
+            is not None
+        )
+
+    def import_rows(self, subtasks, outcomes, append, expected, keys=None):
+        if keys and keys.get("api_keys"):
+            self.keys_schema()
         cur = self._db.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
@@ -612,6 +681,7 @@ class SQLiteBackend(Backend):
                 added_o += len(values)
             after = self.count_rows()
             check_import(self.label, expected, len(mapping), added_s, added_o, before, after)
+            copied_keys = import_keys(cur, self.label, keys, "?")
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
@@ -623,6 +693,7 @@ class SQLiteBackend(Backend):
             "outcomes_added": added_o,
             "subtasks": after[0],
             "outcomes": after[1],
+            "keys": copied_keys,
         }
 
     # ------------------------------------------------------------ API keys

@@ -504,7 +504,8 @@ def open_store(
 
 
 def migrate_store(source: str | Path, target: str | Path, append: bool = False, batch: int = 5000) -> dict:
-    """Copy every subtask and outcome of the store at `source` into the store at `target`, without loss.
+    """Copy every subtask and outcome of the store at `source` into the store at `target`, without loss, and
+    its API keys with their spend and charges (a key the target already has is refused).
 
     One transaction on the target: all of it or nothing. Subtask ids may change (outcomes follow their
     subtask); every column is kept. A target that already holds rows is refused unless `append` (then a
@@ -529,8 +530,13 @@ def migrate_store(source: str | Path, target: str | Path, append: bool = False, 
             )
         upto_s, upto_o = src.max_ids()
         want_s, want_o = src.count_rows((upto_s, upto_o))
+        keys = src.export_keys()  # API keys, their spend and charges: the budgets move with the store
         result = dst.import_rows(
-            src.export_subtasks(upto_s, batch), src.export_outcomes(upto_o, batch), append, expected=(want_s, want_o)
+            src.export_subtasks(upto_s, batch),
+            src.export_outcomes(upto_o, batch),
+            append,
+            expected=(want_s, want_o),
+            keys=keys,
         )
     finally:
         src.close()
@@ -553,7 +559,7 @@ def migrate_store(source: str | Path, target: str | Path, append: bool = False, 
             f"and {result['outcomes']} outcomes"
         )
     return {
-        "source": {"subtasks": want_s, "outcomes": want_o},
-        "copied": {"subtasks": result["subtasks_added"], "outcomes": result["outcomes_added"]},
+        "source": {"subtasks": want_s, "outcomes": want_o} | {t: len(rows) for t, rows in keys.items()},
+        "copied": {"subtasks": result["subtasks_added"], "outcomes": result["outcomes_added"]} | result["keys"],
         "target": counts,
     }

@@ -52,6 +52,7 @@ from fusiongraph.store.backends import (
     Backend,
     StoreError,
     check_import,
+    import_keys,
     mask_url,
     outcome_values,
 )
@@ -474,7 +475,10 @@ class PostgresBackend(Backend):
     def _select(self, sql, params):
         return self._rows(sql.replace("?", "%s"), params)
 
-    def import_rows(self, subtasks, outcomes, append, expected):
+    def has_table(self, name):
+        return self._rows("SELECT to_regclass(%s) IS NOT NULL", (name,))[0][0]
+
+    def import_rows(self, subtasks, outcomes, append, expected, keys=None):
         def copy(conn):
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
@@ -518,6 +522,7 @@ class PostgresBackend(Backend):
                 cur.execute("SELECT (SELECT count(*) FROM subtasks), (SELECT count(*) FROM outcomes)")
                 after = tuple(cur.fetchone())
                 check_import(self.label, expected, len(mapping), added_s, added_o, before, after)
+                copied_keys = import_keys(cur, self.label, keys, "%s")
                 cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL, ""))
             return {
                 "subtasks_before": before[0],
@@ -526,6 +531,7 @@ class PostgresBackend(Backend):
                 "outcomes_added": added_o,
                 "subtasks": after[0],
                 "outcomes": after[1],
+                "keys": copied_keys,
             }
 
         return self._run(copy, write=True)

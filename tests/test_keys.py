@@ -148,6 +148,64 @@ def test_postgres_keys_migration_leaves_the_outcome_store_to_open(pg_url):
     store.close()
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_the_keys_cli_creates_lists_and_revokes(backend, tmp_path, request):
+    from typer.testing import CliRunner
+
+    from fusiongraph.cli import app as cli
+
+    target = str(tmp_path / "store") if backend == "sqlite" else request.getfixturevalue("pg_url")
+    runner = CliRunner(env={"COLUMNS": "300"})
+
+    def run(app, args):
+        result = runner.invoke(app, args)
+        result.said = " ".join(result.output.split())  # rich wraps long lines
+        return result
+
+    keys_mod._stores.clear()
+    try:
+        empty = run(cli, ["keys", "list", "--store-dir", target])
+        assert empty.exit_code == 0 and "no keys in" in empty.said and "the server is open" in empty.said
+        made = run(cli, ["keys", "create", "team-a", "--budget", "20", "--period", "day", "--store-dir", target])
+        assert made.exit_code == 0, made.output
+        token = next(line for line in made.output.splitlines() if line.startswith("fg-"))
+        assert "created key 'team-a'" in made.said and "$20 per day" in made.said
+        shown = json.loads(
+            run(cli, ["keys", "create", "team-b", "--budget", "1.5", "--store-dir", target, "--json"]).output
+        )
+        assert shown["name"] == "team-b" and shown["period"] == "month" and shown["key"].startswith("fg-")
+        ks = KeyStore(target)
+        assert ks.check(token).name == "team-a" and ks.check(shown["key"]).id == shown["id"]
+        ks.charge(ks.check(token), 0.5)
+
+        listed = json.loads(run(cli, ["keys", "list", "--store-dir", target, "--json"]).output)
+        assert [(k["name"], k["budget_usd"], k["period"], k["spent_usd"], k["revoked"]) for k in listed] == [
+            ("team-a", 20.0, "day", 0.5, False),
+            ("team-b", 1.5, "month", 0.0, False),
+        ]
+        assert all("key_hash" not in k and "key" not in k for k in listed)  # a listed key never shows its token
+        table = run(cli, ["keys", "list", "--store-dir", target])
+        assert table.exit_code == 0 and "team-a" in table.output and "active" in table.output
+        assert token not in table.output and token[:10] in table.output
+
+        assert run(cli, ["keys", "revoke", "team-a", "--store-dir", target]).exit_code == 0
+        with pytest.raises(KeyRefused, match="revoked"):
+            ks.check(token)
+        again = run(cli, ["keys", "revoke", "team-a", "--store-dir", target])
+        assert again.exit_code != 0 and "no active key" in again.said
+        assert run(cli, ["keys", "revoke", shown["id"], "--store-dir", target]).exit_code == 0  # by id
+        assert "revoked" in run(cli, ["keys", "list", "--store-dir", target]).said
+        dup = run(cli, ["keys", "create", "team-a", "--budget", "1", "--store-dir", target])
+        assert dup.exit_code != 0 and "already exists" in dup.said
+        bad = run(cli, ["keys", "create", "team-c", "--budget", "1", "--period", "week", "--store-dir", target])
+        assert bad.exit_code != 0 and "period must be one of" in bad.said
+        ks.close()
+    finally:
+        for store in keys_mod._stores.values():
+            store.close()
+        keys_mod._stores.clear()
+
+
 # --- the auth handler and the OpenAI app in process -------------------------------------------------------
 
 

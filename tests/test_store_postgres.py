@@ -267,12 +267,54 @@ def test_migrate_copies_a_sqlite_store_without_loss(databases, tmp_path):
     assert again.exit_code == 2 and "--append" in again.output
     assert post.counts()["outcomes"] == 185  # the refused copy wrote nothing
     result = migrate_store(tmp_path / "lite", url, append=True)
-    assert result["copied"] == {"subtasks": 0, "outcomes": 185}  # same texts: the subtasks are shared
+    assert result["copied"] == {
+        "subtasks": 0,
+        "outcomes": 185,
+        "api_keys": 0,
+        "api_key_spend": 0,
+        "api_key_charges": 0,
+    }  # same texts: the subtasks are shared
     assert wait_for(lambda: post.outcomes_folded == 2 * lite.outcomes_folded, 2.0)  # NOTIFY reached it
     assert post.counts() == {"subtasks": 62, "outcomes": 370, "vectors": 62}
     with pytest.raises(StoreError, match="no outcome store"):
         migrate_store(tmp_path / "nothing here", databases())
     post.close()
+
+
+def test_migrate_copies_the_api_keys_their_spend_and_charges(databases, tmp_path):
+    from fusiongraph.cli import app
+    from fusiongraph.keys import KeyRefused, KeyStore
+
+    _sqlite_store(tmp_path / "lite").close()
+    lite = KeyStore(tmp_path / "lite")
+    token, key = lite.create("team-a", 1.0, "month")
+    broke_token, broke = lite.create("team-b", 0.5, "total")
+    lite.charge(key, 0.25, "run-1")
+    lite.charge(broke, 0.5)
+    lite.revoke("team-b")
+    before = {k.name: (k, spent) for k, spent in lite.list()}
+    lite.close()
+
+    url = databases()
+    done = CliRunner().invoke(app, ["store", "migrate", "--to", url, "--store-dir", str(tmp_path / "lite")])
+    assert done.exit_code == 0, done.output
+    assert "2 keys, 2 spend rows, 2 charges" in " ".join(done.output.split()), done.output
+    pg_keys = KeyStore(url)
+    assert {k.name: (k, spent) for k, spent in pg_keys.list()} == before  # ids, budgets, periods, revocation, spend
+    assert pg_keys.check(token) == key  # the same token works against the new store (its hash was copied)
+    with pytest.raises(KeyRefused) as refused:
+        pg_keys.check(broke_token)
+    assert refused.value.code == "revoked_api_key"
+    assert pg_keys.charge(key, 0.25, "run-1") == 0.25  # the charge log came along: run-1 is not charged twice
+    assert pg_keys.charge(key, 0.25, "run-2") == 0.5
+    pg_keys.close()
+
+    # a target that already has one of the keys is refused whole, nothing written
+    with pytest.raises(StoreError, match="already holds API keys named 'team-a', 'team-b'"):
+        migrate_store(tmp_path / "lite", url, append=True)
+    check = open_store(url, 8, "test")
+    assert check.counts()["outcomes"] == 185
+    check.close()
 
 
 def test_store_json_prints_the_counts_of_the_configured_store(pg, monkeypatch):

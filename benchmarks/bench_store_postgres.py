@@ -14,7 +14,8 @@ and dropped afterwards unless ``--keep``):
    subtask, and we poll B's ``neighbours()`` until it returns it (B learns of it by LISTEN/NOTIFY).
    Lag is measured from A's commit (``record`` returned) and from the start of A's ``record`` call.
 3. **writers** (``--writers``): 1, 4, 16 processes, each with its own store instance, each calling
-   ``record()`` (one subtask, 4 outcomes, one transaction) in a loop for ``--duration`` seconds.
+   ``record()`` (one subtask, 4 outcomes, one transaction) in a loop for ``--duration`` seconds, all
+   starting together once every process has started and connected.
 
     .venv/bin/python benchmarks/bench_store_postgres.py --sizes 100000 --out bench-out/postgres.json
     .venv/bin/python benchmarks/bench_store_postgres.py --sizes 1000000 --copy-from /tmp/rstores/1000000 \\
@@ -260,16 +261,16 @@ def bench_lag(args) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- writers
-def _writer(url: str, seed: int, start_at: float, duration: float, queue) -> None:
+def _writer(url: str, seed: int, ready, go, duration: float, queue) -> None:
     rng = np.random.default_rng(seed)
     store = open_store(url, DIM, "bench")
     vecs = random_unit(rng, 4096)
     n = 0
     try:
-        while time.time() < start_at:
-            time.sleep(0.001)
-        end = start_at + duration
-        while time.time() < end:
+        ready.put(seed)  # started, imported and connected: then all writers start together
+        go.wait()
+        end = time.monotonic() + duration
+        while time.monotonic() < end:
             store.record(f"writer {seed} subtask {n}", vecs[n % len(vecs)], "factual_qa", outcomes_for(rng))
             n += 1
     finally:
@@ -284,11 +285,13 @@ def bench_writers(args) -> dict:
         name = f"fg_bench_writers_{w}"
         url = recreate(args.url, name)
         open_store(url, DIM, "bench").close()  # schema first, so the writers do not race to migrate
-        queue = ctx.Queue()
-        start_at = time.time() + 3.0 + 0.25 * w  # time for every process to start and connect
-        procs = [ctx.Process(target=_writer, args=(url, 1000 + i, start_at, args.duration, queue)) for i in range(w)]
+        queue, ready, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+        procs = [ctx.Process(target=_writer, args=(url, 1000 + i, ready, go, args.duration, queue)) for i in range(w)]
         for p in procs:
             p.start()
+        for _ in procs:  # a busy machine takes a while to start 16 Python processes: wait for every one
+            ready.get(timeout=600)
+        go.set()
         counts = [queue.get(timeout=args.duration + 120) for _ in procs]
         for p in procs:
             p.join()

@@ -317,6 +317,95 @@ def test_migrate_copies_the_api_keys_their_spend_and_charges(databases, tmp_path
     check.close()
 
 
+OUR_TABLES = {
+    "schema_version",
+    "meta",
+    "subtasks",
+    "outcomes",
+    "artifacts",
+    "api_keys",
+    "api_key_spend",
+    "api_key_charges",
+}
+# the LangGraph server's own tables on Postgres (langgraph-api: assistants, threads, runs, crons, its migrations;
+# the checkpointer's and the long-term store's, created by the server through langgraph-checkpoint-postgres)
+LANGGRAPH_SERVER_TABLES = {
+    "assistant",
+    "assistant_versions",
+    "thread",
+    "thread_ttl",
+    "run",
+    "cron",
+    "schema_migrations",
+}
+
+
+def _tables(url: str, schema: str = "public") -> set[str]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,))
+        return {r[0] for r in rows}
+
+
+def test_the_store_shares_a_database_with_langgraphs_checkpointer_and_store(pg):
+    """The outcome store and LangGraph's Postgres checkpointer and long-term store (the tables the LangGraph
+    server keeps threads' state and its store in) in one database: no table in common, both work."""
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from langgraph.graph import END, START, StateGraph
+    from langgraph.store.postgres import PostgresStore
+    from typing_extensions import TypedDict
+
+    from fusiongraph.keys import KeyStore
+
+    with PostgresSaver.from_conn_string(pg) as saver, PostgresStore.from_conn_string(pg) as lg_store:
+        saver.setup()
+        lg_store.setup()
+        theirs = _tables(pg)
+        store = open_store(pg, 8, "test")
+        seed(store)
+        KeyStore(pg).create("team", 1.0)
+        ours = _tables(pg) - theirs
+        assert ours == OUR_TABLES and not ours & (theirs | LANGGRAPH_SERVER_TABLES), (ours, theirs)
+        assert {"checkpoints", "checkpoint_writes", "checkpoint_blobs", "store"} <= theirs
+
+        class S(TypedDict):
+            n: int
+
+        builder = StateGraph(S)
+        builder.add_node("inc", lambda s: {"n": s["n"] + 1})
+        builder.add_edge(START, "inc")
+        builder.add_edge("inc", END)
+        graph = builder.compile(checkpointer=saver, store=lg_store)
+        config = {"configurable": {"thread_id": "t1"}}
+        assert graph.invoke({"n": 1}, config) == {"n": 2}
+        lg_store.put(("users", "u1"), "prefs", {"colour": "blue"})
+        store.record("after langgraph", unit(99), "math", [Outcome("m0", 1.0, True)])
+        assert graph.get_state(config).values == {"n": 2}
+        assert lg_store.get(("users", "u1"), "prefs").value == {"colour": "blue"}
+        fresh = open_store(pg, 8, "test")
+        assert fresh.counts() == store.counts() and fresh.counts()["vectors"] == fresh.counts()["subtasks"]
+        fresh.close()
+        store.close()
+
+
+def test_the_store_can_live_in_its_own_schema(pg):
+    """``?options=-csearch_path%3Dfusiongraph``: every table of the store (keys too) in that schema."""
+    from fusiongraph.keys import KeyStore
+
+    with psycopg.connect(pg, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA fusiongraph")
+    url = pg + "?options=-csearch_path%3Dfusiongraph"
+    store = open_store(url, 8, "test")
+    seed(store)
+    token, _ = KeyStore(url).create("team", 1.0)
+    assert _tables(pg, "fusiongraph") == OUR_TABLES and not _tables(pg) & OUR_TABLES
+    other = open_store(url, 8, "test")  # LISTEN/NOTIFY and the advisory locks work as in the public schema
+    store.record("in a schema", unit(7), "math", [Outcome("m0", 1.0, True)])
+    assert wait_for(lambda: other.counts() == store.counts(), 3)
+    assert KeyStore(url).check(token).name == "team"
+    other.close()
+    store.close()
+
+
 def test_store_json_prints_the_counts_of_the_configured_store(pg, monkeypatch):
     from fusiongraph import resources
     from fusiongraph.cli import app

@@ -129,7 +129,8 @@ def bench_routing(args, size: int) -> dict:
             fill_s = copy_from_sqlite(args.copy_from, url)
             print(f"copied {size:,} subtasks in {fill_s:.0f} s", flush=True)
     t0 = time.perf_counter()
-    store = open_store(url, embedder.dim, embedder.name)  # a worker starting on a filled database
+    cache = args.cache_dir / str(size) if args.cache_dir else None  # FUSIONGRAPH_STORE_CACHE_DIR's role
+    store = open_store(url, embedder.dim, embedder.name, cache_dir=cache)  # a worker starting on a filled database
     open_s = time.perf_counter() - t0
     have = store.counts()["subtasks"]
     if have == 0:
@@ -321,6 +322,12 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=64)
     parser.add_argument("--copy-from", type=Path, default=None, help="fill by COPY from this SQLite store directory")
     parser.add_argument("--keep", action="store_true", help="keep (and reuse) the filled fg_bench_<size> databases")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="keep each worker's FAISS index here between runs (as FUSIONGRAPH_STORE_CACHE_DIR); else built at open",
+    )
     parser.add_argument("--lag-samples", type=int, default=200)
     parser.add_argument("--writers", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--duration", type=float, default=10.0)

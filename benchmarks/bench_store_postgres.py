@@ -139,14 +139,25 @@ def bench_routing(args, size: int) -> dict:
         fill_s = fill(store, size, embedder.dim, rng)
     elif have != size:
         raise SystemExit(f"{name} holds {have} subtasks, not {size}: drop it or run without --keep")
+    lite = None
     try:
         router = Router(store)
         t0 = time.perf_counter()
         router.probe.fit()
         probe_fit_s = time.perf_counter() - t0
+        routers = {"postgres": (store, router)}
+        if args.compare_sqlite:  # the same rows in SQLite, timed query by query next to Postgres
+            from fusiongraph.store import OutcomeStore
+
+            lite = OutcomeStore(args.compare_sqlite, embedder.dim, embedder.name)
+            if lite.counts()["subtasks"] != size:
+                raise SystemExit(f"{args.compare_sqlite} holds {lite.counts()['subtasks']} subtasks, not {size}")
+            lite_router = Router(lite)
+            lite_router.probe.fit()
+            routers["sqlite"] = (lite, lite_router)
         taxonomy.classify(embedder.embed_one("warm up"), embedder)
 
-        def route(vec):  # exactly bench_routing_overhead.py's
+        def route(router, vec):  # exactly bench_routing_overhead.py's
             cls = taxonomy.classify(vec, embedder)
             return router.route(
                 vec,
@@ -168,18 +179,22 @@ def bench_routing(args, size: int) -> dict:
             )
 
         vecs = [embedder.embed_one(f"warm {i}") for i in range(10)]
-        [route(v) for v in vecs]
-        without = []
-        for vec in embedder.embed(queries):
-            t0 = time.perf_counter()
-            route(vec)
-            without.append(time.perf_counter() - t0)
-        # where the time goes: the neighbours() call alone (FAISS search + one SQL round trip for the hits' text)
-        nb = []
-        for vec in embedder.embed(queries):
-            t0 = time.perf_counter()
-            store.neighbours(vec, args.k)
-            nb.append(time.perf_counter() - t0)
+        for _, r in routers.values():
+            [route(r, v) for v in vecs]
+        # back to back, and with several stores interleaved query by query (the order alternating), so a
+        # shared machine's load falls on every store alike
+        without = {n: [] for n in routers}
+        nb = {n: [] for n in routers}  # where the time goes: neighbours() alone (FAISS + the hits' text)
+        for i, vec in enumerate(embedder.embed(queries)):
+            for n in sorted(routers, reverse=bool(i % 2)):
+                t0 = time.perf_counter()
+                route(routers[n][1], vec)
+                without[n].append(time.perf_counter() - t0)
+        for i, vec in enumerate(embedder.embed(queries)):
+            for n in sorted(routers, reverse=bool(i % 2)):
+                t0 = time.perf_counter()
+                routers[n][0].neighbours(vec, args.k)
+                nb[n].append(time.perf_counter() - t0)
         import faiss
 
         index = type(faiss.downcast_index(store._index.index)).__name__
@@ -190,11 +205,25 @@ def bench_routing(args, size: int) -> dict:
             "fill_subtasks_per_s": round(size / fill_s) if fill_s else None,
             "worker_open_s": round(open_s, 1) if open_s is not None else None,
             "probe_fit_s": round(probe_fit_s, 2),
-            "without_embedding": percentiles(without),
-            "neighbours_only": percentiles(nb),
+            "queries": len(queries),
+            "without_embedding": percentiles(without["postgres"]),
+            "neighbours_only": percentiles(nb["postgres"]),
         }
+        if lite is not None:
+            diff = np.asarray(without["postgres"]) - np.asarray(without["sqlite"])
+            result["sqlite_interleaved"] = {
+                "index": type(faiss.downcast_index(lite._index.index)).__name__,
+                "without_embedding": percentiles(without["sqlite"]),
+                "neighbours_only": percentiles(nb["sqlite"]),
+                "postgres_minus_sqlite_per_query_ms": {
+                    "p50": round(float(np.percentile(diff, 50)) * 1000, 3),
+                    "mean": round(float(diff.mean()) * 1000, 3),
+                },
+            }
     finally:
         store.close()
+        if lite is not None:
+            lite.close()
     if not args.keep:
         drop(args.url, name)
     return result
@@ -328,6 +357,12 @@ def main() -> None:
         default=None,
         help="keep each worker's FAISS index here between runs (as FUSIONGRAPH_STORE_CACHE_DIR); else built at open",
     )
+    parser.add_argument(
+        "--compare-sqlite",
+        type=Path,
+        default=None,
+        help="a SQLite store directory with the same rows (e.g. the --copy-from one): timed interleaved with Postgres",
+    )
     parser.add_argument("--lag-samples", type=int, default=200)
     parser.add_argument("--writers", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--duration", type=float, default=10.0)
@@ -355,13 +390,23 @@ def main() -> None:
     args.out.write_text(json.dumps(report, indent=2))
 
     if "routing" in report:
-        print("\n| stored outcomes | index | routing p50 / p99 (ms) | neighbours() p50 / p99 (ms) | fill |")
+        print(
+            "\n| subtasks (x 4 outcomes each) | index | routing p50 / p99 (ms) | neighbours() p50 / p99 (ms) | fill |"
+        )
         print("|---|---|---|---|---|")
         for size, r in report["routing"].items():
             print(
                 f"| {size:,} | {r['index']} | {r['without_embedding']['p50_ms']} / {r['without_embedding']['p99_ms']} | "
                 f"{r['neighbours_only']['p50_ms']} / {r['neighbours_only']['p99_ms']} | {r['fill_s']} s ({r['fill']}) |"
             )
+            if "sqlite_interleaved" in r:
+                lite = r["sqlite_interleaved"]
+                print(
+                    f"|   SQLite, same rows, interleaved | {lite['index']} | {lite['without_embedding']['p50_ms']} / "
+                    f"{lite['without_embedding']['p99_ms']} | {lite['neighbours_only']['p50_ms']} / "
+                    f"{lite['neighbours_only']['p99_ms']} | Postgres - SQLite per query: "
+                    f"p50 {lite['postgres_minus_sqlite_per_query_ms']['p50']} ms |"
+                )
     if "lag" in report:
         lag = report["lag"]
         print(

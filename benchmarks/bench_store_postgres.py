@@ -14,7 +14,8 @@ and dropped afterwards unless ``--keep``):
    subtask, and we poll B's ``neighbours()`` until it returns it (B learns of it by LISTEN/NOTIFY).
    Lag is measured from A's commit (``record`` returned) and from the start of A's ``record`` call.
 3. **writers** (``--writers``): 1, 4, 16 processes, each with its own store instance, each calling
-   ``record()`` (one subtask, 4 outcomes, one transaction) in a loop for ``--duration`` seconds.
+   ``record()`` (one subtask, 4 outcomes, one transaction) in a loop for ``--duration`` seconds, all
+   starting together once every process has started and connected.
 
     .venv/bin/python benchmarks/bench_store_postgres.py --sizes 100000 --out bench-out/postgres.json
     .venv/bin/python benchmarks/bench_store_postgres.py --sizes 1000000 --copy-from /tmp/rstores/1000000 \\
@@ -128,7 +129,8 @@ def bench_routing(args, size: int) -> dict:
             fill_s = copy_from_sqlite(args.copy_from, url)
             print(f"copied {size:,} subtasks in {fill_s:.0f} s", flush=True)
     t0 = time.perf_counter()
-    store = open_store(url, embedder.dim, embedder.name)  # a worker starting on a filled database
+    cache = args.cache_dir / str(size) if args.cache_dir else None  # FUSIONGRAPH_STORE_CACHE_DIR's role
+    store = open_store(url, embedder.dim, embedder.name, cache_dir=cache)  # a worker starting on a filled database
     open_s = time.perf_counter() - t0
     have = store.counts()["subtasks"]
     if have == 0:
@@ -137,14 +139,25 @@ def bench_routing(args, size: int) -> dict:
         fill_s = fill(store, size, embedder.dim, rng)
     elif have != size:
         raise SystemExit(f"{name} holds {have} subtasks, not {size}: drop it or run without --keep")
+    lite = None
     try:
         router = Router(store)
         t0 = time.perf_counter()
         router.probe.fit()
         probe_fit_s = time.perf_counter() - t0
+        routers = {"postgres": (store, router)}
+        if args.compare_sqlite:  # the same rows in SQLite, timed query by query next to Postgres
+            from fusiongraph.store import OutcomeStore
+
+            lite = OutcomeStore(args.compare_sqlite, embedder.dim, embedder.name)
+            if lite.counts()["subtasks"] != size:
+                raise SystemExit(f"{args.compare_sqlite} holds {lite.counts()['subtasks']} subtasks, not {size}")
+            lite_router = Router(lite)
+            lite_router.probe.fit()
+            routers["sqlite"] = (lite, lite_router)
         taxonomy.classify(embedder.embed_one("warm up"), embedder)
 
-        def route(vec):  # exactly bench_routing_overhead.py's
+        def route(router, vec):  # exactly bench_routing_overhead.py's
             cls = taxonomy.classify(vec, embedder)
             return router.route(
                 vec,
@@ -166,18 +179,27 @@ def bench_routing(args, size: int) -> dict:
             )
 
         vecs = [embedder.embed_one(f"warm {i}") for i in range(10)]
-        [route(v) for v in vecs]
-        without = []
-        for vec in embedder.embed(queries):
-            t0 = time.perf_counter()
-            route(vec)
-            without.append(time.perf_counter() - t0)
-        # where the time goes: the neighbours() call alone (FAISS search + one SQL round trip for the hits' text)
-        nb = []
-        for vec in embedder.embed(queries):
-            t0 = time.perf_counter()
-            store.neighbours(vec, args.k)
-            nb.append(time.perf_counter() - t0)
+        for _, r in routers.values():
+            [route(r, v) for v in vecs]
+        # back to back, and with several stores interleaved query by query (the order alternating), so a
+        # shared machine's load falls on every store alike
+        without = {n: [] for n in routers}
+        nb = {n: [] for n in routers}  # where the time goes: neighbours() alone (FAISS + the hits' text)
+        for i, vec in enumerate(embedder.embed(queries)):
+            for n in sorted(routers, reverse=bool(i % 2)):
+                t0 = time.perf_counter()
+                route(routers[n][1], vec)
+                without[n].append(time.perf_counter() - t0)
+        cold = {n: [] for n in routers}  # every hit's text read from the database (the hit cache emptied first)
+        for i, vec in enumerate(embedder.embed(queries)):
+            for n in sorted(routers, reverse=bool(i % 2)):
+                t0 = time.perf_counter()
+                routers[n][0].neighbours(vec, args.k)
+                nb[n].append(time.perf_counter() - t0)
+                routers[n][0]._hit_cache.clear()
+                t0 = time.perf_counter()
+                routers[n][0].neighbours(vec, args.k)
+                cold[n].append(time.perf_counter() - t0)
         import faiss
 
         index = type(faiss.downcast_index(store._index.index)).__name__
@@ -188,11 +210,27 @@ def bench_routing(args, size: int) -> dict:
             "fill_subtasks_per_s": round(size / fill_s) if fill_s else None,
             "worker_open_s": round(open_s, 1) if open_s is not None else None,
             "probe_fit_s": round(probe_fit_s, 2),
-            "without_embedding": percentiles(without),
-            "neighbours_only": percentiles(nb),
+            "queries": len(queries),
+            "without_embedding": percentiles(without["postgres"]),
+            "neighbours_only": percentiles(nb["postgres"]),
+            "neighbours_cold": percentiles(cold["postgres"]),
         }
+        if lite is not None:
+            diff = np.asarray(without["postgres"]) - np.asarray(without["sqlite"])
+            result["sqlite_interleaved"] = {
+                "index": type(faiss.downcast_index(lite._index.index)).__name__,
+                "without_embedding": percentiles(without["sqlite"]),
+                "neighbours_only": percentiles(nb["sqlite"]),
+                "neighbours_cold": percentiles(cold["sqlite"]),
+                "postgres_minus_sqlite_per_query_ms": {
+                    "p50": round(float(np.percentile(diff, 50)) * 1000, 3),
+                    "mean": round(float(diff.mean()) * 1000, 3),
+                },
+            }
     finally:
         store.close()
+        if lite is not None:
+            lite.close()
     if not args.keep:
         drop(args.url, name)
     return result
@@ -260,16 +298,16 @@ def bench_lag(args) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- writers
-def _writer(url: str, seed: int, start_at: float, duration: float, queue) -> None:
+def _writer(url: str, seed: int, ready, go, duration: float, queue) -> None:
     rng = np.random.default_rng(seed)
     store = open_store(url, DIM, "bench")
     vecs = random_unit(rng, 4096)
     n = 0
     try:
-        while time.time() < start_at:
-            time.sleep(0.001)
-        end = start_at + duration
-        while time.time() < end:
+        ready.put(seed)  # started, imported and connected: then all writers start together
+        go.wait()
+        end = time.monotonic() + duration
+        while time.monotonic() < end:
             store.record(f"writer {seed} subtask {n}", vecs[n % len(vecs)], "factual_qa", outcomes_for(rng))
             n += 1
     finally:
@@ -284,11 +322,13 @@ def bench_writers(args) -> dict:
         name = f"fg_bench_writers_{w}"
         url = recreate(args.url, name)
         open_store(url, DIM, "bench").close()  # schema first, so the writers do not race to migrate
-        queue = ctx.Queue()
-        start_at = time.time() + 3.0 + 0.25 * w  # time for every process to start and connect
-        procs = [ctx.Process(target=_writer, args=(url, 1000 + i, start_at, args.duration, queue)) for i in range(w)]
+        queue, ready, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+        procs = [ctx.Process(target=_writer, args=(url, 1000 + i, ready, go, args.duration, queue)) for i in range(w)]
         for p in procs:
             p.start()
+        for _ in procs:  # a busy machine takes a while to start 16 Python processes: wait for every one
+            ready.get(timeout=600)
+        go.set()
         counts = [queue.get(timeout=args.duration + 120) for _ in procs]
         for p in procs:
             p.join()
@@ -318,6 +358,18 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=64)
     parser.add_argument("--copy-from", type=Path, default=None, help="fill by COPY from this SQLite store directory")
     parser.add_argument("--keep", action="store_true", help="keep (and reuse) the filled fg_bench_<size> databases")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="keep each worker's FAISS index here between runs (as FUSIONGRAPH_STORE_CACHE_DIR); else built at open",
+    )
+    parser.add_argument(
+        "--compare-sqlite",
+        type=Path,
+        default=None,
+        help="a SQLite store directory with the same rows (e.g. the --copy-from one): timed interleaved with Postgres",
+    )
     parser.add_argument("--lag-samples", type=int, default=200)
     parser.add_argument("--writers", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--duration", type=float, default=10.0)
@@ -345,13 +397,23 @@ def main() -> None:
     args.out.write_text(json.dumps(report, indent=2))
 
     if "routing" in report:
-        print("\n| stored outcomes | index | routing p50 / p99 (ms) | neighbours() p50 / p99 (ms) | fill |")
+        print(
+            "\n| subtasks (x 4 outcomes each) | index | routing p50 / p99 (ms) | neighbours() p50 / p99 (ms) | fill |"
+        )
         print("|---|---|---|---|---|")
         for size, r in report["routing"].items():
             print(
                 f"| {size:,} | {r['index']} | {r['without_embedding']['p50_ms']} / {r['without_embedding']['p99_ms']} | "
                 f"{r['neighbours_only']['p50_ms']} / {r['neighbours_only']['p99_ms']} | {r['fill_s']} s ({r['fill']}) |"
             )
+            if "sqlite_interleaved" in r:
+                lite = r["sqlite_interleaved"]
+                print(
+                    f"|   SQLite, same rows, interleaved | {lite['index']} | {lite['without_embedding']['p50_ms']} / "
+                    f"{lite['without_embedding']['p99_ms']} | {lite['neighbours_only']['p50_ms']} / "
+                    f"{lite['neighbours_only']['p99_ms']} | Postgres - SQLite per query: "
+                    f"p50 {lite['postgres_minus_sqlite_per_query_ms']['p50']} ms |"
+                )
     if "lag" in report:
         lag = report["lag"]
         print(

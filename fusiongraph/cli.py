@@ -509,7 +509,8 @@ def migrate_store_command(
     append: bool = typer.Option(False, "--append", help="Add to a target store that already holds rows."),
     as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
 ) -> None:
-    """Copy an outcome store (SQLite) into another (Postgres) without loss, in one transaction; counts checked."""
+    """Copy an outcome store (SQLite) into another (Postgres) without loss, with its API keys, their spend and
+    charges, in one transaction; counts checked. A key the target already has is refused."""
     from fusiongraph.resources import default_store_dir
     from fusiongraph.store import StoreError, migrate_store
 
@@ -525,7 +526,9 @@ def migrate_store_command(
     console.print(
         f"copied {copied['subtasks']} subtasks and {copied['outcomes']} outcomes of "
         f"{result['source']['subtasks']} / {result['source']['outcomes']} from {source}; the target now "
-        f"holds {target['subtasks']} subtasks, {target['outcomes']} outcomes, {target['vectors']} vectors",
+        f"holds {target['subtasks']} subtasks, {target['outcomes']} outcomes, {target['vectors']} vectors; "
+        f"API keys copied with their spend and charges: {copied['api_keys']} keys, {copied['api_key_spend']} "
+        f"spend rows, {copied['api_key_charges']} charges",
         markup=False,
         highlight=False,
     )

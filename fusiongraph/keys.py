@@ -122,6 +122,12 @@ class KeyStore:
             keys = [ApiKey.from_row(r) for r in self.backend.key_rows()]
             return [(k, self.backend.key_spent(k.id, period_start(k.period))) for k in keys]
 
+    def get(self, key_id: str) -> ApiKey | None:
+        """The key with this id (revoked or not), or None."""
+        with self._lock:
+            row = self.backend.key_by_id(key_id)
+        return ApiKey.from_row(row) if row else None
+
     def revoke(self, id_or_name: str) -> bool:
         with self._lock:
             return self.backend.key_revoke(id_or_name, time.time()) > 0
@@ -172,7 +178,8 @@ class KeyStore:
         return key
 
     def charge(self, key: ApiKey, cost_usd: float, run_id: str | None = None) -> float:
-        """Add a run's cost to the key's spend in the current period (atomic); the spend after."""
+        """Add a run's cost to the key's spend in the current period (atomic); the spend after. A `run_id`
+        already charged is not charged again."""
         with self._lock:
             return self.backend.key_charge(
                 key.id, period_start(key.period), max(float(cost_usd), 0.0), run_id, time.time()

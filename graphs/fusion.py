@@ -1,5 +1,6 @@
 """The fusion graph: decompose -> (per subtask, in parallel: taxonomy -> neighbours -> cascade -> record)
--> synthesize. Wiring only; each node lives in nodes/."""
+-> synthesize -> settle (a LangGraph API run is charged to its API key). Wiring only; each node lives in
+nodes/."""
 
 from langgraph.graph import END, START, StateGraph
 
@@ -10,6 +11,7 @@ from fusiongraph.nodes.decompose import decompose, fan_out_subtasks
 from fusiongraph.nodes.neighbours import neighbours
 from fusiongraph.nodes.privacy import privacy
 from fusiongraph.nodes.record import record
+from fusiongraph.nodes.settle import settle
 from fusiongraph.nodes.synthesize import synthesize
 from fusiongraph.nodes.taxonomy import taxonomy
 from fusiongraph.state import FusionInput, FusionOutput, FusionState, SubtaskOutput, SubtaskState
@@ -44,10 +46,12 @@ def build_graph():
     builder.add_node("decompose", decompose)
     builder.add_node("subtask", build_subtask_graph())
     builder.add_node("synthesize", synthesize)
+    builder.add_node("settle", settle)
     builder.add_edge(START, "decompose")
     builder.add_conditional_edges("decompose", fan_out_subtasks, ["subtask"])
     builder.add_edge("subtask", "synthesize")
-    builder.add_edge("synthesize", END)
+    builder.add_edge("synthesize", "settle")
+    builder.add_edge("settle", END)
     # Subtasks wait on network calls, not the CPU: allow more parallel branches than the default thread
     # pool (cores + 4) so 8 subtasks (each a node thread plus a model-call task) all run at once.
     return builder.compile(name="fusion").with_config(max_concurrency=MAX_PARALLEL_CALLS)

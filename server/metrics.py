@@ -1,4 +1,5 @@
-"""Prometheus metrics of the OpenAI-compatible endpoint (prometheus_client, the default registry).
+"""Prometheus metrics of the OpenAI-compatible endpoint and of the runs through LangGraph's own API
+(prometheus_client, the default registry).
 
 Under ``langgraph dev``/``langgraph up`` they are served by LangGraph's own ``GET /metrics`` (it exports the
 process's default prometheus_client registry, next to LangGraph's metrics); the app also has a ``/metrics``
@@ -8,7 +9,8 @@ Counters (``_total``) and histograms (``_bucket``/``_sum``/``_count``):
 
 * ``fusiongraph_requests_total{route, method, status, key}`` - requests to the endpoint, refused ones too.
 * ``fusiongraph_request_duration_seconds{route}`` - time to the last byte of the response.
-* ``fusiongraph_runs_total{key, mode}`` and ``fusiongraph_run_duration_seconds{mode}`` - finished graph runs.
+* ``fusiongraph_runs_total{key, mode}`` and ``fusiongraph_run_duration_seconds{mode}`` - finished graph runs;
+  mode is json or stream (the OpenAI endpoint) or runs (LangGraph's own API: /runs, the SDK, Studio).
 * ``fusiongraph_cost_usd_total{model, key, kind}`` - actual USD by model and key; ``kind`` is plan, answer,
   judge or synthesis (judge calls are labelled ``model="judge"``: an attempt does not name its judge).
 * ``fusiongraph_tokens_total{model, direction}`` - tokens in and out of the answering models.
@@ -44,7 +46,9 @@ REQUEST_SECONDS = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 RUNS = Counter(
-    "fusiongraph_runs", "Finished graph runs of the endpoint, by key and mode (json|stream)", ["key", "mode"]
+    "fusiongraph_runs",
+    "Finished graph runs, by key and mode (json|stream: the OpenAI endpoint; runs: /runs)",
+    ["key", "mode"],
 )
 RUN_SECONDS = Histogram(
     "fusiongraph_run_duration_seconds",
@@ -87,11 +91,16 @@ def count_rejection(scope: dict, status: int) -> None:
 
 
 def observe_run(scope: dict | None, out: dict, mode: str) -> None:
-    key = key_label(scope)
-    RUNS.labels(key=key, mode=mode).inc()
+    """A finished run of the OpenAI endpoint (json|stream)."""
     started = (scope or {}).get(STARTED)
-    if started is not None:
-        RUN_SECONDS.labels(mode=mode).observe(time.perf_counter() - started)
+    observe(out, mode, key_label(scope), None if started is None else time.perf_counter() - started)
+
+
+def observe(out: dict, mode: str, key: str, seconds: float | None) -> None:
+    """A finished graph run: mode json|stream (the OpenAI endpoint) or runs (LangGraph's own API)."""
+    RUNS.labels(key=key, mode=mode).inc()
+    if seconds is not None:
+        RUN_SECONDS.labels(mode=mode).observe(max(seconds, 0.0))
     for event in out.get("trace") or []:
         if event.get("node") in ("decompose", "synthesize") and event.get("cost_usd"):
             kind = "plan" if event["node"] == "decompose" else "synthesis"

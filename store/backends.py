@@ -256,10 +256,28 @@ class Backend:
             yield rows
             last = rows[-1][0]
 
+    def has_table(self, name: str) -> bool:
+        raise NotImplementedError
+
+    def export_keys(self) -> dict[str, list[tuple]]:
+        """Every row of the API key tables (:data:`KEY_TABLES`); empty lists where the store has none."""
+        if not self.has_table("api_keys"):
+            return {table: [] for table in KEY_TABLES}
+        return {
+            table: self._select(f"SELECT {', '.join(cols)} FROM {table} ORDER BY {cols[0]}", ())
+            for table, cols in KEY_TABLES.items()
+        }
+
     def import_rows(
-        self, subtasks: Iterable[list[tuple]], outcomes: Iterable[list[tuple]], append: bool, expected: tuple[int, int]
+        self,
+        subtasks: Iterable[list[tuple]],
+        outcomes: Iterable[list[tuple]],
+        append: bool,
+        expected: tuple[int, int],
+        keys: dict[str, list[tuple]] | None = None,
     ) -> dict[str, int]:
-        """Copy exported rows in one transaction (new ids; outcomes follow their subtask's new id).
+        """Copy exported rows in one transaction (new ids; outcomes follow their subtask's new id), and the
+        API keys with their spend and charges if `keys` (:meth:`export_keys`) is given (see :func:`import_keys`).
 
         Refuses a non-empty target unless `append` (then a text already stored keeps its subtask). Rolls
         back unless it read `expected` = (subtasks, outcomes) rows and the target grew by what it added
@@ -287,6 +305,13 @@ class Backend:
         raise NotImplementedError
 
     def key_by_hash(self, key_hash: str) -> tuple | None:
+        return self.key_where("key_hash", key_hash)
+
+    def key_by_id(self, key_id: str) -> tuple | None:
+        return self.key_where("id", key_id)
+
+    def key_where(self, column: str, value: str) -> tuple | None:
+        """The key (:data:`KEY_COLUMNS`) whose `column` (``id`` or ``key_hash``) is `value`, or None."""
         raise NotImplementedError
 
     def key_revoke(self, id_or_name: str, now: float) -> int:
@@ -297,7 +322,8 @@ class Backend:
         raise NotImplementedError
 
     def key_charge(self, key_id: str, period_start: str, cost_usd: float, run_id: str | None, now: float) -> float:
-        """Add `cost_usd` to the key's spend in the period, atomically; the spend after."""
+        """Add `cost_usd` to the key's spend in the period, atomically; the spend after. A run id already
+        charged is not charged again (a unique index on the charges' run ids): the spend is returned as is."""
         raise NotImplementedError
 
 
@@ -317,6 +343,43 @@ def check_import(
             f"{added_o} of {expected[1]} outcomes; the target went from {before} to {after} "
             f"(subtasks, outcomes)"
         )
+
+
+def import_keys(cur, label: str, keys: dict[str, list[tuple]] | None, mark: str) -> dict[str, int]:
+    """Copy exported API key tables inside the caller's transaction (`mark`: the driver's placeholder).
+
+    A key the target already has (same id, name or hash) is refused: budgets are not merged. Checks that
+    every row arrived; the number of rows copied per table."""
+    if not keys or not keys.get("api_keys"):
+        return {table: 0 for table in KEY_TABLES}
+    cols = KEY_TABLES["api_keys"]
+    ids, names, hashes = ([r[cols.index(c)] for r in keys["api_keys"]] for c in ("id", "name", "key_hash"))
+    marks = ", ".join([mark] * len(ids))
+    cur.execute(
+        f"SELECT name FROM api_keys WHERE id IN ({marks}) OR name IN ({marks}) OR key_hash IN ({marks})",
+        (*ids, *names, *hashes),
+    )
+    clash = sorted(r[0] for r in cur.fetchall())
+    if clash:
+        raise StoreError(
+            f"{label} already holds API keys named {', '.join(map(repr, clash))}: their budgets and spend "
+            f"would be merged; revoke and rename them there, or copy into a store without keys"
+        )
+    copied = {}
+    for table, columns in KEY_TABLES.items():
+        rows = keys.get(table) or []
+        cur.execute(f"SELECT count(*) FROM {table}")
+        before = cur.fetchone()[0]
+        if rows:
+            cur.executemany(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})",
+                [tuple(r) for r in rows],
+            )
+        cur.execute(f"SELECT count(*) FROM {table}")
+        if cur.fetchone()[0] != before + len(rows):
+            raise StoreError(f"copy of {table} into {label} incomplete, rolled back")
+        copied[table] = len(rows)
+    return copied
 
 
 # ---------------------------------------------------------------------------------------------------- SQLite
@@ -401,6 +464,12 @@ CREATE TABLE IF NOT EXISTS answer_cache (
 # the store shares the budgets. A key is kept as the sha256 of its token only. A charge adds a run's cost to
 # the key's spend for the current period in one statement (an upsert), atomic across processes and machines.
 KEY_COLUMNS = ("id", "name", "prefix", "budget_usd", "period", "created_at", "revoked_at")
+# what ``store migrate`` copies of the keys: every table, every column (charges get new ids)
+KEY_TABLES: dict[str, tuple[str, ...]] = {
+    "api_keys": ("id", "name", "key_hash", "prefix", "budget_usd", "period", "created_at", "revoked_at"),
+    "api_key_spend": ("key_id", "period_start", "spent_usd", "runs"),
+    "api_key_charges": ("key_id", "period_start", "cost_usd", "run_id", "created_at"),
+}
 
 # SQLite: created on first use only (an older fusiongraph opening the same file ignores these tables)
 KEYS_SCHEMA = """
@@ -429,6 +498,7 @@ CREATE TABLE IF NOT EXISTS api_key_charges (
     run_id TEXT,
     created_at REAL NOT NULL
 );
+CREATE UNIQUE INDEX IF NOT EXISTS api_key_charges_run ON api_key_charges(run_id) WHERE run_id IS NOT NULL;
 """
 
 DB_FILE = "outcomes.sqlite"
@@ -638,7 +708,15 @@ class SQLiteBackend(Backend):
     def _select(self, sql, params):
         return self._db.execute(sql, params).fetchall()
 
-    def import_rows(self, subtasks, outcomes, append, expected):
+    def has_table(self, name):
+        return (
+            self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
+            is not None
+        )
+
+    def import_rows(self, subtasks, outcomes, append, expected, keys=None):
+        if keys and keys.get("api_keys"):
+            self.keys_schema()
         cur = self._db.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
@@ -672,6 +750,7 @@ class SQLiteBackend(Backend):
                 added_o += len(values)
             after = self.count_rows()
             check_import(self.label, expected, len(mapping), added_s, added_o, before, after)
+            copied_keys = import_keys(cur, self.label, keys, "?")
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
@@ -683,6 +762,7 @@ class SQLiteBackend(Backend):
             "outcomes_added": added_o,
             "subtasks": after[0],
             "outcomes": after[1],
+            "keys": copied_keys,
         }
 
     # ------------------------------------------------------------ erasure
@@ -760,9 +840,10 @@ class SQLiteBackend(Backend):
     def key_rows(self):
         return self._db.execute(f"SELECT {', '.join(KEY_COLUMNS)} FROM api_keys ORDER BY created_at, id").fetchall()
 
-    def key_by_hash(self, key_hash):
+    def key_where(self, column, value):
+        assert column in ("id", "key_hash"), column
         return self._db.execute(
-            f"SELECT {', '.join(KEY_COLUMNS)} FROM api_keys WHERE key_hash = ?", (key_hash,)
+            f"SELECT {', '.join(KEY_COLUMNS)} FROM api_keys WHERE {column} = ?", (value,)
         ).fetchone()
 
     def key_revoke(self, id_or_name, now):
@@ -782,18 +863,21 @@ class SQLiteBackend(Backend):
         cur.execute("BEGIN IMMEDIATE")
         try:
             cur.execute(
-                "INSERT INTO api_key_charges (key_id, period_start, cost_usd, run_id, created_at) VALUES (?,?,?,?,?)",
+                "INSERT OR IGNORE INTO api_key_charges (key_id, period_start, cost_usd, run_id, created_at)"
+                " VALUES (?,?,?,?,?)",
                 (key_id, period_start, cost_usd, run_id, now),
             )
-            cur.execute(
-                "INSERT INTO api_key_spend (key_id, period_start, spent_usd, runs) VALUES (?, ?, ?, 1)"
-                " ON CONFLICT (key_id, period_start) DO UPDATE SET"
-                " spent_usd = spent_usd + excluded.spent_usd, runs = runs + 1",
-                (key_id, period_start, cost_usd),
-            )
-            spent = cur.execute(
+            if cur.rowcount:  # else this run was charged already
+                cur.execute(
+                    "INSERT INTO api_key_spend (key_id, period_start, spent_usd, runs) VALUES (?, ?, ?, 1)"
+                    " ON CONFLICT (key_id, period_start) DO UPDATE SET"
+                    " spent_usd = spent_usd + excluded.spent_usd, runs = runs + 1",
+                    (key_id, period_start, cost_usd),
+                )
+            row = cur.execute(
                 "SELECT spent_usd FROM api_key_spend WHERE key_id = ? AND period_start = ?", (key_id, period_start)
-            ).fetchone()[0]
+            ).fetchone()
+            spent = row[0] if row else 0.0
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")

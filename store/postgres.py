@@ -53,6 +53,7 @@ from fusiongraph.store.backends import (
     StoreError,
     check_import,
     forget_filter,
+    import_keys,
     mask_url,
     outcome_values,
 )
@@ -146,6 +147,11 @@ CREATE TABLE api_key_charges (
     ),
     (
         4,
+        "a run is charged to its API key at most once (unique run ids among the charges)",
+        "CREATE UNIQUE INDEX api_key_charges_run ON api_key_charges (run_id) WHERE run_id IS NOT NULL;",
+    ),
+    (
+        5,
         "answer cache: an accepted answer per subtask and scope (API key), reused for near-identical subtasks",
         """
 CREATE TABLE answer_cache (
@@ -161,7 +167,7 @@ CREATE TABLE answer_cache (
 """,
     ),
     (
-        5,
+        6,
         "erasures: one row per `store forget` (counts only), so every worker drops what was erased",
         """
 CREATE TABLE erasures (
@@ -498,7 +504,10 @@ class PostgresBackend(Backend):
     def _select(self, sql, params):
         return self._rows(sql.replace("?", "%s"), params)
 
-    def import_rows(self, subtasks, outcomes, append, expected):
+    def has_table(self, name):
+        return self._rows("SELECT to_regclass(%s) IS NOT NULL", (name,))[0][0]
+
+    def import_rows(self, subtasks, outcomes, append, expected, keys=None):
         def copy(conn):
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
@@ -542,6 +551,7 @@ class PostgresBackend(Backend):
                 cur.execute("SELECT (SELECT count(*) FROM subtasks), (SELECT count(*) FROM outcomes)")
                 after = tuple(cur.fetchone())
                 check_import(self.label, expected, len(mapping), added_s, added_o, before, after)
+                copied_keys = import_keys(cur, self.label, keys, "%s")
                 cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL, ""))
             return {
                 "subtasks_before": before[0],
@@ -550,6 +560,7 @@ class PostgresBackend(Backend):
                 "outcomes_added": added_o,
                 "subtasks": after[0],
                 "outcomes": after[1],
+                "keys": copied_keys,
             }
 
         return self._run(copy, write=True)
@@ -661,8 +672,9 @@ class PostgresBackend(Backend):
     def key_rows(self):
         return self._rows(f"SELECT {', '.join(KEY_COLUMNS)} FROM api_keys ORDER BY created_at, id")
 
-    def key_by_hash(self, key_hash):
-        rows = self._rows(f"SELECT {', '.join(KEY_COLUMNS)} FROM api_keys WHERE key_hash = %s", (key_hash,))
+    def key_where(self, column, value):
+        assert column in ("id", "key_hash"), column
+        rows = self._rows(f"SELECT {', '.join(KEY_COLUMNS)} FROM api_keys WHERE {column} = %s", (value,))
         return rows[0] if rows else None
 
     def key_revoke(self, id_or_name, now):
@@ -687,9 +699,16 @@ class PostgresBackend(Backend):
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute(
                     "INSERT INTO api_key_charges (key_id, period_start, cost_usd, run_id, created_at)"
-                    " VALUES (%s, %s, %s, %s, %s)",
+                    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (run_id) WHERE run_id IS NOT NULL DO NOTHING RETURNING id",
                     (key_id, period_start, cost_usd, run_id, now),
                 )
+                if cur.fetchone() is None:  # this run was charged already
+                    cur.execute(
+                        "SELECT spent_usd FROM api_key_spend WHERE key_id = %s AND period_start = %s",
+                        (key_id, period_start),
+                    )
+                    row = cur.fetchone()
+                    return float(row[0]) if row else 0.0
                 cur.execute(
                     "INSERT INTO api_key_spend AS s (key_id, period_start, spent_usd, runs)"
                     " VALUES (%s, %s, %s, 1) ON CONFLICT (key_id, period_start) DO UPDATE SET"

@@ -28,6 +28,7 @@ from tests.test_server import KNOBS, langgraph_dev, two_models  # noqa: F401, F8
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_URL = os.environ.get("FUSIONGRAPH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+KNOBS_LOCAL = {"local_only": True, "max_tokens": 16}
 
 
 @pytest.fixture
@@ -121,6 +122,19 @@ def test_charges_are_shared_by_processes(backend, tmp_path, request):
     ks.close()
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_run_id_is_charged_at_most_once(backend, tmp_path, request):
+    target = str(tmp_path / "store") if backend == "sqlite" else request.getfixturevalue("pg_url")
+    ks = KeyStore(target)
+    _, key = ks.create("once", 10.0, "day")
+    assert ks.get(key.id) == key and ks.get("key_nope") is None
+    assert ks.charge(key, 0.5, "run-a") == 0.5
+    assert ks.charge(key, 0.5, "run-a") == 0.5  # the same run again: the spend as it was
+    assert ks.charge(key, 0.25, "run-b") == 0.75 and ks.charge(key, 0.25) == 1.0 and ks.charge(key, 0.25) == 1.25
+    assert ks.spent(key) == 1.25
+    ks.close()
+
+
 def test_postgres_keys_migration_leaves_the_outcome_store_to_open(pg_url):
     ks = KeyStore(pg_url)  # every migration, no outcome-store metadata yet
     ks.create("k", 1.0)
@@ -135,6 +149,64 @@ def test_postgres_keys_migration_leaves_the_outcome_store_to_open(pg_url):
     store = open_store(pg_url, 8, "test")
     assert store.counts()["outcomes"] == 0
     store.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_the_keys_cli_creates_lists_and_revokes(backend, tmp_path, request):
+    from typer.testing import CliRunner
+
+    from fusiongraph.cli import app as cli
+
+    target = str(tmp_path / "store") if backend == "sqlite" else request.getfixturevalue("pg_url")
+    runner = CliRunner(env={"COLUMNS": "300"})
+
+    def run(app, args):
+        result = runner.invoke(app, args)
+        result.said = " ".join(result.output.split())  # rich wraps long lines
+        return result
+
+    keys_mod._stores.clear()
+    try:
+        empty = run(cli, ["keys", "list", "--store-dir", target])
+        assert empty.exit_code == 0 and "no keys in" in empty.said and "the server is open" in empty.said
+        made = run(cli, ["keys", "create", "team-a", "--budget", "20", "--period", "day", "--store-dir", target])
+        assert made.exit_code == 0, made.output
+        token = next(line for line in made.output.splitlines() if line.startswith("fg-"))
+        assert "created key 'team-a'" in made.said and "$20 per day" in made.said
+        shown = json.loads(
+            run(cli, ["keys", "create", "team-b", "--budget", "1.5", "--store-dir", target, "--json"]).output
+        )
+        assert shown["name"] == "team-b" and shown["period"] == "month" and shown["key"].startswith("fg-")
+        ks = KeyStore(target)
+        assert ks.check(token).name == "team-a" and ks.check(shown["key"]).id == shown["id"]
+        ks.charge(ks.check(token), 0.5)
+
+        listed = json.loads(run(cli, ["keys", "list", "--store-dir", target, "--json"]).output)
+        assert [(k["name"], k["budget_usd"], k["period"], k["spent_usd"], k["revoked"]) for k in listed] == [
+            ("team-a", 20.0, "day", 0.5, False),
+            ("team-b", 1.5, "month", 0.0, False),
+        ]
+        assert all("key_hash" not in k and "key" not in k for k in listed)  # a listed key never shows its token
+        table = run(cli, ["keys", "list", "--store-dir", target])
+        assert table.exit_code == 0 and "team-a" in table.output and "active" in table.output
+        assert token not in table.output and token[:10] in table.output
+
+        assert run(cli, ["keys", "revoke", "team-a", "--store-dir", target]).exit_code == 0
+        with pytest.raises(KeyRefused, match="revoked"):
+            ks.check(token)
+        again = run(cli, ["keys", "revoke", "team-a", "--store-dir", target])
+        assert again.exit_code != 0 and "no active key" in again.said
+        assert run(cli, ["keys", "revoke", shown["id"], "--store-dir", target]).exit_code == 0  # by id
+        assert "revoked" in run(cli, ["keys", "list", "--store-dir", target]).said
+        dup = run(cli, ["keys", "create", "team-a", "--budget", "1", "--store-dir", target])
+        assert dup.exit_code != 0 and "already exists" in dup.said
+        bad = run(cli, ["keys", "create", "team-c", "--budget", "1", "--period", "week", "--store-dir", target])
+        assert bad.exit_code != 0 and "period must be one of" in bad.said
+        ks.close()
+    finally:
+        for store in keys_mod._stores.values():
+            store.close()
+        keys_mod._stores.clear()
 
 
 # --- the auth handler and the OpenAI app in process -------------------------------------------------------
@@ -221,13 +293,50 @@ def test_a_streamed_run_is_charged_too(server_store, fusion):
     assert keys_mod.key_store().spent(key) > 0
 
 
+def test_a_langgraph_api_run_is_charged_once_to_its_key_by_the_settle_node(server_store, fusion):
+    """What LangGraph's server does for /runs: the authenticated user in the run's config, the run id in its
+    metadata. The graph's settle node charges the run's actual cost, once per run id; a run without an auth
+    user (the CLI, the OpenAI endpoint's in-process runs) is not charged by the graph."""
+    from prometheus_client import REGISTRY, generate_latest
+
+    from fusiongraph.graphs.fusion import graph
+
+    fusion(two_models())
+    token, key = keys_mod.key_store().create("sdk", 10.0, "total")
+    user = {"identity": key.id, "key_name": key.name, "permissions": []}
+    query = {"query": "What is the capital of France?"}
+
+    def run(run_id: str | None, configurable: dict) -> dict:
+        config = {"configurable": configurable, "metadata": {"run_id": run_id} if run_id else {}}
+        return graph.invoke(query, config, context=dict(KNOBS))
+
+    out = run("run-1", {"langgraph_auth_user": user, "__request_start_time_ms__": 1})
+    cost = out["summary"]["spent_usd"]["total"]
+    assert cost > 0 and keys_mod.key_store().spent(key) == pytest.approx(cost)
+    run("run-1", {"langgraph_auth_user": user})  # the same run id again (a retried run): not charged twice
+    assert keys_mod.key_store().spent(key) == pytest.approx(cost)
+    run("run-2", {"langgraph_auth_user": user})
+    assert keys_mod.key_store().spent(key) == pytest.approx(2 * cost)
+    run(None, {})  # no auth user: not a LangGraph API run, the graph charges nothing
+    run(None, {"langgraph_auth_user": {"identity": "anonymous"}})  # an open server: counted, not charged
+    assert keys_mod.key_store().spent(key) == pytest.approx(2 * cost)
+    charges = keys_mod.key_store().backend._db.execute("SELECT run_id FROM api_key_charges ORDER BY id").fetchall()
+    assert charges == [("run-1",), ("run-2",)]
+    metrics = generate_latest(REGISTRY).decode()
+    assert 'fusiongraph_runs_total{key="sdk",mode="runs"} 3.0' in metrics
+    assert 'fusiongraph_cost_usd_total{key="sdk",kind="answer",model="strong"}' in metrics
+    assert 'fusiongraph_runs_total{key="anonymous",mode="runs"}' in metrics
+    assert 'fusiongraph_run_duration_seconds_count{mode="runs"}' in metrics
+
+
 # --- a real langgraph dev ----------------------------------------------------------------------------------
 
 
 @pytest.mark.integration
 @pytest.mark.timeout(300)
 def test_langgraph_dev_keys_budgets_and_metrics(langgraph_dev, tmp_path):  # noqa: F811
-    openai = pytest.importorskip("openai")
+    import openai  # a dependency (the endpoint's response types): missing, the test fails
+
     url, log_path = langgraph_dev
     # no key configured: open, the OpenAI app and LangGraph's own routes alike
     assert httpx.get(f"{url}/v1/models").status_code == 200
@@ -255,7 +364,23 @@ def test_langgraph_dev_keys_budgets_and_metrics(langgraph_dev, tmp_path):  # noq
     )
     assert done.choices[0].message.content.strip()
     runs = ks.backend._db.execute("SELECT runs FROM api_key_spend WHERE key_id = ?", (key.id,)).fetchone()
-    assert runs == (1,)  # the run was charged (at $0: the local model is free)
+    assert runs == (1,)  # the run was charged once (at $0: the local model is free), by the endpoint only
+
+    # a run through LangGraph's own API (the SDK) is charged too, by the graph's settle node, under its run id
+    from langgraph_sdk import get_sync_client
+
+    with pytest.raises(Exception, match="401"):
+        get_sync_client(url=url, api_key=None).runs.wait(None, "fusion", input={"query": "Hi"}, context=KNOBS_LOCAL)
+    sdk = get_sync_client(url=url, api_key=token)
+    thread = sdk.threads.create()
+    run = sdk.runs.create(thread["thread_id"], "fusion", input={"query": "Name a colour."}, context=KNOBS_LOCAL)
+    out = sdk.runs.join(thread["thread_id"], run["run_id"])
+    assert out["answer"].strip(), out
+    charges = ks.backend._db.execute(
+        "SELECT run_id, cost_usd FROM api_key_charges WHERE key_id = ? ORDER BY id", (key.id,)
+    ).fetchall()
+    assert charges == [(None, 0.0), (run["run_id"], out["summary"]["spent_usd"]["total"])], charges
+    assert ks.backend._db.execute("SELECT runs FROM api_key_spend WHERE key_id = ?", (key.id,)).fetchone() == (2,)
 
     with pytest.raises(openai.RateLimitError) as over:
         openai.OpenAI(base_url=f"{url}/v1", api_key=broke_token, timeout=60, max_retries=0).models.list()
@@ -269,6 +394,7 @@ def test_langgraph_dev_keys_budgets_and_metrics(langgraph_dev, tmp_path):  # noq
 
     metrics = httpx.get(f"{url}/metrics").text  # LangGraph's /metrics serves the process's registry
     assert 'fusiongraph_runs_total{key="ci",mode="json"} 1.0' in metrics
+    assert 'fusiongraph_runs_total{key="ci",mode="runs"} 1.0' in metrics  # the SDK run, counted once
     assert 'fusiongraph_requests_total{key="ci",method="POST",route="/v1/chat/completions",status="200"} 1.0' in metrics
     assert 'status="429"' in metrics and "fusiongraph_model_latency_seconds_bucket" in metrics
     ks.close()

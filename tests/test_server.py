@@ -313,7 +313,8 @@ def test_streaming_a_decomposed_query_streams_the_synthesis(client, fusion):
 
 
 def test_the_official_openai_client(client, fusion):
-    openai = pytest.importorskip("openai")
+    import openai  # a dependency (the endpoint's response types): missing, the test fails
+
     fusion(one_model())
     oai = openai.OpenAI(base_url="http://testserver/v1", api_key="unused", http_client=client)
     assert [m.id for m in oai.models.list()] == ["fusiongraph"]
@@ -351,23 +352,42 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def langgraph_exe() -> str:
+    """The `langgraph` CLI of this environment; a dev dependency, so a missing one fails the test."""
+    exe = Path(sys.executable).parent / "langgraph"
+    found = str(exe) if exe.exists() else shutil.which("langgraph")
+    if not found:
+        pytest.fail("langgraph-cli is not installed: it is a dev dependency (pip install -e '.[dev]')")
+    return found
+
+
+STORE_ENV = (
+    "FUSIONGRAPH_STORE_URL",
+    "FUSIONGRAPH_STORE_DIR",
+    "FUSIONGRAPH_STORE_CACHE_DIR",
+    "FUSIONGRAPH_REQUIRE_API_KEY",
+)
+
+
+def server_env(**store) -> dict:
+    """The environment of a test's `langgraph dev`: offline, quiet, and only the given store settings."""
+    env = {k: v for k, v in os.environ.items() if k not in STORE_ENV}
+    return env | {
+        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+        "LANGSMITH_TRACING": "false",
+        "LANGGRAPH_NO_VERSION_CHECK": "true",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+        **store,
+    }
+
+
 @pytest.fixture
 def langgraph_dev(tmp_path):
-    exe = Path(sys.executable).parent / "langgraph"
-    if not exe.exists():
-        exe = shutil.which("langgraph")
-    assert exe, "langgraph-cli is a dev dependency: pip install -e '.[dev]'"
+    exe = langgraph_exe()
     port = _free_port()
-    env = dict(
-        os.environ,
-        LANGGRAPH_CLI_NO_ANALYTICS="1",
-        LANGSMITH_TRACING="false",
-        LANGGRAPH_NO_VERSION_CHECK="true",
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        FUSIONGRAPH_STORE_DIR=str(tmp_path / "store"),
-        PYTHONUNBUFFERED="1",
-    )
+    env = server_env(FUSIONGRAPH_STORE_DIR=str(tmp_path / "store"))
     log_path = tmp_path / "langgraph-dev.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
@@ -436,7 +456,8 @@ def test_langgraph_dev_serves_the_graph_and_the_openai_endpoint(langgraph_dev):
     assert n_messages >= 2
 
     # the mounted OpenAI-compatible endpoint, through the official client
-    openai = pytest.importorskip("openai")
+    import openai  # a dependency (the endpoint's response types): missing, the test fails
+
     oai = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", timeout=120)
     assert [m.id for m in oai.models.list()] == ["fusiongraph"]
     done = oai.chat.completions.create(

@@ -160,3 +160,23 @@ def test_outcome_aggregates_grow_with_subtasks_and_models(tmp_path):
     assert nb.outcomes == {"m0": 0.0, "m1": 1.0, "m2": 0.0, "m3": 1.0, "m4": 0.0, "m5": 1.0}
     (first,) = store.neighbours(unit(1401), 1)
     assert first.outcomes["m0"] == 1.0
+
+
+def test_neighbour_hits_are_read_once_then_served_from_memory(tmp_path, monkeypatch):
+    """The text and class of recent hits are cached (rows never change): a repeated look-up reads nothing
+    from the database, and the cache stays within its bound."""
+    from fusiongraph.store import outcomes
+
+    store = OutcomeStore(tmp_path, 8, "test")
+    store.record_many((f"task {i}", unit(i), "math", [Outcome("m", 1.0, True)]) for i in range(20))
+    reads: list[list[int]] = []
+    real = store._backend.subtask_info
+    monkeypatch.setattr(store._backend, "subtask_info", lambda ids: reads.append(list(ids)) or real(ids))
+    first = store.neighbours(unit(3), 5)
+    assert len(reads) == 1 and first[0].text == "task 3" and first[0].task_class == "math"
+    assert store.neighbours(unit(3), 5) == first and len(reads) == 1  # served from memory
+    monkeypatch.setattr(outcomes, "HIT_CACHE_ROWS", 6)
+    other = store.neighbours(unit(11), 5)
+    assert len(reads) == 2 and set(reads[1]) == {n.subtask_id for n in other} - {n.subtask_id for n in first}
+    assert len(store._hit_cache) <= 6 and other[0].text == "task 11"
+    store.close()

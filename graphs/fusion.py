@@ -1,4 +1,4 @@
-"""The fusion graph: decompose -> (per subtask, in parallel: taxonomy -> neighbours -> cascade -> record)
+"""The fusion graph: standalone -> decompose -> (per subtask, in parallel: taxonomy -> neighbours -> cascade -> record)
 -> synthesize. Wiring only; each node lives in nodes/."""
 
 from langgraph.graph import END, START, StateGraph
@@ -8,6 +8,7 @@ from fusiongraph.nodes.cascade import cascade
 from fusiongraph.nodes.decompose import decompose, fan_out_subtasks
 from fusiongraph.nodes.neighbours import neighbours
 from fusiongraph.nodes.record import record
+from fusiongraph.nodes.standalone import standalone
 from fusiongraph.nodes.synthesize import synthesize
 from fusiongraph.nodes.taxonomy import taxonomy
 from fusiongraph.state import FusionInput, FusionOutput, FusionState, SubtaskOutput, SubtaskState
@@ -30,20 +31,23 @@ def build_subtask_graph():
     return builder.compile(name="subtask")
 
 
-def build_graph():
+def build_graph(checkpointer=None):
+    """The whole graph; `checkpointer` keeps threads in-process (the LangGraph server brings its own)."""
     builder = StateGraph(
         FusionState, context_schema=FusionContext, input_schema=FusionInput, output_schema=FusionOutput
     )
+    builder.add_node("standalone", standalone)
     builder.add_node("decompose", decompose)
     builder.add_node("subtask", build_subtask_graph())
     builder.add_node("synthesize", synthesize)
-    builder.add_edge(START, "decompose")
+    builder.add_edge(START, "standalone")
+    builder.add_edge("standalone", "decompose")
     builder.add_conditional_edges("decompose", fan_out_subtasks, ["subtask"])
     builder.add_edge("subtask", "synthesize")
     builder.add_edge("synthesize", END)
     # Subtasks wait on network calls, not the CPU: allow more parallel branches than the default thread
     # pool (cores + 4) so 8 subtasks (each a node thread plus a model-call task) all run at once.
-    return builder.compile(name="fusion").with_config(max_concurrency=MAX_PARALLEL_CALLS)
+    return builder.compile(name="fusion", checkpointer=checkpointer).with_config(max_concurrency=MAX_PARALLEL_CALLS)
 
 
 graph = build_graph()

@@ -60,7 +60,27 @@ def cascade(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
     trace: list[TraceEvent] = []
     status: Status | None = None
     for model_id in state.get("candidates", []):
-        call = prepare_call(res, ctx, model_id, state["subtask"], state.get("guides", []), judge_id)
+        call = prepare_call(
+            res,
+            ctx,
+            model_id,
+            state["subtask"],
+            state.get("guides", []),
+            judge_id,
+            state.get("history") or (),
+            state.get("tail") or (),
+            state.get("message"),
+            state.get("request"),
+        )
+        if call.history_dropped:
+            trace.append(
+                {
+                    "node": "cascade",
+                    "model": model_id,
+                    "event": "history trimmed",
+                    "detail": f"{call.history_dropped} earlier message(s) left out to fit the context",
+                }
+            )
         if call.trimmed_chars:  # a truncated subtask would be answered as something else: never sent
             trace.append(
                 {
@@ -120,5 +140,6 @@ def cascade(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
         "status": status,
         "answered_by": best["model"] if best else None,
         "answer": best["answer"] if best else "",
+        "tool_calls": best.get("tool_calls", []) if best else [],
         "trace": trace,
     }

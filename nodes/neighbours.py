@@ -14,7 +14,8 @@ from fusiongraph.text import estimate_tokens
 def neighbours(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
     ctx = as_context(runtime.context)
     res = get_resources(ctx)
-    available, unavailable = res.roster.availability(ctx.local_only, answering=True)
+    requires = (state.get("request") or {}).get("requires") or []
+    available, unavailable = res.roster.availability(ctx.local_only, answering=True, requires=requires)
     task_class = res.taxonomy.classes[state["task_class"]]
     route = res.router.route(
         res.embedder.embed_one(state["subtask"]),

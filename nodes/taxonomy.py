@@ -13,7 +13,7 @@ from fusiongraph.state import SubtaskState
 def taxonomy(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
     ctx = as_context(runtime.context)
     res = get_resources(ctx)
-    embedding = res.embedder.embed_one(state["subtask"])
+    embedding = res.embedder.embed_one(state.get("classify_text") or state["subtask"])
     result = res.taxonomy.classify(embedding, res.embedder)
     top = dict(sorted(result.scores.items(), key=lambda kv: -kv[1])[:3])
     answer_tokens = res.taxonomy.answer_tokens(result.task_class, ctx.max_tokens)

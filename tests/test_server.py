@@ -16,7 +16,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from fusiongraph.server.openai_app import RequestError, app, build_query
+from fusiongraph.server.openai_app import RequestError, app, build_conversation
 from tests.fakes import ScriptedChat
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,6 +83,45 @@ def sse_events(response) -> list:
             400,
             "messages[0].content",
         ),
+        (
+            {
+                "model": "fusiongraph",
+                "messages": [{"role": "user", "content": "hi"}],
+                "tools": [{"type": "function", "function": {"name": "f"}}],
+                "tool_choice": {"type": "function", "function": {"name": "g"}},
+            },
+            400,
+            "tool_choice",
+        ),
+        (
+            {
+                "model": "fusiongraph",
+                "messages": [{"role": "user", "content": "hi"}],
+                "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": 5}}},
+            },
+            400,
+            "response_format",
+        ),
+        (
+            {
+                "model": "fusiongraph",
+                "messages": [{"role": "user", "content": "hi"}, {"role": "tool", "content": "42"}],
+            },
+            400,
+            "messages[1].tool_call_id",
+        ),
+        (
+            {
+                "model": "fusiongraph",
+                "messages": [
+                    {"role": "user", "content": "hi"},
+                    {"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{nope"}}]},
+                    {"role": "tool", "tool_call_id": "c", "content": "42"},
+                ],
+            },
+            400,
+            "messages[1].tool_calls",
+        ),
         ({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}, 404, "model"),
         ({"messages": [{"role": "user", "content": "hi"}]}, 400, "model"),
         (
@@ -123,10 +162,15 @@ def sse_events(response) -> list:
             {
                 "model": "fusiongraph",
                 "messages": [{"role": "user", "content": "hi"}],
-                "tools": [{"type": "function", "function": {"name": "f"}}],
+                "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "bogus"}}}],
             },
             400,
             "tools",
+        ),
+        (
+            {"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}], "functions": [{}]},
+            400,
+            "functions",
         ),
         ([1, 2], 400, None),
     ],
@@ -152,22 +196,31 @@ def test_models_listing(client):
     assert client.get("/v1/models/gpt-4o").status_code == 404
 
 
-def test_conversation_becomes_one_query():
-    assert build_query([{"role": "user", "content": "Hi?"}]) == "Hi?"
-    q = build_query(
+def test_a_conversation_becomes_langchain_messages_with_the_last_user_turn_last():
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+
+    assert build_conversation([{"role": "user", "content": "Hi?"}]) == [HumanMessage("Hi?")]
+    messages = build_conversation(
         [
             {"role": "system", "content": "Be brief."},
             {"role": "user", "content": "I live in Paris."},
             {"role": "assistant", "content": [{"type": "text", "text": "Nice."}]},
             {"role": "user", "content": "Which country is that in?"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": '{"city": "Paris"}'}}
+                ],
+            },
+            {"role": "tool", "tool_call_id": "c1", "content": "France"},
         ]
     )
-    assert q == (
-        "Conversation so far:\nSystem: Be brief.\nUser: I live in Paris.\nAssistant: Nice.\n\n"
-        "User: Which country is that in?"
-    )
+    assert [type(m) for m in messages] == [SystemMessage, HumanMessage, AIMessage, HumanMessage, AIMessage, ToolMessage]
+    assert messages[3].text == "Which country is that in?" and messages[2].text == "Nice."
+    assert messages[4].tool_calls[0]["args"] == {"city": "Paris"} and messages[5].tool_call_id == "c1"
     with pytest.raises(RequestError):
-        build_query([{"role": "user", "content": "x" * 10_000_000}])
+        build_conversation([{"role": "user", "content": "x" * 10_000_000}])
 
 
 # --- completions --------------------------------------------------------------------------------------
@@ -269,6 +322,7 @@ def test_many_slow_subtasks_do_not_starve_the_graph_threads(client, fusion):
     body = chat(client, query, fusiongraph={**KNOBS, "max_subtasks": 12}).json()
     assert len(body["fusiongraph"]["subtasks"]) == 12
     events = sse_events(chat(client, query, stream=True, fusiongraph={**KNOBS, "max_subtasks": 12}))
+    assert "fusiongraph" in events[-1], events[-1]
     assert len(events[-1]["fusiongraph"]["results"]) == 12
 
 

@@ -1,7 +1,11 @@
 """An OpenAI-compatible chat endpoint for the fusion graph, mounted into the LangGraph server
 (langgraph.json ``"http": {"app": "./server/openai_app.py:app"}``): ``GET /v1/models``, ``POST /v1/chat/completions``.
 
-The last message (from the user) is the query; earlier turns are prepended as ``Conversation so far:`` text.
+The messages become LangChain messages and the graph's input (``{"messages": [...], "tools": ...}``): the last
+user message is answered, earlier turns are the history the answering models receive (nodes/standalone.py);
+``tools`` / ``tool_choice`` / ``parallel_tool_calls`` / ``response_format`` pass through (validated by
+fusiongraph.conversation.make_request), tool calls come back as ``tool_calls`` (``finish_reason: "tool_calls"``,
+streamed as OpenAI's tool-call deltas), an answer no model made valid as a ``refusal``.
 Knobs (FusionContext fields) come as top-level fields or in a ``fusiongraph`` object (which wins), except the
 server-side path knobs; OpenAI parameters the graph does not use are accepted, ignored and listed in
 ``fusiongraph.ignored_params``; anything else is a 4xx in OpenAI's error format. Streaming forwards a model

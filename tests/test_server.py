@@ -4,19 +4,14 @@ test against a real `langgraph dev` (LangGraph SDK + the mounted OpenAI endpoint
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 from starlette.testclient import TestClient
 
 from fusiongraph.server.openai_app import RequestError, app, build_conversation
+from tests.devserver import run_langgraph_dev
 from tests.fakes import ScriptedChat
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -399,62 +394,10 @@ def test_the_official_openai_client(client, fusion):
 # --- integration: a real `langgraph dev` ----------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def langgraph_dev(tmp_path):
-    exe = Path(sys.executable).parent / "langgraph"
-    if not exe.exists():
-        exe = shutil.which("langgraph")
-    if not exe:
-        pytest.skip("langgraph-cli is not installed")
-    port = _free_port()
-    env = dict(
-        os.environ,
-        LANGGRAPH_CLI_NO_ANALYTICS="1",
-        LANGSMITH_TRACING="false",
-        LANGGRAPH_NO_VERSION_CHECK="true",
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        FUSIONGRAPH_STORE_DIR=str(tmp_path / "store"),
-        PYTHONUNBUFFERED="1",
-    )
-    log_path = tmp_path / "langgraph-dev.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [str(exe), "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"langgraph dev exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"langgraph dev did not answer /ok in 120 s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(1)
-        yield url, log_path
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+    with run_langgraph_dev(tmp_path) as server:
+        yield server
 
 
 @pytest.mark.integration

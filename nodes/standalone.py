@@ -104,7 +104,7 @@ def standalone(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
             state.get("tool_choice"),
             state.get("parallel_tool_calls"),
             state.get("response_format"),
-            images=has_images(last),
+            images=any(has_images(m) for m in conversation),  # images anywhere go only to vision models
         )
     except ValueError as exc:
         raise QueryError(str(exc)) from None

@@ -256,8 +256,8 @@ class _Request(BaseModel):
 
     @model_validator(mode="after")
     def _request_is_valid(self):
-        images = isinstance(self.messages[-1].content, list) and any(
-            p.get("type") == "image_url" for p in self.messages[-1].content
+        images = any(
+            isinstance(m.content, list) and any(p.get("type") == "image_url" for p in m.content) for m in self.messages
         )
         try:
             self._request = make_request(

@@ -15,15 +15,12 @@ import jsonschema
 import pytest
 
 from tests.devserver import run_langgraph_dev
+from tests.test_conversations_tools import WEATHER
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 LOCAL = {"local_only": True}
-WEATHER_PARAMS = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
-WEATHER = {
-    "type": "function",
-    "function": {"name": "get_weather", "description": "The current weather of a city", "parameters": WEATHER_PARAMS},
-}
+WEATHER_PARAMS = WEATHER["function"]["parameters"]
 TIME = {
     "type": "function",
     "function": {

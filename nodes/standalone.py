@@ -114,6 +114,9 @@ def standalone(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
     if not earlier_turns(history):
         event["rewrite"] = "skipped: no earlier turns"
         query = text
+    elif not ctx.rewrite_standalone:
+        event["rewrite"] = "skipped: the rewrite_standalone knob is off"
+        query = text
     elif not depends_on_history(text):
         event["rewrite"] = "skipped: the last message reads as a request of its own"
         query = text

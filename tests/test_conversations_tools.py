@@ -137,6 +137,9 @@ def test_a_dependent_last_message_is_rewritten_and_a_junk_rewrite_falls_back(fus
     assert out["standalone"] == "Say hello in French." and out["subtasks"] == ["Say hello in French."]
     event = next(e for e in out["trace"] if e["node"] == "standalone")
     assert event["rewrite"] == "rewritten" and "cost_usd" in event and "reserved_usd" in event
+    off = graph.invoke({"messages": turns}, context=ctx(rewrite_standalone=False))
+    assert off["standalone"] == "and in French?"
+    assert next(e for e in off["trace"] if e["node"] == "standalone")["rewrite"].endswith("knob is off")
     fusion(spec, planner=recording_planner("Conversation: the integral of cosine"))
     out = graph.invoke({"messages": turns}, context=ctx())
     assert out["standalone"] == "and in French?"

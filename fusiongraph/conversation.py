@@ -78,12 +78,24 @@ def depends_on_history(text: str) -> bool:
     return bool(_CONTINUATION.match(text) or _ANAPHORA.search(text) or len(content_words(text)) <= 1)
 
 
+_SENTENCE_END = re.compile(r"(?<=[.?!])\s")
+
+
+def first_part(rewrite: str, last: str) -> str:
+    """What of a model's rewrite is the rewrite: its first line and, when the last message is one sentence,
+    its first sentence (a small model goes on, echoing the prompt or earlier turns)."""
+    line = next((ln.strip() for ln in rewrite.splitlines() if ln.strip()), "")
+    if len(_SENTENCE_END.split(last.strip())) == 1:
+        line = _SENTENCE_END.split(line, maxsplit=1)[0]
+    return line.strip().strip('"').strip()
+
+
 def rewrite_problem(rewrite: str, last: str, history: Sequence[BaseMessage]) -> str | None:
     """Why a standalone rewrite cannot be used (junk, ungrounded, asks an earlier turn again), else None."""
     text = " ".join(rewrite.split())
     if not text or not content_words(text):
         return "the rewrite is empty"
-    if len(text) > 3 * len(last) + 300:
+    if len(text) > 2 * len(last) + 120:
         return f"the rewrite is {len(text)} characters for a {len(last)}-character message"
     if re.search(r"\b(conversation|last message|rewritten)\s*:", text, re.IGNORECASE):
         return "the rewrite echoes the prompt"
@@ -93,7 +105,8 @@ def rewrite_problem(rewrite: str, last: str, history: Sequence[BaseMessage]) -> 
     if content_words(last) and grounding(last, text) < 0.5:
         return "the rewrite drops what the last message asks (under half its content words are kept)"
     for m in earlier_turns(history):
-        if isinstance(m, HumanMessage) and " ".join(m.text.split()).lower() == text.lower():
+        turn = " ".join(m.text.split()).lower()
+        if isinstance(m, HumanMessage) and turn and (turn == text.lower() or (len(turn) >= 8 and turn in text.lower())):
             return "the rewrite repeats an earlier user turn"
     return None
 

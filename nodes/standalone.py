@@ -24,6 +24,7 @@ from fusiongraph.context import FusionContext, as_context
 from fusiongraph.conversation import (
     depends_on_history,
     earlier_turns,
+    first_part,
     has_images,
     last_text,
     make_request,
@@ -74,7 +75,7 @@ def rewrite(res, ctx: FusionContext, text: str, history, request, event: dict) -
             return text
         message = model.with_config(run_name="standalone", tags=["standalone"]).invoke(messages)
         event.update(charge(spec, message, messages[-1].text, bound, REWRITE_MAX_TOKENS))
-        candidate = " ".join(message.text.split())
+        candidate = first_part(message.text, text)
     except Exception as exc:  # noqa: BLE001 - the message itself is a usable query
         event["rewrite"] = "fallback: " + redact(f"{type(exc).__name__}: {exc}", res.roster.secrets())[:300]
         return text
@@ -85,7 +86,7 @@ def rewrite(res, ctx: FusionContext, text: str, history, request, event: dict) -
         event["rewrite"] = f"fallback: {problem} -> the last message is used as it is"
         event["rejected_rewrite"] = candidate[:300]
         return text
-    event["rewrite"] = "rewritten"
+    event["rewrite"] = "rewritten" if candidate != text else "rewritten (unchanged)"
     return clean_query(candidate)
 
 

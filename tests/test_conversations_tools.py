@@ -9,7 +9,7 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
-from fusiongraph.conversation import depends_on_history, make_request, rewrite_problem
+from fusiongraph.conversation import depends_on_history, first_part, make_request, rewrite_problem
 from fusiongraph.graphs.fusion import build_graph, graph
 from fusiongraph.roster import CapabilityError, ModelSpec
 from fusiongraph.verifiers import check_response_format, check_tool_calls
@@ -106,6 +106,9 @@ def test_the_dependence_heuristic_and_the_rewrite_guard():
     assert "repeats an earlier user turn" in rewrite_problem("Say hello.", "and?", history)
     assert "not grounded" in rewrite_problem("Compute the integral of cosine", "and in French?", history)
     assert "drops" in rewrite_problem("Say hello.", "and in German and Spanish?", history)
+    assert "repeats" in rewrite_problem("Say hello in French. Then say hello.", "and in French?", history)
+    echo = 'When was Shakespeare born? The original message was: "Who wrote Hamlet?'
+    assert first_part(echo + "\nmore", "When was he born?") == "When was Shakespeare born?"
 
 
 # --- conversations ---------------------------------------------------------------------------------------

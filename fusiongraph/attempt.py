@@ -15,13 +15,14 @@ than was reserved (fusiongraph/judge_kinds/llm.py).
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable, Mapping, Sequence
 
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
-from fusiongraph.budget import charge, counter_for, prompt_bound, token_bound
+from fusiongraph.budget import PER_MESSAGE_TOKENS, charge, counter_for, message_text, prompt_bound, token_bound
 from fusiongraph.context import FusionContext
 from fusiongraph.judge_kinds.llm import (  # noqa: F401  (the LLM judge's bounds, under their old home)
     ANSWER_TOKENS_PER_TOKEN,
@@ -41,12 +42,66 @@ from fusiongraph.text import estimate_tokens, redact, trim_to_tokens
 JUDGE_OUTPUT_TOKENS = JUDGE_MAX_TOKENS  # the old name
 
 
-def answer_messages(subtask: str, guides: list[dict]) -> list:
-    """System prompt, worked examples from stronger models (RAR guides), then the (self-contained) subtask."""
+def answer_messages(
+    subtask: str,
+    guides: list[dict],
+    history: Sequence[BaseMessage] = (),
+    tail: Sequence[BaseMessage] = (),
+    message: BaseMessage | None = None,
+) -> list:
+    """System prompt, worked examples from stronger models (RAR guides), the conversation's earlier
+    messages (`history`: system and earlier turns), the (self-contained) subtask, or the user's own
+    `message` when it is sent whole (image parts), then `tail` (the tool calls and results after it)."""
     messages: list = [SystemMessage(load_prompt("answer"))]
     for g in guides:
         messages += [HumanMessage(g["subtask"]), AIMessage(g["answer"])]
-    return messages + [HumanMessage(subtask)]
+    return messages + list(history) + [message if message is not None else HumanMessage(subtask)] + list(tail)
+
+
+def fit_history(history: Sequence[BaseMessage], room: int, counter) -> tuple[list[BaseMessage], int]:
+    """The history that fits in `room` tokens: the oldest non-system turns dropped first (how many: the
+    second value). Earlier turns are context; the subtask itself is never dropped for them."""
+    kept = list(history)
+    dropped = 0
+
+    def size() -> int:
+        return sum(counter(message_text(m)) + PER_MESSAGE_TOKENS for m in kept)
+
+    while kept and size() > room:
+        i = next((i for i, m in enumerate(kept) if not isinstance(m, SystemMessage)), 0)
+        del kept[i]
+        dropped += 1
+    return kept, dropped
+
+
+def bind_request(model, request: Mapping | None):
+    """The chat model with the request's tools (tool_choice, parallel_tool_calls) and response_format."""
+    if not request:
+        return model
+    if request.get("tools") and request.get("tool_choice") != "none":
+        extra = (
+            {}
+            if request.get("parallel_tool_calls") is None
+            else {"parallel_tool_calls": request["parallel_tool_calls"]}
+        )
+        model = model.bind_tools(request["tools"], tool_choice=request.get("tool_choice") or "auto", **extra)
+    fmt = request.get("response_format")
+    if fmt and fmt.get("type") in ("json_object", "json_schema"):
+        model = model.bind(response_format=fmt)
+    return model
+
+
+def tool_calls_of(message) -> list[dict]:
+    """The reply's tool calls as plain dicts (LangChain's form: name, args, id, type)."""
+    return [
+        {"name": tc["name"], "args": tc.get("args") or {}, "id": tc.get("id"), "type": "tool_call"}
+        for tc in getattr(message, "tool_calls", None) or []
+    ]
+
+
+def render_tool_calls(calls: list[dict]) -> str:
+    """Tool calls as one readable line each (what judges, the trace and the store see of them)."""
+    return "\n".join(f"tool call: {c['name']}({json.dumps(c.get('args'), ensure_ascii=False)})" for c in calls)
 
 
 def guides_for(model: str, guides: list[dict], res: Resources, limit: int) -> list[dict]:
@@ -71,6 +126,8 @@ class PreparedCall:
     judge_worst_usd: float = 0.0  # what the judges reserved together
     prompt_bound: int = 0  # most input tokens of the answer call
     judge_reserved: dict[str, Reservation] = field(default_factory=dict)  # judge name -> its reservation
+    request: Mapping[str, Any] | None = None  # the run's tools / response_format (fusiongraph.state.RequestSpec)
+    history_dropped: int = 0  # earlier turns left out to fit the model's context
 
     @property
     def judge_answer_tokens(self) -> int:
@@ -79,19 +136,32 @@ class PreparedCall:
 
 
 def prepare_call(
-    res: Resources, ctx: FusionContext, model_id: str, subtask: str, guides: list[dict], judge_id: str | None
+    res: Resources,
+    ctx: FusionContext,
+    model_id: str,
+    subtask: str,
+    guides: list[dict],
+    judge_id: str | None,
+    history: Sequence[BaseMessage] = (),
+    tail: Sequence[BaseMessage] = (),
+    message: BaseMessage | None = None,
+    request: Mapping[str, Any] | None = None,
 ) -> PreparedCall:
     spec = res.roster[model_id]
     guides = guides_for(model_id, guides, res, ctx.guides)
     model = res.roster.chat_model(model_id, ctx.max_tokens, ctx.request_timeout_s)
     counter = getattr(model, "count_tokens", estimate_tokens)
-    room = spec.context - ctx.max_tokens - counter(load_prompt("answer")) - 64
+    extra = sum(counter(message_text(m)) + PER_MESSAGE_TOKENS for m in tail)
+    extra += counter(json.dumps(request.get("tools") or [])) if request else 0
+    room = spec.context - ctx.max_tokens - counter(load_prompt("answer")) - 64 - extra
+    history, dropped = fit_history(history, room - counter(subtask), counter)
+    room -= sum(counter(message_text(m)) + PER_MESSAGE_TOKENS for m in history)
     if counter(subtask) + sum(counter(g["subtask"] + g["answer"]) for g in guides) > room:
         guides = []  # the task itself comes before the worked examples
     sent, removed = trim_to_tokens(subtask, room, counter)
-    messages = answer_messages(sent, guides)
-    prompt_text = "\n".join(m.text for m in messages)
-    bound = prompt_bound(messages, counter_for(model))
+    messages = answer_messages(sent, guides, history, tail, message if not removed else None)
+    prompt_text = "\n".join(message_text(m) for m in messages)
+    bound = prompt_bound(messages, counter_for(model), request=request)
     answer_worst = spec.cost(bound, ctx.max_tokens)
     reserved = {name: judge.reserve(res, ctx, judge_id, sent) for name, judge in JUDGES.items()}
     judge_worst = sum((r.usd for r in reserved.values()), 0.0)
@@ -107,6 +177,8 @@ def prepare_call(
         judge_worst,
         bound,
         reserved,
+        request,
+        dropped,
     )
 
 
@@ -130,7 +202,10 @@ def run_attempt(
     started = time.perf_counter()
     try:
         message = invoke(
-            model.with_config(run_name=f"answer:{call.model_id}", tags=["answer", call.model_id]), call.messages
+            bind_request(model, call.request).with_config(
+                run_name=f"answer:{call.model_id}", tags=["answer", call.model_id]
+            ),
+            call.messages,
         )
     except Exception as exc:
         return new_attempt(
@@ -142,7 +217,8 @@ def run_attempt(
         )
     latency_s = round(time.perf_counter() - started, 3)
     usage = charge(spec, message, call.prompt_text, call.prompt_bound or token_bound(call.prompt_text), ctx.max_tokens)
-    answer = message.text
+    calls = tool_calls_of(message)
+    answer = message.text or render_tool_calls(calls)
     finish = message.response_metadata.get("finish_reason")
     verdicts: list[Verdict] = []
     klass = res.taxonomy.classes.get(task_class, task_class)  # the TaskClass (its verifiers), else the name
@@ -160,6 +236,7 @@ def run_attempt(
                 judge_id=judge_id,
                 reserved=call.judge_reserved.get(name, NO_RESERVATION),
                 verdicts=verdicts,
+                request=call.request,
             )
         )
         if verdict is not None:
@@ -184,6 +261,7 @@ def run_attempt(
         accepted=confidence >= ctx.quality_threshold,
         judge_usage=judge_usage,
         judge_trimmed_chars=sum(v.trimmed_chars for v in verdicts),
+        tool_calls=calls,
     )
 
 

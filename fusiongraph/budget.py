@@ -20,6 +20,9 @@ The bound on input tokens never undercounts:
 How the run shares the budget (B; every check is against ``B * (1 - SLACK)`` so that float rounding in
 the sums can never tip the total over B):
 
+0. standalone: a conversation's last message that depends on earlier turns is rewritten by the planner
+   only if B covers the rewrite's worst case plus the cheapest worst-case answer; its actual cost W counts
+   as plan (below, P includes W, and the decompose check is made against B - W).
 1. decompose: the planner is called only if B covers its worst case plus the cheapest worst-case answer
    of the whole query; else the whole query is one subtask (no plan call, no synthesis).
 2. with P the plan's actual cost and R = B - P, n > 1 subtasks: the synthesis's estimate H is held back
@@ -48,6 +51,7 @@ PER_MESSAGE_TOKENS = 8
 PER_CALL_TOKENS = 16
 STRUCTURED_OUTPUT_TOKENS = 64
 SLACK = 1e-9  # relative: the budget checks use B * (1 - SLACK)
+PLAN_NODES = ("standalone", "decompose")  # the trace events whose cost is the run's plan
 
 Counter = Callable[[str], int]
 
@@ -74,13 +78,32 @@ def schema_text(schema) -> str:
     return json.dumps(convert_to_openai_tool(schema), ensure_ascii=False)
 
 
-def prompt_bound(messages: Iterable[BaseMessage | str], count: Counter = token_bound, schema=None) -> int:
-    """Most input tokens a call with these messages (and, for structured output, this schema) can be."""
+def message_text(m: BaseMessage) -> str:
+    """All a message sends as text: its content's text and its tool calls (name and arguments)."""
+    calls = getattr(m, "tool_calls", None) or []
+    return m.text + "".join(json.dumps([tc.get("name"), tc.get("args")], ensure_ascii=False) for tc in calls)
+
+
+def request_text(request) -> str:
+    """The JSON a request's tools and response format add to a call (counted like a structured-output schema)."""
+    if not request:
+        return ""
+    parts = [request.get("tools"), (request.get("response_format") or {}).get("json_schema")]
+    return "".join(json.dumps(p, ensure_ascii=False) for p in parts if p)
+
+
+def prompt_bound(messages: Iterable[BaseMessage | str], count: Counter = token_bound, schema=None, request=None) -> int:
+    """Most input tokens a call with these messages (and, for structured output, this schema; for a request
+    with tools or a JSON schema, those) can be. Image parts are not counted: a model with vision bills them
+    by size, outside this bound."""
     total = PER_CALL_TOKENS
     for m in messages:
-        total += count(m if isinstance(m, str) else m.text) + PER_MESSAGE_TOKENS
+        total += count(m if isinstance(m, str) else message_text(m)) + PER_MESSAGE_TOKENS
     if schema is not None:
         total += count(schema_text(schema)) + STRUCTURED_OUTPUT_TOKENS
+    extra = request_text(request)
+    if extra:
+        total += count(extra) + STRUCTURED_OUTPUT_TOKENS
     return total
 
 
@@ -122,7 +145,7 @@ def shares(budget_usd: float, plan_cost: float, n: int, synthesis_estimate: floa
 
 def spent_breakdown(results: list[dict], overhead: list[dict]) -> dict:
     """Actual USD of a run by kind of call: plan, answers, judges, synthesis, and the total."""
-    plan = sum((e.get("cost_usd", 0.0) for e in overhead if e.get("node") == "decompose"), 0.0)
+    plan = sum((e.get("cost_usd", 0.0) for e in overhead if e.get("node") in PLAN_NODES), 0.0)
     synthesis = sum((e.get("cost_usd", 0.0) for e in overhead if e.get("node") == "synthesize"), 0.0)
     answers = sum((a.get("cost_usd", 0.0) for r in results for a in r.get("attempts") or []), 0.0)
     judges = sum((a.get("judge_cost_usd", 0.0) for r in results for a in r.get("attempts") or []), 0.0)

@@ -115,6 +115,14 @@ class FusionContext:
             "available API model, else the local one."
         },
     )
+    rewrite_standalone: bool = field(
+        default=True,
+        metadata={
+            "description": "Let the planner rewrite a last message that depends on earlier turns ('and in "
+            "French?') into a standalone query for routing and decomposition (guarded: a junk rewrite falls back "
+            "to the message); off uses the last message as written, with no model call."
+        },
+    )
     guides: int = field(
         default=2,
         metadata={

@@ -75,6 +75,7 @@ class Judging:
     judge_id: str | None  # the LLM judge's model (None: the LLM judge is turned off)
     reserved: Reservation = NO_RESERVATION  # what this judge reserved for this answer (Judge.reserve)
     verdicts: list[Verdict] = field(default_factory=list)  # of the judges that ran before this one
+    request: Any = None  # the run's RequestSpec (tools, response_format), None for a plain text request
 
 
 class Judge(Protocol):

@@ -23,7 +23,7 @@ from typing import Any, Iterator, Type
 import numpy as np
 from langchain_community.chat_models.llamacpp import ChatLlamaCpp
 from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableLambda
 from pydantic import BaseModel, PrivateAttr, model_validator
@@ -175,6 +175,18 @@ def _named_once(message: AIMessageChunk, named: set) -> AIMessageChunk:
     return AIMessageChunk(content=message.content, additional_kwargs=extra, tool_call_chunks=chunks, id=message.id)
 
 
+def _llama_response_format(kwargs: dict) -> dict:
+    """OpenAI's ``response_format`` in llama-cpp-python's form: ``json_schema`` becomes ``json_object`` with
+    the schema (a grammar built from it constrains the answer); ``json_object`` is any JSON object."""
+    fmt = kwargs.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        schema = (fmt.get("json_schema") or {}).get("schema") or {"type": "object"}
+        return {**kwargs, "response_format": {"type": "json_object", "schema": schema}}
+    if isinstance(fmt, dict) and fmt.get("type") == "text":
+        return {k: v for k, v in kwargs.items() if k != "response_format"}
+    return kwargs
+
+
 class LocalLlamaChat(ChatLlamaCpp):
     """langchain-community's :class:`ChatLlamaCpp` over a GGUF run in-process, with per-token log-probabilities.
 
@@ -235,13 +247,94 @@ class LocalLlamaChat(ChatLlamaCpp):
         return len(self._model().llama.tokenize(text.encode("utf-8", "replace"), add_bos=False))
 
     def _create_message_dicts(self, messages: list[BaseMessage]) -> list[dict[str, Any]]:
-        """ChatLlamaCpp's conversion (roles, names, tool calls), with content blocks flattened to their text:
-        a GGUF's chat template expects a string."""
+        """ChatLlamaCpp's conversion (roles, names), with content blocks flattened to their text: a GGUF's
+        chat template expects a string. Tool calls and tool results become text the template can show (many
+        templates, SmolLM2's among them, render only ``content``): ``functions.<name>: {args}`` for a call,
+        a user turn ``Tool result (<name>): ...`` for a result."""
         dicts = super()._create_message_dicts(messages)
+        names = {tc["id"]: tc["name"] for m in messages for tc in getattr(m, "tool_calls", None) or []}
+        out = []
         for d, m in zip(dicts, messages):
-            if isinstance(d.get("content"), list):
+            if isinstance(m, ToolMessage):
+                name = m.name or names.get(m.tool_call_id) or "tool"
+                out.append({"role": "user", "content": f"Tool result ({name}): {m.text}"})
+                continue
+            if isinstance(d.get("content"), list) or d.get("content") is None:
                 d["content"] = m.text
-        return dicts
+            if d.get("tool_calls"):
+                calls = "\n".join(
+                    f"functions.{tc['name']}: {json.dumps(tc.get('args'), ensure_ascii=False)}" for tc in m.tool_calls
+                )
+                d = {"role": d["role"], "content": "\n".join(p for p in (d["content"], calls) if p)}
+            out.append(d)
+        return out
+
+    def bind_tools(self, tools, *, tool_choice=None, parallel_tool_calls: bool | None = None, **kwargs: Any):
+        """Tools with OpenAI's ``tool_choice``: ``"auto"`` (the default), ``"required"``, ``"none"``, a tool's
+        name or ``{"type": "function", "function": {"name": ...}}``. The call is constrained by a llama.cpp
+        grammar built from the tool's JSON schema (see :meth:`_tool_call_choice`); one call per reply, so
+        ``parallel_tool_calls`` needs no more."""
+        from langchain_core.utils.function_calling import convert_to_openai_tool
+
+        formatted = [convert_to_openai_tool(t) for t in tools]
+        if tool_choice is True or tool_choice == "any":
+            tool_choice = "required"
+        if isinstance(tool_choice, str) and tool_choice not in ("auto", "none", "required"):
+            tool_choice = {"type": "function", "function": {"name": tool_choice}}
+        return self.bind(tools=formatted, tool_choice=tool_choice or "auto", **kwargs)
+
+    def _tools_prompt(self, messages: list[dict], tools: list[dict]) -> list[dict]:
+        """The conversation with a system message that describes the tools (the template does not)."""
+        lines = [
+            "You can call these tools. To call one, reply with functions.<name>; to answer in words, reply with "
+            "message. Call a tool only when you need its result; once you have a tool result, answer with it."
+        ]
+        for t in tools:
+            fn = t["function"]
+            lines.append(
+                f"- functions.{fn['name']}: {fn.get('description', '')} "
+                f"arguments: {json.dumps(fn.get('parameters', {}), ensure_ascii=False)}"
+            )
+        system = {"role": "system", "content": "\n".join(lines)}
+        first = next((i for i, d in enumerate(messages) if d.get("role") != "system"), len(messages))
+        return messages[:first] + [system] + messages[first:]
+
+    def _tool_call_choice(self, messages: list[BaseMessage], kwargs: dict) -> dict:
+        """llama-cpp-python calls a tool only when ``tool_choice`` names it (the answer is then constrained
+        by a grammar from its JSON schema). For ``"auto"`` and ``"required"`` the model first picks, under a
+        grammar that allows only ``functions.<name>`` (and ``message`` for auto), which tool to call or
+        whether to answer in words. A call identical to one already made in the conversation (same name and
+        arguments: its result is already there) is not repeated: the model answers in words instead."""
+        from llama_cpp import LlamaGrammar
+
+        tools, choice = kwargs.get("tools") or [], kwargs.get("tool_choice")
+        plain = {k: v for k, v in kwargs.items() if k not in ("tools", "tool_choice")}
+        if not tools or choice == "none":
+            return plain
+        if isinstance(choice, dict):  # a named tool: llama-cpp-python's own forced call, unchanged
+            return kwargs
+        dicts = self._tools_prompt(self._create_message_dicts(messages), tools)
+        names = [t["function"]["name"] for t in tools]
+        options = [f'"functions.{n}"' for n in names] + (['"message"'] if choice != "required" else [])
+        grammar = LlamaGrammar.from_string("root ::= " + " | ".join(options), verbose=self.verbose)
+        model = self._model()
+        with model.lock:
+            picked = model.llama.create_chat_completion(
+                messages=dicts, grammar=grammar, max_tokens=24, temperature=0.0
+            )["choices"][0]["message"]["content"]
+        if not picked.startswith("functions."):
+            return plain
+        choice = {"type": "function", "function": {"name": picked[len("functions.") :]}}
+        return {**kwargs, "tool_choice": choice, "_tool_dicts": dicts}
+
+    def _repeats_a_call(self, result: ChatResult, messages: list[BaseMessage]) -> bool:
+        made = {
+            (tc["name"], json.dumps(tc.get("args"), sort_keys=True))
+            for m in messages
+            for tc in getattr(m, "tool_calls", None) or []
+        }
+        calls = [tc for g in result.generations for tc in getattr(g.message, "tool_calls", None) or []]
+        return bool(calls) and all((tc["name"], json.dumps(tc.get("args"), sort_keys=True)) in made for tc in calls)
 
     def _meta(self, lp: SampledTokenLogprobs, finish_reason: str | None) -> dict:
         meta: dict[str, Any] = {"finish_reason": finish_reason, "model_name": self.model_name}
@@ -256,16 +349,28 @@ class LocalLlamaChat(ChatLlamaCpp):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        if self.streaming and not kwargs.get("tool_choice"):
+        kwargs = _llama_response_format(kwargs)
+        if self.streaming and not kwargs.get("tools"):
             return super()._generate(messages, stop, run_manager, **kwargs)  # through self._stream
         from llama_cpp import LogitsProcessorList
 
         model = self._model()
+        auto = kwargs.get("tool_choice") in (None, "auto")
+        if kwargs.get("tools"):
+            kwargs = self._tool_call_choice(messages, kwargs)
+        dicts = kwargs.pop("_tool_dicts", None)
         lp = SampledTokenLogprobs()
         with model.lock:
-            result = super()._generate(
-                messages, stop, run_manager, logits_processor=LogitsProcessorList([lp]), **kwargs
-            )
+            if dicts is None:
+                result = super()._generate(
+                    messages, stop, run_manager, logits_processor=LogitsProcessorList([lp]), **kwargs
+                )
+            else:  # the conversation with the tools described, the call constrained by the tool's grammar
+                params = {**self._get_parameters(stop), **kwargs, "logits_processor": LogitsProcessorList([lp])}
+                result = self._create_chat_result(self.client.create_chat_completion(messages=dicts, **params))
+        if dicts is not None and auto and self._repeats_a_call(result, messages):
+            plain = {k: v for k, v in kwargs.items() if k not in ("tools", "tool_choice")}
+            return self._generate(messages, stop, run_manager, **plain)
         usage = (result.llm_output or {}).get("token_usage") or {}
         for gen in result.generations:
             gen.message.response_metadata = self._meta(lp, (gen.generation_info or {}).get("finish_reason"))
@@ -283,8 +388,25 @@ class LocalLlamaChat(ChatLlamaCpp):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
+        if kwargs.get("tools") and not isinstance(kwargs.get("tool_choice"), dict):
+            # auto / required: which tool to call is decided first (a grammar step), so the reply is not streamed
+            result = self._generate(messages, stop, run_manager, **kwargs)
+            message = result.generations[0].message
+            yield ChatGenerationChunk(
+                message=AIMessageChunk(
+                    content=message.content,
+                    tool_call_chunks=[
+                        {"name": tc["name"], "args": json.dumps(tc["args"]), "id": tc["id"], "index": i}
+                        for i, tc in enumerate(message.tool_calls)
+                    ],
+                    response_metadata=message.response_metadata,
+                    usage_metadata=message.usage_metadata,
+                )
+            )
+            return
         from llama_cpp import LogitsProcessorList
 
+        kwargs = _llama_response_format(kwargs)
         model = self._model()
         lp = SampledTokenLogprobs()
         finish_reason = None

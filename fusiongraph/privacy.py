@@ -392,6 +392,16 @@ def restore(text: str, placeholders: dict[str, str]) -> str:
     return text
 
 
+def mask_messages(messages, placeholders: dict[str, str]) -> list:
+    """Conversation messages with every known value masked (text contents; other parts as they are)."""
+    out = []
+    for m in messages or ():
+        if isinstance(m.content, str) and placeholders:
+            m = m.model_copy(update={"content": mask_known(m.content, placeholders)})
+        out.append(m)
+    return out
+
+
 def is_trusted(spec) -> bool:
     """A model that may see sensitive values: in-process, or marked `trusted` (a server on this machine)."""
     return bool(spec.trusted or spec.is_local)

@@ -61,7 +61,8 @@ class Attempt(TypedDict):
     tokens_out: int
     cost_usd: float  # of the answer call only (the judges' cost is judge_cost_usd)
     reserved_usd: NotRequired[float]  # a returned call: its worst case (answer + judges) reserved beforehand
-    answer: NotRequired[str]  # a returned call: the model's reply
+    answer: NotRequired[str]  # a returned call: the model's reply (tool calls rendered as text)
+    tool_calls: NotRequired[list[dict[str, Any]]]  # a returned call that called tools: {name, args, id, type}
     finish_reason: NotRequired[str | None]  # a returned call: "stop", "length" (truncated), ... or None
     confidence: float  # the judges' weighted aggregate (0-1; 0 after a veto or a failed call), 4 places
     accepted: bool  # confidence >= quality_threshold
@@ -112,6 +113,7 @@ class SubtaskResult(TypedDict):
     status: Status
     answered_by: str | None  # the accepted model, else the best-scored one; None when nothing answered
     answer: str  # "" when nothing answered
+    tool_calls: NotRequired[list[dict[str, Any]]]  # the answering attempt's tool calls, when it called tools
     verified: bool  # an attempt was accepted by the judges (status "accepted"); else the answer is unverified
     cost_usd: float  # the attempts' answers and judges
     tokens_in: int  # the attempts' answers and judges
@@ -171,6 +173,7 @@ def new_attempt(
     accepted: bool = False,
     judge_usage: Mapping[str, Any] | None = None,
     judge_trimmed_chars: int = 0,
+    tool_calls: Sequence[Mapping[str, Any]] = (),
 ) -> Attempt:
     """The one place an :class:`Attempt` is built: a failed call when `error` is given, else a judged answer."""
     attempt: dict[str, Any] = {"model": model, "guides": list(guides)}
@@ -209,6 +212,8 @@ def new_attempt(
         verdicts=list(verdicts),
         finish_reason=finish_reason,
     )
+    if tool_calls:
+        attempt["tool_calls"] = [dict(tc) for tc in tool_calls]
     return attempt  # type: ignore[return-value]
 
 
@@ -239,6 +244,8 @@ def new_result(state: Mapping[str, Any], trace: list[TraceEvent]) -> SubtaskResu
     result["tokens_in"] = sum(a.get("tokens_in", 0) + a.get("judge_tokens_in", 0) for a in attempts)
     result["tokens_out"] = sum(a.get("tokens_out", 0) + a.get("judge_tokens_out", 0) for a in attempts)
     result["latency_s"] = round(sum(a.get("latency_s", 0.0) for a in attempts), 3)
+    if state.get("tool_calls"):
+        result["tool_calls"] = list(state["tool_calls"])
     result["verified"] = state.get("status") == "accepted"
     result["trace"] = trace
     for key in ("sensitive", "cache"):

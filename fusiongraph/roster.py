@@ -13,7 +13,16 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from fusiongraph.model_kinds import ModelKind, env, get_kind
 from fusiongraph.prompts import load_prompt
-from fusiongraph.text import estimate_tokens, load_yaml_mapping
+from fusiongraph.text import QueryError, estimate_tokens, load_yaml_mapping
+
+
+class CapabilityError(QueryError):
+    """No available model can do what the request needs (tools, json, vision): the client's error (4xx)."""
+
+    def __init__(self, message: str, capability: str):
+        super().__init__(message)
+        self.capability = capability
+
 
 LARGE_LOCAL_BYTES = 1 << 30  # an in-process GGUF this big or bigger is "large": at most one is held at once
 
@@ -49,7 +58,11 @@ class ModelSpec(BaseModel):
     strength: float | None = Field(
         default=None, description="estimated strength (parameters in billions): orders equal-priced models"
     )
-    capabilities: list[str] = Field(default_factory=list, description="what could be read: tools, vision")
+    capabilities: list[str] = Field(
+        default_factory=list,
+        description="what the model can do besides text: tools (function calling), json (response_format "
+        "json_object / json_schema), vision (image parts); a request that needs one goes only to models that have it",
+    )
 
     @field_validator("kind")
     @classmethod
@@ -191,11 +204,18 @@ class Roster:
             key=lambda i: (self.specs[i].blended_price, -(self.specs[i].strength or 0.0), self._order.index(i)),
         )
 
-    def availability(self, local_only: bool, answering: bool = False) -> tuple[list[str], list[dict]]:
-        """(available ids cheapest first, skipped models with the reason); `answering`: cascade tiers only."""
+    def availability(
+        self, local_only: bool, answering: bool = False, requires: list[str] | tuple = ()
+    ) -> tuple[list[str], list[dict]]:
+        """(available ids cheapest first, skipped models with the reason); `answering`: cascade tiers only;
+        `requires`: capabilities a model must have (tools, json, vision), else it is skipped saying which."""
         available, skipped = [], []
         for model_id in self.by_cost():
             if answering and not self.specs[model_id].answers:
+                continue
+            missing = [c for c in requires if c not in self.specs[model_id].capabilities]
+            if missing:
+                skipped.append({"model": model_id, "reason": f"lacks the {'+'.join(missing)} capability"})
                 continue
             if model_id in self._given:
                 available.append(model_id)
@@ -206,6 +226,26 @@ class Roster:
             else:
                 available.append(model_id)
         return available, skipped
+
+    def check_capable(self, local_only: bool, requires: list[str] | tuple) -> None:
+        """CapabilityError (a 4xx at the endpoint) when no available answering model has every capability
+        the request needs, naming it and how to configure a model that has it."""
+        if not requires or self.availability(local_only, answering=True, requires=requires)[0]:
+            return
+        need = "+".join(requires)
+        having = [m for m in self._order if all(c in self.specs[m].capabilities for c in requires)]
+        why = (
+            f"the roster's models with it ({', '.join(having)}) are not available now (no key or URL set"
+            f"{', or local_only is set' if local_only else ''})"
+            if having
+            else "no model in the roster has it"
+        )
+        raise CapabilityError(
+            f"this request needs a model with the {need!r} capability, and {why}; configure one: add "
+            f"`capabilities: [{', '.join(requires)}]` to a model in models.yaml that supports it (e.g. gpt-4o-mini "
+            f"with OPENAI_API_KEY set, or an OpenAI-compatible server) - README, Models",
+            need,
+        )
 
     def helper(self, available: list[str], preferred: str = "") -> str | None:
         """The model for a helper role (decompose, judge, synthesise): the preferred one if available,

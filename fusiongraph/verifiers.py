@@ -352,3 +352,125 @@ def run_verifiers(names: list[str], subtask: str, answer: str) -> list[tuple[str
         if check is not None:
             out.append((name, check))
     return out
+
+
+# ------------------------------------------------------------------------- a request's tools and JSON output
+# Output verifiers check the reply message against what the request asked for (its tools, tool_choice,
+# parallel_tool_calls and response_format: a fusiongraph.state.RequestSpec). Each is
+# ``function(request, message) -> Check | None`` (None: the request asks nothing of this kind); the rules
+# judge runs every one, and a veto (an invalid tool call, JSON that does not parse or validate) makes the
+# cascade escalate. The same checks decide whether the final answer is returned or refused.
+
+OutputVerifier = Callable[[dict, object], "Check | None"]
+
+
+def _schema_errors(schema: dict, value) -> list[str]:
+    """Why `value` does not validate against the JSON schema (the first few errors, with their paths)."""
+    import jsonschema
+
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
+    return [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"[:160] for e in errors[:3]]
+
+
+def offered_tools(request: dict | None) -> dict[str, dict]:
+    """The offered function tools by name (none when tool_choice is "none")."""
+    if not request or not request.get("tools") or request.get("tool_choice") == "none":
+        return {}
+    return {t["function"]["name"]: t["function"] for t in request["tools"] if t.get("type", "function") == "function"}
+
+
+def forced_tool(request: dict | None) -> str | None:
+    """The tool the request's tool_choice names, if it names one."""
+    choice = (request or {}).get("tool_choice")
+    return choice["function"]["name"] if isinstance(choice, dict) else None
+
+
+def check_tool_calls(request: dict, message) -> Check | None:
+    """A tool call names an offered tool (the one tool_choice names, if any) and its arguments validate
+    against that tool's JSON schema; "required" or a named tool_choice wants a call, not text."""
+    offered = offered_tools(request)
+    calls = list(getattr(message, "tool_calls", None) or [])
+    invalid = list(getattr(message, "invalid_tool_calls", None) or [])
+    if not offered:
+        if calls or invalid:
+            return Check(0.0, "the answer calls a tool, but no tools were offered", veto=True)
+        return None
+    if invalid:
+        bad = invalid[0]
+        return Check(0.0, f"tool call {bad.get('name')!r}: the arguments are not JSON ({bad.get('error')})", veto=True)
+    forced = forced_tool(request)
+    if not calls:
+        if forced or request.get("tool_choice") == "required":
+            return Check(0.0, f"a call of {forced or 'a tool'} was required, the answer is text", veto=True)
+        return None  # tool_choice "auto": a text answer is fine
+    if request.get("parallel_tool_calls") is False and len(calls) > 1:
+        return Check(0.0, f"{len(calls)} tool calls, but parallel_tool_calls is false", veto=True)
+    for call in calls:
+        name = call.get("name")
+        if name not in offered:
+            return Check(0.0, f"tool call names {name!r}, which was not offered ({sorted(offered)})", veto=True)
+        if forced and name != forced:
+            return Check(0.0, f"tool call names {name!r}, but tool_choice asks for {forced!r}", veto=True)
+        errors = _schema_errors(offered[name].get("parameters") or {"type": "object"}, call.get("args"))
+        if errors:
+            return Check(0.0, f"tool call {name!r}: the arguments do not validate: {'; '.join(errors)}", veto=True)
+    return Check(1.0, f"{len(calls)} valid tool call(s): {', '.join(c['name'] for c in calls)}")
+
+
+def response_schema(request: dict | None) -> dict | None:
+    """The JSON schema a json_schema response_format asks for."""
+    fmt = (request or {}).get("response_format") or {}
+    return (fmt.get("json_schema") or {}).get("schema") if fmt.get("type") == "json_schema" else None
+
+
+def check_response_format(request: dict, message) -> Check | None:
+    """response_format json_object: the answer is a JSON object; json_schema: and it validates against the
+    schema. The answer must be JSON as it stands (no code fence)."""
+    kind = ((request or {}).get("response_format") or {}).get("type")
+    if kind not in ("json_object", "json_schema") or getattr(message, "tool_calls", None):
+        return None
+    text = (getattr(message, "text", "") or "").strip()
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        return Check(0.0, f"{kind} was requested; the answer is not valid JSON ({getattr(exc, 'msg', exc)})", veto=True)
+    schema = response_schema(request)
+    if schema is None:
+        if not isinstance(value, dict):
+            return Check(0.0, f"json_object was requested; the answer is JSON {type(value).__name__}", veto=True)
+        return Check(1.0, "a valid JSON object")
+    errors = _schema_errors(schema, value)
+    if errors:
+        return Check(0.0, f"the JSON does not validate against the schema: {'; '.join(errors)}", veto=True)
+    return Check(1.0, "JSON valid against the schema")
+
+
+OUTPUT_VERIFIERS: dict[str, OutputVerifier] = {
+    "tool_calls": check_tool_calls,
+    "response_format": check_response_format,
+}
+
+
+def check_output(request: dict | None, message) -> list[tuple[str, Check]]:
+    """The output checks that apply to this reply, as (verifier name, check)."""
+    if not request:
+        return []
+    out = []
+    for name, verifier in OUTPUT_VERIFIERS.items():
+        check = verifier(request, message)
+        if check is not None:
+            out.append((name, check))
+    return out
+
+
+def check_schema(schema, what: str) -> None:
+    """ValueError naming `what` when `schema` is not a valid JSON schema (a request's tool or format)."""
+    import jsonschema
+
+    if not isinstance(schema, dict):
+        raise ValueError(f"{what} must be a JSON schema object")
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise ValueError(f"{what} is not a valid JSON schema: {exc.message}") from None

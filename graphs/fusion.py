@@ -1,6 +1,6 @@
-"""The fusion graph: decompose -> (per subtask, in parallel: taxonomy -> neighbours -> cascade -> record)
--> synthesize -> settle (a LangGraph API run is charged to its API key). Wiring only; each node lives in
-nodes/."""
+"""The fusion graph: standalone -> decompose -> (per subtask, in parallel: privacy -> taxonomy -> cache ->
+neighbours -> cascade -> record) -> synthesize -> settle (a LangGraph API run is charged to its API key).
+Wiring only; each node lives in nodes/."""
 
 from langgraph.graph import END, START, StateGraph
 
@@ -12,6 +12,7 @@ from fusiongraph.nodes.neighbours import neighbours
 from fusiongraph.nodes.privacy import privacy
 from fusiongraph.nodes.record import record
 from fusiongraph.nodes.settle import settle
+from fusiongraph.nodes.standalone import standalone
 from fusiongraph.nodes.synthesize import synthesize
 from fusiongraph.nodes.taxonomy import taxonomy
 from fusiongraph.state import FusionInput, FusionOutput, FusionState, SubtaskOutput, SubtaskState
@@ -39,22 +40,25 @@ def build_subtask_graph():
     return builder.compile(name="subtask")
 
 
-def build_graph():
+def build_graph(checkpointer=None):
+    """The whole graph; `checkpointer` keeps threads in-process (the LangGraph server brings its own)."""
     builder = StateGraph(
         FusionState, context_schema=FusionContext, input_schema=FusionInput, output_schema=FusionOutput
     )
+    builder.add_node("standalone", standalone)
     builder.add_node("decompose", decompose)
     builder.add_node("subtask", build_subtask_graph())
     builder.add_node("synthesize", synthesize)
     builder.add_node("settle", settle)
-    builder.add_edge(START, "decompose")
+    builder.add_edge(START, "standalone")
+    builder.add_edge("standalone", "decompose")
     builder.add_conditional_edges("decompose", fan_out_subtasks, ["subtask"])
     builder.add_edge("subtask", "synthesize")
     builder.add_edge("synthesize", "settle")
     builder.add_edge("settle", END)
     # Subtasks wait on network calls, not the CPU: allow more parallel branches than the default thread
     # pool (cores + 4) so 8 subtasks (each a node thread plus a model-call task) all run at once.
-    return builder.compile(name="fusion").with_config(max_concurrency=MAX_PARALLEL_CALLS)
+    return builder.compile(name="fusion", checkpointer=checkpointer).with_config(max_concurrency=MAX_PARALLEL_CALLS)
 
 
 graph = build_graph()

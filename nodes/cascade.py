@@ -73,7 +73,27 @@ def cascade(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
         # under privacy="redact" an untrusted model answers the masked subtask; its answer gets the values back
         masked = bool(sensitive) and ctx.privacy == "redact" and not pv.is_trusted(res.roster[model_id])
         text = state["masked"] if masked else state["subtask"]
-        call = prepare_call(res, ctx, model_id, text, state.get("guides", []), judge_id)
+        call = prepare_call(
+            res,
+            ctx,
+            model_id,
+            text,
+            state.get("guides", []),
+            judge_id,
+            pv.mask_messages(state.get("history"), placeholders) if masked else state.get("history") or (),
+            pv.mask_messages(state.get("tail"), placeholders) if masked else state.get("tail") or (),
+            state.get("message"),
+            state.get("request"),
+        )
+        if call.history_dropped:
+            trace.append(
+                {
+                    "node": "cascade",
+                    "model": model_id,
+                    "event": "history trimmed",
+                    "detail": f"{call.history_dropped} earlier message(s) left out to fit the context",
+                }
+            )
         if call.trimmed_chars:  # a truncated subtask would be answered as something else: never sent
             trace.append(
                 {
@@ -136,5 +156,6 @@ def cascade(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
         "status": status,
         "answered_by": best["model"] if best else None,
         "answer": best["answer"] if best else "",
+        "tool_calls": best.get("tool_calls", []) if best else [],
         "trace": trace,
     }

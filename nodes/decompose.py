@@ -20,6 +20,7 @@ from fusiongraph import privacy as pv
 from fusiongraph.attempt import ANSWER_TOKENS_PER_TOKEN, JUDGE_MAX_TOKENS, answer_messages, judge_bound
 from fusiongraph.budget import charge, counter_for, prompt_bound, shares, token_bound, usable
 from fusiongraph.context import FusionContext, as_context
+from fusiongraph.conversation import answered_whole, classify_text, has_images, make_request
 from fusiongraph.prompts import load_examples, load_prompt
 from fusiongraph.resources import get_resources
 from fusiongraph.state import Decomposition, FusionState
@@ -47,10 +48,11 @@ def _messages(query: str) -> list:
     return messages + [HumanMessage(query)]
 
 
-def cheapest_answer_usd(res, ctx: FusionContext, query: str) -> float:
+def cheapest_answer_usd(res, ctx: FusionContext, query: str, history=(), request=None, tail=()) -> float:
     """Worst case of the cheapest answer (and its judge) to the whole query, by the byte bound, each prompt
     capped at the model's context (longer prompts are trimmed to it): what must stay after the plan."""
-    answering, _ = res.roster.availability(ctx.local_only, answering=True)
+    requires = (request or {}).get("requires") or []
+    answering, _ = res.roster.availability(ctx.local_only, answering=True, requires=requires)
     if not answering:
         return 0.0
     available, _ = res.roster.availability(ctx.local_only)
@@ -59,7 +61,7 @@ def cheapest_answer_usd(res, ctx: FusionContext, query: str) -> float:
     if judge_id is not None:
         spec = res.roster[judge_id]
         judge = spec.cost(min(judge_bound(res, ctx, judge_id, query, token_bound)[1], spec.context), JUDGE_MAX_TOKENS)
-    bound = prompt_bound(answer_messages(query, []))
+    bound = prompt_bound(answer_messages(query, [], history, tail), request=request)
     return judge + min(res.roster[m].cost(min(bound, res.roster[m].context), ctx.max_tokens) for m in answering)
 
 
@@ -93,9 +95,16 @@ def check_fits(query: str, res, ctx: FusionContext) -> None:
         )
 
 
+class AnsweredWhole(Exception):
+    """The request is answered as one subtask (tools, a JSON format, images): the planner is not called."""
+
+
 def decompose(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
     ctx = as_context(runtime.context)
-    query = clean_query(state.get("query"))
+    query = clean_query(state.get("standalone") or state.get("query"))
+    request, history, tail = state.get("request"), state.get("history") or [], state.get("tail") or []
+    # what the standalone rewrite cost (this run's trace) is part of the plan
+    prior = sum((e.get("cost_usd", 0.0) for e in state.get("trace") or [] if e.get("node") == "standalone"), 0.0)
     res = get_resources(ctx)
     available, skipped = res.roster.availability(ctx.local_only)
     check_fits(query, res, ctx)
@@ -116,6 +125,9 @@ def decompose(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
     subtasks: list[str]
     count = token_bound
     try:
+        whole = answered_whole(request)
+        if whole:
+            raise AnsweredWhole(whole)
         if guard.hold:
             raise PrivacyHold(
                 "the query holds sensitive values and no trusted planner is available (privacy=route); "
@@ -129,8 +141,8 @@ def decompose(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
         messages = _messages(prompt)
         bound = prompt_bound(messages, count, schema=Decomposition)
         event["reserved_usd"] = spec.cost(bound, ctx.max_tokens)
-        after = cheapest_answer_usd(res, ctx, query)
-        if event["reserved_usd"] + after > usable(ctx.budget_usd):
+        after = cheapest_answer_usd(res, ctx, query, history, request, tail)
+        if event["reserved_usd"] + after > usable(ctx.budget_usd) - prior:
             raise OverBudget(
                 f"the plan could cost up to ${event['reserved_usd']:.6f} and the cheapest answer "
                 f"${after:.6f}; the budget is ${ctx.budget_usd:.6f}; the planner is not called"
@@ -146,6 +158,9 @@ def decompose(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
             event["dropped_ungrounded"] = [pv.mask_known(s, placeholders)[:120] for s in planned if s not in subtasks]
         if not subtasks:
             raise ValueError("no subtask of the decomposition is grounded in the query")
+    except AnsweredWhole as exc:
+        event["whole"] = str(exc)
+        subtasks = [query]
     except (OverBudget, TooLong, PrivacyHold) as exc:
         kind = {OverBudget: "budget", TooLong: "context", PrivacyHold: "privacy"}[type(exc)]
         event["fallback"] = f"{kind}: {exc} -> the whole query is one subtask"
@@ -163,24 +178,35 @@ def decompose(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
         subtasks = [query]  # an atomic query stays exactly as the user wrote it
     event["subtasks"] = len(subtasks)
     synthesis = synthesis_estimate_usd(spec, ctx, count, query, subtasks) if len(subtasks) > 1 else 0.0
-    held, share = shares(ctx.budget_usd, event.get("cost_usd", 0.0), len(subtasks), synthesis)
+    held, share = shares(ctx.budget_usd, prior + event.get("cost_usd", 0.0), len(subtasks), synthesis)
     event["budget"] = {
         "budget_usd": ctx.budget_usd,
-        "plan_usd": event.get("cost_usd", 0.0),
+        "plan_usd": prior + event.get("cost_usd", 0.0),
         "synthesis_held_usd": held,
         "share_usd": share,
     }
     res.embedder.embed(subtasks)  # one batch now; the parallel subtask branches then hit the embedding cache
-    return {"query": query, "subtasks": subtasks, "trace": [event]}
+    return {"standalone": query, "subtasks": subtasks, "trace": [event]}
 
 
 def fan_out_subtasks(state: FusionState) -> list[Send]:
     """One parallel branch of the subtask subgraph per subtask, each with its fixed share of the budget
-    (a "budget" event at the head of the branch's trace, read by the cascade)."""
+    (a "budget" event at the head of the branch's trace, read by the cascade), the conversation's history
+    and tail, and the request. A single subtask with image parts is sent as the user's own message."""
     subtasks = state["subtasks"]
     plan = next((e for e in reversed(state.get("trace") or []) if e.get("node") == "decompose" and "budget" in e), None)
     share = {"share_usd": plan["budget"]["share_usd"]} if plan else {}
+    last, tail = state.get("last_message"), state.get("tail") or []
+    whole = len(subtasks) == 1 and last is not None and has_images(last)
+    common = {
+        "n_subtasks": len(subtasks),
+        "request": state.get("request") or make_request(),
+        "history": state.get("history") or [],
+        "tail": tail,
+        "message": last if whole else None,
+        **share,
+    }
     return [
-        Send("subtask", {"index": i, "subtask": s, "n_subtasks": len(subtasks), **share})
+        Send("subtask", {"index": i, "subtask": s, "classify_text": classify_text(s, tail), **common})
         for i, s in enumerate(subtasks)
     ]

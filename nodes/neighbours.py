@@ -15,7 +15,8 @@ from fusiongraph.text import estimate_tokens
 def neighbours(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
     ctx = as_context(runtime.context)
     res = get_resources(ctx)
-    available, unavailable = res.roster.availability(ctx.local_only, answering=True)
+    requires = (state.get("request") or {}).get("requires") or []
+    available, unavailable = res.roster.availability(ctx.local_only, answering=True, requires=requires)
     available, private = pv.allowed(res, ctx, state.get("sensitive") or [], available)
     unavailable = unavailable + private
     text = pv.routing_text(state)

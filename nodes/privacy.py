@@ -17,12 +17,17 @@ from fusiongraph.state import SubtaskState
 def privacy(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
     ctx = as_context(runtime.context)
     findings = pv.scan_for(ctx, state["subtask"])
+    masked, placeholders = pv.mask(state["subtask"], findings) if findings else (None, {})
+    # the conversation the answering models also receive (earlier turns, tool results) counts too
+    for m in list(state.get("history") or []) + list(state.get("tail") or []):
+        if isinstance(m.content, str) and (found := pv.scan_for(ctx, m.content)):
+            findings += found
+            placeholders = pv.mask(m.content, found, placeholders)[1]
     if not findings:
         return {"sensitive": [], "masked": None, "placeholders": {}}
-    masked, placeholders = pv.mask(state["subtask"], findings)
     return {
         "sensitive": [f.public() for f in findings],
-        "masked": masked,
+        "masked": masked or state["subtask"],
         "placeholders": placeholders,
         "trace": [{"node": "privacy", "mode": ctx.privacy, "found": pv.summary(findings)}],
     }

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import time
 
-from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 
 from fusiongraph import privacy as pv
-from fusiongraph.budget import charge, counter_for, prompt_bound, spent_breakdown, usable
+from fusiongraph.budget import PLAN_NODES, charge, counter_for, prompt_bound, spent_breakdown, usable
 from fusiongraph.context import FusionContext, as_context
 from fusiongraph.prompts import load_prompt
 from fusiongraph.records import UNVERIFIED, SubtaskResult, Summary, TraceEvent, new_summary
 from fusiongraph.resources import get_resources
 from fusiongraph.state import FusionState
 from fusiongraph.text import estimate_tokens, redact
+from fusiongraph.verifiers import check_output
 
 
 def _summary(
@@ -47,22 +48,43 @@ def _joined(results: list[SubtaskResult]) -> str:
     return "\n\n".join(f"{i + 1}. {r['answer'] or '(no answer)'}" for i, r in enumerate(results))
 
 
+def reply(result: SubtaskResult, request, verified_only: bool) -> dict:
+    """The run's reply for a single subtask: its answer or its tool calls, unless they fail the request's
+    output checks (fusiongraph.verifiers.check_output: an invalid tool call, JSON that does not parse or
+    validate), which are then refused with the reason, never returned as if valid."""
+    calls = result.get("tool_calls") or []
+    message = AIMessage(content="" if calls else result["answer"], tool_calls=calls)
+    failed = next((c for _, c in check_output(request, message) if c.veto), None)
+    if failed is not None:
+        what = "tool call" if (request or {}).get("tools") else "JSON"
+        refusal = (
+            f"fusiongraph: no available model gave a valid {what} for this request ({failed.reason}); "
+            "the attempts are in fusiongraph.results"
+        )
+        return {"answer": "", "refusal": refusal, "messages": [AIMessage(content=refusal)]}
+    if verified_only and not result.get("verified"):
+        return {"answer": UNVERIFIED, "messages": [AIMessage(content=UNVERIFIED)]}
+    out = {"answer": message.text, "messages": [message]}
+    return out | ({"tool_calls": calls} if calls else {})
+
+
 def synthesize(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
     ctx = as_context(runtime.context)
     res = get_resources(ctx)
     results = sorted(state.get("results", []), key=lambda r: r["index"])
-    overhead = [e for e in state.get("trace", []) if e.get("node") == "decompose"]
+    overhead = [e for e in state.get("trace", []) if e.get("node") in PLAN_NODES]
+    if len(results) == 1:
+        summary = _summary(results, overhead, res.roster, ctx.budget_usd)
+        return reply(results[0], state.get("request"), ctx.require_verified) | {"summary": summary}
     if ctx.require_verified:  # what no judge accepted is not passed off as an answer
         results = [r if r.get("verified") else {**r, "answer": UNVERIFIED} for r in results]
-    if len(results) == 1:
-        return {"answer": results[0]["answer"], "summary": _summary(results, overhead, res.roster, ctx.budget_usd)}
     available, _ = res.roster.availability(ctx.local_only)
     model_id = res.roster.helper(available, ctx.planner_model)
     parts = "\n\n".join(
         load_prompt("synthesize_part").format(number=i + 1, subtask=r["subtask"], answer=r["answer"] or "(no answer)")
         for i, r in enumerate(results)
     )
-    request = load_prompt("synthesize_request").format(query=state["query"], parts=parts)
+    request = load_prompt("synthesize_request").format(query=state.get("standalone") or state.get("query"), parts=parts)
     # sensitive values in the query or the answers: a trusted synthesiser, the values masked, or a plain join
     guard = pv.guard_helper(res, ctx, available, model_id, request)
     model_id, prompt, placeholders = guard.model_id, guard.prompt, guard.placeholders
@@ -108,6 +130,7 @@ def synthesize(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
     event["latency_s"] = round(time.perf_counter() - started, 3)
     return {
         "answer": answer,
+        "messages": [AIMessage(content=answer)],
         "trace": [event],
         "summary": _summary(results, overhead + [event], res.roster, ctx.budget_usd),
     }

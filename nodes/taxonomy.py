@@ -6,7 +6,6 @@ from __future__ import annotations
 from langgraph.runtime import Runtime
 
 from fusiongraph.context import FusionContext, as_context
-from fusiongraph.privacy import routing_text
 from fusiongraph.resources import get_resources
 from fusiongraph.state import SubtaskState
 
@@ -14,7 +13,8 @@ from fusiongraph.state import SubtaskState
 def taxonomy(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
     ctx = as_context(runtime.context)
     res = get_resources(ctx)
-    embedding = res.embedder.embed_one(routing_text(state))  # masked when it holds sensitive values
+    # masked when it holds sensitive values; a tool request is classified from its last user/tool messages
+    embedding = res.embedder.embed_one(state.get("masked") or state.get("classify_text") or state["subtask"])
     result = res.taxonomy.classify(embedding, res.embedder)
     top = dict(sorted(result.scores.items(), key=lambda kv: -kv[1])[:3])
     answer_tokens = res.taxonomy.answer_tokens(result.task_class, ctx.max_tokens)

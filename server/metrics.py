@@ -30,6 +30,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from fusiongraph.budget import PLAN_NODES
+
 ANONYMOUS = "anonymous"
 STARTED = "fusiongraph.started"
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
@@ -102,8 +104,8 @@ def observe(out: dict, mode: str, key: str, seconds: float | None) -> None:
     if seconds is not None:
         RUN_SECONDS.labels(mode=mode).observe(max(seconds, 0.0))
     for event in out.get("trace") or []:
-        if event.get("node") in ("decompose", "synthesize") and event.get("cost_usd"):
-            kind = "plan" if event["node"] == "decompose" else "synthesis"
+        if event.get("node") in (*PLAN_NODES, "synthesize") and event.get("cost_usd"):
+            kind = "plan" if event["node"] in PLAN_NODES else "synthesis"
             COST.labels(model=event.get("model") or "unknown", key=key, kind=kind).inc(float(event["cost_usd"]))
     for result in out.get("results") or []:
         attempts = result.get("attempts") or []

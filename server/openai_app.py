@@ -1,7 +1,11 @@
 """An OpenAI-compatible chat endpoint for the fusion graph, mounted into the LangGraph server
 (langgraph.json ``"http": {"app": "./server/openai_app.py:app"}``): ``GET /v1/models``, ``POST /v1/chat/completions``.
 
-The last message (from the user) is the query; earlier turns are prepended as ``Conversation so far:`` text.
+The messages become LangChain messages and the graph's input (``{"messages": [...], "tools": ...}``): the last
+user message is answered, earlier turns are the history the answering models receive (nodes/standalone.py);
+``tools`` / ``tool_choice`` / ``parallel_tool_calls`` / ``response_format`` pass through (validated by
+fusiongraph.conversation.make_request), tool calls come back as ``tool_calls`` (``finish_reason: "tool_calls"``,
+streamed as OpenAI's tool-call deltas), an answer no model made valid as a ``refusal``.
 Knobs (FusionContext fields) come as top-level fields or in a ``fusiongraph`` object (which wins), except the
 server-side path knobs; OpenAI parameters the graph does not use are accepted, ignored and listed in
 ``fusiongraph.ignored_params``; anything else is a 4xx in OpenAI's error format. Streaming forwards a model
@@ -20,6 +24,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any, Literal, get_type_hints
 
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langgraph.types import Overwrite
 from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessage
 from openai.types.chat.chat_completion import Choice
 from openai.types.chat.chat_completion_chunk import Choice as ChunkChoice
@@ -30,6 +36,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     create_model,
     field_validator,
@@ -43,7 +50,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from fusiongraph.context import FusionContext
+from fusiongraph.conversation import make_request, split_conversation
 from fusiongraph.records import Attempt, Summary
+from fusiongraph.roster import CapabilityError
 from fusiongraph.server import auth, metrics
 from fusiongraph.text import QueryError, clean_query, redact
 
@@ -62,7 +71,6 @@ IGNORED_OPENAI_PARAMS = frozenset(
         "logit_bias",
         "metadata",
         "store",
-        "parallel_tool_calls",
         "service_tier",
         "reasoning_effort",
         "prompt_cache_key",
@@ -73,8 +81,10 @@ IGNORED_OPENAI_PARAMS = frozenset(
         "top_logprobs",
     }
 )
-# accepted (and ignored) only with a value that asks for nothing: no tools, plain-text output
-UNSUPPORTED_PARAMS = ("tools", "tool_choice", "functions", "function_call", "response_format", "audio", "prediction")
+# accepted (and ignored) only with a value that asks for nothing (the legacy functions API: use tools)
+UNSUPPORTED_PARAMS = ("functions", "function_call", "audio", "prediction")
+# passed to the graph (fusiongraph.conversation.make_request validates them)
+REQUEST_PARAMS = ("tools", "tool_choice", "parallel_tool_calls", "response_format")
 ROLES = {"system": "System", "developer": "System", "user": "User", "assistant": "Assistant", "tool": "Tool"}
 STREAM_CHUNK_CHARS = 24
 # graph.astream runs the synchronous nodes, and the model calls they block on, in the event loop's default
@@ -136,37 +146,77 @@ def _refuse(message: str, param: str | None, status: int = 400, code: str | None
 
 
 class Message(BaseModel):
-    model_config = ConfigDict(strict=True)  # other message fields (name, tool_calls, ...) are ignored
+    model_config = ConfigDict(strict=True)  # other message fields (name, audio, ...) are ignored
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | None = None
+    content: str | list[dict[str, Any]] | None = None
+    tool_calls: list[dict[str, Any]] | None = None  # an assistant's calls, in OpenAI's form
+    tool_call_id: str | None = None  # a tool message: the call it answers
+    name: str | None = None
 
     @field_validator("content", mode="before")
     @classmethod
-    def _join_text_parts(cls, v: Any) -> Any:
+    def _parts(cls, v: Any) -> Any:
         if not isinstance(v, list):
             return v
         for i, part in enumerate(v):
-            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise PydanticCustomError("text_parts", "not a text part", {"part": i})
-        return "\n".join(part["text"] for part in v)
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "text" and isinstance(part.get("text"), str):
+                continue
+            if kind == "image_url" and isinstance((part.get("image_url") or {}).get("url"), str):
+                continue
+            raise PydanticCustomError("content_parts", "not a text or image part", {"part": i})
+        return v
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "\n".join(p["text"] for p in self.content if p.get("type") == "text")
+        return self.content or ""
+
+    def to_langchain(self, i: int) -> BaseMessage:
+        """The LangChain message (RequestError naming the message when it cannot be one)."""
+        images = isinstance(self.content, list) and any(p.get("type") == "image_url" for p in self.content)
+        if images and self.role != "user":
+            raise _refuse(f"messages[{i}]: only user messages may have image parts", f"messages[{i}].content")
+        if self.role in ("system", "developer"):
+            return SystemMessage(self.text())
+        if self.role == "user":
+            return HumanMessage(self.content if images else self.text(), **({"name": self.name} if self.name else {}))
+        if self.role == "tool":
+            if not self.tool_call_id:
+                raise _refuse(f"messages[{i}]: a tool message needs tool_call_id", f"messages[{i}].tool_call_id")
+            return ToolMessage(self.text(), tool_call_id=self.tool_call_id)
+        calls = []
+        for j, tc in enumerate(self.tool_calls or []):
+            fn = tc.get("function") if isinstance(tc, dict) else None
+            try:
+                args = json.loads(fn.get("arguments") or "{}") if isinstance(fn, dict) else None
+            except (TypeError, ValueError):
+                args = None
+            if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not isinstance(args, dict):
+                raise _refuse(
+                    f"messages[{i}].tool_calls[{j}] must be {{id, type: function, function: {{name, arguments: "
+                    f"a JSON object as a string}}}}",
+                    f"messages[{i}].tool_calls",
+                )
+            calls.append({"name": fn["name"], "args": args, "id": tc.get("id") or f"call_{i}_{j}"})
+        return AIMessage(self.text(), tool_calls=calls)
 
 
-def _query(messages: list[Message]) -> str:
-    """The graph's query: the last user message, with earlier turns as a plain-text prefix."""
+def _conversation(messages: list[Message]) -> list[BaseMessage]:
+    """The LangChain messages of the request: the last user message is answered, earlier turns are history
+    (fusiongraph.conversation.split_conversation, the graph's own rule)."""
     for i, m in enumerate(messages):
-        if m.role == "user" and not (m.content or "").strip():
+        if m.role == "user" and not m.text().strip() and not isinstance(m.content, list):
             raise _refuse(f"messages[{i}].content is empty", f"messages[{i}].content")
-    *earlier, last = messages
-    if last.role != "user":
-        raise _refuse(f"the last message must come from the user, got role {last.role!r}", "messages")
-    turns = [f"{ROLES[m.role]}: {m.content.strip()}" for m in earlier if (m.content or "").strip()]
-    query = (
-        last.content if not turns else "Conversation so far:\n" + "\n".join(turns) + f"\n\nUser: {last.content.strip()}"
-    )
+    converted = [m.to_langchain(i) for i, m in enumerate(messages)]
+    if messages[-1].role not in ("user", "tool"):
+        raise _refuse(f"the last message must come from the user or a tool, got role {messages[-1].role!r}", "messages")
     try:
-        return clean_query(query)
+        _, last, _ = split_conversation(converted)
+        clean_query(last.text)
     except QueryError as exc:
         raise _refuse(str(exc), "messages") from exc
+    return converted
 
 
 def _model_exists(model: str) -> str:
@@ -186,10 +236,11 @@ class _Request(BaseModel):
 
     model_config = _STRICT
     model: Annotated[str, Field(min_length=1), AfterValidator(_model_exists)]
-    messages: Annotated[list[Message], Field(min_length=1), AfterValidator(lambda v: _query(v) and v)]
+    messages: Annotated[list[Message], Field(min_length=1), AfterValidator(lambda v: _conversation(v) and v)]
     stream: bool = False
     stream_options: dict[str, Any] | None = None
     n: float = Field(1, ge=1, le=1)
+    _request: dict = PrivateAttr(default_factory=dict)
 
     @field_validator("stream_options", mode="before")
     @classmethod
@@ -204,6 +255,20 @@ class _Request(BaseModel):
         return v
 
     @model_validator(mode="after")
+    def _request_is_valid(self):
+        images = any(
+            isinstance(m.content, list) and any(p.get("type") == "image_url" for p in m.content) for m in self.messages
+        )
+        try:
+            self._request = make_request(
+                self.tools, self.tool_choice, self.parallel_tool_calls, self.response_format, images=images
+            )
+        except ValueError as exc:
+            param = next((p for p in REQUEST_PARAMS if str(exc).startswith(p)), "messages")
+            raise _refuse(str(exc), param) from exc
+        return self
+
+    @model_validator(mode="after")
     def _knobs_in_range(self):
         try:
             FusionContext(**self.context)  # range checks (quality_threshold in [0, 1], budget >= 0, ...)
@@ -212,8 +277,19 @@ class _Request(BaseModel):
         return self
 
     @property
-    def query(self) -> str:
-        return _query(self.messages)
+    def request(self) -> dict:
+        """The validated tools / response_format (fusiongraph.state.RequestSpec)."""
+        return self._request
+
+    @property
+    def graph_input(self) -> dict:
+        """The graph's input: the conversation as LangChain messages and the request's fields."""
+        fields = {k: getattr(self, k) for k in REQUEST_PARAMS if getattr(self, k) is not None}
+        return {"messages": _conversation(self.messages), **fields}
+
+    @property
+    def last_text(self) -> str:
+        return split_conversation(_conversation(self.messages))[1].text
 
     @property
     def context(self) -> dict:
@@ -226,6 +302,11 @@ class _Request(BaseModel):
     def ignored(self) -> list[str]:
         return sorted(self.model_fields_set & (IGNORED_OPENAI_PARAMS | set(UNSUPPORTED_PARAMS)))
 
+    @property
+    def structured(self) -> bool:
+        """Tools or a JSON format: no draft is streamed live (the reply is checked whole first)."""
+        return bool(self.request.get("requires"))
+
 
 ChatRequest = create_model(
     "ChatRequest",
@@ -233,7 +314,7 @@ ChatRequest = create_model(
     **{k: (_KNOB_TYPES[k], None) for k in _HTTP_KNOBS if k != "max_tokens"},
     max_tokens=(int | None, None),
     max_completion_tokens=(int | None, None),
-    **{p: (Any, None) for p in sorted(IGNORED_OPENAI_PARAMS) + list(UNSUPPORTED_PARAMS)},
+    **{p: (Any, None) for p in sorted(IGNORED_OPENAI_PARAMS) + list(UNSUPPORTED_PARAMS) + list(REQUEST_PARAMS)},
     fusiongraph=(Knobs, Field(default_factory=Knobs)),
 )
 
@@ -270,15 +351,21 @@ def _request_error(exc: ValidationError) -> RequestError:
         )
     if param in _FIXED_MESSAGES:
         return RequestError(_FIXED_MESSAGES[param], param)
-    if kind == "text_parts":
+    if kind == "content_parts":
         return RequestError(
-            f"{param}[{ctx['part']}]: only text parts ({{'type': 'text', 'text': ...}}) are supported", param
+            f"{param}[{ctx['part']}]: a part must be {{'type': 'text', 'text': ...}} or "
+            f"{{'type': 'image_url', 'image_url': {{'url': ...}}}}",
+            param,
         )
     if name == "role":
         role = None if kind == "missing" else e["input"]
         return RequestError(f"{param} must be one of {sorted(ROLES)}, got {role!r}", param)
-    if name == "content":
-        return RequestError(f"{param} must be a string or a list of text parts, got {got}", param)
+    if "content" in loc:
+        upto = loc[: loc.index("content") + 1]
+        param = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in upto).lstrip(".")
+        return RequestError(f"{param} must be a string or a list of text / image parts, got {got}", param)
+    if name in ("tool_calls", "tool_call_id", "name"):
+        return RequestError(f"{param} has the wrong type ({got})", param)
     return RequestError(f"{param} must be an object with 'role' and 'content'", "messages")
 
 
@@ -289,9 +376,9 @@ def parse_request(body: Any) -> _Request:
         raise _request_error(exc) from None
 
 
-def build_query(messages: Any) -> str:
-    """The graph's query for a list of OpenAI messages (RequestError if they cannot make one)."""
-    return parse_request({"model": MODEL_ID, "messages": messages}).query
+def build_conversation(messages: Any) -> list[BaseMessage]:
+    """The graph's messages for a list of OpenAI messages (RequestError if they cannot make a conversation)."""
+    return parse_request({"model": MODEL_ID, "messages": messages}).graph_input["messages"]
 
 
 # --- graph output -> OpenAI ------------------------------------------------------------------------------
@@ -332,15 +419,31 @@ def fusiongraph_field(out: dict, ignored: list[str]) -> dict:
     ]
     field = {
         "verified": (out.get("summary") or {}).get("verified", False),
+        "standalone": out.get("standalone"),
         "subtasks": out.get("subtasks", []),
         "summary": out.get("summary", {}),
         "results": results,
         "trace": out.get("trace", []),
     }
+    field |= {"refusal": out["refusal"]} if out.get("refusal") else {}
     return field | ({"ignored_params": ignored} if ignored else {})
 
 
+def openai_tool_calls(out: dict) -> list[dict]:
+    """The reply's tool calls in OpenAI's form (arguments as a JSON string)."""
+    return [
+        {
+            "id": tc.get("id") or f"call_{uuid.uuid4().hex[:24]}",
+            "type": "function",
+            "function": {"name": tc["name"], "arguments": json.dumps(tc.get("args") or {}, ensure_ascii=False)},
+        }
+        for tc in out.get("tool_calls") or []
+    ]
+
+
 def _finish_reason(out: dict) -> str:
+    if out.get("tool_calls"):
+        return "tool_calls"
     reasons = [
         a.get("finish_reason")
         for r in out.get("results") or []
@@ -351,7 +454,13 @@ def _finish_reason(out: dict) -> str:
 
 
 def completion_body(out: dict, ignored: list[str]) -> dict:
-    message = ChatCompletionMessage(role="assistant", content=out.get("answer", ""), refusal=None)
+    calls = openai_tool_calls(out)
+    message = ChatCompletionMessage(
+        role="assistant",
+        content=None if calls or out.get("refusal") else out.get("answer", ""),
+        refusal=out.get("refusal"),
+        **({"tool_calls": calls} if calls else {}),
+    )
     body = ChatCompletion(
         id=f"chatcmpl-{uuid.uuid4().hex}",
         object="chat.completion",
@@ -419,7 +528,7 @@ async def _events(req: _Request, scope: dict | None = None):
     try:
         graph = await asyncio.to_thread(_graph)  # the first import loads the graph: not on the event loop
         async for namespace, mode, data in graph.astream(
-            {"query": req.query},
+            req.graph_input,
             context=req.context,
             config=_run_config(scope),
             stream_mode=["updates", "messages"],
@@ -431,7 +540,12 @@ async def _events(req: _Request, scope: dict | None = None):
                         n_subtasks = len(node_out.get("subtasks") or [])
                         single = n_subtasks == 1 and await asyncio.to_thread(_single_candidate, req.context)
                     for k, v in node_out.items() if isinstance(node_out, dict) else ():
-                        out[k] = out.get(k, []) + v if k in ("results", "trace") else v
+                        if isinstance(v, Overwrite):  # the standalone node starts the run's results and trace
+                            out[k] = list(v.value)
+                        elif k == "messages":
+                            out[k] = out.get(k, []) + list(v)
+                        else:
+                            out[k] = out.get(k, []) + v if k in ("results", "trace") else v
             elif mode == "messages":
                 message, metadata = data
                 tags, text = set((metadata or {}).get("tags") or []), message.text
@@ -439,7 +553,8 @@ async def _events(req: _Request, scope: dict | None = None):
                 if (
                     text
                     and live_run is None
-                    and not tags & {"judge", "decompose"}
+                    and not req.structured  # a tool call or JSON is checked whole before it is sent
+                    and not tags & {"judge", "decompose", "standalone"}
                     and (("synthesize" in tags and n_subtasks > 1) or ("answer" in tags and single))
                 ):
                     live_run = run_id  # the run that is sure to produce the final answer
@@ -459,6 +574,20 @@ async def _events(req: _Request, scope: dict | None = None):
         yield {"data": "[DONE]"}
         return
     await asyncio.to_thread(auth.settle, scope, out, "stream")  # charge the API key, record metrics
+    for i, call in enumerate(openai_tool_calls(out)):  # OpenAI's form: id and name first, then the arguments
+        head = {
+            "index": i,
+            "id": call["id"],
+            "type": "function",
+            "function": {"name": call["function"]["name"], "arguments": ""},
+        }
+        yield _chunk(cid, created, {"tool_calls": [head]})
+        args = call["function"]["arguments"]
+        for j in range(0, len(args), STREAM_CHUNK_CHARS):
+            piece = {"index": i, "function": {"arguments": args[j : j + STREAM_CHUNK_CHARS]}}
+            yield _chunk(cid, created, {"tool_calls": [piece]})
+    if out.get("refusal"):
+        yield _chunk(cid, created, {"refusal": out["refusal"]})
     answer, note = out.get("answer", "") or "", {}
     if answer.startswith(sent) or answer.strip() == sent.strip():
         rest = answer[len(sent) :] if answer.startswith(sent) else ""
@@ -489,13 +618,24 @@ async def get_model(request: Request) -> JSONResponse:
     return JSONResponse(MODEL_CARD)
 
 
-def _check_fits(query: str, context) -> None:
+def _check_fits(req: _Request) -> None:
+    """What the graph would refuse, refused before a run (and before a stream starts): a query no model can
+    read whole, a request that needs a capability (tools, json, vision) no available model has."""
     from fusiongraph.context import as_context
     from fusiongraph.nodes.decompose import check_fits
     from fusiongraph.resources import get_resources
 
-    ctx = as_context(context)
-    check_fits(query, get_resources(ctx), ctx)
+    ctx = as_context(req.context)
+    res = get_resources(ctx)
+    res.roster.check_capable(ctx.local_only, req.request["requires"])
+    check_fits(req.last_text, res, ctx)
+
+
+def _query_error(exc: QueryError) -> JSONResponse:
+    if isinstance(exc, CapabilityError):
+        param = {"tools": "tools", "json": "response_format"}.get(exc.capability.split("+")[0], "messages")
+        return error_response(str(exc), 400, param, "capability_not_available")
+    return error_response(str(exc), 400, "messages")
 
 
 async def chat_completions(request: Request):
@@ -509,16 +649,16 @@ async def chat_completions(request: Request):
     except RequestError as exc:
         return error_response(exc.message, exc.status, exc.param, exc.code)
     try:  # a query no model can read whole is the client's error (400), also before a stream starts
-        await asyncio.to_thread(_check_fits, req.query, req.context)
+        await asyncio.to_thread(_check_fits, req)
     except QueryError as exc:
-        return error_response(str(exc), 400, "messages")
+        return _query_error(exc)
     if req.stream:
         return EventSourceResponse(_events(req, request.scope), sep="\n", headers={"Cache-Control": "no-cache"})
     try:
         graph = await asyncio.to_thread(_graph)
-        out = await graph.ainvoke({"query": req.query}, context=req.context, config=_run_config(request.scope))
+        out = await graph.ainvoke(req.graph_input, context=req.context, config=_run_config(request.scope))
     except QueryError as exc:
-        return error_response(str(exc), 400, "messages")
+        return _query_error(exc)
     except Exception as exc:  # noqa: BLE001 - a failure of the graph itself, not of the request
         return error_response(f"the graph failed: {type(exc).__name__}: {exc}"[:1000], 500, kind="server_error")
     await asyncio.to_thread(auth.settle, request.scope, out)  # charge the API key, record metrics

@@ -47,6 +47,7 @@ class ScriptedChat(BaseChatModel):
     finish_reason: str = "stop"
     model_config = ConfigDict(arbitrary_types_allowed=True)
     _calls: list = PrivateAttr(default_factory=list)
+    _seen: list = PrivateAttr(default_factory=list)  # (messages, call kwargs) of every call
     _lock: Any = PrivateAttr(default_factory=threading.Lock)
 
     @property
@@ -57,18 +58,30 @@ class ScriptedChat(BaseChatModel):
     def calls(self) -> list[str]:
         return self._calls
 
+    @property
+    def seen(self) -> list[tuple[list[BaseMessage], dict]]:
+        return self._seen
+
+    def bind_tools(self, tools, *, tool_choice=None, **kwargs):
+        return self.bind(tools=tools, tool_choice=tool_choice, **kwargs)
+
     def _generate(self, messages: list[BaseMessage], stop=None, run_manager=None, **kwargs) -> ChatResult:
         prompt = messages[-1].text
         with self._lock:
             self._calls.append(prompt)
+            self._seen.append((list(messages), dict(kwargs)))
         reply = self.script(prompt)
         if isinstance(reply, BaseException):
             raise reply
         meta = {"finish_reason": self.finish_reason}
         if self.logprob is not None:
             meta["token_logprobs"] = [self.logprob] * self.tokens_out
+        calls = []
+        if isinstance(reply, AIMessage):  # a reply with tool calls
+            reply, calls = reply.content, reply.tool_calls
         msg = AIMessage(
             content=reply,
+            tool_calls=calls,
             response_metadata=meta,
             usage_metadata={
                 "input_tokens": 100,

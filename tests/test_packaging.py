@@ -60,7 +60,8 @@ def test_langgraph_dockerfile_installs_the_package_and_serves_the_graph_the_app_
     import os
     import re
 
-    from tests.test_server import langgraph_exe, server_env
+    from tests.devserver import dev_env as server_env
+    from tests.devserver import langgraph_exe
 
     config = json.loads((ROOT / "langgraph.json").read_text())
     out = subprocess.run(

@@ -18,9 +18,10 @@ import httpx
 import psycopg
 import pytest
 
+from tests.devserver import _free_port, langgraph_exe
+from tests.devserver import dev_env as server_env
 from tests.pgcluster import ThrowawayPostgres
 from tests.test_replicas import _chat, _clean, _db_counts, _events, _start, _stop, _wait_ok
-from tests.test_server import _free_port, langgraph_exe, server_env
 
 pytestmark = [pytest.mark.integration]
 REQUEST_BOUND_S = 90  # a request that takes longer counts as a hang

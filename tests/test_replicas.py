@@ -24,7 +24,9 @@ import httpx
 import psycopg
 import pytest
 
-from tests.test_server import _free_port, langgraph_exe, server_env
+from tests.devserver import _free_port, dev_env, langgraph_exe
+from tests.devserver import stop as _stop
+from tests.devserver import wait_ok as _wait_ok
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_URL = os.environ.get("FUSIONGRAPH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -72,30 +74,6 @@ def _start(exe: str, port: int, env: dict, workdir: Path) -> tuple[subprocess.Po
     return proc, log_path
 
 
-def _wait_ok(proc: subprocess.Popen, url: str, log_path: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"langgraph dev exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"langgraph dev did not answer /ok in {timeout} s:\n{log_path.read_text()[-3000:]}")
-        time.sleep(0.5)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def replicas(tmp_path_factory):
     """A fresh database and two `langgraph dev` replicas (ports A, B) whose store is that database."""
@@ -107,7 +85,7 @@ def replicas(tmp_path_factory):
     name = f"fg_replicas_{uuid.uuid4().hex[:10]}"
     admin.execute(f"CREATE DATABASE {name}")
     tmp = tmp_path_factory.mktemp("replicas")
-    env = server_env(FUSIONGRAPH_STORE_URL=_db_url(name))
+    env = dev_env(FUSIONGRAPH_STORE_URL=_db_url(name))
     procs = []
     try:
         urls = []

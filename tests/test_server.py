@@ -4,19 +4,14 @@ test against a real `langgraph dev` (LangGraph SDK + the mounted OpenAI endpoint
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from fusiongraph.server.openai_app import RequestError, app, build_query
+from fusiongraph.server.openai_app import RequestError, app, build_conversation
+from tests.devserver import run_langgraph_dev
 from tests.fakes import ScriptedChat
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,6 +78,45 @@ def sse_events(response) -> list:
             400,
             "messages[0].content",
         ),
+        (
+            {
+                "model": "fusiongraph",
+                "messages": [{"role": "user", "content": "hi"}],
+                "tools": [{"type": "function", "function": {"name": "f"}}],
+                "tool_choice": {"type": "function", "function": {"name": "g"}},
+            },
+            400,
+            "tool_choice",
+        ),
+        (
+            {
+                "model": "fusiongraph",
+                "messages": [{"role": "user", "content": "hi"}],
+                "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": 5}}},
+            },
+            400,
+            "response_format",
+        ),
+        (
+            {
+                "model": "fusiongraph",
+                "messages": [{"role": "user", "content": "hi"}, {"role": "tool", "content": "42"}],
+            },
+            400,
+            "messages[1].tool_call_id",
+        ),
+        (
+            {
+                "model": "fusiongraph",
+                "messages": [
+                    {"role": "user", "content": "hi"},
+                    {"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{nope"}}]},
+                    {"role": "tool", "tool_call_id": "c", "content": "42"},
+                ],
+            },
+            400,
+            "messages[1].tool_calls",
+        ),
         ({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}, 404, "model"),
         ({"messages": [{"role": "user", "content": "hi"}]}, 400, "model"),
         (
@@ -123,10 +157,15 @@ def sse_events(response) -> list:
             {
                 "model": "fusiongraph",
                 "messages": [{"role": "user", "content": "hi"}],
-                "tools": [{"type": "function", "function": {"name": "f"}}],
+                "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "bogus"}}}],
             },
             400,
             "tools",
+        ),
+        (
+            {"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}], "functions": [{}]},
+            400,
+            "functions",
         ),
         ([1, 2], 400, None),
     ],
@@ -152,22 +191,31 @@ def test_models_listing(client):
     assert client.get("/v1/models/gpt-4o").status_code == 404
 
 
-def test_conversation_becomes_one_query():
-    assert build_query([{"role": "user", "content": "Hi?"}]) == "Hi?"
-    q = build_query(
+def test_a_conversation_becomes_langchain_messages_with_the_last_user_turn_last():
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+
+    assert build_conversation([{"role": "user", "content": "Hi?"}]) == [HumanMessage("Hi?")]
+    messages = build_conversation(
         [
             {"role": "system", "content": "Be brief."},
             {"role": "user", "content": "I live in Paris."},
             {"role": "assistant", "content": [{"type": "text", "text": "Nice."}]},
             {"role": "user", "content": "Which country is that in?"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": '{"city": "Paris"}'}}
+                ],
+            },
+            {"role": "tool", "tool_call_id": "c1", "content": "France"},
         ]
     )
-    assert q == (
-        "Conversation so far:\nSystem: Be brief.\nUser: I live in Paris.\nAssistant: Nice.\n\n"
-        "User: Which country is that in?"
-    )
+    assert [type(m) for m in messages] == [SystemMessage, HumanMessage, AIMessage, HumanMessage, AIMessage, ToolMessage]
+    assert messages[3].text == "Which country is that in?" and messages[2].text == "Nice."
+    assert messages[4].tool_calls[0]["args"] == {"city": "Paris"} and messages[5].tool_call_id == "c1"
     with pytest.raises(RequestError):
-        build_query([{"role": "user", "content": "x" * 10_000_000}])
+        build_conversation([{"role": "user", "content": "x" * 10_000_000}])
 
 
 # --- completions --------------------------------------------------------------------------------------
@@ -269,6 +317,7 @@ def test_many_slow_subtasks_do_not_starve_the_graph_threads(client, fusion):
     body = chat(client, query, fusiongraph={**KNOBS, "max_subtasks": 12}).json()
     assert len(body["fusiongraph"]["subtasks"]) == 12
     events = sse_events(chat(client, query, stream=True, fusiongraph={**KNOBS, "max_subtasks": 12}))
+    assert "fusiongraph" in events[-1], events[-1]
     assert len(events[-1]["fusiongraph"]["results"]) == 12
 
 
@@ -346,80 +395,10 @@ def test_the_official_openai_client(client, fusion):
 # --- integration: a real `langgraph dev` ----------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def langgraph_exe() -> str:
-    """The `langgraph` CLI of this environment; a dev dependency, so a missing one fails the test."""
-    exe = Path(sys.executable).parent / "langgraph"
-    found = str(exe) if exe.exists() else shutil.which("langgraph")
-    if not found:
-        pytest.fail("langgraph-cli is not installed: it is a dev dependency (pip install -e '.[dev]')")
-    return found
-
-
-STORE_ENV = (
-    "FUSIONGRAPH_STORE_URL",
-    "FUSIONGRAPH_STORE_DIR",
-    "FUSIONGRAPH_STORE_CACHE_DIR",
-    "FUSIONGRAPH_REQUIRE_API_KEY",
-)
-
-
-def server_env(**store) -> dict:
-    """The environment of a test's `langgraph dev`: offline, quiet, and only the given store settings."""
-    env = {k: v for k, v in os.environ.items() if k not in STORE_ENV}
-    return env | {
-        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
-        "LANGSMITH_TRACING": "false",
-        "LANGGRAPH_NO_VERSION_CHECK": "true",
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "PYTHONUNBUFFERED": "1",
-        **store,
-    }
-
-
 @pytest.fixture
 def langgraph_dev(tmp_path):
-    exe = langgraph_exe()
-    port = _free_port()
-    env = server_env(FUSIONGRAPH_STORE_DIR=str(tmp_path / "store"))
-    log_path = tmp_path / "langgraph-dev.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [str(exe), "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"langgraph dev exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"langgraph dev did not answer /ok in 120 s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(1)
-        yield url, log_path
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+    with run_langgraph_dev(tmp_path) as server:
+        yield server
 
 
 @pytest.mark.integration

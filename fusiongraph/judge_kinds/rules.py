@@ -8,7 +8,7 @@ import json
 import re
 
 from fusiongraph.judges import NO_RESERVATION, Judging, Reservation, Verdict, register_judge
-from fusiongraph.verifiers import WANTS_JSON, for_class, run_verifiers, strip_fence
+from fusiongraph.verifiers import WANTS_JSON, check_output, for_class, run_verifiers, strip_fence
 
 _REFUSAL = re.compile(
     r"^\s*(i('| a)m sorry|sorry,|i can(no|')t (help|assist|answer|do)|i am unable|i'm unable|as an ai\b|"
@@ -63,4 +63,15 @@ class RulesJudge:
         return NO_RESERVATION
 
     def judge(self, j: Judging) -> Verdict:
-        return rule_verdict(j.task, j.answer, j.finish_reason, j.task_class)
+        """The request's output checks first (tool calls, JSON format: fusiongraph.verifiers.OUTPUT_VERIFIERS;
+        a failed one vetoes), then, for a text answer, the text rules."""
+        checks = check_output(j.request, j.message)
+        for name, check in checks:
+            if check.veto:
+                return Verdict("rules", 0.0, True, f"{name}: {check.reason}")
+        if getattr(j.message, "tool_calls", None):
+            return Verdict("rules", 1.0, False, "; ".join(c.reason for _, c in checks) or "ok")
+        verdict = rule_verdict(j.task, j.answer, j.finish_reason, j.task_class)
+        if checks and not verdict.veto:
+            verdict.detail = "; ".join([verdict.detail, *(c.reason for _, c in checks)])
+        return verdict

@@ -308,7 +308,7 @@ def test_a_langgraph_api_run_is_charged_once_to_its_key_by_the_settle_node(serve
 
     def run(run_id: str | None, configurable: dict) -> dict:
         config = {"configurable": configurable, "metadata": {"run_id": run_id} if run_id else {}}
-        return graph.invoke(query, config, context=dict(KNOBS))
+        return graph.invoke(query, config, context=dict(KNOBS) | {"cache": False})  # every run pays
 
     out = run("run-1", {"langgraph_auth_user": user, "__request_start_time_ms__": 1})
     cost = out["summary"]["spent_usd"]["total"]

@@ -326,6 +326,8 @@ OUR_TABLES = {
     "api_keys",
     "api_key_spend",
     "api_key_charges",
+    "answer_cache",
+    "erasures",
 }
 # the LangGraph server's own tables on Postgres (langgraph-api: assistants, threads, runs, crons, its migrations;
 # the checkpointer's and the long-term store's, created by the server through langgraph-checkpoint-postgres)

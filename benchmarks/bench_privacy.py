@@ -216,16 +216,19 @@ def bench_cache(prompts: list[str], n_pairs: int, rng: random.Random) -> dict:
             hit = sum(
                 1
                 for p in positives
-                if answer_cache.lookup(res, ctx, embedder.embed_one(p), "factual_qa", ["m"]) is not None
+                if answer_cache.lookup(res, ctx, embedder.embed_one(p), "factual_qa", ["m"], p) is not None
             )
-            false_hit = 0
+            false_hit = embedding_only = 0
             for text, j in zip(negatives, neg_of):
                 # asked fresh: the store holds the prompt itself too, so look past it to the near-duplicate
                 got = store.cached_answers(embedder.embed_one(text), answer_cache.OPEN_SCOPE, threshold, 0.0, k=4)
-                false_hit += any(g["subtask_id"] == ids[j] for g in got)
+                near = [g for g in got if g["subtask_id"] == ids[j]]
+                false_hit += any(answer_cache.same_question(text, g["text"]) for g in near)
+                embedding_only += bool(near)
             rates[str(threshold)] = {
                 "hit_rate": round(hit / len(positives), 3),
                 "false_hit_rate": round(false_hit / len(negatives), 3),
+                "false_hit_rate_embedding_only": round(embedding_only / len(negatives), 3),
             }
             print("cache", threshold, rates[str(threshold)], flush=True)
         # latency of a hit: an unseen paraphrase, embedded (no embedding cache) + search + look-up
@@ -238,7 +241,7 @@ def bench_cache(prompts: list[str], n_pairs: int, rng: random.Random) -> dict:
         for p in pool[n_pairs : n_pairs + 200]:
             q = paraphrase(p, rng)
             t = time.perf_counter()
-            answer_cache.lookup(res, ctx, plain.embed_one(q), "factual_qa", ["m"])
+            answer_cache.lookup(res, ctx, plain.embed_one(q), "factual_qa", ["m"], q)
             lat.append((time.perf_counter() - t) * 1000)
             t = time.perf_counter()
             pv.scan(q)

@@ -22,9 +22,8 @@ def cache(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
     res = get_resources(ctx)
     available, _ = res.roster.availability(ctx.local_only, answering=True)
     try:
-        hit = answer_cache.lookup(
-            res, ctx, res.embedder.embed_one(pv.routing_text(state)), state["task_class"], available
-        )
+        text = pv.routing_text(state)
+        hit = answer_cache.lookup(res, ctx, res.embedder.embed_one(text), state["task_class"], available, text)
     except Exception as exc:  # a cache that cannot be read is a miss, never a failed subtask
         return {"cache": None, "trace": [{"node": "cache", "error": f"{type(exc).__name__}: {exc}"[:300]}]}
     if hit is None:

@@ -124,3 +124,14 @@ def test_never_across_task_classes_nor_to_a_model_the_subtask_may_not_use(fusion
     assert answer_cache.lookup(res, ctx(), emb, "math", ["api"])["answer"] == "42"
     assert answer_cache.lookup(res, ctx(), emb, "factual_qa", ["api"]) is None
     assert answer_cache.lookup(res, ctx(), emb, "math", []) is None  # e.g. not available to this run
+
+
+def test_a_near_duplicate_with_other_numbers_is_not_the_same_question(fusion):
+    assert answer_cache.same_question("What is the capital of France?", "what is the capital of france ?")
+    assert answer_cache.same_question("What is 17 times 23?", "Please answer: what is 17 times 23")
+    assert not answer_cache.same_question("Interest at 12% for 3 years?", "Interest at 14% for 3 years?")
+    assert not answer_cache.same_question("Which is a mammal? A. cat B. trout", "Which is a mammal? A. shark B. trout")
+    res, chat = one_model(fusion)
+    graph.invoke({"query": "A loan of $100 at 12% for 3 years: what is the interest?"}, context=ctx())
+    other = graph.invoke({"query": "A loan of $100 at 14% for 3 years: what is the interest?"}, context=ctx())
+    assert other["summary"]["cache_hits"] == 0  # the embeddings are close; the numbers differ

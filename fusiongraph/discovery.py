@@ -384,7 +384,9 @@ def find_gguf_files(dirs: list[Path] | None = None, memory: int | None = -1) -> 
                 if "tools" in template:
                     caps.append("tools")
                 if projectors:
-                    caps.append("vision")
+                    # shown, not routed: the in-process tier does not load the projector, so images never go
+                    # to it ("vision" is what routes an image; a server that serves the projector can say so)
+                    caps.append("vision-projector")
                 label = _label(path)
                 model_id = "gguf:" + _slug(label)
                 while model_id in ids:

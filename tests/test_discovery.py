@@ -213,7 +213,7 @@ def test_vision_projector_and_split_shards(tmp_path):
     (tmp_path / "big-00002-of-00003.gguf").write_bytes(b"shard")
     found = discovery.find_gguf_files([tmp_path], memory=None)
     (row,) = found.specs
-    assert row["capabilities"] == ["vision"] and found.notes == []
+    assert row["capabilities"] == ["vision-projector"] and found.notes == []  # shown; images are not routed to it
 
 
 def test_exclude_and_pin(fake_server, tmp_path):

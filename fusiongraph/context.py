@@ -12,7 +12,8 @@ class FusionContext:
     quality_threshold: float = field(
         default=0.6,
         metadata={
-            "description": "Accept an answer when the judges' aggregated confidence (0-1) reaches this; else escalate."
+            "description": "Accept an answer when its probability of being right (0-1: an exact check, else the "
+            "judges' calibrated acceptance, fusiongraph/acceptance.py) reaches this; else escalate."
         },
     )
     budget_usd: float = field(
@@ -81,6 +82,18 @@ class FusionContext:
         },
     )
     max_tokens: int = field(default=256, metadata={"description": "Most output tokens per model call."})
+    consistency_samples: int = field(
+        default=3,
+        metadata={
+            "description": "Samples the consistency judge draws from the answering model (0-8; 0 turns it off): each "
+            "a short extra call (at most the class's answer length) whose worst case is reserved in the budget. "
+            "Asked only where the calibrated acceptance gives the judge a say."
+        },
+    )
+    consistency_temperature: float = field(
+        default=0.7,
+        metadata={"description": "Sampling temperature of the consistency judge's samples (0-2, above 0)."},
+    )
     llm_judge: bool = field(
         default=True, metadata={"description": "Ask an LLM judge to score each answer (prompts/judge.md)."}
     )
@@ -150,6 +163,10 @@ class FusionContext:
             errors.append(f"judge_accuracy must be in [0.5, 1], got {self.judge_accuracy}")
         if self.explore < 0:
             errors.append(f"explore must be >= 0, got {self.explore}")
+        if not 0 <= self.consistency_samples <= 8:
+            errors.append(f"consistency_samples must be in [0, 8], got {self.consistency_samples}")
+        if not 0.0 < self.consistency_temperature <= 2.0:
+            errors.append(f"consistency_temperature must be in (0, 2], got {self.consistency_temperature}")
         if self.max_tokens < 1:
             errors.append(f"max_tokens must be >= 1, got {self.max_tokens}")
         if errors:

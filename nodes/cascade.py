@@ -60,7 +60,9 @@ def cascade(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
     trace: list[TraceEvent] = []
     status: Status | None = None
     for model_id in state.get("candidates", []):
-        call = prepare_call(res, ctx, model_id, state["subtask"], state.get("guides", []), judge_id)
+        call = prepare_call(
+            res, ctx, model_id, state["subtask"], state.get("guides", []), judge_id, state.get("task_class")
+        )
         if call.trimmed_chars:  # a truncated subtask would be answered as something else: never sent
             trace.append(
                 {
@@ -92,6 +94,7 @@ def cascade(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
             state.get("task_class"),
             judge_id,
             lambda model, messages: call_model(model, messages).result(),
+            earlier=attempts,
         )
         attempts.append(attempt)
         spent += attempt_cost(attempt)

@@ -21,8 +21,9 @@ def rule_verdict(
     task: str, answer: str, finish_reason: str | None, task_class=None, verifiers: list[str] | None = None
 ) -> Verdict:
     """The rules judge. `task_class`: a class name (its default verifiers), or a taxonomy ``TaskClass``
-    (its configured verifiers); `verifiers` overrides both. Each applicable verifier caps the score
-    (a failed check scores 0 or 0.5); one that vetoes (a wrong exact answer) makes the verdict a veto."""
+    (its configured verifiers), plus the exact arithmetic check whatever the class; `verifiers` overrides
+    all of them. Each applicable verifier caps the score (a failed check scores 0 or 0.5); an exact check
+    decides: a wrong answer is a veto, a right one an exact pass (``exact``) that overrides the soft judges."""
     text = (answer or "").strip()
     if not text:
         return Verdict("rules", 0.0, True, "empty answer")
@@ -31,6 +32,8 @@ def rule_verdict(
     name = getattr(task_class, "name", task_class)
     if verifiers is None:
         verifiers = task_class.checks if hasattr(task_class, "checks") else for_class(name)
+        if "arithmetic" not in verifiers:  # plain arithmetic is checked exactly whatever class it was given
+            verifiers = [*verifiers, "arithmetic"]
     problems, score = [], 1.0
     if finish_reason == "length":
         problems.append("truncated at max_tokens")
@@ -45,7 +48,9 @@ def rule_verdict(
     passed = []
     for verifier, check in run_verifiers(verifiers, task, text):
         if check.veto:
-            return Verdict("rules", 0.0, True, f"{verifier}: {check.reason}")
+            return Verdict("rules", 0.0, True, f"{verifier}: {check.reason}", exact=check.exact)
+        if check.exact:  # a computed truth agrees: it decides, whatever the softer checks say
+            return Verdict("rules", 1.0, False, f"{verifier}: {check.reason}", exact=True)
         if check.score < 1.0:
             problems.append(check.reason)
             score = min(score, check.score)
@@ -59,7 +64,7 @@ class RulesJudge:
     name = "rules"
     weight = 0.3
 
-    def reserve(self, res, ctx, judge_id, subtask) -> Reservation:
+    def reserve(self, res, ctx, judge_id, subtask, answer) -> Reservation:
         return NO_RESERVATION
 
     def judge(self, j: Judging) -> Verdict:

@@ -49,7 +49,9 @@ SAY_MARGIN = 0.1  # a judge needs AUROC >= 0.5 + this (in the class, else pooled
 MIN_CLASS_ROWS = 20  # labelled rows of a class (with at least MIN_CLASS_EACH right and wrong) for a per-class say
 MIN_CLASS_EACH = 5
 MIN_FIT_ROWS = 10
-C = 1.0  # inverse L2 strength of the logistic regression
+C_GRID = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)  # inverse L2 strengths tried, chosen by cross-validation
+C_DEFAULT = 1.0  # with too few labelled attempts to cross-validate
+CV_FOLDS = 4
 LENGTH_SCALE = 6.0  # log1p(characters) / this: ~1 for a 400-character answer
 RELOAD_S = 30.0  # a shared (Postgres) fit is re-read at most this often
 
@@ -117,6 +119,7 @@ class AcceptanceFit:
     intercept: float
     rows: int  # labelled attempts fitted on
     right: int
+    c: float = C_DEFAULT  # the L2 strength used (chosen by cross-validation)
 
     # ------------------------------------------------------------------ features
     def feature_names(self) -> list[str]:
@@ -184,6 +187,7 @@ class AcceptanceFit:
             intercept=np.array(self.intercept),
             rows=np.array(self.rows),
             right=np.array(self.right),
+            c=np.array(self.c),
         )
         return buf.getvalue()
 
@@ -200,6 +204,7 @@ class AcceptanceFit:
                 float(z["intercept"]),
                 int(z["rows"]),
                 int(z["right"]),
+                float(z["c"]),
             )
         if len(fit.coef) != len(fit.feature_names()) or fit.say.shape != (len(fit.classes) + 1, len(fit.judges)):
             raise ValueError("acceptance fit: the arrays do not match its judges, classes and models")
@@ -211,6 +216,7 @@ class AcceptanceFit:
         return {
             "rows": self.rows,
             "right": self.right,
+            "c": self.c,
             "judges": {
                 j: {
                     "weight": round(float(self.coef[2 * i]), 3),
@@ -281,7 +287,8 @@ def fit_acceptance(rows: Iterable[LabelledAttempt], judge_order: Iterable[str] |
     fit = AcceptanceFit(judges, classes, models, say, auroc, np.zeros(n_features), 0.0, len(rows), right)
     x = np.array([fit.features(r.scores, r.task_class, r.model, r.answer_chars, r.truncated, r.exact) for r in rows])
     y = np.array([r.correct for r in rows], dtype=int)
-    model = LogisticRegression(C=C, max_iter=2000).fit(x, y)
+    c = choose_c(x, y)
+    model = LogisticRegression(C=c, max_iter=2000).fit(x, y)
     return AcceptanceFit(
         judges,
         classes,
@@ -292,7 +299,28 @@ def fit_acceptance(rows: Iterable[LabelledAttempt], judge_order: Iterable[str] |
         float(model.intercept_[0]),
         len(rows),
         right,
+        c,
     )
+
+
+def choose_c(x: np.ndarray, y: np.ndarray) -> float:
+    """The L2 strength with the best cross-validated log-loss on the labelled attempts themselves
+    (stratified CV_FOLDS folds); C_DEFAULT when a label has fewer than 2 x CV_FOLDS rows."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+    from sklearn.model_selection import StratifiedKFold
+
+    if min(int(y.sum()), int(len(y) - y.sum())) < 2 * CV_FOLDS:
+        return C_DEFAULT
+    folds = list(StratifiedKFold(CV_FOLDS, shuffle=True, random_state=0).split(x, y))
+    losses = []
+    for c in C_GRID:
+        loss = 0.0
+        for train, test in folds:
+            m = LogisticRegression(C=c, max_iter=2000).fit(x[train], y[train])
+            loss += log_loss(y[test], m.predict_proba(x[test])[:, 1], labels=[0, 1]) * len(test)
+        losses.append(loss)
+    return float(C_GRID[int(np.argmin(losses))])
 
 
 # ------------------------------------------------------------------------------------- the decision

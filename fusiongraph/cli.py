@@ -90,6 +90,14 @@ def judge_columns() -> tuple[str, ...]:
     return tuple(JUDGES)
 
 
+def acceptance_line(acc: dict) -> str:
+    """How P(right) was decided, in one line: by what, and each judge's part."""
+    unit = " (log-odds)" if acc["by"] == "calibrated" else ""
+    parts = ", ".join(f"{j} {w:+.2f}" for j, w in acc["parts"].items()) or "-"
+    line = f"P(right) {acc['p_right']:.2f} by {acc['by']}; parts{unit}: {parts}"
+    return line + (f"; no say here: {', '.join(acc['no_say'])}" if acc["no_say"] else "")
+
+
 def print_routes(result: dict) -> None:
     """The route of every subtask of a graph output (fusiongraph.state.FusionOutput), and the totals."""
     from fusiongraph.records import attempt_cost, attempt_scores
@@ -103,7 +111,7 @@ def print_routes(result: dict) -> None:
             f" | plan: {' -> '.join(r['candidates']) or '-'} | {r['status']}",
             caption_justify="left",
         )
-        for col in ("model", "/".join(judges), "conf", "ok", "tokens", "USD", "s"):
+        for col in ("model", "/".join(judges), "P(right)", "ok", "tokens", "USD", "s"):
             table.add_column(col, overflow="fold")
         for a in r["attempts"]:
             scores = attempt_scores(a)
@@ -118,6 +126,9 @@ def print_routes(result: dict) -> None:
                 f"{a.get('latency_s', 0):.2f}",
             )
         console.print(table)
+        for a in r["attempts"]:
+            if a.get("acceptance"):
+                console.print(f"  {a['model']}: {acceptance_line(a['acceptance'])}", style="dim", markup=False)
         skipped = [f"{s['model']} ({s['reason']})" for s in r.get("skipped", []) if s.get("model")]
         if skipped:
             console.print(f"  skipped: {'; '.join(skipped)}", style="dim", markup=False, highlight=False)
@@ -432,6 +443,8 @@ def judge_eval(
     fit: bool = typer.Option(
         False, "--fit", help="Then fit the calibrated acceptance on these labelled answers (and earlier ones)."
     ),
+    llm_judge: Optional[bool] = typer.Option(None, "--llm-judge/--no-llm-judge", help="Ask the LLM judge."),
+    samples: Optional[int] = typer.Option(None, "--consistency-samples", help="The consistency judge's samples."),
 ) -> None:
     """Measure the judges: AUROC and accept accuracy of each judge kind against reference answers."""
     from fusiongraph import judge_eval as je
@@ -455,6 +468,8 @@ def judge_eval(
             quality_threshold=threshold,
             models_path=roster,
             store_dir=store_dir,
+            llm_judge=llm_judge,
+            consistency_samples=samples,
         )
         wanted = [m.strip() for m in models.split(",") if m.strip()] if models else None
         report, answers = je.run_judge_eval(items, ctx, wanted, show_progress=not as_json, source=questions)

@@ -1,9 +1,15 @@
 """Measuring the judges: how well does each judge kind (and their aggregate) tell right answers from wrong?
 
 Questions with known answers (JSONL: ``{"prompt", "reference", "match"?}``) go through the answering
-models by the cascade's own attempt code (`prepare_call` / `run_attempt`: the same prompt, the same
-judges, the same weighted aggregate compared with `quality_threshold`), without worked examples
-(guides) and without recording anything. Each answer is marked right or wrong against the reference:
+models by the cascade's own attempt code (`prepare_call` / `run_attempt`: the same prompt and answer
+length of the task class, the same judges, the same acceptance compared with `quality_threshold`: an
+exact check, else the calibrated P(right) saved beside the store, else the fixed weights), without
+worked examples (guides) and without recording outcomes. Every judge speaks on every answer it can (a
+judge the calibrator gives no say is still asked, to be measured; none is asked after a veto or an exact
+verdict). ``--fit`` then keeps the labelled answers in the store and fits the calibrator on them and on
+the earlier ones (:func:`fit_from_answers`); ``calibrate-judges`` does the same from saved answers.jsonl
+files and replays the decision on a held-out file (:func:`replay_acceptance`). Each answer is marked
+right or wrong against the reference:
 
 * ``numeric`` (the default when the reference is a number): the *last* number in the answer equals the
   reference within a relative 1e-6 (``1,234`` and ``-5`` are read; words such as "fifty" are not).

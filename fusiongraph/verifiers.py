@@ -244,6 +244,26 @@ def check_numeric(subtask: str, answer: str) -> Check | None:
     return Check(0.5, "a number was expected, none given")
 
 
+# ---------------------------------------------------------------------------------------------- answers
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n")
+STOP = frozenset(
+    "a an the is are was were be been of in on at to for by with and or it its this that these those as from "
+    "which who what when where how answer yes no there their they he she his her i you we our your my me "
+    "called known named also has have had than then so not".split()
+)
+
+
+def new_words(task: str, answer: str) -> set[str]:
+    """The content words of the answer's first sentence that the task does not contain: what it names
+    ("The capital of France is Paris." to "What is the capital of France?" -> {"paris"})."""
+    from fusiongraph.judge_eval import normalise
+
+    first = _SENTENCE.split((answer or "").strip(), maxsplit=1)[0]
+    asked = set(normalise(task).split())
+    return {w for w in normalise(first).split() if w not in STOP and w not in asked}
+
+
 # ---------------------------------------------------------------------------------------------- JSON
 
 WANTS_JSON = re.compile(r"\bjson\b", re.IGNORECASE)

@@ -128,6 +128,7 @@ def labelled_attempts(
                 truncated=False,
                 correct=correct,
                 source="synthetic",
+                prompt=f"synthetic question {seed}-{i}",
             )
         )
     return rows

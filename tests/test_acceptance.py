@@ -373,3 +373,27 @@ def test_attempt_records_carry_the_acceptance(fusion):
         assert a["acceptance"]["by"] == "prior"
     labelled = LabelledAttempt.from_attempt(only(out)["attempts"][0], "factual_qa", True, "test")
     assert LabelledAttempt.from_dict(json.loads(json.dumps(labelled.as_dict()))) == labelled
+
+
+def test_an_answer_that_only_restates_the_question_names_nothing():
+    from fusiongraph.judge_kinds.rules import rule_verdict
+
+    task = "What is the capital city of Zimbabwe?"
+    restated = rule_verdict(task, "Zimbabwe is the capital city of Zimbabwe.", "stop", "factual_qa")
+    assert restated.score == 0.5 and "restates" in restated.detail
+    assert rule_verdict(task, "The capital city of Zimbabwe is Harare.", "stop", "factual_qa").score == 1.0
+    assert rule_verdict("Is the sky blue?", "Yes.", "stop", "factual_qa").score == 1.0  # not a wh-question
+    same = "Uruguay is the capital of Uruguay."
+    assert agreement("Which city is the capital of Uruguay?", same, same, lambda t: np.ones(2) / np.sqrt(2)) == 0.0
+
+
+def test_the_l2_strength_is_chosen_by_cross_validation_on_the_fitting_rows():
+    from fusiongraph.acceptance import C_DEFAULT, C_GRID, choose_c
+
+    informative = {"self": {"math", "factual_qa"}, "consistency": {"math", "factual_qa"}}
+    sharp = fit_acceptance(labelled_attempts(400, 5, informative), JUDGE_ORDER)
+    assert sharp.c in C_GRID and sharp.c > C_DEFAULT  # clean signal: little shrinkage pays
+    noise = fit_acceptance(labelled_attempts(400, 5, {"self": set(), "consistency": set()}), JUDGE_ORDER)
+    assert noise.c < sharp.c  # no signal: strong shrinkage
+    assert choose_c(np.zeros((6, 2)), np.array([0, 1, 0, 1, 0, 1])) == C_DEFAULT  # too few to cross-validate
+    assert AcceptanceFit.from_bytes(sharp.to_bytes()).c == sharp.c

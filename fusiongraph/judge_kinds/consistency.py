@@ -7,7 +7,8 @@ compares each sample with the answer by its normalised final answer:
 * an option letter when the task lists options ((A) ... (D)),
 * a number (the last one written in digits) when the task asks for one (digits in it, "how many", ...),
 * an entity for a short answer: the content words of its first sentence that the task does not contain
-  ("The capital of France is Paris." -> {paris}), compared by overlap,
+  ("The capital of France is Paris." -> {paris}), compared by overlap; an answer that names nothing the
+  task did not ("Uruguay is the capital of Uruguay.") agrees with nothing,
 * else the embedding similarity of the two texts (free text).
 
 When the cascade already ran a cheaper tier on this subtask, agreement with each earlier answer counts as
@@ -25,17 +26,12 @@ import re
 import numpy as np
 
 from fusiongraph.budget import charge
-from fusiongraph.judge_eval import last_number, normalise
+from fusiongraph.judge_eval import last_number
 from fusiongraph.judges import NO_RESERVATION, Judging, Reservation, Verdict, register_judge
+from fusiongraph.verifiers import new_words
 
 _OPTIONS = re.compile(r"(?:^|\s)\(?([A-Ea-e])[).:]\s+\S", re.MULTILINE)
 _LETTER = re.compile(r"(?:answer\s+is\s*:?\s*|^|\s)\(?([A-E])\)?(?=[\s.,:)]|$)")
-_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n")
-STOP = frozenset(
-    "a an the is are was were be been of in on at to for by with and or it its this that these those as from "
-    "which who what when where how answer yes no there their they he she his her i you we our your my me "
-    "called known named also has have had than then so not".split()
-)
 SHORT_WORDS = 12  # an answer whose first sentence has at most this many content words is read as an entity
 
 
@@ -52,10 +48,8 @@ def answer_key(task: str, text: str) -> tuple[str, object] | None:
         return ("letter", m.group(1).upper() if m else None)
     if _WANTS_NUMBER.search(task):
         return ("number", last_number(text))
-    first = _SENTENCE.split(text, maxsplit=1)[0]
-    asked = set(normalise(task).split())
-    words = {w for w in normalise(first).split() if w not in STOP and w not in asked}
-    if words and len(words) <= SHORT_WORDS:
+    words = new_words(task, text)
+    if len(words) <= SHORT_WORDS:  # a short answer: its entity (empty: it names nothing the task did not)
         return ("entity", frozenset(words))
     return None
 
@@ -67,8 +61,8 @@ def agreement(task: str, a: str, b: str, embed) -> float:
     ka, kb = answer_key(task, a), answer_key(task, b)
     if ka is not None and ka[0] in ("letter", "number"):
         return 1.0 if ka[1] is not None and ka == kb else 0.0
-    if ka is not None and kb is not None:  # two entities
-        return len(ka[1] & kb[1]) / min(len(ka[1]), len(kb[1]))
+    if ka is not None and kb is not None:  # two entities; one that names nothing new agrees with nothing
+        return len(ka[1] & kb[1]) / min(len(ka[1]), len(kb[1])) if ka[1] and kb[1] else 0.0
     return float(max(0.0, min(1.0, np.dot(embed(a), embed(b)))))
 
 

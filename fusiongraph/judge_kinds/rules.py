@@ -1,4 +1,5 @@
-"""The rules judge: cheap checks (empty, refusal, truncation, JSON when asked) and the task class's verifiers
+"""The rules judge: cheap checks (empty, refusal, truncation, an answer to a wh-question that only restates
+it, JSON when asked) and the task class's verifiers
 (:mod:`fusiongraph.verifiers`: a number for a calculation, an exact check of plain arithmetic, valid JSON for
 extraction, Python code that parses); an empty answer, a refusal or a failed exact check vetoes."""
 
@@ -8,13 +9,17 @@ import json
 import re
 
 from fusiongraph.judges import NO_RESERVATION, Judging, Reservation, Verdict, register_judge
-from fusiongraph.verifiers import WANTS_JSON, for_class, run_verifiers, strip_fence
+from fusiongraph.verifiers import WANTS_JSON, for_class, new_words, run_verifiers, strip_fence
 
 _REFUSAL = re.compile(
     r"^\s*(i('| a)m sorry|sorry,|i can(no|')t (help|assist|answer|do)|i am unable|i'm unable|as an ai\b|"
     r"i (will|would) not be able|i cannot provide)",
     re.IGNORECASE,
 )
+
+
+_WH_QUESTION = re.compile(r"^\s*(what|which|who|whom|where|when|name|tell me)\b", re.IGNORECASE)
+_WANTS_DIGITS = re.compile(r"\d|\bhow\s+(many|much)\b", re.IGNORECASE)
 
 
 def rule_verdict(
@@ -37,6 +42,9 @@ def rule_verdict(
     problems, score = [], 1.0
     if finish_reason == "length":
         problems.append("truncated at max_tokens")
+        score -= 0.5
+    if _WH_QUESTION.search(task) and not _WANTS_DIGITS.search(task) and not new_words(task, text):
+        problems.append("the answer only restates the question")  # "Uruguay is the capital of Uruguay."
         score -= 0.5
     # JSON asked for: a format check for every class; code mentions JSON as data, extraction checks strictly
     if name != "code" and "json" not in verifiers and WANTS_JSON.search(task):

@@ -249,7 +249,7 @@ def test_the_consistency_knob_turns_it_off_and_bounds_its_reservation(fusion):
         n: prepare_call(res, ctx(consistency_samples=n), "cheap", "What is the capital?", [], None) for n in (0, 4)
     }
     assert calls[0].judge_reserved["consistency"].usd == 0.0
-    assert calls[4].judge_reserved["consistency"].usd == pytest.approx(4 * calls[4].answer_worst_usd)
+    assert calls[4].judge_reserved["consistency"].usd == pytest.approx(4 * calls[4].answer_worst_usd, rel=1e-8)
     out = graph.invoke({"query": "What is the capital of France?"}, context=ctx(consistency_samples=0))
     assert "consistency" not in [v["judge"] for v in only(out)["attempts"][0]["verdicts"]]
     assert len(cheap.calls) == 1

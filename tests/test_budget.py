@@ -9,7 +9,7 @@ import tempfile
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
@@ -347,6 +347,22 @@ price = st.one_of(st.just(0.0), st.floats(0.01, 60.0), st.floats(0.01, 60.0))
     answers=st.lists(st.sampled_from(ANSWERS), min_size=1, max_size=3),
     consistency=st.booleans(),
     samples=st.integers(1, 8),
+)
+@example(  # seven consistency samples reserved at exactly seven times a 1-token answer: summing charges rounds
+    parts=["What is the capital of France?"],
+    prices={"cheap": (0.0, 35.640018707955), "planner": (0.0, 0.0), "strong": (0.0, 28.956430606818785)}
+    | {"mid": (0.0, 0.0), "judge": (0.0, 0.0)},
+    scale=3.4874363854789574,
+    max_tokens=1,
+    threshold=0.4,
+    llm_judge=False,
+    worst=True,
+    fail_rate=0.0,
+    seed=7,
+    planner_context=128000,
+    answers=["GOOD answer", ""],
+    consistency=True,
+    samples=7,
 )
 def test_the_whole_run_never_spends_past_the_budget(
     parts,

@@ -80,7 +80,8 @@ class ConsistencyJudge:
 
     def reserve(self, res, ctx, judge_id, subtask, answer) -> Reservation:
         n = ctx.consistency_samples
-        return Reservation(n * answer.worst_usd) if n and answer.worst_usd else NO_RESERVATION
+        # n samples at the answer call's worst cost; the relative 1e-9 covers the rounding of summing n charges
+        return Reservation(n * answer.worst_usd * (1 + 1e-9)) if n and answer.worst_usd else NO_RESERVATION
 
     def judge(self, j: Judging) -> Verdict | None:
         n = j.ctx.consistency_samples
@@ -91,7 +92,7 @@ class ConsistencyJudge:
         limit = sample_tokens(j.ctx.max_tokens, int(out_tokens))
         per_sample = spec.cost(j.prompt_bound, limit)
         if j.reserved.usd and per_sample > 0:
-            n = min(n, int(j.reserved.usd / per_sample + 1e-9))  # never past what was reserved
+            n = min(n, int(j.reserved.usd / per_sample))  # never past what was reserved
         model = res.roster.chat_model(j.model_id, limit, j.ctx.request_timeout_s)
         samples: list[str] = []
         usage = {"tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0}

@@ -22,6 +22,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
+from fusiongraph.acceptance import current_fit, decide, without_say
 from fusiongraph.budget import PER_MESSAGE_TOKENS, charge, counter_for, message_text, prompt_bound, token_bound
 from fusiongraph.context import FusionContext
 from fusiongraph.judge_kinds.llm import (  # noqa: F401  (the LLM judge's bounds, under their old home)
@@ -31,7 +32,7 @@ from fusiongraph.judge_kinds.llm import (  # noqa: F401  (the LLM judge's bounds
     judge_bound,
     judge_worst_cost,
 )
-from fusiongraph.judges import JUDGES, NO_RESERVATION, Judging, Reservation, Verdict, aggregate
+from fusiongraph.judges import JUDGES, NO_RESERVATION, AnswerCall, Judging, Reservation, Verdict
 from fusiongraph.model_kinds import is_transient  # RetryPolicy retry_on: each model kind names its transient errors
 from fusiongraph.prompts import load_prompt
 from fusiongraph.records import Attempt, attempt_cost, attempt_scores, new_attempt
@@ -128,6 +129,7 @@ class PreparedCall:
     judge_reserved: dict[str, Reservation] = field(default_factory=dict)  # judge name -> its reservation
     request: Mapping[str, Any] | None = None  # the run's tools / response_format (fusiongraph.state.RequestSpec)
     history_dropped: int = 0  # earlier turns left out to fit the model's context
+    skip: frozenset[str] = frozenset()  # judges with no say on this subtask's class: neither reserved nor asked
 
     @property
     def judge_answer_tokens(self) -> int:
@@ -146,7 +148,12 @@ def prepare_call(
     tail: Sequence[BaseMessage] = (),
     message: BaseMessage | None = None,
     request: Mapping[str, Any] | None = None,
+    task_class: str | None = None,
+    measure: bool = False,
 ) -> PreparedCall:
+    """The answer call and its judges' reservations. The judges with no say on `task_class` (the calibrated
+    acceptance's, fusiongraph/acceptance.py) reserve nothing and are not asked, unless `measure` (judge-eval:
+    every judge speaks, to be measured)."""
     spec = res.roster[model_id]
     guides = guides_for(model_id, guides, res, ctx.guides)
     model = res.roster.chat_model(model_id, ctx.max_tokens, ctx.request_timeout_s)
@@ -163,7 +170,12 @@ def prepare_call(
     prompt_text = "\n".join(message_text(m) for m in messages)
     bound = prompt_bound(messages, counter_for(model), request=request)
     answer_worst = spec.cost(bound, ctx.max_tokens)
-    reserved = {name: judge.reserve(res, ctx, judge_id, sent) for name, judge in JUDGES.items()}
+    skip = frozenset() if measure else without_say(current_fit(res.store), task_class)
+    answer = AnswerCall(model_id, bound, answer_worst)
+    reserved = {
+        name: NO_RESERVATION if name in skip else judge.reserve(res, ctx, judge_id, sent, answer)
+        for name, judge in JUDGES.items()
+    }
     judge_worst = sum((r.usd for r in reserved.values()), 0.0)
     return PreparedCall(
         model_id,
@@ -179,6 +191,7 @@ def prepare_call(
         reserved,
         request,
         dropped,
+        skip,
     )
 
 
@@ -190,11 +203,14 @@ def run_attempt(
     task_class: str | None,
     judge_id: str | None,
     invoke: Callable,
+    earlier: list[Attempt] | None = None,
 ) -> Attempt:
     """Call and judge; a failed call (refused, 4xx/5xx, timeout after retries) is an attempt with `error`.
 
     The registered judges run in order, each seeing the verdicts before it; the judges' model calls are
-    charged to the attempt (`judge_cost_usd`), and the confidence is their weighted aggregate."""
+    charged to the attempt (`judge_cost_usd`). The confidence is P(right) (fusiongraph/acceptance.py: an
+    exact check, else the calibrated acceptance saved beside the store, else the fixed weights).
+    `earlier`: the attempts of cheaper tiers on this subtask (the consistency judge compares with them)."""
     secrets = res.roster.secrets()
     spec = res.roster[call.model_id]
     model = res.roster.chat_model(call.model_id, ctx.max_tokens, ctx.request_timeout_s)
@@ -237,6 +253,12 @@ def run_attempt(
                 reserved=call.judge_reserved.get(name, NO_RESERVATION),
                 verdicts=verdicts,
                 request=call.request,
+                model_id=call.model_id,
+                messages=call.messages,
+                prompt_text=call.prompt_text,
+                prompt_bound=call.prompt_bound or token_bound(call.prompt_text),
+                earlier=[(a["model"], a["answer"]) for a in earlier or [] if a.get("answer")],
+                skip=call.skip,
             )
         )
         if verdict is not None:
@@ -246,7 +268,8 @@ def run_attempt(
     for v in verdicts:
         if v.usage is not None:
             judge_usage = {k: judge_usage[k] + v.usage[k] for k in judge_usage}
-    confidence = aggregate(verdicts)
+    acceptance = decide(current_fit(res.store), verdicts, getattr(klass, "name", klass), call.model_id, answer, finish)
+    confidence = acceptance["p_right"]
     return new_attempt(
         call.model_id,
         guides,
@@ -262,6 +285,7 @@ def run_attempt(
         judge_usage=judge_usage,
         judge_trimmed_chars=sum(v.trimmed_chars for v in verdicts),
         tool_calls=calls,
+        acceptance=acceptance,
     )
 
 

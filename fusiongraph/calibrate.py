@@ -3,6 +3,11 @@
 Each answer is judged like a cascade attempt and recorded in the outcome store with source
 "calibrate", one transaction per prompt, so an interrupted run resumes at the first prompt it had not
 finished.
+
+Labelled attempts for the calibrated acceptance (fusiongraph/acceptance.py): a seed line with a
+``reference`` (and optional ``match``, as judge-eval reads them) labels its answers right or wrong, and an
+answer an exact check decided (plain arithmetic) is labelled by that check; with any labels the
+calibrator is refitted on them and the earlier ones and saved beside the store.
 """
 
 from __future__ import annotations
@@ -41,6 +46,43 @@ def load_prompts(path: str | Path) -> list[str]:
     return prompts
 
 
+def load_references(path: str | Path) -> dict[str, tuple[str, str | None]]:
+    """Seed prompt -> (reference, match) for the lines that carry a reference."""
+    out = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            item = json.loads(line) if line.strip() else None
+            if isinstance(item, dict) and isinstance(item.get("prompt"), str) and item.get("reference") is not None:
+                out[clean_query(item["prompt"])] = (str(item["reference"]), item.get("match"))
+    return out
+
+
+def label(attempt, prompt: str, task_class: str | None, reference: tuple[str, str | None] | None):
+    """The attempt as a labelled row: by its reference, else by an exact check that decided it, else None."""
+    from fusiongraph.acceptance import LabelledAttempt
+    from fusiongraph.judge_eval import is_correct
+
+    if attempt.get("error"):
+        return None
+    if reference is not None:
+        correct = is_correct(attempt.get("answer") or "", *reference)
+        return LabelledAttempt.from_attempt(attempt, task_class, correct, "calibrate", prompt)
+    exact = [v for v in attempt.get("verdicts", []) if v.get("exact")]
+    if exact:
+        return LabelledAttempt.from_attempt(attempt, task_class, not exact[0]["veto"], "exact", prompt)
+    return None
+
+
+def refit_acceptance(store, labels: list) -> dict:
+    from fusiongraph.acceptance import refit
+
+    try:
+        _, where = refit(store, labels)
+    except ValueError as exc:  # too few, or one label only: the labels wait for the next run
+        return {"labelled": len(labels), "fit": str(exc)}
+    return {"labelled": len(labels), "fit": where}
+
+
 def calibrate(path: str | Path, ctx: FusionContext, show_progress: bool = True) -> dict:
     res = get_resources(ctx)
     prompts = load_prompts(path)
@@ -50,7 +92,9 @@ def calibrate(path: str | Path, ctx: FusionContext, show_progress: bool = True) 
     done = res.store.texts_with_source("calibrate")
     run_id = f"calibrate-{uuid.uuid4()}"
     todo = [p for p in prompts if text_hash(p) not in done]
+    references = load_references(path)
     recorded = 0
+    labels = []
     for prompt in tqdm(todo, desc="calibrating", unit="prompt", disable=not show_progress):
         vec = res.embedder.embed_one(prompt)
         task_class = res.taxonomy.classify(vec, res.embedder).task_class
@@ -58,7 +102,7 @@ def calibrate(path: str | Path, ctx: FusionContext, show_progress: bool = True) 
             run_attempt(
                 res,
                 ctx,
-                prepare_call(res, ctx, m, prompt, [], judge_id),
+                prepare_call(res, ctx, m, prompt, [], judge_id, task_class=task_class),
                 prompt,
                 task_class,
                 judge_id,
@@ -68,8 +112,11 @@ def calibrate(path: str | Path, ctx: FusionContext, show_progress: bool = True) 
         ]
         res.store.record(prompt, vec, task_class, outcomes_from_attempts(attempts, run_id, source="calibrate"))
         recorded += len(attempts)
+        labels += [r for a in attempts if (r := label(a, prompt, task_class, references.get(prompt))) is not None]
     res.store.save()
+    acceptance = refit_acceptance(res.store, labels) if labels else None
     return {
+        "acceptance": acceptance,
         "prompts": len(prompts),
         "already_done": len(prompts) - len(todo),
         "calibrated": len(todo),

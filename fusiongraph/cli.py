@@ -117,6 +117,14 @@ def judge_columns() -> tuple[str, ...]:
     return tuple(JUDGES)
 
 
+def acceptance_line(acc: dict) -> str:
+    """How P(right) was decided, in one line: by what, and each judge's part."""
+    unit = " (log-odds)" if acc["by"] == "calibrated" else ""
+    parts = ", ".join(f"{j} {w:+.2f}" for j, w in acc["parts"].items()) or "-"
+    line = f"P(right) {acc['p_right']:.2f} by {acc['by']}; parts{unit}: {parts}"
+    return line + (f"; no say here: {', '.join(acc['no_say'])}" if acc["no_say"] else "")
+
+
 def print_routes(result: dict) -> None:
     """The route of every subtask of a graph output (fusiongraph.state.FusionOutput), and the totals."""
     from fusiongraph.records import attempt_cost, attempt_scores
@@ -130,7 +138,7 @@ def print_routes(result: dict) -> None:
             f" | plan: {' -> '.join(r['candidates']) or '-'} | {r['status']}",
             caption_justify="left",
         )
-        for col in ("model", "/".join(judges), "conf", "ok", "tokens", "USD", "s"):
+        for col in ("model", "/".join(judges), "P(right)", "ok", "tokens", "USD", "s"):
             table.add_column(col, overflow="fold")
         for a in r["attempts"]:
             scores = attempt_scores(a)
@@ -157,6 +165,9 @@ def print_routes(result: dict) -> None:
         if r.get("sensitive"):
             kinds = ", ".join(sorted({f"{f['detector']}: {f['kind']}" for f in r["sensitive"]}))
             console.print(f"  sensitive: {kinds}", style="dim", markup=False, highlight=False)
+        for a in r["attempts"]:
+            if a.get("acceptance"):
+                console.print(f"  {a['model']}: {acceptance_line(a['acceptance'])}", style="dim", markup=False)
         skipped = [f"{s['model']} ({s['reason']})" for s in r.get("skipped", []) if s.get("model")]
         if skipped:
             console.print(f"  skipped: {'; '.join(skipped)}", style="dim", markup=False, highlight=False)
@@ -462,9 +473,17 @@ def judge_eval(
     out: Optional[str] = typer.Option(None, "--out", help="Directory for judge_eval.json and answers.jsonl."),
     roster: Optional[str] = typer.Option(None, "--roster", help="Model roster YAML."),
     store_dir: Optional[str] = typer.Option(None, "--store-dir", help="Outcome store directory (read only here)."),
-    generate: Optional[str] = typer.Option(None, "--generate", help="Print a question set instead: 'arithmetic'."),
+    generate: Optional[str] = typer.Option(
+        None, "--generate", help="Print a question set instead: arithmetic, phrasings, facts or easy."
+    ),
     n: int = typer.Option(30, "--n", help="With --generate: how many questions."),
     seed: int = typer.Option(0, "--seed", help="With --generate: random seed."),
+    split: str = typer.Option("all", "--split", help="With --generate: all, fit or test (disjoint halves)."),
+    fit: bool = typer.Option(
+        False, "--fit", help="Then fit the calibrated acceptance on these labelled answers (and earlier ones)."
+    ),
+    llm_judge: Optional[bool] = typer.Option(None, "--llm-judge/--no-llm-judge", help="Ask the LLM judge."),
+    samples: Optional[int] = typer.Option(None, "--consistency-samples", help="The consistency judge's samples."),
 ) -> None:
     """Measure the judges: AUROC and accept accuracy of each judge kind against reference answers."""
     from fusiongraph import judge_eval as je
@@ -473,7 +492,7 @@ def judge_eval(
         if generate not in je.GENERATORS or questions is not None:
             _fail(f"--generate takes one of {sorted(je.GENERATORS)} and no FILE (it prints to standard output)")
         try:
-            items = je.GENERATORS[generate](n, seed)
+            items = je.GENERATORS[generate](n, seed, split)
         except ValueError as exc:
             _fail(str(exc))
         print("\n".join(json.dumps(i) for i in items))
@@ -488,9 +507,15 @@ def judge_eval(
             quality_threshold=threshold,
             models_path=roster,
             store_dir=store_dir,
+            llm_judge=llm_judge,
+            consistency_samples=samples,
         )
         wanted = [m.strip() for m in models.split(",") if m.strip()] if models else None
         report, answers = je.run_judge_eval(items, ctx, wanted, show_progress=not as_json, source=questions)
+        if fit:
+            from fusiongraph.resources import get_resources
+
+            report["fit"] = je.fit_from_answers(get_resources(ctx).store, answers)
     except (ValueError, OSError, KeyError) as exc:
         _fail(str(exc))
     if out:
@@ -499,6 +524,54 @@ def judge_eval(
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:
         je.print_report(report, console)
+
+
+@app.command("calibrate-judges")
+def calibrate_judges(
+    answers: list[str] = typer.Argument(..., help="answers.jsonl files written by judge-eval --out."),
+    test: Optional[str] = typer.Option(
+        None, "--test", help="An answers.jsonl not fitted on: report the calibrated acceptance on it."
+    ),
+    store_dir: Optional[str] = typer.Option(None, "--store-dir", help="Outcome store (where the fit is saved)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Quality threshold (0-1) to accept."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Fit the calibrated acceptance from labelled judge-eval answers and save it beside the store."""
+    from fusiongraph import judge_eval as je
+    from fusiongraph.acceptance import current_fit
+    from fusiongraph.resources import get_resources
+
+    try:
+        ctx = _context(store_dir=store_dir, quality_threshold=threshold)
+        store = get_resources(ctx).store
+        rows = [row for path in answers for row in je.load_answers(path)]
+        out = {"fit": je.fit_from_answers(store, rows, source="calibrate-judges")}
+        if test:
+            held_out = je.load_answers(test)
+            out["test"] = {
+                "answers": test,
+                "calibrated": je.replay_acceptance(held_out, current_fit(store), ctx.quality_threshold),
+                "prior": je.replay_acceptance(held_out, None, ctx.quality_threshold),
+            }
+    except (ValueError, OSError, KeyError) as exc:
+        _fail(str(exc))
+    if as_json:
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+        return
+    from rich.table import Table
+
+    fit = out["fit"]
+    console.print(
+        f"fitted on {fit['rows']} labelled answers ({fit['right']} right, {fit['added']} new): {fit['saved']}"
+    )
+    for name, j in fit["judges"].items():
+        silent = [c for c, ok in j["say"].items() if not ok]
+        console.print(f"  {name}: weight {j['weight']}, no say in: {', '.join(silent) or '-'}")
+    for which in ("calibrated", "prior"):
+        if test:
+            table = Table(title=f"held out ({test}): {which} acceptance", title_justify="left")
+            je.print_metrics(out["test"][which], table, lambda x: "-" if x is None else f"{x:.3f}")
+            console.print(table)
 
 
 def migrate_store_command(

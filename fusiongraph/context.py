@@ -13,7 +13,8 @@ class FusionContext:
         default=0.6,
         metadata={
             "range": (0.0, 1.0),
-            "description": "Accept an answer when the judges' aggregated confidence (0-1) reaches this; else escalate.",
+            "description": "Accept an answer when its probability of being right (0-1: an exact check, else the "
+            "judges' calibrated acceptance, fusiongraph/acceptance.py) reaches this; else escalate.",
         },
     )
     budget_usd: float = field(
@@ -98,6 +99,22 @@ class FusionContext:
     )
     max_tokens: int = field(
         default=256, metadata={"range": (1, 32768), "description": "Most output tokens per model call."}
+    )
+    consistency_samples: int = field(
+        default=3,
+        metadata={
+            "range": (0, 8),
+            "description": "Samples the consistency judge draws from the answering model (0-8; 0 turns it off): each "
+            "a short extra call (at most the class's answer length) whose worst case is reserved in the budget. "
+            "Asked only where the calibrated acceptance gives the judge a say.",
+        },
+    )
+    consistency_temperature: float = field(
+        default=0.7,
+        metadata={
+            "range": (0.01, 2.0),
+            "description": "Sampling temperature of the consistency judge's samples (0.01-2).",
+        },
     )
     llm_judge: bool = field(
         default=True, metadata={"description": "Ask an LLM judge to score each answer (prompts/judge.md)."}

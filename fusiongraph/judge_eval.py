@@ -1,9 +1,15 @@
 """Measuring the judges: how well does each judge kind (and their aggregate) tell right answers from wrong?
 
 Questions with known answers (JSONL: ``{"prompt", "reference", "match"?}``) go through the answering
-models by the cascade's own attempt code (`prepare_call` / `run_attempt`: the same prompt, the same
-judges, the same weighted aggregate compared with `quality_threshold`), without worked examples
-(guides) and without recording anything. Each answer is marked right or wrong against the reference:
+models by the cascade's own attempt code (`prepare_call` / `run_attempt`: the same prompt and answer
+length of the task class, the same judges, the same acceptance compared with `quality_threshold`: an
+exact check, else the calibrated P(right) saved beside the store, else the fixed weights), without
+worked examples (guides) and without recording outcomes. Every judge speaks on every answer it can (a
+judge the calibrator gives no say is still asked, to be measured; none is asked after a veto or an exact
+verdict). ``--fit`` then keeps the labelled answers in the store and fits the calibrator on them and on
+the earlier ones (:func:`fit_from_answers`); ``calibrate-judges`` does the same from saved answers.jsonl
+files and replays the decision on a held-out file (:func:`replay_acceptance`). Each answer is marked
+right or wrong against the reference:
 
 * ``numeric`` (the default when the reference is a number): the *last* number in the answer equals the
   reference within a relative 1e-6 (``1,234`` and ``-5`` are read; words such as "fifty" are not).
@@ -20,6 +26,7 @@ spoke on.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -138,7 +145,24 @@ def generate_arithmetic(n: int, seed: int = 0) -> list[dict]:
     return items
 
 
-GENERATORS = {"arithmetic": generate_arithmetic}
+def _arithmetic(n: int, seed: int = 0, split: str = "all") -> list[dict]:
+    if split != "all":
+        raise ValueError("--split works with the sets phrasings, facts and easy; 'arithmetic' is one set")
+    return generate_arithmetic(n, seed)
+
+
+def _generators() -> dict:
+    from fusiongraph import question_sets as qs
+
+    return {
+        "arithmetic": _arithmetic,
+        "phrasings": qs.generate_phrasings,
+        "facts": qs.generate_facts,
+        "easy": qs.generate_easy,
+    }
+
+
+GENERATORS = _generators()  # name -> (n, seed, split) -> items (fusiongraph/question_sets.py)
 
 
 # ---------------------------------------------------------------------------------------------- metrics
@@ -161,7 +185,7 @@ def judge_metrics(rows: list[tuple[dict, bool]], threshold: float) -> dict:
     """rows: (scores by judge kind, correct); a score of None (or a missing kind) is an abstention.
 
     Per kind: answers scored, right, accepted (score >= threshold), right&accepted, wrong&accepted,
-    accept_accuracy ((right&accepted + wrong&rejected) / answers), majority_baseline (the accuracy of
+    right&rejected and its share of the right answers, accept_accuracy ((right&accepted + wrong&rejected) / answers), majority_baseline (the accuracy of
     always accepting or always rejecting, whichever is higher), and AUROC (None with one class only).
     """
     from sklearn.metrics import roc_auc_score
@@ -175,6 +199,7 @@ def judge_metrics(rows: list[tuple[dict, bool]], threshold: float) -> dict:
         right_acc = sum(accepted)
         wrong_acc = len(accepted) - right_acc
         wrong_rej = (n - right) - wrong_acc
+        right_rej = right - right_acc
         labels = [c for _, c in spoke]
         auroc = float(roc_auc_score(labels, [s for s, _ in spoke])) if 0 < right < n else None
         out[kind] = {
@@ -184,6 +209,8 @@ def judge_metrics(rows: list[tuple[dict, bool]], threshold: float) -> dict:
             "accepted": len(accepted),
             "right_accepted": right_acc,
             "wrong_accepted": wrong_acc,
+            "right_rejected": right_rej,
+            "right_rejected_share": round(right_rej / right, 4) if right else None,
             "accept_accuracy": round((right_acc + wrong_rej) / n, 4) if n else None,
             "majority_baseline": round(max(right, n - right) / n, 4) if n else None,
             "auroc": None if auroc is None else round(auroc, 4),
@@ -236,6 +263,7 @@ def run_judge_eval(
     """Answer and judge every item with every chosen model; returns (report, per-answer rows)."""
     from tqdm import tqdm
 
+    from fusiongraph.acceptance import current_fit
     from fusiongraph.attempt import invoke_with_retries, prepare_call, run_attempt
     from fusiongraph.judges import judge_weights
     from fusiongraph.records import attempt_cost
@@ -249,9 +277,11 @@ def run_judge_eval(
     answers: list[dict] = []
     for item in tqdm(items, desc="judge-eval", unit="question", disable=not show_progress):
         task_class = res.taxonomy.classify(res.embedder.embed_one(item["prompt"]), res.embedder).task_class
+        # the class's answer length, as in the cascade (never above the run's max_tokens)
+        asked = dataclasses.replace(ctx, max_tokens=res.taxonomy.answer_tokens(task_class, ctx.max_tokens))
         for model_id in chosen:
-            call = prepare_call(res, ctx, model_id, item["prompt"], [], judge_id)
-            attempt = run_attempt(res, ctx, call, item["prompt"], task_class, judge_id, invoke_with_retries)
+            call = prepare_call(res, asked, model_id, item["prompt"], [], judge_id, task_class=task_class, measure=True)
+            attempt = run_attempt(res, asked, call, item["prompt"], task_class, judge_id, invoke_with_retries)
             row = {
                 **item,
                 "model": model_id,
@@ -261,6 +291,7 @@ def run_judge_eval(
                 "error": attempt.get("error"),
                 "scores": attempt_scores(attempt),
                 "accepted": bool(attempt.get("accepted")),
+                "acceptance": attempt.get("acceptance"),
                 "verdicts": attempt.get("verdicts", []),
                 "latency_s": attempt.get("latency_s", 0.0),
                 "tokens_in": attempt.get("tokens_in", 0),
@@ -270,6 +301,10 @@ def run_judge_eval(
             row["correct"] = None if row["error"] else is_correct(row["answer"] or "", item["reference"], item["match"])
             answers.append(row)
     report = build_report(answers, ctx, chosen, skipped, judge_id, judge_weights())
+    fit = current_fit(res.store)
+    report["acceptance"] = (
+        {"by": "calibrated", "fitted_on_rows": fit.rows} if fit is not None else {"by": "prior (fixed weights)"}
+    )
     report.update(
         source=None if source is None else str(source),
         questions=len(items),
@@ -304,6 +339,67 @@ def build_report(
     }
 
 
+# --------------------------------------------------------------------------------- fitting the calibrator
+
+
+def labelled_rows(answers: list[dict], source: str = "judge-eval"):
+    """The answered rows (a judge-eval run's, or an answers.jsonl) as labelled attempts for the calibrator."""
+    from fusiongraph.acceptance import LabelledAttempt
+
+    return [
+        LabelledAttempt.from_attempt(a, a.get("task_class"), bool(a["correct"]), source, a.get("prompt", ""))
+        for a in answers
+        if not a.get("error") and a.get("correct") is not None
+    ]
+
+
+def fit_from_answers(store, answers: list[dict], source: str = "judge-eval") -> dict:
+    """Keep the labelled rows in the store (with earlier ones), fit the calibrator on all, save it beside the store."""
+    from fusiongraph.acceptance import refit
+
+    added = labelled_rows(answers, source)
+    fit, where = refit(store, added)
+    return {"saved": where, "added": len(added), **fit.summary()}
+
+
+def load_answers(path: str | Path) -> list[dict]:
+    """An answers.jsonl written by ``judge-eval --out``."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{path}, line {n}: not valid JSON ({exc.msg})") from None
+                if not isinstance(row, dict) or "verdicts" not in row or "model" not in row:
+                    raise ValueError(f"{path}, line {n}: not a judge-eval answer row (no verdicts/model)")
+                rows.append(row)
+    if not rows:
+        raise ValueError(f"{path}: no answers")
+    return rows
+
+
+def replay_acceptance(answers: list[dict], fit, threshold: float) -> dict:
+    """The judge metrics of saved answers with the aggregate decided again by `fit` (None: the fixed
+    weights): the same decision the cascade makes (fusiongraph.acceptance.decide) on the same verdicts."""
+    from fusiongraph.acceptance import decide
+    from fusiongraph.judges import Verdict
+
+    rows = []
+    for a in answers:
+        if a.get("error") or a.get("correct") is None:
+            continue
+        verdicts = [
+            Verdict(v["judge"], v["score"], bool(v["veto"]), v.get("detail", ""), exact=bool(v.get("exact")))
+            for v in a["verdicts"]
+        ]
+        p = decide(fit, verdicts, a.get("task_class"), a["model"], a.get("answer") or "", a.get("finish_reason"))
+        scores = {v.judge: v.score for v in verdicts}
+        rows.append(({**scores, "aggregate": p["p_right"]}, bool(a["correct"])))
+    return judge_metrics(rows, threshold)
+
+
 def write_outputs(out_dir: str | Path, report: dict, answers: list[dict]) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -328,9 +424,20 @@ def print_report(report: dict, console) -> None:
         f" | failed calls: {report['failed_calls']} | wall time {report.get('wall_time_s', 0):.1f} s",
         caption_justify="left",
     )
-    for col in ("judge", "answers", "AUROC", "accept acc.", "majority", "right", "accepted", "right&acc", "wrong&acc"):
+    print_metrics(report["judges"], table, fmt)
+    console.print(table)
+    if report.get("fit"):
+        fit = report["fit"]
+        console.print(
+            f"calibrator fitted on {fit['rows']} labelled answers ({fit['added']} new), saved: {fit['saved']}"
+        )
+
+
+def print_metrics(judges: dict, table, fmt) -> None:
+    cols = ("judge", "answers", "AUROC", "accept acc.", "majority", "right", "accepted", "right&acc", "wrong&acc")
+    for col in (*cols, "right rejected"):
         table.add_column(col, justify="left" if col == "judge" else "right")
-    for kind, m in report["judges"].items():
+    for kind, m in judges.items():
         table.add_row(
             kind,
             str(m["answers"]),
@@ -341,5 +448,5 @@ def print_report(report: dict, console) -> None:
             str(m["accepted"]),
             str(m["right_accepted"]),
             str(m["wrong_accepted"]),
+            fmt(m["right_rejected_share"]),
         )
-    console.print(table)

@@ -8,11 +8,16 @@ One registry (:data:`JUDGES`), as routing has for its strategies. Each judge is 
 - self (judge_kinds/self_confidence.py): the answering model's own confidence, exp(mean token
   log-probability), where the model returns them.
 - llm (judge_kinds/llm.py): an LLM judge scoring 1-10 with the prompt in prompts/judge.md; junk or an
-  error counts as low confidence. Not asked after a veto, nor when the LLM judge is turned off.
+  error counts as low confidence. Not asked after a veto or an exact verdict, nor when the LLM judge is
+  turned off, nor where the calibrated acceptance gives it no say.
+- consistency (judge_kinds/consistency.py): agreement of a few short samples of the same model (temperature
+  > 0) with the answer, and with the answers of cheaper tiers already tried; works for any model, offline.
 
-A judge that cannot speak (no log-probabilities) abstains (score None); the others are re-weighted. The
-weights of the aggregate are the registered judges' ``weight``; `fusiongraph ask` shows one score per
-registered judge and `fusiongraph judge-eval` measures each.
+A judge that cannot speak (no log-probabilities) abstains (score None). The decision is
+:mod:`fusiongraph.acceptance`: an exact check decides where it applies; else a calibrated probability of
+being right fitted from labelled attempts (saved beside the store), and before any fit (cold start) the
+weighted mean of the registered judges' ``weight`` (:func:`aggregate`). `fusiongraph ask` shows one score
+per registered judge and `fusiongraph judge-eval` measures each.
 
 Adding a judge is a new file in fusiongraph/judge_kinds/ with a class decorated ``@register_judge`` and
 one import line at the bottom of this file.
@@ -37,16 +42,20 @@ class Verdict:
     score: float | None  # None: abstained
     veto: bool = False
     detail: str = ""
+    exact: bool = False  # decided by an exact check (a computed truth): a pass overrides the soft judges
     usage: Usage | None = None  # a judge that called a model: what the call used (charged to the attempt)
     trimmed_chars: int = 0  # a judge that read a trimmed answer: the characters it did not read
 
     def as_dict(self) -> VerdictRecord:
-        return {
+        record: VerdictRecord = {
             "judge": self.judge,
             "score": None if self.score is None else round(self.score, 4),
             "veto": self.veto,
             "detail": self.detail,
         }
+        if self.exact:
+            record["exact"] = True
+        return record
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,15 @@ class Reservation:
 
 
 NO_RESERVATION = Reservation()
+
+
+@dataclass(frozen=True)
+class AnswerCall:
+    """The answer call a judge reserves for (:meth:`Judge.reserve`): its model and its worst case."""
+
+    model_id: str
+    prompt_bound: int = 0  # most input tokens of the answer call
+    worst_usd: float = 0.0  # the answer call at max_tokens: a judge that re-asks the model costs at most this a call
 
 
 @dataclass
@@ -76,15 +94,27 @@ class Judging:
     reserved: Reservation = NO_RESERVATION  # what this judge reserved for this answer (Judge.reserve)
     verdicts: list[Verdict] = field(default_factory=list)  # of the judges that ran before this one
     request: Any = None  # the run's RequestSpec (tools, response_format), None for a plain text request
+    model_id: str = ""  # the answering model
+    messages: list = field(default_factory=list)  # the answer call's messages (a judge may re-ask the model)
+    prompt_text: str = ""  # their text (for a usage estimate)
+    prompt_bound: int = 0  # most input tokens of the answer call
+    earlier: list[tuple[str, str]] = field(default_factory=list)  # (model, answer) of cheaper tiers tried before
+    skip: frozenset[str] = frozenset()  # judges with no say here (acceptance): not worth a model call
+
+    def decided(self) -> bool:
+        """An earlier judge vetoed or an exact check decided: a model-calling judge is not asked."""
+        return any(v.veto or v.exact for v in self.verdicts)
 
 
 class Judge(Protocol):
     name: str  # the verdicts' "judge", the CLI's column, judge-eval's row
     weight: float  # its weight in the aggregate (re-normalised over the judges that spoke)
 
-    def reserve(self, res: Resources, ctx: FusionContext, judge_id: str | None, subtask: str) -> Reservation:
-        """Worst-case USD (and answer allowance) to reserve before the answer call: a true upper bound of
-        what :meth:`judge` can then cost. Judges that call no model reserve nothing."""
+    def reserve(
+        self, res: Resources, ctx: FusionContext, judge_id: str | None, subtask: str, answer: AnswerCall
+    ) -> Reservation:
+        """Worst-case USD (and answer allowance) to reserve before the answer call `answer`: a true upper
+        bound of what :meth:`judge` can then cost. Judges that call no model reserve nothing."""
         ...
 
     def judge(self, j: Judging) -> Verdict | None:
@@ -126,9 +156,12 @@ WEIGHTS: Mapping[str, float] = _Weights()
 
 
 def aggregate(verdicts: list[Verdict], weights: Mapping[str, float] | None = None) -> float:
-    """Weighted mean of the judges that spoke; any veto makes the confidence 0."""
+    """The cold-start prior: the weighted mean of the judges that spoke; any veto makes the confidence 0,
+    an exact pass 1."""
     if any(v.veto for v in verdicts):
         return 0.0
+    if any(v.exact for v in verdicts):
+        return 1.0
     weights = judge_weights() if weights is None else weights
     spoken = [(weights.get(v.judge, 0.0), v.score) for v in verdicts if v.score is not None]
     total = sum(w for w, _ in spoken)
@@ -136,7 +169,7 @@ def aggregate(verdicts: list[Verdict], weights: Mapping[str, float] | None = Non
 
 
 # the judges, in the order they run: one line per judge
-from fusiongraph.judge_kinds import rules, self_confidence, llm  # noqa: E402,F401
+from fusiongraph.judge_kinds import rules, self_confidence, llm, consistency  # noqa: E402,F401
 
 # the judges' functions under their old names
 from fusiongraph.judge_kinds.llm import llm_verdict  # noqa: E402,F401

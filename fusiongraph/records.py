@@ -34,6 +34,17 @@ class VerdictRecord(TypedDict):
     score: float | None  # 0-1, rounded to 4 places; None: the judge abstained (re-weighted away)
     veto: bool  # a veto makes the attempt's confidence 0
     detail: str  # why, in a few words (secrets redacted)
+    exact: NotRequired[bool]  # True: an exact check (a computed truth) decided; its verdict overrides the others
+
+
+@with_config(_STRICT)
+class AcceptanceRecord(TypedDict):
+    """How an attempt's P(right) was decided (``fusiongraph.acceptance.decide``)."""
+
+    p_right: float  # the probability of being right that is compared with quality_threshold
+    by: Literal["exact", "veto", "calibrated", "prior"]  # an exact check, a veto, the fitted calibrator, fixed weights
+    parts: dict[str, float]  # judge -> its part (calibrated: its log-odds contribution; prior: its weighted share)
+    no_say: list[str]  # judges that spoke but have no say in this class (at chance in the labelled attempts)
 
 
 @with_config(_STRICT)
@@ -64,8 +75,9 @@ class Attempt(TypedDict):
     answer: NotRequired[str]  # a returned call: the model's reply (tool calls rendered as text)
     tool_calls: NotRequired[list[dict[str, Any]]]  # a returned call that called tools: {name, args, id, type}
     finish_reason: NotRequired[str | None]  # a returned call: "stop", "length" (truncated), ... or None
-    confidence: float  # the judges' weighted aggregate (0-1; 0 after a veto or a failed call), 4 places
+    confidence: float  # P(right) from the judges (fusiongraph.acceptance; 0 after a veto or a failed call), 4 places
     accepted: bool  # confidence >= quality_threshold
+    acceptance: NotRequired[AcceptanceRecord]  # a returned call: how the confidence was decided
     verdicts: list[VerdictRecord]  # one per judge that was asked, in registry order (empty for a failed call)
     judge_cost_usd: NotRequired[float]  # a returned call: what its judges' model calls cost
     judge_tokens_in: NotRequired[int]
@@ -174,6 +186,7 @@ def new_attempt(
     judge_usage: Mapping[str, Any] | None = None,
     judge_trimmed_chars: int = 0,
     tool_calls: Sequence[Mapping[str, Any]] = (),
+    acceptance: AcceptanceRecord | None = None,
 ) -> Attempt:
     """The one place an :class:`Attempt` is built: a failed call when `error` is given, else a judged answer."""
     attempt: dict[str, Any] = {"model": model, "guides": list(guides)}
@@ -202,6 +215,8 @@ def new_attempt(
     )
     if judge_trimmed_chars:
         attempt["judge_trimmed_chars"] = judge_trimmed_chars
+    if acceptance is not None:
+        attempt["acceptance"] = acceptance
     attempt.update(
         answer=answer if answer is not None else "",
         confidence=confidence,

@@ -2,8 +2,9 @@
 
 A verifier is ``function(subtask, answer) -> Check | None``: ``None`` when it does not apply to this
 subtask (no JSON was asked for, no Python code was given), else a score in [0, 1] with the reason. A
-``veto`` makes the whole confidence 0 (an exact check that fails); ``exact`` marks a check against a
-computed truth (plain arithmetic). Each task class of the taxonomy names its verifiers
+``veto`` makes the whole confidence 0 (an exact check that fails: a wrong sum, JSON that does not parse,
+Python that does not parse); ``exact`` marks a check that decides: against a computed truth (plain
+arithmetic: a pass is accepted whatever the soft judges say) or a failed parse. Each task class of the taxonomy names its verifiers
 (``verifiers:`` in store/taxonomy.yaml); :data:`VERIFIERS` is the registry of names.
 
 The arithmetic check evaluates the subtask with :func:`safe_eval`, an ``ast`` walk that allows only
@@ -125,10 +126,32 @@ _WORDS = [  # spelled-out operators, longest first
 ]
 _PERCENT_OF = re.compile(rf"({_NUMBER})\s*%\s*of\s+({_NUMBER})", re.IGNORECASE)
 _LEAD = re.compile(
-    r"^\s*(what\s+is|what's|whats|compute|calculate|evaluate|work\s+out|how\s+much\s+is|"
-    r"find|give\s+me|tell\s+me)\b(\s+the\s+(value|result)\s+of\b)?[\s:]*",
+    r"^\s*((please|can\s+you|could\s+you)\s+)?((what\s+is|what's|whats|compute|calculate|evaluate|work\s+out|"
+    r"how\s+much\s+is|find|give\s+me|tell\s+me|what\s+do\s+you\s+get\s+(if|when)\s+you)\b"
+    r"(\s+the\s+(value|result)\s+of\b)?)?[\s:]*",
     re.IGNORECASE,
 )
+_N = r"-?\d+(?:\.\d+)?"
+
+
+def _ordered_difference(a: str, b: str) -> str:
+    """ "The difference between 8 and 50" is 42 either way round."""
+    return f"({a} - {b})" if float(a) >= float(b) else f"({b} - {a})"
+
+
+# whole phrasings of one operation on two numbers ("the sum of 34 and 58", "add 12 and 30", "subtract 5 from 20")
+_PHRASES = [
+    (rf"(?:the\s+)?sum\s+of\s+({_N})\s+and\s+({_N})", lambda a, b: f"({a} + {b})"),
+    (rf"add\s+({_N})\s+(?:and|to|plus)\s+({_N})", lambda a, b: f"({a} + {b})"),
+    (rf"(?:the\s+)?product\s+of\s+({_N})\s+and\s+({_N})", lambda a, b: f"({a} * {b})"),
+    (rf"multiply\s+({_N})\s+(?:by|and|with)\s+({_N})", lambda a, b: f"({a} * {b})"),
+    (rf"(?:the\s+)?difference\s+between\s+({_N})\s+and\s+({_N})", _ordered_difference),
+    (rf"subtract\s+({_N})\s+from\s+({_N})", lambda a, b: f"({b} - {a})"),
+    (rf"take\s+({_N})\s+(?:away\s+)?from\s+({_N})", lambda a, b: f"({b} - {a})"),
+    (rf"divide\s+({_N})\s+by\s+({_N})", lambda a, b: f"({a} / {b})"),
+    (rf"(?:the\s+)?quotient\s+of\s+({_N})\s+(?:and|by|divided\s+by)\s+({_N})", lambda a, b: f"({a} / {b})"),
+]
+_PHRASES = [(re.compile(rf"^{pattern}$", re.IGNORECASE), build) for pattern, build in _PHRASES]
 _TRAIL = re.compile(r"[\s?.!=]*$")
 _ARITH_CHARS = re.compile(r"^[\d\s.+\-*/%()]+$")
 
@@ -138,6 +161,11 @@ def arithmetic_expression(subtask: str) -> str | None:
     it is anything more (a word problem, an equation, units): only then is an exact check sound."""
     text = _TRAIL.sub("", _LEAD.sub("", subtask.strip(), count=1))
     text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)  # 1,234 -> 1234
+    text = " ".join(text.split())
+    for pattern, build in _PHRASES:
+        if m := pattern.match(text):
+            text = build(*m.groups())
+            break
     text = _PERCENT_OF.sub(r"(\1 / 100 * \2)", text)
     for pattern, op in _WORDS:
         text = re.sub(pattern, f" {op} ", text, flags=re.IGNORECASE)
@@ -179,17 +207,9 @@ def _matches(expected: float, value: float, tolerance: float) -> bool:
     return math.isclose(value, expected, rel_tol=1e-9, abs_tol=1e-9) or abs(value - expected) <= tolerance * (1 + 1e-9)
 
 
-def _final_numbers(answer: str, numbers: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """The numbers that can be "the answer": the first, the last and the first after the last '='."""
-    candidates = [numbers[0], numbers[-1]] if numbers else []
-    if "=" in answer:
-        after = answer_numbers(answer.rsplit("=", 1)[1])
-        candidates += after[:1]
-    return candidates
-
-
 def check_arithmetic(subtask: str, answer: str) -> Check | None:
-    """Plain arithmetic: the answer's final number must equal the safely evaluated expression."""
+    """Plain arithmetic: the answer's final number must equal the safely evaluated expression. The check
+    decides: a match is an exact pass (it overrides the soft judges), anything else an exact veto."""
     expression = arithmetic_expression(subtask)
     if expression is None:
         return None
@@ -201,12 +221,12 @@ def check_arithmetic(subtask: str, answer: str) -> Check | None:
     if not numbers:
         return None  # no number at all: the numeric check reports it
     shown = f"{expected:.6g}" if isinstance(expected, float) else str(expected)
-    if any(_matches(float(expected), v, d) for v, d in _final_numbers(answer, numbers)):
+    final, tolerance = numbers[-1]
+    if _matches(float(expected), final, tolerance):
         return Check(1.0, f"exact: {expression} = {shown}", exact=True)
     return Check(
         0.0,
-        f"exact check failed: {expression} = {shown}, the answer says "
-        f"{', '.join(f'{v:g}' for v, _ in _final_numbers(answer, numbers))}",
+        f"exact check failed: {expression} = {shown}, the answer's final number is {final:g}",
         veto=True,
         exact=True,
     )
@@ -222,6 +242,26 @@ def check_numeric(subtask: str, answer: str) -> Check | None:
     if re.search(r"\d", answer):
         return Check(1.0, "a number is given")
     return Check(0.5, "a number was expected, none given")
+
+
+# ---------------------------------------------------------------------------------------------- answers
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n")
+STOP = frozenset(
+    "a an the is are was were be been of in on at to for by with and or it its this that these those as from "
+    "which who what when where how answer yes no there their they he she his her i you we our your my me "
+    "called known named also has have had than then so not".split()
+)
+
+
+def new_words(task: str, answer: str) -> set[str]:
+    """The content words of the answer's first sentence that the task does not contain: what it names
+    ("The capital of France is Paris." to "What is the capital of France?" -> {"paris"})."""
+    from fusiongraph.judge_eval import normalise
+
+    first = _SENTENCE.split((answer or "").strip(), maxsplit=1)[0]
+    asked = set(normalise(task).split())
+    return {w for w in normalise(first).split() if w not in STOP and w not in asked}
 
 
 # ---------------------------------------------------------------------------------------------- JSON
@@ -240,7 +280,9 @@ def check_json(subtask: str, answer: str) -> Check | None:
     try:
         json.loads(strip_fence(answer))
     except ValueError as exc:
-        return Check(0.0, f"JSON requested, answer is not valid JSON ({getattr(exc, 'msg', exc)})")
+        return Check(
+            0.0, f"JSON requested, answer is not valid JSON ({getattr(exc, 'msg', exc)})", veto=True, exact=True
+        )
     return Check(1.0, "valid JSON")
 
 
@@ -314,7 +356,9 @@ def check_code(subtask: str, answer: str) -> Check | None:
     for code in python:
         error = python_parses(code, fenced)
         if error is not None:
-            return Check(0.0, f"the Python code does not parse: {error.msg} (line {error.lineno})")
+            return Check(
+                0.0, f"the Python code does not parse: {error.msg} (line {error.lineno})", veto=True, exact=True
+            )
     if python:
         return Check(1.0, f"{len(python)} Python snippet(s) parse")
     if _WANTS_CODE.search(subtask) and not _CODE_SHAPE.search(answer):

@@ -84,6 +84,7 @@ def cascade(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
             pv.mask_messages(state.get("tail"), placeholders) if masked else state.get("tail") or (),
             state.get("message"),
             state.get("request"),
+            task_class=state.get("task_class"),
         )
         if call.history_dropped:
             trace.append(
@@ -125,6 +126,7 @@ def cascade(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
             state.get("task_class"),
             judge_id,
             lambda model, messages: call_model(model, messages).result(),
+            earlier=attempts,
         )
         if masked and attempt.get("answer"):
             attempt["answer"] = pv.restore(attempt["answer"], placeholders)

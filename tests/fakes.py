@@ -104,3 +104,54 @@ class ScriptedChat(BaseChatModel):
             return parsed
 
         return self | RunnableLambda(parse)
+
+
+def labelled_attempts(
+    n: int,
+    seed: int,
+    informative: dict[str, set[str]],
+    classes: tuple[str, ...] = ("math", "factual_qa"),
+    models: tuple[str, ...] = ("cheap",),
+    right_rate: float = 0.5,
+):
+    """Synthetic labelled attempts for the calibrator: judge j's score follows correctness (plus noise) in
+    the classes `informative[j]`, and is a coin toss (chance) elsewhere."""
+    import random
+
+    from fusiongraph.acceptance import LabelledAttempt
+
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        task_class = classes[i % len(classes)]
+        correct = rng.random() < right_rate
+        scores = {}
+        for judge, where in informative.items():
+            if task_class in where:
+                scores[judge] = min(1.0, max(0.0, (0.8 if correct else 0.2) + rng.gauss(0.0, 0.2)))
+            else:
+                scores[judge] = rng.random()
+        rows.append(
+            LabelledAttempt(
+                scores=scores,
+                exact=False,
+                task_class=task_class,
+                model=models[i % len(models)],
+                answer_chars=rng.randint(5, 200),
+                truncated=False,
+                correct=correct,
+                source="synthetic",
+                prompt=f"synthetic question {seed}-{i}",
+            )
+        )
+    return rows
+
+
+def fit_where_every_judge_speaks(classes: tuple[str, ...] = ("math", "factual_qa", "creative_writing"), **kw):
+    """A calibrator fit in which every shipped judge has a say in every class (all informative)."""
+    from fusiongraph.acceptance import fit_acceptance
+    from fusiongraph.judges import JUDGES
+
+    every = set(classes)
+    informative = {j: every for j in ("rules", "self", "llm", "consistency")}
+    return fit_acceptance(labelled_attempts(200, 0, informative, classes, **kw), JUDGES)

@@ -9,7 +9,7 @@ import tempfile
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
@@ -18,6 +18,7 @@ from langchain_core.runnables import RunnableLambda
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict
 
+from fusiongraph.acceptance import save_fit
 from fusiongraph.attempt import JUDGE_MAX_TOKENS, answer_messages
 from fusiongraph.budget import prompt_bound, shares, token_bound, usable
 from fusiongraph.embeddings import Embedder
@@ -30,7 +31,7 @@ from fusiongraph.state import Decomposition, JudgeVerdict
 from fusiongraph.store import OutcomeStore
 from fusiongraph.text import estimate_tokens, fit_to_tokens
 from tests.conftest import ctx, make_taxonomy
-from tests.fakes import BagOfWordsEmbeddings, ScriptedChat
+from tests.fakes import BagOfWordsEmbeddings, ScriptedChat, fit_where_every_judge_speaks
 
 TEXTS = [
     "What is the capital of France?",
@@ -172,7 +173,10 @@ class MeteredChat(BaseChatModel):
     ) -> ChatResult:
         w = self.world
         last = messages[-1].text
-        role = role or ("synthesize" if last.startswith("Request:") else "answer")
+        tags = (run_manager.tags or []) if run_manager is not None else []
+        role = role or (
+            "synthesize" if last.startswith("Request:") else "consistency" if "consistency" in tags else "answer"
+        )
         w.calls.append((self.model_id, role))
         if w.fail_rate and w.rng.random() < w.fail_rate:
             raise ValueError("scripted failure")  # not transient: no retry, nothing billed
@@ -236,7 +240,11 @@ class MeteredRoster(Roster):
         return self._chat[key]
 
 
-def metered_run(query: str, prices: dict[str, tuple[float, float]], world: World, **knobs) -> dict:
+def metered_run(
+    query: str, prices: dict[str, tuple[float, float]], world: World, consistency: bool = False, **knobs
+) -> dict:
+    """One run on metered fakes; `consistency`: with a saved calibrator fit in which every judge has a say
+    (the consistency judge's samples are drawn, and charged, on every answer it is asked about)."""
     specs = [
         ModelSpec(
             id=m,
@@ -258,6 +266,8 @@ def metered_run(query: str, prices: dict[str, tuple[float, float]], world: World
             embedder,
             OutcomeStore(tmp, embedder.dim, embedder.name),
         )
+        if consistency:
+            save_fit(res.store, fit_where_every_judge_speaks())
         with use_resources(res):
             return graph.invoke({"query": query}, context=ctx(**knobs))
 
@@ -336,9 +346,39 @@ price = st.one_of(st.just(0.0), st.floats(0.01, 60.0), st.floats(0.01, 60.0))
     seed=st.integers(0, 2**16),
     planner_context=st.sampled_from([128_000, 2048, 512]),
     answers=st.lists(st.sampled_from(ANSWERS), min_size=1, max_size=3),
+    consistency=st.booleans(),
+    samples=st.integers(1, 8),
+)
+@example(  # seven consistency samples reserved at exactly seven times a 1-token answer: summing charges rounds
+    parts=["What is the capital of France?"],
+    prices={"cheap": (0.0, 35.640018707955), "planner": (0.0, 0.0), "strong": (0.0, 28.956430606818785)}
+    | {"mid": (0.0, 0.0), "judge": (0.0, 0.0)},
+    scale=3.4874363854789574,
+    max_tokens=1,
+    threshold=0.4,
+    llm_judge=False,
+    worst=True,
+    fail_rate=0.0,
+    seed=7,
+    planner_context=128000,
+    answers=["GOOD answer", ""],
+    consistency=True,
+    samples=7,
 )
 def test_the_whole_run_never_spends_past_the_budget(
-    parts, prices, scale, max_tokens, threshold, llm_judge, worst, fail_rate, seed, planner_context, answers
+    parts,
+    prices,
+    scale,
+    max_tokens,
+    threshold,
+    llm_judge,
+    worst,
+    fail_rate,
+    seed,
+    planner_context,
+    answers,
+    consistency,
+    samples,
 ):
     """The budget is `scale` times one typical call at the dearest price: from nothing to a few dozen calls."""
     dearest = max(max(p) for p in prices.values()) or 1.0
@@ -353,13 +393,20 @@ def test_the_whole_run_never_spends_past_the_budget(
         quality_threshold=threshold,
         llm_judge=llm_judge,
         planner_context=planner_context,
+        consistency=consistency,
+        consistency_samples=samples,
     )
     billed = sum(cost for _, cost in world.ledger)
     assert billed <= budget, (billed, budget, world.ledger)
     spent = out["summary"]["spent_usd"]
     assert spent["total"] == pytest.approx(billed, rel=1e-9, abs=1e-15)  # every call is in the summary
-    for kind, role in (("plan", "decompose"), ("synthesis", "synthesize"), ("judges", "judge"), ("answers", "answer")):
-        assert spent[kind] == pytest.approx(sum(c for r, c in world.ledger if r == role), rel=1e-9, abs=1e-15)
+    for kind, roles in (
+        ("plan", {"decompose"}),
+        ("synthesis", {"synthesize"}),
+        ("judges", {"judge", "consistency"}),  # the consistency judge's samples are judge calls
+        ("answers", {"answer"}),
+    ):
+        assert spent[kind] == pytest.approx(sum(c for r, c in world.ledger if r in roles), rel=1e-9, abs=1e-15)
     assert out["summary"]["within_budget"] is True
     # and every call kept its own promise: it cost no more than was reserved for it
     for r in out["results"]:
@@ -370,6 +417,7 @@ def test_the_whole_run_never_spends_past_the_budget(
             assert e.get("cost_usd", 0.0) <= e.get("reserved_usd", 0.0), e
     assert out["answer"] is not None
     event(f"spent {'0' if not billed else '<50%' if billed < budget / 2 else '>=50%'} of the budget")
+    event(f"consistency samples drawn: {sum(r == 'consistency' for r, _ in world.ledger) > 0}")
     event(
         f"{len(out['results'])} subtask(s); planner {'called' if ('planner', 'decompose') in world.calls else 'skipped'}"
     )

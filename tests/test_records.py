@@ -101,7 +101,7 @@ def toy_judge():
         name = "toy"
         weight = 0.4
 
-        def reserve(self, res, ctx, judge_id, subtask):
+        def reserve(self, res, ctx, judge_id, subtask, answer):
             return NO_RESERVATION
 
         def judge(self, j):
@@ -116,7 +116,7 @@ def toy_judge():
 def test_a_registered_judge_scores_attempts_counts_in_the_aggregate_and_shows_in_the_cli(
     fusion, toy_judge, monkeypatch
 ):
-    assert judge_weights() == {"rules": 0.3, "self": 0.2, "llm": 0.5, "toy": 0.4}
+    assert judge_weights() == {"rules": 0.3, "self": 0.2, "llm": 0.5, "consistency": 0.0, "toy": 0.4}
     fusion(models(cheap_reply="BAD answer", logprob=-0.2))
     out = graph.invoke({"query": "What is the capital of France?"}, context=ctx())
     attempts = validate(out)
@@ -134,16 +134,17 @@ def test_a_registered_judge_scores_attempts_counts_in_the_aggregate_and_shows_in
     monkeypatch.setattr(cli, "console", Console(file=buffer, width=200))
     cli.print_routes(out)
     printed = buffer.getvalue()
-    assert "rules/self/llm/toy" in printed
-    assert "1.00 / 0.95 / 0.89 / 1.00" in printed  # the strong answer: rules, self, llm, toy
+    assert "rules/self/llm/consistency/toy" in printed
+    # the strong answer: rules, self, llm, consistency (no say before a fit: not asked), toy
+    assert "1.00 / 0.95 / 0.89 / - / 1.00" in printed
 
-    assert judge_eval.judge_kinds() == ("rules", "self", "llm", "toy", "aggregate")
+    assert judge_eval.judge_kinds() == ("rules", "self", "llm", "consistency", "toy", "aggregate")
     assert judge_eval.attempt_scores(strong)["toy"] == 1.0
     metrics = judge_eval.judge_metrics([(judge_eval.attempt_scores(a), a is strong) for a in attempts], 0.6)
     assert metrics["toy"]["auroc"] == 1.0
 
 
 def test_without_the_toy_judge_the_registry_is_the_three_shipped_judges():
-    assert list(JUDGES) == ["rules", "self", "llm"]
-    assert cli.judge_columns() == ("rules", "self", "llm")
-    assert judge_eval.JUDGE_KINDS == ("rules", "self", "llm", "aggregate")
+    assert list(JUDGES) == ["rules", "self", "llm", "consistency"]
+    assert cli.judge_columns() == ("rules", "self", "llm", "consistency")
+    assert judge_eval.JUDGE_KINDS == ("rules", "self", "llm", "consistency", "aggregate")

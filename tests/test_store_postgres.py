@@ -527,3 +527,25 @@ def test_the_success_probe_fit_is_shared_through_postgres(pg):
     assert other.predict(x, {"math": 1.0}, ["a"]) == pytest.approx(
         SuccessProbe(store, background=False).predict(x, {"math": 1.0}, ["a"])
     )
+
+
+def test_the_acceptance_fit_and_its_labels_are_shared_through_postgres(pg):
+    """The calibrated acceptance saved by one worker (plain arrays in the artifacts table) is the one
+    another worker decides with; the labelled attempts it was fitted on are kept there too."""
+    from fusiongraph import acceptance
+    from fusiongraph.judges import JUDGES
+    from tests.fakes import labelled_attempts
+
+    a, b = open_store(pg, 8, "test"), open_store(pg, 8, "test")
+    assert acceptance.current_fit(b) is None
+    rows = labelled_attempts(120, 0, {"self": {"math"}, "llm": set()}, classes=("math",))
+    fit, where = acceptance.refit(a, rows)
+    assert where == "artifact acceptance.npz" and a.get_artifact(acceptance.ACCEPTANCE_FILE) == fit.to_bytes()
+    acceptance._cache.clear()  # another worker: nothing cached yet
+    shared = acceptance.current_fit(b)
+    assert shared is not None and shared.rows == 120 and shared.summary() == fit.summary()
+    assert len(acceptance.load_labels(b)) == 120
+    assert not shared.has_say("llm", "math") and shared.has_say("self", "math")
+    assert shared.judges == [j for j in JUDGES if j in ("self", "llm")]  # in the registry's order
+    a.close()
+    b.close()

@@ -106,12 +106,17 @@ def test_a_taxonomy_file_with_an_unknown_verifier_or_a_bad_length_is_a_clear_err
 
 def test_the_class_changes_the_verdict_of_the_same_answer():
     wrong = rule_verdict(MATH_TASK, "17 times 23 is 381", "stop", "math")
-    assert wrong.veto and wrong.score == 0.0 and "391" in wrong.detail
-    assert rule_verdict(MATH_TASK, "17 times 23 is 381", "stop", "factual_qa").score == 1.0
-    assert rule_verdict(MATH_TASK, "It is 391.", "stop", "math").score == 1.0
+    assert wrong.veto and wrong.exact and wrong.score == 0.0 and "391" in wrong.detail
+    # plain arithmetic is checked exactly whatever class the taxonomy gave it
+    assert rule_verdict(MATH_TASK, "17 times 23 is 381", "stop", "factual_qa").veto
+    right = rule_verdict(MATH_TASK, "It is 391.", "stop", "factual_qa")
+    assert right.score == 1.0 and right.exact and not right.veto
+    # the class's other verifiers still differ: math wants a number in the answer of a calculation
+    assert rule_verdict("Calculate the area of a 3 by 4 room", "Twelve.", "stop", "math").score == 0.5
+    assert rule_verdict("Calculate the area of a 3 by 4 room", "Twelve.", "stop", "factual_qa").score == 1.0
 
     broken = "```python\ndef search(xs, x)\n    return xs.index(x)\n```"
-    assert rule_verdict("Write a Python function that finds x", broken, "stop", "code").score == 0.0
+    assert rule_verdict("Write a Python function that finds x", broken, "stop", "code").veto  # exact: it cannot run
     assert rule_verdict("Write a Python function that finds x", broken, "stop", "conversation").score == 1.0
 
     task = "Return the product name and price from this listing as JSON."
@@ -123,8 +128,12 @@ def test_the_class_changes_the_verdict_of_the_same_answer():
 def test_a_taxonomy_class_object_brings_its_own_verifiers():
     plain = TaskClass("sums", "sums", [], ["a"], verifiers=[])
     checked = TaskClass("sums", "sums", [], ["a"], verifiers=["arithmetic"])
-    assert rule_verdict(MATH_TASK, "381", "stop", plain).score == 1.0
-    assert rule_verdict(MATH_TASK, "381", "stop", checked).veto
+    task = "Calculate the area of a 3 by 4 room"
+    numeric = TaskClass("sums", "sums", [], ["a"], verifiers=["numeric"])
+    assert rule_verdict(task, "Twelve.", "stop", plain).score == 1.0
+    assert rule_verdict(task, "Twelve.", "stop", numeric).score == 0.5
+    # the exact arithmetic check applies with or without the class naming it
+    assert rule_verdict(MATH_TASK, "381", "stop", plain).veto and rule_verdict(MATH_TASK, "381", "stop", checked).veto
 
 
 @pytest.mark.parametrize(

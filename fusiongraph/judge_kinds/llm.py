@@ -1,5 +1,6 @@
 """The LLM judge: a helper model scores the answer 1-10 with the prompt in prompts/judge.md; junk or an
-error counts as 0. Not asked after a veto (an earlier judge's), nor when the LLM judge is turned off.
+error counts as 0. Not asked after a veto or an exact verdict (an earlier judge's), nor when the LLM judge is
+turned off, nor where the calibrated acceptance gives it no say (fusiongraph/acceptance.py).
 
 Its budget reservation is a true worst case (see fusiongraph/budget.py): the judge's prompt bound plus
 `JUDGE_MAX_TOKENS` out. The prompt contains the answer, unknown before the call: the reservation allows
@@ -78,15 +79,15 @@ class LLMJudge:
     name = "llm"
     weight = 0.5
 
-    def reserve(self, res, ctx, judge_id, subtask) -> Reservation:
+    def reserve(self, res, ctx, judge_id, subtask, answer) -> Reservation:
         if judge_id is None:
             return NO_RESERVATION
         allowance, judge_in, _ = judge_bound(res, ctx, judge_id, subtask)
         return Reservation(res.roster[judge_id].cost(judge_in, JUDGE_MAX_TOKENS), allowance)
 
     def judge(self, j: Judging) -> Verdict | None:
-        if j.judge_id is None or any(v.veto for v in j.verdicts):
-            return None  # turned off, or the answer is already vetoed: not worth a call
+        if j.judge_id is None or j.decided() or self.name in j.skip:
+            return None  # turned off, already vetoed or decided exactly, or no say here: not worth a call
         res, spec = j.res, j.res.roster[j.judge_id]
         # the judge's max_tokens is JUDGE_MAX_TOKENS, and it reads at most the reserved allowance of the answer
         judge_model = res.roster.chat_model(j.judge_id, JUDGE_MAX_TOKENS, j.ctx.request_timeout_s)

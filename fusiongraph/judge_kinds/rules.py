@@ -1,4 +1,5 @@
-"""The rules judge: cheap checks (empty, refusal, truncation, JSON when asked) and the task class's verifiers
+"""The rules judge: cheap checks (empty, refusal, truncation, an answer to a wh-question that only restates
+it, JSON when asked) and the task class's verifiers
 (:mod:`fusiongraph.verifiers`: a number for a calculation, an exact check of plain arithmetic, valid JSON for
 extraction, Python code that parses); an empty answer, a refusal or a failed exact check vetoes."""
 
@@ -8,7 +9,7 @@ import json
 import re
 
 from fusiongraph.judges import NO_RESERVATION, Judging, Reservation, Verdict, register_judge
-from fusiongraph.verifiers import WANTS_JSON, check_output, for_class, run_verifiers, strip_fence
+from fusiongraph.verifiers import WANTS_JSON, check_output, for_class, new_words, run_verifiers, strip_fence
 
 _REFUSAL = re.compile(
     r"^\s*(i('| a)m sorry|sorry,|i can(no|')t (help|assist|answer|do)|i am unable|i'm unable|as an ai\b|"
@@ -17,12 +18,17 @@ _REFUSAL = re.compile(
 )
 
 
+_WH_QUESTION = re.compile(r"^\s*(what|which|who|whom|where|when|name|tell me)\b", re.IGNORECASE)
+_WANTS_DIGITS = re.compile(r"\d|\bhow\s+(many|much)\b", re.IGNORECASE)
+
+
 def rule_verdict(
     task: str, answer: str, finish_reason: str | None, task_class=None, verifiers: list[str] | None = None
 ) -> Verdict:
     """The rules judge. `task_class`: a class name (its default verifiers), or a taxonomy ``TaskClass``
-    (its configured verifiers); `verifiers` overrides both. Each applicable verifier caps the score
-    (a failed check scores 0 or 0.5); one that vetoes (a wrong exact answer) makes the verdict a veto."""
+    (its configured verifiers), plus the exact arithmetic check whatever the class; `verifiers` overrides
+    all of them. Each applicable verifier caps the score (a failed check scores 0 or 0.5); an exact check
+    decides: a wrong answer is a veto, a right one an exact pass (``exact``) that overrides the soft judges."""
     text = (answer or "").strip()
     if not text:
         return Verdict("rules", 0.0, True, "empty answer")
@@ -31,9 +37,14 @@ def rule_verdict(
     name = getattr(task_class, "name", task_class)
     if verifiers is None:
         verifiers = task_class.checks if hasattr(task_class, "checks") else for_class(name)
+        if "arithmetic" not in verifiers:  # plain arithmetic is checked exactly whatever class it was given
+            verifiers = [*verifiers, "arithmetic"]
     problems, score = [], 1.0
     if finish_reason == "length":
         problems.append("truncated at max_tokens")
+        score -= 0.5
+    if _WH_QUESTION.search(task) and not _WANTS_DIGITS.search(task) and not new_words(task, text):
+        problems.append("the answer only restates the question")  # "Uruguay is the capital of Uruguay."
         score -= 0.5
     # JSON asked for: a format check for every class; code mentions JSON as data, extraction checks strictly
     if name != "code" and "json" not in verifiers and WANTS_JSON.search(task):
@@ -45,7 +56,9 @@ def rule_verdict(
     passed = []
     for verifier, check in run_verifiers(verifiers, task, text):
         if check.veto:
-            return Verdict("rules", 0.0, True, f"{verifier}: {check.reason}")
+            return Verdict("rules", 0.0, True, f"{verifier}: {check.reason}", exact=check.exact)
+        if check.exact:  # a computed truth agrees: it decides, whatever the softer checks say
+            return Verdict("rules", 1.0, False, f"{verifier}: {check.reason}", exact=True)
         if check.score < 1.0:
             problems.append(check.reason)
             score = min(score, check.score)
@@ -59,7 +72,7 @@ class RulesJudge:
     name = "rules"
     weight = 0.3
 
-    def reserve(self, res, ctx, judge_id, subtask) -> Reservation:
+    def reserve(self, res, ctx, judge_id, subtask, answer) -> Reservation:
         return NO_RESERVATION
 
     def judge(self, j: Judging) -> Verdict:

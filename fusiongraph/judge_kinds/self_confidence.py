@@ -32,7 +32,7 @@ class SelfConfidenceJudge:
     name = "self"
     weight = 0.2
 
-    def reserve(self, res, ctx, judge_id, subtask) -> Reservation:
+    def reserve(self, res, ctx, judge_id, subtask, answer) -> Reservation:
         return NO_RESERVATION
 
     def judge(self, j: Judging) -> Verdict:

@@ -27,7 +27,6 @@ from fusiongraph.budget import PER_MESSAGE_TOKENS, charge, counter_for, message_
 from fusiongraph.context import FusionContext
 from fusiongraph.judge_kinds.llm import (  # noqa: F401  (the LLM judge's bounds, under their old home)
     ANSWER_TOKENS_PER_TOKEN,
-    JUDGE_FRAMING,
     JUDGE_MAX_TOKENS,
     judge_bound,
     judge_worst_cost,
@@ -39,8 +38,6 @@ from fusiongraph.records import Attempt, attempt_cost, attempt_scores, new_attem
 from fusiongraph.resources import Resources
 from fusiongraph.store import Outcome
 from fusiongraph.text import estimate_tokens, redact, trim_to_tokens
-
-JUDGE_OUTPUT_TOKENS = JUDGE_MAX_TOKENS  # the old name
 
 
 def answer_messages(

@@ -28,7 +28,6 @@ JUDGE_MAX_TOKENS = 128  # the judge's max_tokens: its JSON verdict (a score and 
 ANSWER_TOKENS_PER_TOKEN = 6  # a reader of an answer (the judge) may count 6 of its tokens (bytes, without a
 # tokenizer) per answer token: English averages ~4 bytes a token, CJK ~3-6; a longer answer is trimmed for
 # the judge only
-JUDGE_FRAMING = "Task:\n{task}\n\nCandidate answer:\n"  # the old constant: judge_request(task, "")
 
 
 def judge_request(task: str, answer: str) -> str:

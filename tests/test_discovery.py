@@ -399,10 +399,8 @@ def test_a_llama_server_on_8080_under_an_alias_is_a_tier_of_fusiongraph_ask(tmp_
         )
     assert run.returncode == 0, run.stderr[-3000:]
     out = json.loads(run.stdout)
-    (result,) = out["results"]
-    assert "my-smollm@8080" in result["candidates"], result["candidates"]
-    assert "verified" in result and isinstance(result["verified"], bool)
-    assert all("verified" in r for r in out["results"]) and "verified" in out["summary"]
+    assert out["results"] and all("my-smollm@8080" in r["candidates"] for r in out["results"]), out["results"]
+    assert all(isinstance(r["verified"], bool) for r in out["results"]) and "verified" in out["summary"]
 
 
 @pytest.mark.integration

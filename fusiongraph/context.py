@@ -226,9 +226,10 @@ class FusionContext:
                 continue
             if (lo is not None and not value >= lo) or (hi is not None and not value <= hi) or value != value:
                 errors.append(f"{f.name} must be {_show_range(lo, hi)}, got {value}")
+        from fusiongraph.privacy import MODES
         from fusiongraph.strategies import STRATEGIES
 
-        if self.privacy not in ("off", "route", "redact"):
+        if self.privacy not in MODES:
             errors.append(f"privacy must be one of 'off', 'route', 'redact', got {self.privacy!r}")
         if self.privacy_store not in ("masked", "none"):
             errors.append(f"privacy_store must be 'masked' or 'none', got {self.privacy_store!r}")

@@ -98,6 +98,7 @@ class Detector(Protocol):
 
 
 DETECTORS: dict[str, Detector] = {}
+_ACTIVE = threading.local()  # the patterns file of the scan running on this thread
 
 
 def register_detector(cls):
@@ -290,10 +291,10 @@ class PatternsDetector:
     """The user's own patterns (``patterns: [{name, regex}]`` in a YAML file)."""
 
     name = "patterns"
-    path: str = ""
 
     def find(self, text: str) -> list[Finding]:
-        patterns = user_patterns(self.path or os.environ.get("FUSIONGRAPH_PRIVACY_PATTERNS", ""))
+        path = getattr(_ACTIVE, "patterns", "") or os.environ.get("FUSIONGRAPH_PRIVACY_PATTERNS", "")
+        patterns = user_patterns(path)
         view = normalised(text)
         return [
             Finding(self.name, name, *view.span(m.start(), m.end()))
@@ -333,8 +334,14 @@ def user_patterns(path: str) -> tuple[tuple[str, re.Pattern], ...]:
 
 # ------------------------------------------------------------------------------------------- use
 def scan(text: str, patterns_path: str = "") -> list[Finding]:
-    """Every detector over the text; overlapping findings merged (the longest kept), in text order."""
-    PatternsDetector.path = patterns_path
+    """Every detector over the text; overlapping findings merged (the longest kept), in text order. Memoised:
+    the planner, the subtask and every branch's conversation are often the same text."""
+    return list(_scan(text, patterns_path))
+
+
+@lru_cache(maxsize=512)
+def _scan(text: str, patterns_path: str) -> tuple[Finding, ...]:
+    _ACTIVE.patterns = patterns_path
     found: list[Finding] = []
     for detector in DETECTORS.values():
         found += detector.find(text)
@@ -348,7 +355,7 @@ def scan(text: str, patterns_path: str = "") -> list[Finding]:
                 merged[-1] = Finding(last.detector, last.kind, last.start, f.end)
             continue
         merged.append(f)
-    return merged
+    return tuple(merged)
 
 
 def summary(findings: list[Finding]) -> dict:
@@ -441,6 +448,10 @@ def helper_for(res, ctx, available: list[str], preferred: str, sensitive: bool) 
     trusted = [m for m in available if is_trusted(res.roster[m])]
     pref = preferred if preferred in trusted else ""
     return (res.roster.helper(trusted, pref) if trusted else None), False
+
+
+class PrivacyHold(Exception):
+    """The text holds sensitive values and no model may see it (plan, rewrite or fuse it): do without the call."""
 
 
 @dataclass

@@ -58,6 +58,10 @@ def trim_to_tokens(text: str, max_tokens: int, count=estimate_tokens) -> tuple[s
         keep = int(keep * 0.8)
 
 
+class TooLong(Exception):
+    """A text does not fit the model's context: the caller does without the call rather than cut it."""
+
+
 def fit_to_tokens(text: str, max_tokens: int, count=estimate_tokens) -> tuple[str, int]:
     """Like `trim_to_tokens`, but the result is guaranteed to count at most `max_tokens` (a hard cut of the
     head if the head-and-tail form still does not fit, else the empty string)."""

@@ -20,7 +20,8 @@ def cache(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
     if not ctx.cache or state.get("sensitive"):
         return {"cache": None}
     res = get_resources(ctx)
-    available, _ = res.roster.availability(ctx.local_only, answering=True)
+    requires = (state.get("request") or {}).get("requires") or []  # tools / JSON / vision, as routing asks
+    available, _ = res.roster.availability(ctx.local_only, answering=True, requires=requires)
     try:
         text = pv.routing_text(state)
         hit = answer_cache.lookup(res, ctx, res.embedder.embed_one(text), state["task_class"], available, text)

@@ -67,6 +67,8 @@ def cascade(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
     trace: list[TraceEvent] = []
     status: Status | None = None
     allowed, _ = pv.allowed(res, ctx, sensitive, list(state.get("candidates", [])))
+    history, tail = state.get("history") or (), state.get("tail") or ()
+    masked_history, masked_tail = pv.mask_messages(history, placeholders), pv.mask_messages(tail, placeholders)
     for model_id in state.get("candidates", []):
         if model_id not in allowed:  # never reached through the plan, but never sent either way
             continue
@@ -80,8 +82,8 @@ def cascade(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
             text,
             state.get("guides", []),
             judge_id,
-            pv.mask_messages(state.get("history"), placeholders) if masked else state.get("history") or (),
-            pv.mask_messages(state.get("tail"), placeholders) if masked else state.get("tail") or (),
+            masked_history if masked else history,
+            masked_tail if masked else tail,
             state.get("message"),
             state.get("request"),
             task_class=state.get("task_class"),

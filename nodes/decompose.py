@@ -21,24 +21,17 @@ from fusiongraph.attempt import ANSWER_TOKENS_PER_TOKEN, JUDGE_MAX_TOKENS, answe
 from fusiongraph.budget import charge, counter_for, prompt_bound, shares, token_bound, usable
 from fusiongraph.context import FusionContext, as_context
 from fusiongraph.conversation import answered_whole, classify_text, has_images, make_request
+from fusiongraph.privacy import PrivacyHold
 from fusiongraph.prompts import load_examples, load_prompt
 from fusiongraph.resources import get_resources
 from fusiongraph.state import Decomposition, FusionState
-from fusiongraph.text import QueryError, clean_query, estimate_tokens, grounding, redact
+from fusiongraph.text import QueryError, TooLong, clean_query, estimate_tokens, grounding, redact
 
 MIN_GROUNDING = 0.5  # a subtask must share at least half its content words with the query
 
 
 class OverBudget(Exception):
     """The budget cannot cover the plan call."""
-
-
-class TooLong(Exception):
-    """The query does not fit the planner's context."""
-
-
-class PrivacyHold(Exception):
-    """The query holds sensitive values and no model may plan it."""
 
 
 def _messages(query: str) -> list:

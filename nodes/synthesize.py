@@ -16,11 +16,12 @@ from langgraph.runtime import Runtime
 from fusiongraph import privacy as pv
 from fusiongraph.budget import PLAN_NODES, charge, counter_for, prompt_bound, spent_breakdown, usable
 from fusiongraph.context import FusionContext, as_context
+from fusiongraph.privacy import PrivacyHold
 from fusiongraph.prompts import load_prompt
 from fusiongraph.records import UNVERIFIED, SubtaskResult, Summary, TraceEvent, new_summary
 from fusiongraph.resources import get_resources
 from fusiongraph.state import FusionState
-from fusiongraph.text import estimate_tokens, redact
+from fusiongraph.text import TooLong, estimate_tokens, redact
 from fusiongraph.verifiers import check_output
 
 
@@ -34,14 +35,6 @@ def _summary(
 
 class OverBudget(Exception):
     """What is left of the budget cannot cover the synthesis call."""
-
-
-class TooLong(Exception):
-    """The subtask answers do not fit the synthesiser's context."""
-
-
-class PrivacyHold(Exception):
-    """The answers hold sensitive values and no model may fuse them."""
 
 
 def _joined(results: list[SubtaskResult]) -> str:

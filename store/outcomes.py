@@ -212,14 +212,16 @@ class OutcomeStore:
         return _new_index(self.dim, hnsw=False)
 
     # ------------------------------------------------------------------ syncing
-    def refresh(self) -> None:
+    def refresh(self, check_erasures: bool = True) -> None:
         """Fold in what other connections (threads, processes, machines) committed since we last looked.
 
         Reads the rows after the watermarks (highest subtask id indexed, highest outcome id folded): every
-        backend makes ids visible in id order (see :mod:`store.backends`), so no row is skipped.
+        backend makes ids visible in id order (see :mod:`store.backends`), so no row is skipped. An erasure
+        (a new erasure generation) rebuilds everything; after our own write that check is skipped (the next
+        refresh, by a change or the listener, makes it).
         """
         with self._lock:
-            generation = self._backend.erasure_generation()
+            generation = self._backend.erasure_generation() if check_erasures else self._erasures
             if generation != self._erasures:  # rows were erased (here or by another worker): start over
                 self._reset_derived()
                 self._erasures = generation
@@ -238,6 +240,7 @@ class OutcomeStore:
         self._model_totals.clear()
         self._model_usage.clear()
         self._model_cols = {}
+        self._hit_cache.clear()  # an erased subtask's text must not come back (SQLite may reuse its id)
         for name in ("_success_sum", "_success_n", "_cost_sum", "_tokens_sum"):
             old = getattr(self, name)
             setattr(self, name, np.zeros((1024, 4), dtype=old.dtype))
@@ -347,7 +350,7 @@ class OutcomeStore:
         now = time.time()
         with self._lock:
             ids = self._backend.insert(rows, now)
-            self.refresh()
+            self.refresh(check_erasures=False)
         return ids
 
     def _as_vector(self, embedding) -> np.ndarray:

@@ -8,7 +8,10 @@ The decision of every attempt (`run_attempt`), in this order:
 2. **Calibrated**: a logistic regression over the judges' scores (each judge as its score and whether it
    spoke), the task class, the answering model, the answer's length and whether it was cut off at
    max_tokens, fitted from labelled attempts (`fusiongraph judge-eval ... --fit`: answers marked right or
-   wrong against references, including the ones an exact check decided). A judge whose AUROC against
+   wrong against references). It is fitted only on the attempts that no exact check or veto decided: the
+   only ones it is ever asked about (an arithmetic answer the check computed says little about how the
+   soft judges read a capital city; fitted on both, the held-out AUROC on the undecided ones was lower).
+   A judge whose AUROC against
    correctness in a class is at chance (below 0.5 + `SAY_MARGIN` on that class's labelled rows, or on all
    rows where the class has too few) gets no say there: its features are zero, and a judge that calls a
    model (the LLM judge, the consistency samples) is not even asked there.
@@ -78,6 +81,12 @@ class LabelledAttempt:
     correct: bool
     source: str = "judge-eval"
     prompt: str = ""  # the question (tells two labelled answers apart)
+    vetoed: bool = False  # a judge vetoed it (empty, refusal, a failed check): decided, like an exact one
+
+    @property
+    def decided(self) -> bool:
+        """An exact check or a veto decided it: the calibrator is never asked about such an answer."""
+        return self.exact or self.vetoed
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -98,6 +107,7 @@ class LabelledAttempt:
         return cls(
             scores={v["judge"]: v["score"] for v in verdicts},
             exact=any(v.get("exact") for v in verdicts),
+            vetoed=any(v.get("veto") for v in verdicts),
             task_class=task_class or "",
             model=attempt["model"],
             answer_chars=len(attempt.get("answer") or ""),
@@ -267,15 +277,17 @@ def _say(rows: list[LabelledAttempt], judges: list[str], classes: list[str]) -> 
 
 
 def fit_acceptance(rows: Iterable[LabelledAttempt], judge_order: Iterable[str] | None = None) -> AcceptanceFit:
-    """Fit the calibrator on labelled attempts (both right and wrong ones needed)."""
+    """Fit the calibrator on the labelled attempts that no exact check or veto decided (both right and
+    wrong ones needed); the decided ones are kept in the store but not fitted on."""
     from sklearn.linear_model import LogisticRegression
 
-    rows = list(rows)
+    every = list(rows)
+    rows = [r for r in every if not r.decided]
     right = sum(r.correct for r in rows)
     if len(rows) < MIN_FIT_ROWS or right == 0 or right == len(rows):
         raise ValueError(
-            f"the calibrator needs at least {MIN_FIT_ROWS} labelled attempts, right and wrong ones: "
-            f"got {len(rows)}, {right} right"
+            f"the calibrator needs at least {MIN_FIT_ROWS} labelled attempts that no exact check or veto "
+            f"decided, right and wrong ones: got {len(rows)} ({len(every) - len(rows)} more decided), {right} right"
         )
     seen = {j for r in rows for j, s in r.scores.items() if s is not None}
     order = list(judge_order) if judge_order is not None else sorted(seen)

@@ -10,11 +10,13 @@ class FusionContext:
     """Per-run configuration, passed as ``graph.invoke(..., context=FusionContext(...))`` or a dict."""
 
     quality_threshold: float = field(
-        default=0.6,
+        default=0.5,
         metadata={
             "range": (0.0, 1.0),
             "description": "Accept an answer when its probability of being right (0-1: an exact check, else the "
-            "judges' calibrated acceptance, fusiongraph/acceptance.py) reaches this; else escalate.",
+            "judges' calibrated acceptance, fusiongraph/acceptance.py) reaches this; else escalate. 0.5: accept "
+            "what is more likely right than wrong, the decision that is right most often; higher trades "
+            "escalations for fewer wrong answers accepted.",
         },
     )
     budget_usd: float = field(

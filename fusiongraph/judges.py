@@ -7,6 +7,10 @@ One registry (:data:`JUDGES`), as routing has for its strategies. Each judge is 
   class's verifiers (:mod:`fusiongraph.verifiers`); an empty answer, a refusal or a failed exact check vetoes.
 - self (judge_kinds/self_confidence.py): the answering model's own confidence, exp(mean token
   log-probability), where the model returns them.
+- key (judge_kinds/key_confidence.py): the probability of the least likely token of the answer's key (its
+  option letter, final number or entity), where the model returns its tokens' text and log-probabilities.
+- focus (judge_kinds/focus.py): the share of the question's content words that the answer's first sentence
+  takes up (a direct answer does; an evasion that talks about something near it does not).
 - llm (judge_kinds/llm.py): an LLM judge scoring 1-10 with the prompt in prompts/judge.md; junk or an
   error counts as low confidence. Not asked after a veto or an exact verdict, nor when the LLM judge is
   turned off, nor where the calibrated acceptance gives it no say.
@@ -169,7 +173,7 @@ def aggregate(verdicts: list[Verdict], weights: Mapping[str, float] | None = Non
 
 
 # the judges, in the order they run: one line per judge
-from fusiongraph.judge_kinds import rules, self_confidence, llm, consistency  # noqa: E402,F401
+from fusiongraph.judge_kinds import rules, self_confidence, key_confidence, focus, llm, consistency  # noqa: E402,F401
 
 # the judges' functions under their old names
 from fusiongraph.judge_kinds.llm import llm_verdict  # noqa: E402,F401

@@ -138,11 +138,13 @@ class SampledTokenLogprobs:
     def __init__(self) -> None:
         self._prev: tuple[np.ndarray, float] | None = None
         self.logprobs: list[float] = []
+        self.ids: list[int] = []  # the sampled tokens, aligned with `logprobs`
 
     def __call__(self, input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
         if self._prev is not None:
             logits, lse = self._prev
-            self.logprobs.append(float(logits[int(input_ids[-1])] - lse))
+            self.ids.append(int(input_ids[-1]))
+            self.logprobs.append(float(logits[self.ids[-1]] - lse))
         top = float(scores.max())
         self._prev = (scores.copy(), top + math.log(float(np.exp(scores - top).sum())))
         return scores
@@ -198,7 +200,7 @@ class LocalLlamaChat(ChatLlamaCpp):
       options only ``n_ctx`` and ``n_threads`` are used.
     - log-probabilities: ``ChatLlamaCpp``'s own ``logprobs`` needs ``logits_all=True`` (~7x slower); each call
       here passes a :class:`SampledTokenLogprobs` logits processor and reports what it saw as
-      ``response_metadata["token_logprobs"]``, with the token usage as ``usage_metadata``.
+      ``response_metadata["token_logprobs"]`` (and the tokens' text as ``"token_texts"``), with the token usage as ``usage_metadata``.
     - threads: ``llama_cpp.Llama`` is not thread-safe; every call holds the model's lock.
     - structured output: ``method="function_calling"`` (the default) and ``"json_schema"`` are both
       constrained by a llama.cpp grammar built from the schema (a forced tool call, or the response format).
@@ -340,6 +342,8 @@ class LocalLlamaChat(ChatLlamaCpp):
         meta: dict[str, Any] = {"finish_reason": finish_reason, "model_name": self.model_name}
         if lp.logprobs:
             meta["token_logprobs"] = lp.logprobs
+            llama = self._model().llama
+            meta["token_texts"] = [llama.detokenize([i]).decode("utf-8", "replace") for i in lp.ids]
         return meta
 
     def _generate(

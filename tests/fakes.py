@@ -153,5 +153,5 @@ def fit_where_every_judge_speaks(classes: tuple[str, ...] = ("math", "factual_qa
     from fusiongraph.judges import JUDGES
 
     every = set(classes)
-    informative = {j: every for j in ("rules", "self", "llm", "consistency")}
+    informative = {j: every for j in JUDGES}
     return fit_acceptance(labelled_attempts(200, 0, informative, classes, **kw), JUDGES)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 
 import numpy as np
 import pytest
@@ -139,7 +140,11 @@ def test_a_judge_at_chance_in_a_class_gets_no_say_there():
     math_high = decide(fit, [Verdict("self", 0.9), Verdict("llm", 1.0)], "math", "cheap", "Paris", "stop")
     assert math_high["p_right"] > math_low["p_right"] + 0.05 and math_high["parts"]["llm"] > 0
     assert acceptance.without_say(fit, "factual_qa") >= {"llm", "consistency"}
-    assert acceptance.without_say(None, "factual_qa") == {"consistency"}  # cold start: the zero-weight judge
+    assert acceptance.without_say(None, "factual_qa") == {
+        "consistency",
+        "key",
+        "focus",
+    }  # cold start: the zero-weight judges
 
 
 def test_a_fit_needs_right_and_wrong_answers():
@@ -188,7 +193,8 @@ def test_the_cascade_decides_by_the_saved_fit_and_the_trace_shows_its_parts(fusi
     assert acc["by"] == "calibrated" and first["confidence"] == acc["p_right"]
     assert first["accepted"] == (acc["p_right"] >= 0.6) and acc["p_right"] > 0.6  # self 0.95: right
     assert set(acc["parts"]) == {"self"} and acc["parts"]["self"] > 0
-    assert [v["judge"] for v in first["verdicts"]] == ["rules", "self"]  # no say: the LLM judge is not asked
+    # no say: the LLM judge is not asked; the focus judge (text only) speaks but has no say in this fit
+    assert [v["judge"] for v in first["verdicts"]] == ["rules", "self", "focus"]
     assert res.roster.chat_model("judge", 1, 1).calls == []
     assert len(cheap.calls) == 1  # the consistency judge has no say either: no samples
 
@@ -331,13 +337,15 @@ def test_calibrate_with_references_labels_and_fits(fusion, tmp_path):
     lines = [{"prompt": f"Add {a} and {42 - a}"} for a in range(10, 16)]  # labelled by the exact check
     lines += [{"prompt": f"Add {a} and {a}"} for a in range(30, 34)]  # wrong, labelled by the exact check
     lines += [{"prompt": "What is the capital of France?", "reference": "Paris"}]
-    lines += [{"prompt": f"What is the capital of {c}?", "reference": k} for c, k in CAPITALS[1:6]]
+    lines += [{"prompt": f"What is the capital of {c}?", "reference": k} for c, k in CAPITALS[1:12]]
     seeds.write_text("".join(json.dumps(x) + "\n" for x in lines))
     summary = calibrate(seeds, ctx(), show_progress=False)
-    assert summary["acceptance"]["labelled"] == 16 and summary["acceptance"]["fit"].endswith(ACCEPTANCE_FILE)
+    assert summary["acceptance"]["labelled"] == 22 and summary["acceptance"]["fit"].endswith(ACCEPTANCE_FILE)
     labels = load_labels(res.store)
     assert sorted({r.source for r in labels}) == ["calibrate", "exact"]
     assert sum(r.correct for r in labels) == 6 + 1
+    # the ten the exact check decided are kept, but the fit is of the twelve it is ever asked about
+    assert current_fit(res.store).rows == 12 and sum(r.decided for r in labels) == 10
 
 
 # --------------------------------------------------------------------------------------- question sets
@@ -397,3 +405,64 @@ def test_the_l2_strength_is_chosen_by_cross_validation_on_the_fitting_rows():
     assert noise.c < sharp.c  # no signal: strong shrinkage
     assert choose_c(np.zeros((6, 2)), np.array([0, 1, 0, 1, 0, 1])) == C_DEFAULT  # too few to cross-validate
     assert AcceptanceFit.from_bytes(sharp.to_bytes()).c == sharp.c
+
+
+def _tokens(pairs):
+    from langchain_core.messages import AIMessage
+
+    texts, lps = zip(*pairs)
+    return AIMessage(
+        content="".join(texts), response_metadata={"token_texts": list(texts), "token_logprobs": list(lps)}
+    )
+
+
+def test_the_key_judge_reads_only_the_tokens_of_the_answer_itself():
+    from fusiongraph.judge_kinds.key_confidence import key_verdict
+
+    task = "What is the capital of Peru?"
+    sure_wording = [("The", -0.01), (" capital", -0.01), (" of", -0.0), (" Peru", -0.01), (" is", -0.02)]
+    unsure = _tokens([*sure_wording, (" L", -2.3), ("ima", -0.1), (".", -0.05)])
+    sure = _tokens([*sure_wording, (" L", -0.05), ("ima", -0.01), (".", -0.05)])
+    low, high = key_verdict(task, unsure), key_verdict(task, sure)
+    assert low.score == pytest.approx(math.exp(-2.3)) and high.score == pytest.approx(math.exp(-0.05))
+    # the self judge's mean over every token hardly tells them apart; the key judge does
+    from fusiongraph.judge_kinds.self_confidence import self_verdict
+
+    assert self_verdict(unsure).score > 0.7 and low.score < 0.2
+    # numbers: the last one; option letters: the letter chosen
+    n = key_verdict(
+        "How many legs does a spider have?", _tokens([("It", -0.1), (" has", -0.2), (" 8", -1.2), (" legs", -3.0)])
+    )
+    assert n.score == pytest.approx(math.exp(-1.2))
+    letter = key_verdict(
+        "Pick one.\n(A) red\n(B) blue", _tokens([("The", -0.3), (" answer", -0.1), (" is", -0.1), (" B", -0.7)])
+    )
+    assert letter.score == pytest.approx(math.exp(-0.7))
+
+
+def test_the_key_judge_abstains_without_a_key_or_token_text():
+    from langchain_core.messages import AIMessage
+
+    from fusiongraph.judge_kinds.key_confidence import key_verdict
+
+    no_text = AIMessage(content="Lima", response_metadata={"token_logprobs": [-0.1]})
+    assert key_verdict("What is the capital of Peru?", no_text) is None  # no token text: no verdict at all
+    restates = _tokens([("The", -0.1), (" capital", -0.1), (" of", -0.1), (" Peru", -0.1), (".", -0.1)])
+    assert key_verdict("What is the capital of Peru?", restates).score is None
+    openai_style = AIMessage(
+        content="Lima",
+        response_metadata={
+            "logprobs": {"content": [{"token": "L", "logprob": -0.4}, {"token": "ima", "logprob": -0.2}]}
+        },
+    )
+    assert key_verdict("What is the capital of Peru?", openai_style).score == pytest.approx(math.exp(-0.4))
+
+
+def test_the_focus_judge_tells_a_direct_answer_from_an_evasion():
+    from fusiongraph.judge_kinds.focus import focus_score
+
+    assert focus_score("Name the capital of Belgium.", "The capital of Belgium is Brussels.") == 1.0
+    assert focus_score("Name the capital of Belgium.", "Belgium is a European country. Its capital ...") == 0.5
+    assert focus_score("What is the capital of Peru?", "Lima.") == 0.0
+    assert focus_score("Which is it?\n(A) red\n(B) blue", "B") is None  # options: the answer is a letter
+    assert focus_score("Tell me.", "Sure.") is None  # nothing asked to take up

@@ -78,7 +78,7 @@ def test_a_query_that_tries_to_steer_the_router_changes_neither_route_nor_budget
     for out in (plain, steer):
         (r,) = out["results"]
         assert r["candidates"][0] == "cheap" and [a["model"] for a in r["attempts"]] == ["cheap"]
-        assert {v["judge"] for v in r["attempts"][0]["verdicts"]} == {"rules", "self", "llm"}
+        assert {v["judge"] for v in r["attempts"][0]["verdicts"]} == {"rules", "self", "focus", "llm"}
         assert out["summary"]["spent_usd"]["total"] <= 0.001
     assert strong.calls == []
 

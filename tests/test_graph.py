@@ -38,7 +38,7 @@ def test_accepts_the_cheap_answer_when_the_judges_agree(fusion):
     assert strong.calls == []
     assert out["answer"] == "GOOD: Paris"
     judges = {v["judge"] for v in r["attempts"][0]["verdicts"]}
-    assert judges == {"rules", "self", "llm"}
+    assert judges == {"rules", "self", "focus", "llm"}
 
 
 def test_escalates_when_the_judges_reject(fusion):

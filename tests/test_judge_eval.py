@@ -280,7 +280,9 @@ def test_judge_eval_on_the_shipped_gguf(tmp_path):
     assert report["questions"] == 4 and len(answers) == 4
     assert report["answers"] + report["failed_calls"] == 4 and report["failed_calls"] == 0
     assert report["right"] == sum(a["correct"] for a in answers)
-    assert set(report["judges"]) == {"rules", "self", "llm", "consistency", "aggregate"}
+    assert set(report["judges"]) == {"rules", "self", "key", "focus", "llm", "consistency", "aggregate"}
+    # the shipped GGUF's tokens come with their text: the key judge reads the answer's own tokens
+    assert report["judges"]["key"]["answers"] >= 1
     for kind, m in report["judges"].items():
         assert m["answers"] + m["abstained"] == report["answers"]
         assert m["right_accepted"] + m["wrong_accepted"] == m["accepted"] <= m["answers"]

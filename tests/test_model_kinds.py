@@ -220,6 +220,9 @@ class FakeLlama:
     def tokenize(self, text: bytes, add_bos: bool = False):
         return list(text.split())
 
+    def detokenize(self, ids):
+        return "".join(f"w{t} " for t in ids).encode()
+
     def _run(self, kwargs):
         assert self.lock is None or self.lock.locked(), "llama.cpp called without the model's lock"
         self.calls.append(kwargs)
@@ -315,6 +318,7 @@ def test_the_local_model_is_langchain_communitys_llama_cpp_chat_model(fake_local
     assert message.content == "w3 w1 w2"
     assert message.response_metadata["finish_reason"] == "stop"
     assert message.response_metadata["token_logprobs"] == pytest.approx([np.log(0.2)] * 3)
+    assert message.response_metadata["token_texts"] == ["w3 ", "w1 ", "w2 "]  # each sampled token's text
     assert message.usage_metadata == {"input_tokens": 11, "output_tokens": 3, "total_tokens": 14}
     assert fake_local.bind(max_tokens=2).invoke("x") and fake_local.client.calls[-1]["max_tokens"] == 2
 

@@ -76,7 +76,7 @@ def test_every_record_of_a_run_matches_its_typed_dict(fusion, name):
     if name == "escalated after a failed call":
         assert "error" in attempts[0] and "answer" not in attempts[0] and "answer" in attempts[1]
     if name == "vetoed then escalated":
-        assert [v["judge"] for v in attempts[0]["verdicts"]] == ["rules", "self"]  # no LLM judge after a veto
+        assert [v["judge"] for v in attempts[0]["verdicts"]] == ["rules", "self", "focus"]  # no LLM judge after a veto
     if name == "no LLM judge":
         assert all("llm" not in {v["judge"] for v in a["verdicts"]} for a in attempts)
     if name == "trimmed for the judge":
@@ -116,13 +116,21 @@ def toy_judge():
 def test_a_registered_judge_scores_attempts_counts_in_the_aggregate_and_shows_in_the_cli(
     fusion, toy_judge, monkeypatch
 ):
-    assert judge_weights() == {"rules": 0.3, "self": 0.2, "llm": 0.5, "consistency": 0.0, "toy": 0.4}
+    assert judge_weights() == {
+        "rules": 0.3,
+        "self": 0.2,
+        "key": 0.0,
+        "focus": 0.0,
+        "llm": 0.5,
+        "consistency": 0.0,
+        "toy": 0.4,
+    }
     fusion(models(cheap_reply="BAD answer", logprob=-0.2))
     out = graph.invoke({"query": "What is the capital of France?"}, context=ctx())
     attempts = validate(out)
     cheap, strong = attempts
-    assert [v["judge"] for v in cheap["verdicts"]] == ["rules", "self", "llm", "toy"]
-    assert cheap["verdicts"][-1] == {"judge": "toy", "score": 0.0, "veto": False, "detail": "3 verdicts before"}
+    assert [v["judge"] for v in cheap["verdicts"]] == ["rules", "self", "focus", "llm", "toy"]
+    assert cheap["verdicts"][-1] == {"judge": "toy", "score": 0.0, "veto": False, "detail": "4 verdicts before"}
     assert strong["verdicts"][-1]["score"] == 1.0
     for a in attempts:  # the toy judge's weight is in the confidence
         verdicts = [Verdict(v["judge"], v["score"], v["veto"]) for v in a["verdicts"]]
@@ -134,17 +142,18 @@ def test_a_registered_judge_scores_attempts_counts_in_the_aggregate_and_shows_in
     monkeypatch.setattr(cli, "console", Console(file=buffer, width=200))
     cli.print_routes(out)
     printed = buffer.getvalue()
-    assert "rules/self/llm/consistency/toy" in printed
-    # the strong answer: rules, self, llm, consistency (no say before a fit: not asked), toy
-    assert "1.00 / 0.95 / 0.89 / - / 1.00" in printed
+    assert "rules/self/key/focus/llm/consistency/toy" in printed
+    # the strong answer: rules, self, key (no token text from the fake), focus ("GOOD strong Paris" takes up
+    # no word of the question), llm, consistency (no say before a fit: not asked), toy
+    assert "1.00 / 0.95 / - / 0.00 / 0.89 / - / 1.00" in printed
 
-    assert judge_eval.judge_kinds() == ("rules", "self", "llm", "consistency", "toy", "aggregate")
+    assert judge_eval.judge_kinds() == ("rules", "self", "key", "focus", "llm", "consistency", "toy", "aggregate")
     assert judge_eval.attempt_scores(strong)["toy"] == 1.0
     metrics = judge_eval.judge_metrics([(judge_eval.attempt_scores(a), a is strong) for a in attempts], 0.6)
     assert metrics["toy"]["auroc"] == 1.0
 
 
-def test_without_the_toy_judge_the_registry_is_the_three_shipped_judges():
-    assert list(JUDGES) == ["rules", "self", "llm", "consistency"]
-    assert cli.judge_columns() == ("rules", "self", "llm", "consistency")
-    assert judge_eval.JUDGE_KINDS == ("rules", "self", "llm", "consistency", "aggregate")
+def test_without_the_toy_judge_the_registry_is_the_shipped_judges():
+    assert list(JUDGES) == ["rules", "self", "key", "focus", "llm", "consistency"]
+    assert cli.judge_columns() == ("rules", "self", "key", "focus", "llm", "consistency")
+    assert judge_eval.JUDGE_KINDS == ("rules", "self", "key", "focus", "llm", "consistency", "aggregate")

@@ -401,7 +401,9 @@ def plan_utility(
     Escalation, given that every answer so far was rejected by judges that agree with correctness with
     probability `judge_accuracy`: a rejected model t was right with probability
     ``P(t right | rejected)`` (Bayes), and candidate m succeeds with its predicted success scaled by
-    how m's outcomes go with t's in the store (`joint`: after t fails, m fails more often too). The
+    how m's outcomes go with t's in the store (`joint`: after t fails, m fails more often too; the predicted
+    success is the first-pick one, from unconditioned outcomes, and the joint rates, from every outcome,
+    conditioned ones included, carry what a rejection says). The
     expected gain of m is its success given the rejections minus the chance that the best answer so far
     is right. Next is the model with the best gain per dollar among those whose gain is worth its price
     (``gain > price_sensitivity * (log2(C + c + f) - log2(C + f))`` for C already spent); the plan stops

@@ -192,6 +192,17 @@ def prepare_call(
     )
 
 
+def after_rejection(earlier: Sequence[Mapping[str, Any]] | None) -> bool:
+    """Whether a call made after these `earlier` attempts on the same subtask is *conditioned*: an earlier
+    tier returned an answer and the judges rejected it. Its outcome is then selected on that rejection (on
+    the other models' outcomes, not only on the subtask), which the router must not read as the model's
+    first-pick success (fusiongraph/routing.py). A failed call (error) rejected nothing about the subtask.
+
+    The one rule for the flag: the live cascade (through :func:`run_attempt`) and the bench's online replay
+    (:func:`fusiongraph.bench.online.run_online`) both use it."""
+    return any("answer" in a and not a.get("accepted") for a in earlier or ())
+
+
 def run_attempt(
     res: Resources,
     ctx: FusionContext,
@@ -207,7 +218,9 @@ def run_attempt(
     The registered judges run in order, each seeing the verdicts before it; the judges' model calls are
     charged to the attempt (`judge_cost_usd`). The confidence is P(right) (fusiongraph/acceptance.py: an
     exact check, else the calibrated acceptance saved beside the store, else the fixed weights).
-    `earlier`: the attempts of cheaper tiers on this subtask (the consistency judge compares with them)."""
+    `earlier`: the attempts of cheaper tiers on this subtask (the consistency judge compares with them; a
+    rejected one makes this attempt ``after_rejection``, see :func:`after_rejection`)."""
+    conditioned = after_rejection(earlier)
     secrets = res.roster.secrets()
     spec = res.roster[call.model_id]
     model = res.roster.chat_model(call.model_id, ctx.max_tokens, ctx.request_timeout_s)
@@ -227,6 +240,7 @@ def run_attempt(
             round(time.perf_counter() - started, 3),
             trimmed_chars=call.trimmed_chars,
             error=redact(f"{type(exc).__name__}: {exc}", secrets)[:500],
+            after_rejection=conditioned,
         )
     latency_s = round(time.perf_counter() - started, 3)
     usage = charge(spec, message, call.prompt_text, call.prompt_bound or token_bound(call.prompt_text), ctx.max_tokens)
@@ -283,6 +297,7 @@ def run_attempt(
         judge_trimmed_chars=sum(v.trimmed_chars for v in verdicts),
         tool_calls=calls,
         acceptance=acceptance,
+        after_rejection=conditioned,
     )
 
 
@@ -302,6 +317,7 @@ def outcomes_from_attempts(attempts: list[Attempt], run_id: str | None, source: 
             latency_s=a.get("latency_s", 0.0),
             source=source,
             run_id=run_id,
+            after_rejection=bool(a.get("after_rejection", False)),
         )
         for a in attempts
     ]

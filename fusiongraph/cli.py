@@ -332,7 +332,7 @@ def show_store(
     console.print(where, counts)
     rows = res.store.outcomes()[-last:] if last else []
     table = Table()
-    for col in ("id", "subtask", "class", "model", "success", "accepted", "cost $", "error"):
+    for col in ("id", "subtask", "class", "model", "success", "accepted", "after rejection", "cost $", "error"):
         table.add_column(col)
     for r in rows:
         table.add_row(
@@ -342,6 +342,7 @@ def show_store(
             r["model"],
             f"{r['success']:.2f}",
             str(r["accepted"]),
+            str(r["after_rejection"]),
             f"{r['cost_usd']:.6f}",
             (r["error"] or "")[:40],
         )

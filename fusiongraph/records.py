@@ -65,6 +65,9 @@ class Attempt(TypedDict):
 
     model: str  # the roster id
     guides: list[str]  # the worked examples given (the first 80 characters of each one's subtask)
+    # True: an earlier tier's answer to the same subtask was judged and rejected before this call (its outcome
+    # is selected on that rejection: "conditioned"); False: the first answer tried (a failed call is no rejection)
+    after_rejection: bool
     trimmed_chars: NotRequired[int]  # characters cut from the subtask to fit the model's context (when > 0)
     error: NotRequired[str]  # a failed call: the exception, secrets redacted, at most 500 characters
     latency_s: float  # wall time of the answer call, retries included
@@ -102,8 +105,9 @@ class PredictionRecord(TypedDict):
     class_n: int
     probe: float | None
     cost_usd: float | None
-    n_outcomes: int
+    n_outcomes: int  # its unconditioned outcomes (the first-pick evidence)
     cluster_rate: float | None
+    n_conditioned: NotRequired[int]  # its outcomes recorded after an earlier tier was rejected (escalation only)
     explore_n: NotRequired[float | None]  # the outcomes that count against exploring it here (routing.local_outcomes)
 
 
@@ -187,9 +191,10 @@ def new_attempt(
     judge_trimmed_chars: int = 0,
     tool_calls: Sequence[Mapping[str, Any]] = (),
     acceptance: AcceptanceRecord | None = None,
+    after_rejection: bool = False,
 ) -> Attempt:
     """The one place an :class:`Attempt` is built: a failed call when `error` is given, else a judged answer."""
-    attempt: dict[str, Any] = {"model": model, "guides": list(guides)}
+    attempt: dict[str, Any] = {"model": model, "guides": list(guides), "after_rejection": bool(after_rejection)}
     if trimmed_chars:
         attempt["trimmed_chars"] = trimmed_chars
     if error is not None:

@@ -13,6 +13,29 @@ similarity, and prior_m is the mean of m's success rate in x's task class (itsel
 global rate), the success probe's P(success) of m on x and m's success rate in x's k-means cluster of
 the store (:mod:`fusiongraph.probe`, once m has enough outcomes). With no neighbours the prior decides;
 with many similar ones the neighbours dominate. :func:`plan_utility` turns predictions into a plan.
+
+**Which outcomes are first-pick evidence.** The cascade records a model's outcome in one of two ways. Either
+it was the first answer tried on the subtask (or it came from an imported table or a calibration, where
+every model answers every prompt): the model was chosen on the subtask alone, and the neighbours, the
+class and the probe all condition on the subtask, so their mean estimates P(m right | x) without bias. Or
+it was recorded after an earlier tier's answer to the same subtask was rejected (``after_rejection``, see
+:func:`fusiongraph.attempt.after_rejection`): then the subtask was selected on *other models' outcomes*,
+hard for them and, since hard prompts are hard for every model, for m too. A costly model gets most of its
+outcomes that way; averaged in, they drag its first-pick estimate down, so it is picked first less and
+recorded only after rejections, a loop that drives it out (the bench's ``--introduce`` replay showed it:
+the new model's share of first picks decayed from 100% to 13% against 65% offline). So p_m(x) above, the
+class and global rates, the probe and the cluster rates read the **unconditioned outcomes only**, and the
+exploration count (:func:`local_outcomes`) is theirs: a model whose outcomes near a subtask are all
+conditioned counts as new there and is explored (bounded by `explore` and the budget) until it has first
+picks of its own. Conditioned outcomes are kept for what they do measure: what follows a rejection, in the
+joint rates of escalation (:class:`JointRates`), and the cost and output tokens of a model's answers.
+
+Why not keep them with a correction: correcting a conditioned outcome by the joint rates needs P(m right |
+t wrong) / P(m right) from subtasks where both ran, and for a model reached only after t's rejections
+those subtasks are the conditioned ones themselves (there P(m right) *is* P(m right | t wrong), a ratio of 1):
+the correction would be estimated from the sample it corrects. Weighting them down needs a weight no data
+gives. Dropping them costs only evidence that is biased, and on full outcome tables (every outcome
+unconditioned) changes nothing.
 """
 
 from __future__ import annotations
@@ -37,10 +60,11 @@ class Prediction:
     class_n: int = 0
     probe: float | None = None  # the success probe's P(success), when the model has a fit
     cost_usd: float | None = None  # predicted cost of this model's answer (None: unknown)
-    n_outcomes: int = 0  # the model's recorded outcomes in the store (cold start: few or none)
+    n_outcomes: int = 0  # the model's unconditioned outcomes in the store (cold start: few or none)
     cluster_rate: float | None = None  # the model's success rate in the subtask's embedding cluster
     # the outcomes that count against exploring this model here (see `local_outcomes`); None: n_outcomes
     explore_n: float | None = None
+    n_conditioned: int = 0  # its outcomes recorded after an earlier tier was rejected (not first-pick evidence)
 
     @property
     def evidence_n(self) -> float:
@@ -122,7 +146,7 @@ class Router:
         return [
             n
             for n in self.store.neighbours(embedding, k, exclude_ids=exclude_ids, with_answers=with_answers)
-            if n.similarity >= min_similarity and n.outcomes
+            if n.similarity >= min_similarity and (n.outcomes or n.conditioned)
         ]
 
     def usage(self) -> dict[str, tuple[float, float, int]]:
@@ -162,19 +186,28 @@ class Router:
         probed = self.probe.predict(embedding, class_scores, models) if strategy.uses_probe else {}
         clustered = self.probe.cluster_rate(embedding, models) if strategy.uses_clusters else {}
         usage = self.usage()
+        conditioned = self.store.conditioned_rates()
         raw_weight: dict[str, float] = {}
+        power = self.similarity_power
         for m in models:
             rate, class_n = self.class_prior(m, class_scores)
             g, n_m = self.global_rate(m)
-            w_sum = ws_sum = wc_sum = wt_sum = 0.0
+            # success: unconditioned outcomes only (see the module docstring); cost and tokens: every answer
+            w_sum = ws_sum = cw_sum = wc_sum = wt_sum = 0.0
             for nb in neighbours:
-                if m in nb.outcomes:
-                    w = max(nb.similarity, 0.0) ** self.similarity_power
+                s = nb.outcomes.get(m)
+                if s is not None:
+                    w = max(nb.similarity, 0.0) ** power
                     w_sum += w
-                    ws_sum += w * nb.outcomes[m]
-                    wc_sum += w * nb.costs.get(m, 0.0)
-                    wt_sum += w * nb.tokens.get(m, 0.0)
-            cost = self._cost(m, usage.get(m), w_sum, wc_sum, wt_sum, prompt_tokens, prices, default_tokens, cost_hint)
+                    ws_sum += w * s
+                elif nb.conditioned and m in nb.costs:
+                    w = max(nb.similarity, 0.0) ** power
+                else:
+                    continue
+                cw_sum += w
+                wc_sum += w * nb.costs.get(m, 0.0)
+                wt_sum += w * nb.tokens.get(m, 0.0)
+            cost = self._cost(m, usage.get(m), cw_sum, wc_sum, wt_sum, prompt_tokens, prices, default_tokens, cost_hint)
             ev = Evidence(m, rate, class_n, g, n_m, w_sum, ws_sum, probed.get(m), clustered.get(m))
             uses_neighbours = strategy.name != "taxonomy" and strategy.name != "probe"
             out[m] = Prediction(
@@ -186,6 +219,7 @@ class Router:
                 cost,
                 n_m,
                 clustered.get(m),
+                n_conditioned=conditioned.get(m, (0.0, 0))[1],
             )
             raw_weight[m] = w_sum
         for m, n_local in local_outcomes({m: out[m].n_outcomes for m in models}, raw_weight).items():
@@ -308,6 +342,8 @@ COST_FLOOR = 0.01  # costs below 1 % of the costliest candidate's count as that 
 def local_outcomes(n_outcomes: dict[str, int], neighbour_weight: dict[str, float]) -> dict[str, float]:
     """How many of its outcomes count against exploring each model *here*: its store-wide count scaled by
     how well the subtask's neighbours cover it relative to the best-covered model (``n x w_m / max w``).
+    Both are of its unconditioned outcomes, the evidence its first-pick estimate uses (module docstring):
+    outcomes recorded after a rejection do not count as having explored it.
 
     Where every model has outcomes on the same neighbours (a full outcome table) this is each model's own
     count, so nothing changes; a model added later, or one that ran only elsewhere, counts as new in the
@@ -365,7 +401,9 @@ def plan_utility(
     Escalation, given that every answer so far was rejected by judges that agree with correctness with
     probability `judge_accuracy`: a rejected model t was right with probability
     ``P(t right | rejected)`` (Bayes), and candidate m succeeds with its predicted success scaled by
-    how m's outcomes go with t's in the store (`joint`: after t fails, m fails more often too). The
+    how m's outcomes go with t's in the store (`joint`: after t fails, m fails more often too; the predicted
+    success is the first-pick one, from unconditioned outcomes, and the joint rates, from every outcome,
+    conditioned ones included, carry what a rejection says). The
     expected gain of m is its success given the rejections minus the chance that the best answer so far
     is right. Next is the model with the best gain per dollar among those whose gain is worth its price
     (``gain > price_sensitivity * (log2(C + c + f) - log2(C + f))`` for C already spent); the plan stops

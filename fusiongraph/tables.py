@@ -197,8 +197,13 @@ def import_table(
     return {"prompts": len(table), "outcomes": n_outcomes}
 
 
-def row_outcomes(models: list[str], scores, costs=None, tokens=None, source: str = "import") -> list:
-    """One table row as outcomes: success = score, accepted = score >= 0.5; missing scores are left out."""
+def row_outcomes(
+    models: list[str], scores, costs=None, tokens=None, source: str = "import", after_rejection=None
+) -> list:
+    """One table row as outcomes: success = score, accepted = score >= 0.5; missing scores are left out.
+
+    A table's outcomes are unconditioned (every model answered the prompt); `after_rejection` (a bool per
+    model) marks those the bench's online replay records only because earlier tiers were rejected."""
     from fusiongraph.store.outcomes import Outcome
 
     outs = []
@@ -216,6 +221,7 @@ def row_outcomes(models: list[str], scores, costs=None, tokens=None, source: str
                 cost_usd=cost if math.isfinite(cost) else 0.0,
                 tokens_out=int(round(toks)) if math.isfinite(toks) else 0,
                 source=source,
+                after_rejection=bool(after_rejection[j]) if after_rejection is not None else False,
             )
         )
     return outs

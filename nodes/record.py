@@ -1,4 +1,7 @@
-"""record: write every judged attempt to the outcome store, so the next similar subtask routes better."""
+"""record: write every judged attempt to the outcome store, so the next similar subtask routes better.
+
+Each outcome keeps its attempt's ``after_rejection`` flag (an earlier tier's answer to the subtask was
+rejected first): the router reads only the unconditioned ones as first-pick evidence (fusiongraph/routing.py)."""
 
 from __future__ import annotations
 
@@ -46,7 +49,15 @@ def record(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
         text = pv.routing_text(state)
         try:
             subtask_id = res.store.record(text, res.embedder.embed_one(text), state.get("task_class"), outcomes)
-            trace.append({"node": "record", "recorded": len(outcomes), **({"masked": True} if sensitive else {})})
+            conditioned = sum(o.after_rejection for o in outcomes)  # after a rejected tier: escalation evidence only
+            trace.append(
+                {
+                    "node": "record",
+                    "recorded": len(outcomes),
+                    **({"after_rejection": conditioned} if conditioned else {}),
+                    **({"masked": True} if sensitive else {}),
+                }
+            )
             if state.get("status") == "accepted" and not sensitive:
                 answer_cache.remember(
                     res, ctx, subtask_id, state.get("task_class"), state.get("answered_by"), state.get("answer")

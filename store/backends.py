@@ -51,6 +51,7 @@ OUTCOME_COLUMNS = (
     "source",
     "run_id",
     "created_at",
+    "after_rejection",
 )
 # column order of Backend.outcome_rows (OutcomeStore.outcomes)
 OUTCOME_ROW_KEYS = (
@@ -68,6 +69,7 @@ OUTCOME_ROW_KEYS = (
     "latency_s",
     "source",
     "run_id",
+    "after_rejection",
 )
 
 
@@ -164,8 +166,8 @@ class Backend:
         raise NotImplementedError
 
     def outcomes_after(self, after: int) -> list[tuple]:
-        """(subtask_id, model, task_class, success, id, cost_usd, tokens_out) of the error-free outcomes
-        with id > after, by id."""
+        """(subtask_id, model, task_class, success, id, cost_usd, tokens_out, after_rejection) of the
+        error-free outcomes with id > after, by id."""
         raise NotImplementedError
 
     # ------------------------------------------------------------ writing
@@ -245,10 +247,12 @@ class Backend:
         raise NotImplementedError
 
     def _export(self, table: str, columns: Sequence[str], upto: int, batch: int) -> Iterator[list[tuple]]:
+        # a source store of an older schema (not opened, so not migrated) lacks the newer columns: their default
+        select = [c if c not in ADDED_COLUMNS.get(table, {}) or self.has_column(table, c) else "0" for c in columns]
         last = 0
         while True:
             rows = self._select(
-                f"SELECT {', '.join(columns)} FROM {table} WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+                f"SELECT {', '.join(select)} FROM {table} WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
                 (last, upto, batch),
             )
             if not rows:
@@ -257,6 +261,9 @@ class Backend:
             last = rows[-1][0]
 
     def has_table(self, name: str) -> bool:
+        raise NotImplementedError
+
+    def has_column(self, table: str, column: str) -> bool:
         raise NotImplementedError
 
     def export_keys(self) -> dict[str, list[tuple]]:
@@ -409,10 +416,19 @@ CREATE TABLE IF NOT EXISTS outcomes (
     latency_s REAL NOT NULL DEFAULT 0,
     source TEXT NOT NULL DEFAULT 'live',
     run_id TEXT,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    after_rejection INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS outcomes_subtask ON outcomes(subtask_id);
 """
+# Columns added to a table after it first shipped: SQLite's migrations (`SQLiteBackend.open` adds a missing one
+# with its default, so older rows take the default; Postgres has numbered migrations, store/postgres.py). An
+# older fusiongraph writing to the same file leaves them at the default.
+ADDED_COLUMNS: dict[str, dict[str, str]] = {
+    # an outcome recorded after an earlier tier's answer to the same subtask was rejected (fusiongraph/attempt.py
+    # `after_rejection`); rows from before the column, imports and calibrations are unconditioned
+    "outcomes": {"after_rejection": "INTEGER NOT NULL DEFAULT 0"},
+}
 # Created on first use only: an older fusiongraph opening the same file ignores it.
 ARTIFACTS_SCHEMA = "CREATE TABLE IF NOT EXISTS artifacts (name TEXT PRIMARY KEY, data BLOB NOT NULL, updated_at REAL)"
 
@@ -506,8 +522,8 @@ MMAP_BYTES = 4 << 30
 
 _OUTCOME_INSERT = (
     "INSERT INTO outcomes (subtask_id, model, task_class, success, accepted, judges, answer,"
-    " error, tokens_in, tokens_out, cost_usd, latency_s, source, run_id, created_at)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    " error, tokens_in, tokens_out, cost_usd, latency_s, source, run_id, created_at, after_rejection)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 
 
@@ -529,6 +545,7 @@ def outcome_values(subtask_id: int, task_class: str | None, o, now: float) -> tu
         o.source,
         o.run_id,
         now,
+        bool(o.after_rejection),
     )
 
 
@@ -569,6 +586,7 @@ class SQLiteBackend(Backend):
     def open(self, dim: int, embedder_name: str) -> dict[str, str]:
         try:
             self._db.executescript(SCHEMA)
+            self._add_columns()
             self._db.executescript(CACHE_SCHEMA)
             self._db.execute(ERASURES_SCHEMA)
             rows = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
@@ -580,6 +598,23 @@ class SQLiteBackend(Backend):
             return rows
         except sqlite3.DatabaseError as exc:
             raise self._corrupt(exc) from exc
+
+    def _add_columns(self) -> None:
+        """Add the :data:`ADDED_COLUMNS` an older store's tables lack (one transaction; another process may be
+        doing the same, so each column is checked again under the write lock)."""
+        if all(self.has_column(t, c) for t, cols in ADDED_COLUMNS.items() for c in cols):
+            return
+        cur = self._db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            for table, cols in ADDED_COLUMNS.items():
+                for column, decl in cols.items():
+                    if not self.has_column(table, column):
+                        cur.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
 
     def read_meta(self) -> dict[str, str]:
         try:
@@ -609,7 +644,7 @@ class SQLiteBackend(Backend):
 
     def outcomes_after(self, after):
         return self._db.execute(
-            "SELECT subtask_id, model, task_class, success, id, cost_usd, tokens_out FROM outcomes"
+            "SELECT subtask_id, model, task_class, success, id, cost_usd, tokens_out, after_rejection FROM outcomes"
             " WHERE id > ? AND error IS NULL ORDER BY id",
             (after,),
         ).fetchall()
@@ -671,7 +706,7 @@ class SQLiteBackend(Backend):
     def outcome_rows(self, limit):
         sql = (
             "SELECT o.id, s.text, o.model, o.task_class, o.success, o.accepted, o.judges, o.error, o.tokens_in,"
-            " o.tokens_out, o.cost_usd, o.latency_s, o.source, o.run_id FROM outcomes o"
+            " o.tokens_out, o.cost_usd, o.latency_s, o.source, o.run_id, o.after_rejection FROM outcomes o"
             " JOIN subtasks s ON s.id = o.subtask_id ORDER BY o.id"
         )
         if limit:
@@ -714,6 +749,9 @@ class SQLiteBackend(Backend):
             is not None
         )
 
+    def has_column(self, table, column):
+        return any(r[1] == column for r in self._db.execute(f"PRAGMA table_info({table})"))
+
     def import_rows(self, subtasks, outcomes, append, expected, keys=None):
         if keys and keys.get("api_keys"):
             self.keys_schema()
@@ -743,7 +781,7 @@ class SQLiteBackend(Backend):
                         mapping[old_id] = row[0]
             for rows in outcomes:
                 try:
-                    values = [(mapping[r[1]], *r[2:5], int(bool(r[5])), *r[6:]) for r in rows]
+                    values = [(mapping[r[1]], *r[2:5], int(bool(r[5])), *r[6:-1], int(bool(r[-1]))) for r in rows]
                 except KeyError as exc:
                     raise StoreError(f"an outcome refers to subtask {exc.args[0]}, which the source lacks") from exc
                 cur.executemany(_OUTCOME_INSERT, values)

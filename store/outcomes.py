@@ -93,6 +93,9 @@ class Outcome:
     latency_s: float = 0.0
     source: str = "live"
     run_id: str | None = None
+    # recorded after an earlier tier's answer to the same subtask was rejected (see fusiongraph.attempt
+    # .after_rejection): selected on the other models' outcomes, so not first-pick evidence
+    after_rejection: bool = False
 
     def __post_init__(self) -> None:
         if not (0.0 <= float(self.success) <= 1.0) or self.success != self.success:
@@ -105,10 +108,16 @@ class Neighbour:
     similarity: float
     text: str
     task_class: str | None
-    outcomes: dict[str, float]  # model -> mean success on that subtask
+    outcomes: dict[str, float]  # model -> mean success of its unconditioned outcomes there (first-pick evidence)
     answers: dict[str, str] = field(default_factory=dict)  # model -> an accepted answer (guides)
-    costs: dict[str, float] = field(default_factory=dict)  # model -> mean recorded USD of its answers
-    tokens: dict[str, float] = field(default_factory=dict)  # model -> mean recorded output tokens
+    costs: dict[str, float] = field(default_factory=dict)  # model -> mean recorded USD of its answers (all)
+    tokens: dict[str, float] = field(default_factory=dict)  # model -> mean recorded output tokens (all)
+    # model -> mean success of its outcomes recorded after an earlier tier was rejected there (empty on tables)
+    conditioned: dict[str, float] = field(default_factory=dict)
+
+
+# the per-subtask x model arrays of the in-memory sums (grown and reset together)
+_SUM_ARRAYS = ("_success_sum", "_success_n", "_cond_sum", "_cond_n", "_cost_sum", "_tokens_sum")
 
 
 def _new_index(dim: int, hnsw: bool) -> faiss.Index:
@@ -136,15 +145,22 @@ class OutcomeStore:
         self.dim = int(dim)
         self._lock = threading.RLock()
         self._indexed_upto = 0  # highest subtask id present in the FAISS index
+        # Success sums and counts are kept apart for unconditioned outcomes (the first answer tried on a subtask,
+        # or an imported / calibrated one: selected on the subtask only) and conditioned ones (recorded after an
+        # earlier tier was rejected: selected on the other models' outcomes). First-pick routing reads the
+        # former (neighbours' `outcomes`, class rates, the probe's rows); escalation's joint rates read both.
         self._class_totals: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0]))
-        self._model_totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
+        self._model_totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])  # unconditioned
+        self._cond_totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])  # conditioned
         self._outcomes_seen = 0  # highest outcome id folded into the class totals
         # per-subtask outcome sums and counts by model, in memory: neighbour look-ups need no SQL
         self._model_cols: dict[str, int] = {}
-        self._success_sum = np.zeros((1024, 4), dtype=np.float64)
+        self._success_sum = np.zeros((1024, 4), dtype=np.float64)  # unconditioned
         self._success_n = np.zeros((1024, 4), dtype=np.int32)
-        self._cost_sum = np.zeros((1024, 4), dtype=np.float64)  # recorded USD, for predicted cost
-        self._tokens_sum = np.zeros((1024, 4), dtype=np.float64)  # recorded output tokens
+        self._cond_sum = np.zeros((1024, 4), dtype=np.float64)  # conditioned (after a rejection)
+        self._cond_n = np.zeros((1024, 4), dtype=np.int32)
+        self._cost_sum = np.zeros((1024, 4), dtype=np.float64)  # recorded USD, for predicted cost (all outcomes)
+        self._tokens_sum = np.zeros((1024, 4), dtype=np.float64)  # recorded output tokens (all outcomes)
         self._model_usage: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0])  # cost, tokens_out, n
         self._hit_cache: OrderedDict[int, tuple[str, str | None]] = OrderedDict()  # LRU: HIT_CACHE_ROWS
         self._unsaved = 0
@@ -228,8 +244,10 @@ class OutcomeStore:
             rows = self._backend.subtasks_after(self._indexed_upto)
             if rows:
                 self._add_vectors([r[0] for r in rows], [r[1] for r in rows])
-            for subtask_id, model, cls, success, oid, cost, tokens in self._backend.outcomes_after(self._outcomes_seen):
-                self._fold(subtask_id, model, cls, success, cost, tokens)
+            for subtask_id, model, cls, success, oid, cost, tokens, cond in self._backend.outcomes_after(
+                self._outcomes_seen
+            ):
+                self._fold(subtask_id, model, cls, success, cost, tokens, bool(cond))
                 self._outcomes_seen = oid
 
     def _reset_derived(self) -> None:
@@ -238,10 +256,11 @@ class OutcomeStore:
         self._indexed_upto = self._outcomes_seen = 0
         self._class_totals.clear()
         self._model_totals.clear()
+        self._cond_totals.clear()
         self._model_usage.clear()
         self._model_cols = {}
         self._hit_cache.clear()  # an erased subtask's text must not come back (SQLite may reuse its id)
-        for name in ("_success_sum", "_success_n", "_cost_sum", "_tokens_sum"):
+        for name in _SUM_ARRAYS:
             old = getattr(self, name)
             setattr(self, name, np.zeros((1024, 4), dtype=old.dtype))
         self._unsaved += 1
@@ -287,24 +306,32 @@ class OutcomeStore:
         success: float,
         cost: float = 0.0,
         tokens: float = 0.0,
+        after_rejection: bool = False,
     ) -> None:
-        total = self._class_totals[task_class or ""][model]
-        total[0] += success
-        total[1] += 1
-        m = self._model_totals[model]
+        if after_rejection:
+            m = self._cond_totals[model]
+        else:
+            total = self._class_totals[task_class or ""][model]
+            total[0] += success
+            total[1] += 1
+            m = self._model_totals[model]
         m[0] += success
         m[1] += 1
         col = self._model_cols.setdefault(model, len(self._model_cols))
         rows, cols = self._success_sum.shape
         if subtask_id >= rows or col >= cols:  # grow geometrically
             grown = (max(rows, 2 * (subtask_id + 1)), max(cols, 2 * (col + 1)))
-            for name in ("_success_sum", "_success_n", "_cost_sum", "_tokens_sum"):
+            for name in _SUM_ARRAYS:
                 old = getattr(self, name)
                 new = np.zeros(grown, dtype=old.dtype)
                 new[:rows, :cols] = old
                 setattr(self, name, new)
-        self._success_sum[subtask_id, col] += success
-        self._success_n[subtask_id, col] += 1
+        if after_rejection:
+            self._cond_sum[subtask_id, col] += success
+            self._cond_n[subtask_id, col] += 1
+        else:
+            self._success_sum[subtask_id, col] += success
+            self._success_n[subtask_id, col] += 1
         self._cost_sum[subtask_id, col] += cost or 0.0
         self._tokens_sum[subtask_id, col] += tokens or 0.0
         u = self._model_usage[model]
@@ -482,6 +509,15 @@ class OutcomeStore:
             sums = np.zeros((len(hit_ids), self._success_sum.shape[1]))
             counts = np.zeros((len(hit_ids), self._success_sum.shape[1]), dtype=np.int32)
             sums[known], counts[known] = self._success_sum[ids_arr[known]], self._success_n[ids_arr[known]]
+            cond_n = np.zeros(counts.shape, dtype=np.int32)
+            cond_n[known] = self._cond_n[ids_arr[known]]
+            any_cond = bool(cond_n.any())
+            if any_cond:
+                cond_s = np.zeros(sums.shape)
+                cond_s[known] = self._cond_sum[ids_arr[known]]
+                all_n = counts + cond_n
+            else:
+                all_n = counts
             costs = np.zeros(sums.shape)
             toks = np.zeros(sums.shape)
             costs[known], toks[known] = self._cost_sum[ids_arr[known]], self._tokens_sum[ids_arr[known]]
@@ -494,6 +530,7 @@ class OutcomeStore:
         for r, (sid, sim) in enumerate(hits):
             if sid in info:
                 have = [(m, c) for m, c in models if counts[r, c]]
+                ran = [(m, c) for m, c in models if all_n[r, c]] if any_cond else have
                 out.append(
                     Neighbour(
                         sid,
@@ -502,21 +539,29 @@ class OutcomeStore:
                         info[sid][1],
                         {m: float(sums[r, c] / counts[r, c]) for m, c in have},
                         dict(answers.get(sid, {})),
-                        {m: float(costs[r, c] / counts[r, c]) for m, c in have},
-                        {m: float(toks[r, c] / counts[r, c]) for m, c in have},
+                        {m: float(costs[r, c] / all_n[r, c]) for m, c in ran},
+                        {m: float(toks[r, c] / all_n[r, c]) for m, c in ran},
+                        {m: float(cond_s[r, c] / cond_n[r, c]) for m, c in models if cond_n[r, c]} if any_cond else {},
                     )
                 )
         return out
 
     def class_rates(self, task_class: str | None) -> dict[str, tuple[float, int]]:
-        """Per-model (mean success, count) within a task class; ``None`` gives the rates over all classes."""
+        """Per-model (mean success, count) of the unconditioned outcomes within a task class; ``None`` gives
+        the rates over all classes. (Outcomes recorded after a rejection: :meth:`conditioned_rates`.)"""
         with self._lock:
             if task_class is None:
                 return {m: (s / n, n) for m, (s, n) in self._model_totals.items() if n}
             return {m: (s / n, n) for m, (s, n) in self._class_totals.get(task_class, {}).items() if n}
 
+    def conditioned_rates(self) -> dict[str, tuple[float, int]]:
+        """Per-model (mean success, count) of the outcomes recorded after an earlier tier was rejected."""
+        with self._lock:
+            return {m: (s / n, int(n)) for m, (s, n) in self._cond_totals.items() if n}
+
     def joint_rates(self) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
-        """Pairwise success rates over subtasks with outcomes of both models (mean success per subtask).
+        """Pairwise success rates over subtasks with outcomes of both models (mean success per subtask), from
+        every outcome, conditioned ones included (escalation asks what follows a rejection).
 
         Returns (models, given_wrong, given_right, rate): ``given_wrong[i, j]`` = P(i right | j wrong),
         ``given_right[i, j]`` = P(i right | j right), ``rate[i, j]`` = P(i right) on those subtasks (NaN
@@ -527,6 +572,9 @@ class OutcomeStore:
             cols = [self._model_cols[m] for m in models]
             n = self._success_n[:, cols].astype(np.float64)
             s = self._success_sum[:, cols]
+            if self._cond_totals:
+                n = n + self._cond_n[:, cols]
+                s = s + self._cond_sum[:, cols]
         seen = (n > 0).astype(np.float64)
         mean = np.divide(s, n, out=np.zeros_like(s), where=n > 0)
         wrong = (1.0 - mean) * seen
@@ -545,14 +593,15 @@ class OutcomeStore:
     def outcomes_folded(self) -> int:
         """How many (error-free) outcomes this connection has folded in: a cheap growth counter."""
         with self._lock:
-            return int(sum(n for _, n in self._model_totals.values()))
+            return int(sum(n for _, n in self._model_totals.values()) + sum(n for _, n in self._cond_totals.values()))
 
     def training_rows(
         self, limit: int
     ) -> tuple[np.ndarray, list[str | None], dict[str, tuple[np.ndarray, np.ndarray]]]:
         """The newest `limit` subtasks with outcomes: (embeddings, task classes, {model: (row indices, mean success)}).
 
-        What the success probe is fitted on; per-subtask means come from the in-memory aggregates.
+        What the success probe is fitted on (a first-pick estimate: unconditioned outcomes only); per-subtask
+        means come from the in-memory aggregates.
         """
         with self._lock:
             self.refresh()
@@ -584,6 +633,7 @@ class OutcomeStore:
         for r in rows:
             r["judges"] = json.loads(r["judges"])
             r["accepted"] = bool(r["accepted"])
+            r["after_rejection"] = bool(r["after_rejection"])
         return rows
 
     def texts_with_source(self, source: str) -> set[str]:

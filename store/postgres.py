@@ -178,6 +178,11 @@ CREATE TABLE erasures (
 );
 """,
     ),
+    (
+        7,
+        "outcomes.after_rejection: recorded after an earlier tier's answer to the subtask was rejected (older rows: no)",
+        "ALTER TABLE outcomes ADD COLUMN after_rejection BOOLEAN NOT NULL DEFAULT false;",
+    ),
 ]
 LATEST = MIGRATIONS[-1][0]
 
@@ -186,8 +191,8 @@ _SUBTASK_INSERT = (
 )
 _OUTCOME_INSERT = (
     "INSERT INTO outcomes (subtask_id, model, task_class, success, accepted, judges, answer, error,"
-    " tokens_in, tokens_out, cost_usd, latency_s, source, run_id, created_at)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " tokens_in, tokens_out, cost_usd, latency_s, source, run_id, created_at, after_rejection)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 
 
@@ -396,7 +401,7 @@ class PostgresBackend(Backend):
 
     def outcomes_after(self, after):
         return self._rows(
-            "SELECT subtask_id, model, task_class, success, id, cost_usd, tokens_out FROM outcomes"
+            "SELECT subtask_id, model, task_class, success, id, cost_usd, tokens_out, after_rejection FROM outcomes"
             " WHERE id > %s AND error IS NULL ORDER BY id",
             (after,),
         )
@@ -463,7 +468,7 @@ class PostgresBackend(Backend):
     def outcome_rows(self, limit):
         sql = (
             "SELECT o.id, s.text, o.model, o.task_class, o.success, o.accepted, o.judges, o.error, o.tokens_in,"
-            " o.tokens_out, o.cost_usd, o.latency_s, o.source, o.run_id FROM outcomes o"
+            " o.tokens_out, o.cost_usd, o.latency_s, o.source, o.run_id, o.after_rejection FROM outcomes o"
             " JOIN subtasks s ON s.id = o.subtask_id ORDER BY o.id"
         )
         if limit:
@@ -507,6 +512,15 @@ class PostgresBackend(Backend):
     def has_table(self, name):
         return self._rows("SELECT to_regclass(%s) IS NOT NULL", (name,))[0][0]
 
+    def has_column(self, table, column):
+        return bool(
+            self._rows(
+                "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()"
+                " AND table_name = %s AND column_name = %s",
+                (table, column),
+            )
+        )
+
     def import_rows(self, subtasks, outcomes, append, expected, keys=None):
         def copy(conn):
             with conn.transaction(), conn.cursor() as cur:
@@ -546,7 +560,7 @@ class PostgresBackend(Backend):
                         for r in rows:
                             if r[1] not in mapping:
                                 raise StoreError(f"outcome {r[0]} refers to subtask {r[1]}, which the source lacks")
-                            cp.write_row((mapping[r[1]], *r[2:5], bool(r[5]), *r[6:]))
+                            cp.write_row((mapping[r[1]], *r[2:5], bool(r[5]), *r[6:-1], bool(r[-1])))
                     added_o += len(rows)
                 cur.execute("SELECT (SELECT count(*) FROM subtasks), (SELECT count(*) FROM outcomes)")
                 after = tuple(cur.fetchone())

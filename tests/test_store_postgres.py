@@ -93,6 +93,7 @@ def seed(store) -> None:
                         latency_s=0.1,
                         run_id=f"run{i % 4}",
                         source=["live", "calibrate"][i % 2],
+                        after_rejection=j > 0 and i % 4 == 1,  # tried after a rejected cheaper tier
                     )
                     for j, m in enumerate(models)
                 ],
@@ -118,7 +119,17 @@ def seed(store) -> None:
 def snapshot(store) -> dict:
     nbs = {
         s: [
-            (n.subtask_id, n.text, n.task_class, round(n.similarity, 5), n.outcomes, n.answers, n.costs, n.tokens)
+            (
+                n.subtask_id,
+                n.text,
+                n.task_class,
+                round(n.similarity, 5),
+                n.outcomes,
+                n.answers,
+                n.costs,
+                n.tokens,
+                n.conditioned,
+            )
             for n in store.neighbours(unit(s), 6, with_answers=True)
         ]
         for s in (1, 7, 50, 99, 100)
@@ -129,6 +140,7 @@ def snapshot(store) -> dict:
         "counts": store.counts(),
         "neighbours": nbs,
         "class_rates": {c: store.class_rates(c) for c in ("math", "code", None, "")},
+        "conditioned": store.conditioned_rates(),
         "joint": (models, given_wrong.round(9).tolist(), given_right.round(9).tolist(), rate.round(9).tolist()),
         "usage": store.model_usage(),
         "folded": store.outcomes_folded,
@@ -146,6 +158,7 @@ def test_round_trip_matches_the_sqlite_backend(pg, tmp_path):
     seed(post)
     expected = snapshot(lite)
     assert expected["counts"] == {"subtasks": 62, "outcomes": 185, "vectors": 62}
+    assert sum(r["after_rejection"] for r in expected["outcomes"]) == 30 and expected["conditioned"]
     assert str(snapshot(post)) == str(expected)  # str: NaNs of the joint rates compare equal
     post.close()
     again = open_store(pg, 8, "test")  # a new worker: aggregates and FAISS index rebuilt from Postgres
@@ -494,6 +507,35 @@ def test_migrations_are_versioned_and_applied_once(databases):
         conn.execute("INSERT INTO schema_version (version, description) VALUES (99, 'from the future')")
     with pytest.raises(StoreError, match="schema version 99.*upgrade fusiongraph"):
         open_store(url, 8, "test")
+
+
+def test_migration_7_adds_after_rejection_and_older_rows_are_unconditioned(pg):
+    from fusiongraph.store.postgres import MIGRATIONS
+
+    with psycopg.connect(pg, autocommit=True) as conn:  # a database as fusiongraph left it at schema version 6
+        conn.execute(
+            "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, description TEXT NOT NULL,"
+            " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        for version, description, ddl in MIGRATIONS[:6]:
+            conn.execute(ddl)
+            conn.execute("INSERT INTO schema_version (version, description) VALUES (%s, %s)", (version, description))
+        conn.execute("INSERT INTO meta VALUES ('dim', '8'), ('embedder', 'test'), ('version', '1')")
+        conn.execute("INSERT INTO subtasks VALUES (1, 'h', 'old task', 'math', %s, 0)", (unit(1).tobytes(),))
+        conn.execute(
+            "INSERT INTO outcomes (subtask_id, model, task_class, success, accepted, created_at)"
+            " VALUES (1, 'a', 'math', 1, true, 0)"
+        )
+        conn.execute("SELECT setval(pg_get_serial_sequence('subtasks', 'id'), 1)")
+    store = open_store(pg, 8, "test")
+    assert store.backend.schema_version() == LATEST >= 7
+    assert [r["after_rejection"] for r in store.outcomes()] == [False]
+    store.record("new task", unit(2), "math", [Outcome("a", 0.0, False, after_rejection=True)])
+    store.close()
+    again = open_store(pg, 8, "test")
+    assert [r["after_rejection"] for r in again.outcomes()] == [False, True]
+    assert again.class_rates("math") == {"a": (1.0, 1)} and again.conditioned_rates() == {"a": (0.0, 1)}
+    again.close()
 
 
 def test_artifacts_are_shared_through_the_database(pg):

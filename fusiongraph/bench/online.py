@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from fusiongraph.attempt import after_rejection
 from fusiongraph.bench.metrics import CostModel, routellm_metrics, two_model_curve
 from fusiongraph.bench.replay import (
     LAMBDAS,
@@ -47,7 +48,10 @@ def run_online(
     """Replay the table in order (or shuffled by `order_seed`), routing each window with only the outcomes
     recorded before it. With `introduce` = (MODEL, N): MODEL's outcomes are hidden before prompt N; from N
     on, MODEL's outcome is recorded only on prompts where the cascade plan (at `lam`) tried it, as the live
-    graph records only what it ran (bandit feedback) -- so a new model is learnt only if it is explored."""
+    graph records only what it ran (bandit feedback) -- so a new model is learnt only if it is explored --
+    and flagged ``after_rejection`` where models before it in the plan were rejected, as the live cascade
+    flags it (:func:`cascade_reach`). The other models' outcomes are all recorded, unconditioned, as an
+    imported table's are."""
     n, m = table.scores.shape
     two = m == 2
     best_single = max((s for s in strategies if s.startswith("single:")), key=lambda s: strategies[s]["quality"])
@@ -106,6 +110,7 @@ def run_online(
         pick = replay_pick(p, c, n_out, usable, lam, explore)
         point["default_quality"] = float(sc[idx, pick].mean())
         point["default_cost"] = float(pc[idx, pick].mean())
+        conditioned = None
         if new_j is not None:
             point["introduced_share"] = float((pick == new_j).mean())
             if start < introduce[1]:
@@ -114,15 +119,18 @@ def run_online(
                 accept = _context_defaults()["accept"]
                 col = {name: j for j, name in enumerate(models)}
                 tried = np.zeros(len(rows), bool)
-                for r, i in enumerate(rows):
+                conditioned = np.zeros(sc.shape, bool)
+                for r in range(len(rows)):
                     plan, _ = _plan_utility(
                         by_cost, _predictions(p[r], c[r], n_out[r], models), lam, explore=explore, joint=router.joint()
                     )
-                    if introduce[0] in plan:
-                        before = plan[: plan.index(introduce[0])]
-                        tried[r] = all(not (sc[r, col[b]] >= accept) for b in before)  # recorded outcome as judge
+                    # the recorded outcome as the judge
+                    tried[r], conditioned[r, new_j] = cascade_reach(
+                        plan, introduce[0], lambda b: sc[r, col[b]] >= accept
+                    )
                 sc[~tried, new_j] = np.nan
                 point["introduced_tried"] = float(tried.mean())
+                point["introduced_conditioned"] = float(conditioned[:, new_j].mean())
         points.append(point)
         _record(
             store,
@@ -134,6 +142,7 @@ def run_online(
             table.tokens[rows] if table.tokens is not None else None,
             models,
             known,
+            after_rejection=conditioned,
         )
         seen_outcomes += int((~np.isnan(sc)).sum())
     store.close()
@@ -149,6 +158,20 @@ def run_online(
     if introduce is not None:
         out["introduce"] = introduced_summary(introduce, points, strategies, models)
     return out
+
+
+def cascade_reach(plan: list[str], model: str, accepted) -> tuple[bool, bool]:
+    """Whether the cascade running `plan` reaches `model` (it stops at the first answer `accepted(m)` says
+    is good), and whether that attempt is ``after_rejection``, decided by the live cascade's own rule
+    (:func:`fusiongraph.attempt.after_rejection` over the attempts made before it)."""
+    earlier: list[dict] = []
+    for m in plan:
+        if m == model:
+            return True, after_rejection(earlier)
+        if accepted(m):
+            return False, False
+        earlier.append({"model": m, "answer": "", "accepted": False})  # a judged answer, rejected
+    return False, False
 
 
 def introduced_summary(introduce: tuple[str, int], points: list[dict], strategies: dict, models: list[str]) -> dict:

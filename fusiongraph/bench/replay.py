@@ -157,14 +157,21 @@ def _build_store(
     return store, known
 
 
-def _record(store, texts, vectors, classes, scores, costs, tokens, models, known: dict[str, int]) -> None:
+def _record(
+    store, texts, vectors, classes, scores, costs, tokens, models, known: dict[str, int], after_rejection=None
+) -> None:
+    """Record these rows' outcomes; `after_rejection` (rows x models, bool) flags the conditioned ones."""
     items = [
         (
             text,
             vectors[i],
             classes[i],
             row_outcomes(
-                models, scores[i], costs[i] if costs is not None else None, tokens[i] if tokens is not None else None
+                models,
+                scores[i],
+                costs[i] if costs is not None else None,
+                tokens[i] if tokens is not None else None,
+                after_rejection=after_rejection[i] if after_rejection is not None else None,
             ),
         )
         for i, text in enumerate(texts)

@@ -126,6 +126,13 @@ class Judge(Protocol):
         ...
 
 
+class CallsNoModel:
+    """Base of the judges that read only the answer and its metadata: they reserve nothing of the budget."""
+
+    def reserve(self, res, ctx, judge_id, subtask, answer) -> Reservation:
+        return NO_RESERVATION
+
+
 JUDGES: dict[str, Judge] = {}
 
 

@@ -11,7 +11,7 @@ right from wrong, and gives it no say where it does not.
 
 from __future__ import annotations
 
-from fusiongraph.judges import NO_RESERVATION, Judging, Reservation, Verdict, register_judge
+from fusiongraph.judges import CallsNoModel, Judging, Verdict, register_judge
 
 INSTRUCTIONS = frozenset(
     "name give tell list state say write explain describe please me us briefly short one word answer".split()
@@ -34,12 +34,9 @@ def focus_score(task: str, answer: str) -> float | None:
 
 
 @register_judge
-class FocusJudge:
+class FocusJudge(CallsNoModel):
     name = "focus"
     weight = 0.0  # no part in the cold-start prior: it speaks once a fit gives it a say
-
-    def reserve(self, res, ctx, judge_id, subtask, answer) -> Reservation:
-        return NO_RESERVATION
 
     def judge(self, j: Judging) -> Verdict | None:
         score = focus_score(j.subtask, j.answer)

@@ -19,7 +19,7 @@ import re
 from langchain_core.messages import AIMessage
 
 from fusiongraph.judge_eval import _NUMBER
-from fusiongraph.judges import NO_RESERVATION, Judging, Reservation, Verdict, register_judge
+from fusiongraph.judges import CallsNoModel, Judging, Verdict, register_judge
 
 
 def token_pieces(message: AIMessage) -> list[tuple[str, float]]:
@@ -85,12 +85,9 @@ def key_verdict(task: str, message: AIMessage) -> Verdict | None:
 
 
 @register_judge
-class KeyConfidenceJudge:
+class KeyConfidenceJudge(CallsNoModel):
     name = "key"
     weight = 0.0  # no part in the cold-start prior: it speaks once a fit gives it a say
-
-    def reserve(self, res, ctx, judge_id, subtask, answer) -> Reservation:
-        return NO_RESERVATION
 
     def judge(self, j: Judging) -> Verdict | None:
         return key_verdict(j.subtask, j.message)

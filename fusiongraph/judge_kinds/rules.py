@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 
-from fusiongraph.judges import NO_RESERVATION, Judging, Reservation, Verdict, register_judge
+from fusiongraph.judges import CallsNoModel, Judging, Verdict, register_judge
 from fusiongraph.verifiers import WANTS_JSON, check_output, for_class, new_words, run_verifiers, strip_fence
 
 _REFUSAL = re.compile(
@@ -68,12 +68,9 @@ def rule_verdict(
 
 
 @register_judge
-class RulesJudge:
+class RulesJudge(CallsNoModel):
     name = "rules"
     weight = 0.3
-
-    def reserve(self, res, ctx, judge_id, subtask, answer) -> Reservation:
-        return NO_RESERVATION
 
     def judge(self, j: Judging) -> Verdict:
         """The request's output checks first (tool calls, JSON format: fusiongraph.verifiers.OUTPUT_VERIFIERS;

@@ -7,7 +7,7 @@ import math
 
 from langchain_core.messages import AIMessage
 
-from fusiongraph.judges import NO_RESERVATION, Judging, Reservation, Verdict, register_judge
+from fusiongraph.judges import CallsNoModel, Judging, Verdict, register_judge
 
 
 def token_logprobs(message: AIMessage) -> list[float]:
@@ -28,12 +28,9 @@ def self_verdict(message: AIMessage) -> Verdict:
 
 
 @register_judge
-class SelfConfidenceJudge:
+class SelfConfidenceJudge(CallsNoModel):
     name = "self"
     weight = 0.2
-
-    def reserve(self, res, ctx, judge_id, subtask, answer) -> Reservation:
-        return NO_RESERVATION
 
     def judge(self, j: Judging) -> Verdict:
         return self_verdict(j.message)

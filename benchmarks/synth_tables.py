@@ -881,6 +881,7 @@ def generate(seed: int, rows: int = 3000, n_models: int | None = None, graded: b
     topic_shift = rng.normal(0, 0.15, nt)
 
     prompts, cats, score, tokens, cost = [], [], np.zeros((rows, m)), np.zeros((rows, m)), np.zeros((rows, m))
+    seen_d, seen_long = np.zeros(rows), np.zeros(rows, dtype=bool)  # what the text shows of each row's difficulty
     topic_idx = rng.choice(nt, size=rows, p=topic_weight)
     latent = rng.normal(0, LATENT_SD, rows)
     # a few "trap" prompts (ambiguous, misleading or mislabelled) that almost every model gets wrong
@@ -891,7 +892,11 @@ def generate(seed: int, rows: int = 3000, n_models: int | None = None, graded: b
         text, vis, is_long = make_prompt(topic, r)
         prompts.append(text)
         cats.append(topic)
-        d = TOPIC_LEVEL[topic][0] + topic_shift[t] + 0.8 * vis + (0.2 if is_long else 0.0) + latent[i]
+        seen_d[i], seen_long[i] = (
+            TOPIC_LEVEL[topic][0] + topic_shift[t] + 0.8 * vis + (0.2 if is_long else 0.0),
+            is_long,
+        )
+        d = seen_d[i] + latent[i]
         logit = skill + offset[:, t] + long_eff * is_long - hard * d + rng.normal(0, 1, m) * noise_sd
         p = _sigmoid(logit)
         if graded:
@@ -904,7 +909,23 @@ def generate(seed: int, rows: int = 3000, n_models: int | None = None, graded: b
         tokens[i] = tok
         ptok = len(text) / 4
         cost[i] = (ptok + 150) * price_in / 1e6 + tok * price_out / 1e6
-    return dict(prompts=prompts, categories=cats, models=models, scores=score, costs=cost, tokens=tokens)
+    # the generator's own parameters and each row's visible part: what a router that knew the generator
+    # exactly (but not the hidden per-prompt latent and per-model noise) would route on (synth_bound.py)
+    truth = dict(
+        topic=topic_idx,
+        seen_d=seen_d,
+        is_long=seen_long,
+        prompt_tokens=np.array([len(x) / 4 for x in prompts]),
+        skill=skill,
+        offset=offset,
+        long_eff=long_eff,
+        hard=hard,
+        noise_sd=noise_sd,
+        verbosity=verbosity,
+        price_in=price_in,
+        price_out=price_out,
+    )
+    return dict(prompts=prompts, categories=cats, models=models, scores=score, costs=cost, tokens=tokens, truth=truth)
 
 
 def write_csv(table: dict, path: Path) -> None:

@@ -485,6 +485,9 @@ def judge_eval(
     ),
     llm_judge: Optional[bool] = typer.Option(None, "--llm-judge/--no-llm-judge", help="Ask the LLM judge."),
     samples: Optional[int] = typer.Option(None, "--consistency-samples", help="The consistency judge's samples."),
+    temperature: Optional[float] = typer.Option(
+        None, "--consistency-temperature", help="The consistency judge's sampling temperature."
+    ),
 ) -> None:
     """Measure the judges: AUROC and accept accuracy of each judge kind against reference answers."""
     from fusiongraph import judge_eval as je
@@ -510,6 +513,7 @@ def judge_eval(
             store_dir=store_dir,
             llm_judge=llm_judge,
             consistency_samples=samples,
+            consistency_temperature=temperature,
         )
         wanted = [m.strip() for m in models.split(",") if m.strip()] if models else None
         report, answers = je.run_judge_eval(items, ctx, wanted, show_progress=not as_json, source=questions)

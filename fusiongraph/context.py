@@ -76,9 +76,9 @@ class FusionContext:
     price_sensitivity: float = field(
         default=0.01,
         metadata={
-            "range": (0.0, 0.5),
-            "description": "Routing's price of quality, 0-0.5: how much predicted success one doubling of a model's "
-            "predicted cost must buy. The first model maximises success - this x log2(cost); "
+            "range": (0.0, 10.0),
+            "description": "Routing's price of quality, 0-10: how much predicted success the price of an average "
+            "candidate must buy. The first model maximises success - this x cost / (the candidates' mean cost); "
             "escalation goes on while the expected gain is worth its price. 0 = best quality at any "
             "price; higher = cheaper.",
         },

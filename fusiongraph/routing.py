@@ -40,7 +40,6 @@ unconditioned) changes nothing.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -336,7 +335,9 @@ class JointRates:
 
 
 NO_JOINT = JointRates([], np.zeros((0, 0)), np.zeros((0, 0)), np.zeros((0, 0)))
-COST_FLOOR = 0.01  # costs below 1 % of the costliest candidate's count as that floor (free models included)
+COST_FLOOR = (
+    0.01  # escalation's gain per dollar counts a cost as at least 1 % of the costliest candidate's (free models)
+)
 
 
 def local_outcomes(n_outcomes: dict[str, int], neighbour_weight: dict[str, float]) -> dict[str, float]:
@@ -364,18 +365,23 @@ def explore_bonus(p, n_outcomes, explore: float):
     return max(explore, 0.0) * np.sqrt(np.clip(p * (1.0 - p), 0.0, None) / (np.asarray(n_outcomes) + 1.0))
 
 
+def price_scale(costs) -> np.ndarray:
+    """The unit the price is counted in (last axis: models): the mean predicted cost of the subtask's
+    candidates (1 when they are all free), so the rule does not depend on the currency or the price level."""
+    costs = np.nan_to_num(np.asarray(costs, dtype=float), nan=0.0)
+    mean = costs.mean(axis=-1, keepdims=True)
+    return np.where(mean > 0, mean, 1.0)
+
+
 def utilities(p, n_outcomes, costs, price_sensitivity: float, explore: float) -> np.ndarray:
     """The first-pick utility of every model (last axis: models), vectorised: what plan_utility maximises.
 
-    ``min(p + explore_bonus, 0.999) - price_sensitivity * log2(cost + floor)``, floor = ``COST_FLOOR`` x
-    the costliest model's cost of the row (1 when every cost is 0).
+    ``min(p + explore_bonus, 0.999) - price_sensitivity * cost / price_scale(costs)``.
     """
     p = np.asarray(p, dtype=float)
     costs = np.nan_to_num(np.asarray(costs, dtype=float), nan=0.0)
-    top = costs.max(axis=-1, keepdims=True)
-    floor = np.where(top > 0, COST_FLOOR * top, 1.0)
     q = np.minimum(p + explore_bonus(p, n_outcomes, explore), 0.999)
-    return q - max(float(price_sensitivity), 0.0) * np.log2(costs + floor)
+    return q - max(float(price_sensitivity), 0.0) * costs / price_scale(costs)
 
 
 def plan_utility(
@@ -390,13 +396,17 @@ def plan_utility(
 ) -> tuple[list[str], list[dict]]:
     """The one routing rule, for any number of models with prices: which model first, then which next.
 
-    Utility of a model is ``q - price_sensitivity * log2(c + f)``: q is the predicted success (plus the
-    bounded optimism of :func:`explore_bonus` for models with few outcomes), c its predicted cost and f a
-    floor of ``COST_FLOOR`` x the costliest candidate's cost. So `price_sensitivity` is how much success
-    probability one doubling of the price must buy: it does not depend on the currency or the price level
-    (a table or a roster ten times dearer routes the same), and free models get a finite cost. The first
-    model has the best utility. With two models this is RouteLLM's rule: the strong model first exactly
-    when its predicted advantage exceeds the threshold ``price_sensitivity * log2((c_s + f) / (c_w + f))``.
+    Utility of a model is ``q - price_sensitivity * c / c_mean``: q is the predicted success (plus the
+    bounded optimism of :func:`explore_bonus` for models with few outcomes), c its predicted cost and c_mean
+    the mean predicted cost of the subtask's candidates (:func:`price_scale`). So `price_sensitivity` is how
+    much success probability the price of an average candidate must buy: it does not depend on the currency
+    or the price level (a table or a roster ten times dearer routes the same). Linear in cost, the rule is the
+    Lagrangian of "most success for the money": along its knob it traces the best quality-cost frontier the
+    predictions allow (a log-cost rule, tried first, spends where a doubling of a small price looks as dear
+    as a doubling of a large one, and reached the best single model's quality at 1.5-2x the cost on the
+    bench's tables). The first model has the best utility. With two models this is RouteLLM's rule: the
+    strong model first exactly when its predicted advantage exceeds the threshold
+    ``price_sensitivity * (c_s - c_w) / c_mean`` (with a fixed price ratio, a constant).
 
     Escalation, given that every answer so far was rejected by judges that agree with correctness with
     probability `judge_accuracy`: a rejected model t was right with probability
@@ -406,7 +416,7 @@ def plan_utility(
     conditioned ones included, carry what a rejection says). The
     expected gain of m is its success given the rejections minus the chance that the best answer so far
     is right. Next is the model with the best gain per dollar among those whose gain is worth its price
-    (``gain > price_sensitivity * (log2(C + c + f) - log2(C + f))`` for C already spent); the plan stops
+    (``gain > price_sensitivity * c / c_mean``); the plan stops
     when none is, or when the predicted spend would pass `budget_usd`.
     """
     if not models:
@@ -424,8 +434,7 @@ def plan_utility(
         zip(models, utilities([raw[m] for m in models], n_out, [costs[m] for m in models], lam, explore).tolist())
     )
 
-    def g(c: float) -> float:
-        return math.log2(c + floor)
+    scale = float(price_scale([costs[m] for m in models])[0])
 
     skipped: list[dict] = []
     affordable = [m for m in models if budget_usd is None or costs[m] <= budget_usd + 1e-15]
@@ -453,7 +462,7 @@ def plan_utility(
                 notes[m] = ("budget", f"after {len(plan)} rejection(s) the predicted spend would pass the budget")
                 continue
             gain = min(cond[m] + bonus[m], 0.999) - fallback
-            price = lam * (g(spent + costs[m]) - g(spent))
+            price = lam * costs[m] / scale
             if gain <= price:
                 notes[m] = (
                     "price",

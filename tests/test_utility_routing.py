@@ -1,4 +1,5 @@
-"""The one routing rule: utility = success - price_sensitivity x log2(cost); escalation by gain per dollar."""
+"""The one routing rule: utility = success - price_sensitivity x cost / mean candidate cost; escalation by gain
+per dollar."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import numpy as np
 import pytest
 
 from fusiongraph.routing import (
-    COST_FLOOR,
     NO_JOINT,
     JointRates,
     Prediction,
@@ -33,14 +33,14 @@ def test_price_sensitivity_zero_takes_the_best_model_at_any_price():
 
 def test_a_big_price_sensitivity_takes_the_cheapest():
     p = {"flash": 0.6, "mini": 0.7, "pro": 0.8, "big": 0.85}
-    assert plan_utility(MODELS, preds(p), 0.5)[0][0] == "flash"
+    assert plan_utility(MODELS, preds(p), 5.0)[0][0] == "flash"
 
 
 def test_the_first_model_is_the_one_with_the_best_utility():
     p = {"flash": 0.5, "mini": 0.55, "pro": 0.9, "big": 0.92}
     lam = 0.03
-    floor = COST_FLOOR * max(COSTS.values())
-    u = {m: p[m] - lam * np.log2(COSTS[m] + floor) for m in MODELS}
+    scale = np.mean(list(COSTS.values()))
+    u = {m: p[m] - lam * COSTS[m] / scale for m in MODELS}
     plan, _ = plan_utility(MODELS, preds(p), lam, explore=0.0)
     assert plan[0] == max(u, key=u.get) == "pro"
 
@@ -57,8 +57,7 @@ def test_two_models_it_is_a_threshold_on_the_strong_models_advantage():
     two = ["weak", "strong"]
     cost = {"weak": 0.001, "strong": 0.02}
     lam = 0.02
-    floor = COST_FLOOR * 0.02
-    threshold = lam * (np.log2(0.02 + floor) - np.log2(0.001 + floor))
+    threshold = lam * (0.02 - 0.001) / ((0.02 + 0.001) / 2)
     for adv in np.linspace(-0.3, 0.3, 61):
         p = {"weak": 0.5, "strong": 0.5 + adv}
         first = plan_utility(two, preds(p, costs=cost), lam, explore=0.0)[0][0]
@@ -68,12 +67,14 @@ def test_two_models_it_is_a_threshold_on_the_strong_models_advantage():
 
 def test_escalation_follows_gain_per_dollar_and_stops_when_not_worth_it():
     p = {"flash": 0.7, "mini": 0.72, "pro": 0.9, "big": 0.91}
-    plan, skipped = plan_utility(MODELS, preds(p), 0.07, judge_accuracy=0.9, explore=0.0)
-    assert plan == ["flash", "mini", "pro", "big"]  # mini: the most gain per dollar after flash is rejected
-    # pricier: once pro was rejected too, big (+0.01 for 5x pro's price) is not worth it
-    plan, skipped = plan_utility(MODELS, preds(p), 0.2, judge_accuracy=0.9, explore=0.0)
+    plan, skipped = plan_utility(MODELS, preds(p), 0.35, judge_accuracy=0.9, explore=0.0)
+    # flash first (pro's +0.2 is not worth 0.35 x its 0.6 mean prices more); after it is rejected mini (the
+    # most gain per dollar), then pro; big (+0.01 for 5x pro's price) is not worth it
     assert plan == ["flash", "mini", "pro"] and [s["model"] for s in skipped] == ["big"]
     assert "worth less than its price" in skipped[0]["reason"]
+    # pricier: once mini was rejected too, pro is not worth its price either
+    plan, skipped = plan_utility(MODELS, preds(p), 1.5, judge_accuracy=0.9, explore=0.0)
+    assert plan == ["flash", "mini"] and [s["model"] for s in skipped] == ["pro", "big"]
     # a judge at chance tells nothing: no escalation is worth paying for
     plan_chance, skipped_chance = plan_utility(MODELS, preds(p), 0.05, judge_accuracy=0.5, explore=0.0)
     assert len(plan_chance) == 1

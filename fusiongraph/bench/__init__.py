@@ -24,7 +24,7 @@ Strategies
     the graph's own taxonomy classifier (its class scores; training rows are recorded under the top class),
     as the live graph runs; ``class_column=True`` (``--class-column``) uses the table's ``category``
     instead: gold labels the live graph does not have, and figures made with them say so. The pick is
-    ``plan_utility``'s first model: the best ``success - price_sensitivity * log2(cost)``; the bench
+    ``plan_utility``'s first model: the best ``success - price_sensitivity * cost / mean candidate cost``; the bench
     evaluates it vectorised with :func:`fusiongraph.routing.utilities`, the function plan_utility
     maximises (tests check the two agree row by row).
 ``cascade`` / ``cascade@A``
@@ -62,8 +62,8 @@ costly ("strong") one; with more models, mean ``tokens:``, else mean score.
 Two-model tables: RouteLLM's metrics (arXiv 2406.18665)
 --------------------------------------------------------
 With two models the rule picks the strong model exactly when its predicted advantage
-``q_strong - q_weak`` (success plus exploration bonus) exceeds ``price_sensitivity * (log2(c_s + f) -
-log2(c_w + f))``: RouteLLM's threshold on the strong model's advantage (the bench checks this against
+``q_strong - q_weak`` (success plus exploration bonus) exceeds ``price_sensitivity * (c_s - c_w) /
+((c_s + c_w) / 2)``: RouteLLM's threshold on the strong model's advantage (the bench checks this against
 the vectorised pick at every knob). So each prompt has a routing score ``r = -(q_strong - q_weak)``
 and the fine quality vs. % strong calls curve puts a point at every distinct ``r`` (ties switch
 together; straight lines between points are random mixtures, as RouteLLM's trapezoids assume).

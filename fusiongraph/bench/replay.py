@@ -18,11 +18,11 @@ from fusiongraph.bench.metrics import (
     two_model_curve,
 )
 from fusiongraph.context import FusionContext
-from fusiongraph.routing import COST_FLOOR, JointRates, Prediction, Router, explore_bonus, utilities
+from fusiongraph.routing import JointRates, Prediction, Router, explore_bonus, price_scale, utilities
 from fusiongraph.store.outcomes import OutcomeStore, text_hash
 from fusiongraph.tables import row_outcomes
 
-LAMBDAS = np.round(np.concatenate([[0.0], np.geomspace(0.001, 0.5, 33)]), 6)  # price_sensitivity sweep
+LAMBDAS = np.round(np.concatenate([[0.0], np.geomspace(0.001, 10.0, 41)]), 6)  # price_sensitivity sweep
 
 
 def _context_defaults() -> dict:
@@ -342,9 +342,7 @@ def _check_two_model(p, c, n_out, pick, weak, strong, lam, explore) -> None:
     """With two models the utility rule must be RouteLLM's threshold on the strong model's advantage."""
     q = np.minimum(p + explore_bonus(p, n_out, explore), 0.999)
     cc = np.nan_to_num(c, nan=0.0)
-    top = cc.max(axis=1)
-    floor = np.where(top > 0, COST_FLOOR * top, 1.0)
-    threshold = lam * (np.log2(cc[:, strong] + floor) - np.log2(cc[:, weak] + floor))
+    threshold = lam * (cc[:, strong] - cc[:, weak]) / price_scale(cc)[:, 0]
     expected = np.where(routing_score(q, weak, strong) < -threshold - 1e-12, strong, weak)
     close = np.abs(routing_score(q, weak, strong) + threshold) < 1e-9  # float ties may go either way
     bad = np.flatnonzero((expected != pick) & ~close)

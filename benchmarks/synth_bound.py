@@ -33,31 +33,24 @@ import synth_tables as st  # noqa: E402
 from fusiongraph.bench.metrics import many_model_metrics  # noqa: E402
 
 
-def hidden_draws(n: int, rng: np.random.Generator) -> np.ndarray:
-    """Draws of the hidden latent difficulty, from the generator's own distribution (with its traps)."""
-    latent = rng.normal(0, st.LATENT_SD, n)
-    return latent + (rng.random(n) < st.TRAP_P) * rng.uniform(3.0, 7.0, n)
-
-
 def expected(table: dict, draws: int = 600, seed: int = 12345) -> tuple[np.ndarray, np.ndarray]:
     """(E[P(correct)], E[cost]) per row and model, given only the visible part of each row."""
     t = table["truth"]
     rng = np.random.default_rng(seed)
-    latent = hidden_draws(draws, rng)  # (D,)
+    latent = st.hidden_difficulty(draws, rng)  # (D,)
     noise = rng.normal(0, 1, (draws, len(t["skill"])))  # (D, m)
-    base = t["skill"][None, :] + t["offset"][:, t["topic"]].T + t["long_eff"][None, :] * t["is_long"][:, None]
-    rows, m = base.shape
-    q = np.zeros((rows, m))
+    offset = t["offset"][:, t["topic"]].T  # (rows, m)
+    is_long = t["is_long"][:, None]
+    q = np.zeros(offset.shape)
     for k in range(draws):  # rows x models per draw: memory stays small
-        d = t["seen_d"] + latent[k]
-        q += st._sigmoid(base - t["hard"][None, :] * d[:, None] + noise[k][None, :] * t["noise_sd"][None, :])
+        d = (t["seen_d"] + latent[k])[:, None]
+        q += st.success(t["skill"], offset, t["long_eff"], is_long, t["hard"], d, noise[k] * t["noise_sd"])
     q /= draws
-    topic_len = np.array([st.TOPIC_LEVEL[x][1] for x in st.TOPICS])[t["topic"]]
-    # E[tokens] = verbosity x topic factor x (1.5 if long) x E[exp(0.15 d)] x exp(0.45^2 / 2) (lognormal mean)
-    e_exp = np.exp(0.15 * t["seen_d"]) * np.mean(np.exp(0.15 * latent)) * np.exp(0.45**2 / 2)
-    tok = t["verbosity"][None, :] * (topic_len * np.where(t["is_long"], 1.5, 1.0) * e_exp)[:, None]
-    cost = (t["prompt_tokens"][:, None] + 150) * t["price_in"][None, :] / 1e6 + tok * t["price_out"][None, :] / 1e6
-    return q, cost
+    topic_len = np.array([st.TOPIC_LEVEL[x][1] for x in st.TOPICS])[t["topic"]][:, None]
+    # E[tokens]: the median at the visible difficulty x E[exp(0.15 latent)] x the lognormal's mean / median
+    tok = st.mean_tokens(t["verbosity"], topic_len, is_long, t["seen_d"][:, None])
+    tok = tok * np.mean(np.exp(0.15 * latent)) * np.exp(st.TOKEN_SD**2 / 2)
+    return q, st.cost_usd(t["prompt_tokens"][:, None], tok, t["price_in"], t["price_out"])
 
 
 def frontier(table: dict, q: np.ndarray, c: np.ndarray, points: int = 400) -> list[tuple[float, float]]:

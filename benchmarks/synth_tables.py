@@ -843,6 +843,32 @@ def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def success(skill, offset, long_eff, is_long, hard, d, noise):
+    """P(correct) of each model (broadcast): the one formula the generator draws from and synth_bound.py
+    takes expectations of."""
+    return _sigmoid(skill + offset + long_eff * is_long - hard * d + noise)
+
+
+def mean_tokens(verbosity, length_factor, is_long, d):
+    """The median of a model's output tokens (lognormal, sd TOKEN_SD of its log) for a row (broadcast)."""
+    return verbosity * length_factor * np.where(is_long, 1.5, 1.0) * np.exp(0.15 * d)
+
+
+TOKEN_SD = 0.45
+
+
+def hidden_difficulty(n: int, rng: np.random.Generator) -> np.ndarray:
+    """The part of each prompt's difficulty its text does not show: N(0, LATENT_SD), plus a few "trap"
+    prompts (ambiguous, misleading or mislabelled) that almost every model gets wrong."""
+    latent = rng.normal(0, LATENT_SD, n)
+    return latent + (rng.random(n) < TRAP_P) * rng.uniform(3.0, 7.0, n)
+
+
+def cost_usd(prompt_tokens, tokens, price_in, price_out):
+    """A call's USD cost (broadcast): the prompt plus a 150-token system preamble in, the answer out."""
+    return (prompt_tokens + 150) * price_in / 1e6 + tokens * price_out / 1e6
+
+
 def pick_models(k: int, rng: np.random.Generator) -> list[str]:
     names = list(MODELS)
     if k >= len(names):
@@ -883,9 +909,7 @@ def generate(seed: int, rows: int = 3000, n_models: int | None = None, graded: b
     prompts, cats, score, tokens, cost = [], [], np.zeros((rows, m)), np.zeros((rows, m)), np.zeros((rows, m))
     seen_d, seen_long = np.zeros(rows), np.zeros(rows, dtype=bool)  # what the text shows of each row's difficulty
     topic_idx = rng.choice(nt, size=rows, p=topic_weight)
-    latent = rng.normal(0, LATENT_SD, rows)
-    # a few "trap" prompts (ambiguous, misleading or mislabelled) that almost every model gets wrong
-    latent += (rng.random(rows) < TRAP_P) * rng.uniform(3.0, 7.0, rows)
+    latent = hidden_difficulty(rows, rng)
     for i in range(rows):
         t = topic_idx[i]
         topic = TOPICS[t]
@@ -897,18 +921,16 @@ def generate(seed: int, rows: int = 3000, n_models: int | None = None, graded: b
             is_long,
         )
         d = seen_d[i] + latent[i]
-        logit = skill + offset[:, t] + long_eff * is_long - hard * d + rng.normal(0, 1, m) * noise_sd
-        p = _sigmoid(logit)
+        p = success(skill, offset[:, t], long_eff, is_long, hard, d, rng.normal(0, 1, m) * noise_sd)
         if graded:
             conc = 6.0
             score[i] = np.clip(rng.beta(p * conc + 1e-3, (1 - p) * conc + 1e-3), 0, 1).round(3)
         else:
             score[i] = (rng.random(m) < p).astype(float)
-        mu = verbosity * TOPIC_LEVEL[topic][1] * (1.5 if is_long else 1.0) * np.exp(0.15 * d)
-        tok = np.maximum(5, np.round(rng.lognormal(np.log(mu), 0.45))).astype(int)
+        mu = mean_tokens(verbosity, TOPIC_LEVEL[topic][1], is_long, d)
+        tok = np.maximum(5, np.round(rng.lognormal(np.log(mu), TOKEN_SD))).astype(int)
         tokens[i] = tok
-        ptok = len(text) / 4
-        cost[i] = (ptok + 150) * price_in / 1e6 + tok * price_out / 1e6
+        cost[i] = cost_usd(len(text) / 4, tok, price_in, price_out)
     # the generator's own parameters and each row's visible part: what a router that knew the generator
     # exactly (but not the hidden per-prompt latent and per-model noise) would route on (synth_bound.py)
     truth = dict(

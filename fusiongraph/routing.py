@@ -335,9 +335,8 @@ class JointRates:
 
 
 NO_JOINT = JointRates([], np.zeros((0, 0)), np.zeros((0, 0)), np.zeros((0, 0)))
-COST_FLOOR = (
-    0.01  # escalation's gain per dollar counts a cost as at least 1 % of the costliest candidate's (free models)
-)
+# escalation's gain per dollar counts a cost as at least 1 % of the costliest candidate's (free models)
+COST_FLOOR = 0.01
 
 
 def local_outcomes(n_outcomes: dict[str, int], neighbour_weight: dict[str, float]) -> dict[str, float]:
@@ -402,8 +401,8 @@ def plan_utility(
     much success probability the price of an average candidate must buy: it does not depend on the currency
     or the price level (a table or a roster ten times dearer routes the same). Linear in cost, the rule is the
     Lagrangian of "most success for the money": along its knob it traces the best quality-cost frontier the
-    predictions allow (a log-cost rule, tried first, spends where a doubling of a small price looks as dear
-    as a doubling of a large one, and reached the best single model's quality at 1.5-2x the cost on the
+    predictions allow (a log-cost rule, tried first, prices a doubling of a small cost like a doubling of
+    a large one, and reached the best single model's quality at up to 2x the cost on the
     bench's tables). The first model has the best utility. With two models this is RouteLLM's rule: the
     strong model first exactly when its predicted advantage exceeds the threshold
     ``price_sensitivity * (c_s - c_w) / c_mean`` (with a fixed price ratio, a constant).

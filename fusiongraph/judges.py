@@ -16,6 +16,8 @@ One registry (:data:`JUDGES`), as routing has for its strategies. Each judge is 
   turned off, nor where the calibrated acceptance gives it no say.
 - consistency (judge_kinds/consistency.py): agreement of a few short samples of the same model (temperature
   > 0) with the answer, and with the answers of cheaper tiers already tried; works for any model, offline.
+- crosscheck (judge_kinds/crosscheck.py): how likely a second local model (Gemma 3 270M, a base model) finds
+  the answer's key as the answer to the question; in-process, free, not asked where it has no say.
 
 A judge that cannot speak (no log-probabilities) abstains (score None). The decision is
 :mod:`fusiongraph.acceptance`: an exact check decides where it applies; else a calibrated probability of
@@ -180,7 +182,7 @@ def aggregate(verdicts: list[Verdict], weights: Mapping[str, float] | None = Non
 
 
 # the judges, in the order they run: one line per judge
-from fusiongraph.judge_kinds import rules, self_confidence, key_confidence, focus, llm, consistency  # noqa: E402,F401
+from fusiongraph.judge_kinds import rules, self_confidence, key_confidence, focus, llm, consistency, crosscheck  # noqa: E402,F401,E501
 
 # the judges' functions under their old names
 from fusiongraph.judge_kinds.llm import llm_verdict  # noqa: E402,F401

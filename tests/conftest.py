@@ -39,6 +39,16 @@ def make_taxonomy(models: list[str]) -> Taxonomy:
     )
 
 
+@pytest.fixture(autouse=True)
+def _no_crosscheck_scorer_in_unit_tests(request, monkeypatch):
+    """Unit tests run on fakes: the cross-check judge's scorer (a real 270M GGUF) gives no verdict there; the
+    integration tests (and tests/test_crosscheck.py, which calls it directly) use the real one."""
+    if request.node.get_closest_marker("integration") is None:
+        from fusiongraph.judge_kinds import crosscheck
+
+        monkeypatch.setattr(crosscheck, "scorer_path", lambda: None)
+
+
 @pytest.fixture
 def fusion(tmp_path):
     """Build resources with scripted models: fusion(models={id: (spec_kwargs, chat)}) -> Resources in use."""

@@ -142,6 +142,7 @@ def test_a_judge_at_chance_in_a_class_gets_no_say_there():
     assert acceptance.without_say(fit, "factual_qa") >= {"llm", "consistency"}
     assert acceptance.without_say(None, "factual_qa") == {
         "consistency",
+        "crosscheck",
         "key",
         "focus",
     }  # cold start: the zero-weight judges

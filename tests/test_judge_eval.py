@@ -280,7 +280,7 @@ def test_judge_eval_on_the_shipped_gguf(tmp_path):
     assert report["questions"] == 4 and len(answers) == 4
     assert report["answers"] + report["failed_calls"] == 4 and report["failed_calls"] == 0
     assert report["right"] == sum(a["correct"] for a in answers)
-    assert set(report["judges"]) == {"rules", "self", "key", "focus", "llm", "consistency", "aggregate"}
+    assert set(report["judges"]) == {"rules", "self", "key", "focus", "llm", "consistency", "crosscheck", "aggregate"}
     # the shipped GGUF's tokens come with their text: the key judge reads the answer's own tokens
     assert report["judges"]["key"]["answers"] >= 1
     for kind, m in report["judges"].items():
@@ -296,6 +296,9 @@ def test_judge_eval_on_the_shipped_gguf(tmp_path):
         decided = any(v["veto"] or v.get("exact") for v in a["verdicts"])
         # the real local model's samples (temperature > 0) were drawn wherever no exact check or veto decided
         assert (a["scores"]["consistency"] is not None) == (not decided), a
+        # the cross-check judge (Gemma 3 270M, a dependency) is asked wherever nothing decided
+        assert (a["scores"]["crosscheck"] is None) or not decided, a
+        assert any(v["judge"] == "crosscheck" for v in a["verdicts"]) == (not decided), a
         exact = any(v.get("exact") for v in a["verdicts"])
         assert a["acceptance"]["by"] == ("exact" if exact else "veto" if decided else "prior")  # a fresh store: no fit
     assert report["by_model"]["smollm2-135m"] == report["judges"]

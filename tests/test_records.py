@@ -123,6 +123,7 @@ def test_a_registered_judge_scores_attempts_counts_in_the_aggregate_and_shows_in
         "focus": 0.0,
         "llm": 0.5,
         "consistency": 0.0,
+        "crosscheck": 0.0,
         "toy": 0.4,
     }
     fusion(models(cheap_reply="BAD answer", logprob=-0.2))
@@ -142,18 +143,28 @@ def test_a_registered_judge_scores_attempts_counts_in_the_aggregate_and_shows_in
     monkeypatch.setattr(cli, "console", Console(file=buffer, width=200))
     cli.print_routes(out)
     printed = buffer.getvalue()
-    assert "rules/self/key/focus/llm/consistency/toy" in printed
+    assert "rules/self/key/focus/llm/consistency/crosscheck/toy" in printed
     # the strong answer: rules, self, key (no token text from the fake), focus ("GOOD strong Paris" takes up
-    # no word of the question), llm, consistency (no say before a fit: not asked), toy
-    assert "1.00 / 0.95 / - / 0.00 / 0.89 / - / 1.00" in printed
+    # no word of the question), llm, consistency and crosscheck (no say before a fit: not asked), toy
+    assert "1.00 / 0.95 / - / 0.00 / 0.89 / - / - / 1.00" in printed
 
-    assert judge_eval.judge_kinds() == ("rules", "self", "key", "focus", "llm", "consistency", "toy", "aggregate")
+    assert judge_eval.judge_kinds() == (
+        "rules",
+        "self",
+        "key",
+        "focus",
+        "llm",
+        "consistency",
+        "crosscheck",
+        "toy",
+        "aggregate",
+    )
     assert judge_eval.attempt_scores(strong)["toy"] == 1.0
     metrics = judge_eval.judge_metrics([(judge_eval.attempt_scores(a), a is strong) for a in attempts], 0.6)
     assert metrics["toy"]["auroc"] == 1.0
 
 
 def test_without_the_toy_judge_the_registry_is_the_shipped_judges():
-    assert list(JUDGES) == ["rules", "self", "key", "focus", "llm", "consistency"]
-    assert cli.judge_columns() == ("rules", "self", "key", "focus", "llm", "consistency")
-    assert judge_eval.JUDGE_KINDS == ("rules", "self", "key", "focus", "llm", "consistency", "aggregate")
+    assert list(JUDGES) == ["rules", "self", "key", "focus", "llm", "consistency", "crosscheck"]
+    assert cli.judge_columns() == ("rules", "self", "key", "focus", "llm", "consistency", "crosscheck")
+    assert judge_eval.JUDGE_KINDS == ("rules", "self", "key", "focus", "llm", "consistency", "crosscheck", "aggregate")

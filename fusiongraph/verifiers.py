@@ -21,6 +21,8 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
+from fusiongraph.text import SENTENCE_BREAK
+
 
 @dataclass
 class Check:
@@ -246,7 +248,6 @@ def check_numeric(subtask: str, answer: str) -> Check | None:
 
 # ---------------------------------------------------------------------------------------------- answers
 
-_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n")
 STOP = frozenset(
     "a an the is are was were be been of in on at to for by with and or it its this that these those as from "
     "which who what when where how answer yes no there their they he she his her i you we our your my me "
@@ -259,7 +260,7 @@ def new_words(task: str, answer: str) -> set[str]:
     ("The capital of France is Paris." to "What is the capital of France?" -> {"paris"})."""
     from fusiongraph.judge_eval import normalise
 
-    first = _SENTENCE.split((answer or "").strip(), maxsplit=1)[0]
+    first = SENTENCE_BREAK.split((answer or "").strip(), maxsplit=1)[0]
     asked = set(normalise(task).split())
     return {w for w in normalise(first).split() if w not in STOP and w not in asked}
 

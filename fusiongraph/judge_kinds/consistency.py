@@ -28,10 +28,9 @@ import numpy as np
 from fusiongraph.budget import charge
 from fusiongraph.judge_eval import last_number
 from fusiongraph.judges import NO_RESERVATION, Judging, Reservation, Verdict, register_judge
+from fusiongraph.text import OPTION_LABEL, OPTION_LETTER
 from fusiongraph.verifiers import new_words
 
-_OPTIONS = re.compile(r"(?:^|\s)\(?([A-Ea-e])[).:]\s+\S", re.MULTILINE)
-_LETTER = re.compile(r"(?:answer\s+is\s*:?\s*|^|\s)\(?([A-E])\)?(?=[\s.,:)]|$)")
 SHORT_WORDS = 12  # an answer whose first sentence has at most this many content words is read as an entity
 
 
@@ -43,8 +42,8 @@ def answer_key(task: str, text: str) -> tuple[str, object] | None:
     (free text: compared by embeddings). A task that asks for a number is keyed by the last number
     (("number", None) when the text gives none)."""
     text = (text or "").strip()
-    if len(set(m.upper() for m in _OPTIONS.findall(task))) >= 2:
-        m = _LETTER.search(text)
+    if len(set(m.upper() for m in OPTION_LABEL.findall(task))) >= 2:
+        m = OPTION_LETTER.search(text)
         return ("letter", m.group(1).upper() if m else None)
     if _WANTS_NUMBER.search(task):
         return ("number", last_number(text))

@@ -21,15 +21,15 @@ INSTRUCTIONS = frozenset(
 def focus_score(task: str, answer: str) -> float | None:
     """The share of the task's content words in the answer's first sentence (None: nothing to compare)."""
     from fusiongraph.judge_eval import normalise
-    from fusiongraph.judge_kinds.consistency import _OPTIONS
-    from fusiongraph.verifiers import _SENTENCE, STOP
+    from fusiongraph.text import OPTION_LABEL, SENTENCE_BREAK
+    from fusiongraph.verifiers import STOP
 
-    if len({m.upper() for m in _OPTIONS.findall(task)}) >= 2:
+    if len({m.upper() for m in OPTION_LABEL.findall(task)}) >= 2:
         return None
     asked = {w for w in normalise(task).split() if w not in STOP and w not in INSTRUCTIONS}
     if not asked:
         return None
-    first = _SENTENCE.split((answer or "").strip(), maxsplit=1)[0]
+    first = SENTENCE_BREAK.split((answer or "").strip(), maxsplit=1)[0]
     return len(asked & set(normalise(first).split())) / len(asked)
 
 

@@ -18,8 +18,8 @@ import re
 
 from langchain_core.messages import AIMessage
 
-from fusiongraph.judge_eval import _NUMBER
 from fusiongraph.judges import CallsNoModel, Judging, Verdict, register_judge
+from fusiongraph.text import NUMBER, OPTION_LETTER
 
 
 def token_pieces(message: AIMessage) -> list[tuple[str, float]]:
@@ -39,17 +39,17 @@ def token_pieces(message: AIMessage) -> list[tuple[str, float]]:
 
 def key_spans(task: str, text: str) -> list[tuple[int, int]]:
     """Character spans of the answer's key in `text` (empty: no key, or free text)."""
-    from fusiongraph.judge_kinds.consistency import _LETTER, answer_key  # here: the judges register in order
+    from fusiongraph.judge_kinds.consistency import answer_key  # here: the judges register in order
 
     key = answer_key(task, text)
     if key is None or key[1] is None or key[1] == frozenset():
         return []
     kind, value = key
     if kind == "letter":
-        found = [m for m in _LETTER.finditer(text) if m.group(1).upper() == value]
+        found = [m for m in OPTION_LETTER.finditer(text) if m.group(1).upper() == value]
         return [found[0].span(1)] if found else []
     if kind == "number":
-        found = list(_NUMBER.finditer(text))
+        found = list(NUMBER.finditer(text))
         return [found[-1].span()] if found else []
     spans = []
     for word in value:  # the first place each entity word is written

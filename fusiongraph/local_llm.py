@@ -12,11 +12,14 @@ model file serialises calls, since ``llama_cpp.Llama`` is not thread-safe.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import importlib.util
 import json
 import math
 import os
 import threading
+import weakref
 from pathlib import Path
 from typing import Any, Iterator, Type
 
@@ -103,6 +106,24 @@ class _LoadedModel:
     def __init__(self, path: Path, n_ctx: int, n_threads: int | None):
         self.llama = _build_llama(path, n_ctx, n_threads)
         self.lock = threading.Lock()
+        _BUILT.add(self)
+
+
+_BUILT: "weakref.WeakSet[_LoadedModel]" = weakref.WeakSet()  # every model built and still referenced
+
+
+@atexit.register
+def _close_built() -> None:
+    """Free the models at exit, while llama.cpp's bindings still exist: left to ``Llama.__del__`` at
+    interpreter teardown, freeing fails with "TypeError: 'NoneType' object is not callable". A model in use
+    by a thread that is still running is left alone."""
+    for model in list(_BUILT):
+        if model.lock.acquire(timeout=1):
+            try:
+                with contextlib.suppress(Exception):
+                    model.llama.close()
+            finally:
+                model.lock.release()
 
 
 _LOADED: dict[tuple, _LoadedModel] = {}  # (file, n_ctx, n_threads) -> the loaded model

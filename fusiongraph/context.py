@@ -73,14 +73,16 @@ class FusionContext:
             "knn, probe, taxonomy, or one you register)."
         },
     )
-    price_sensitivity: float = field(
-        default=0.01,
+    price_sensitivity: float | None = field(
+        default=None,
         metadata={
             "range": (0.0, 10.0),
             "description": "Routing's price of quality, 0-10: how much predicted success the price of an average "
             "candidate must buy. The first model maximises success - this x cost / (the candidates' mean cost); "
             "escalation goes on while the expected gain is worth its price. 0 = best quality at any "
-            "price; higher = cheaper.",
+            "price; higher = cheaper. Empty (None, the default): chosen on the store, the cheapest point of its "
+            "own replay that beats its best single model (fusiongraph/operating_point.py; 0.01 until the store "
+            "has 200 subtasks with outcomes of the candidates).",
         },
     )
     judge_accuracy: float = field(

@@ -142,10 +142,24 @@ class SuccessProbe:
     # ------------------------------------------------------------------ fitting
     def fit(self) -> ProbeFit:
         """Fit every model with enough outcomes (both successes and failures) on the newest subtasks."""
-        from sklearn.linear_model import LogisticRegression
-
         seen = self.store.outcomes_folded
         vectors, classes, per_model = self.store.training_rows(self.max_subtasks)
+        fit = self.fit_rows(vectors, classes, per_model, seen)
+        self._fit = fit
+        try:
+            if self._shared():
+                self.store.put_artifact(PROBE_FILE, fit.to_bytes())
+            elif self.path is not None:
+                fit.save(self.path)
+        except Exception as exc:  # a read-only store still routes; the next process refits
+            log.warning("could not save the success probe (%s): %s", self.path or "store artifact", exc)
+        return fit
+
+    def fit_rows(self, vectors: np.ndarray, classes: list, per_model: dict, seen: int) -> ProbeFit:
+        """A fit on these rows (``store.training_rows``' shape), neither kept nor saved: :meth:`fit`'s work, and
+        the cross-fitted probes of :func:`fusiongraph.operating_point.replay_store`."""
+        from sklearn.linear_model import LogisticRegression
+
         names = sorted({c for c in classes if c})
         cols = {c: i for i, c in enumerate(names)}
         onehot = np.zeros((len(classes), len(names)), np.float32)
@@ -165,16 +179,15 @@ class SuccessProbe:
             model_fit = LogisticRegression(C=self.c, max_iter=1000).fit(x[keep], y[keep], sample_weight=w[keep])
             weights[model] = (model_fit.coef_[0].astype(np.float64), float(model_fit.intercept_[0]))
         centroids, cluster_rates = self._clusters(vectors, per_model)
-        fit = ProbeFit(cols, weights, seen, centroids, cluster_rates)
-        self._fit = fit
-        try:
-            if self._shared():
-                self.store.put_artifact(PROBE_FILE, fit.to_bytes())
-            elif self.path is not None:
-                fit.save(self.path)
-        except Exception as exc:  # a read-only store still routes; the next process refits
-            log.warning("could not save the success probe (%s): %s", self.path or "store artifact", exc)
-        return fit
+        return ProbeFit(cols, weights, seen, centroids, cluster_rates)
+
+    def frozen(self, fit: ProbeFit | None) -> SuccessProbe:
+        """A probe that answers with `fit` and never refits (a cross-fitted one for a replay)."""
+        probe = SuccessProbe.__new__(SuccessProbe)
+        probe.__dict__.update(self.__dict__)
+        probe._lock, probe._fitting, probe.path, probe._fit = threading.Lock(), False, None, fit
+        probe.current = lambda: fit  # type: ignore[method-assign]
+        return probe
 
     def _clusters(self, vectors: np.ndarray, per_model) -> tuple[np.ndarray | None, dict[str, np.ndarray] | None]:
         """k-means clusters of the fitted subtasks (K = rows / 150, at most 64) and each model's rate in each.

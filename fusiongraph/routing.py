@@ -44,6 +44,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from fusiongraph import operating_point as op
+from fusiongraph.operating_point import OperatingPoint, OperatingPoints
 from fusiongraph.probe import SuccessProbe
 from fusiongraph.store.outcomes import Neighbour, Neighbours, OutcomeStore
 from fusiongraph.strategies import Evidence, get_strategy
@@ -90,6 +92,7 @@ class Route:
     plan: list[str]
     skipped: list[dict] = field(default_factory=list)
     neighbours: list[Neighbour] = field(default_factory=list)
+    operating_point: OperatingPoint | None = None  # the price_sensitivity the plan used, and why
 
 
 @dataclass
@@ -109,12 +112,31 @@ class Router:
     cost_prior_strength: float = 4.0  # pseudo-count (similarity units) of a model's mean cost vs its neighbours'
     probe: SuccessProbe | None = field(default=None, repr=False)
     _joint: "JointRates | None" = field(default=None, repr=False, init=False)
+    operating_points: OperatingPoints = field(default=None, repr=False, init=False)
 
     def __post_init__(self) -> None:
         if self.probe is None:
             self.probe = SuccessProbe(
                 self.store, c=self.probe_c, min_outcomes=self.probe_min_outcomes, background=self.probe_background
             )
+        # the price_sensitivity chosen on the store when the caller leaves it empty (fusiongraph/operating_point.py)
+        self.operating_points = OperatingPoints(self, background=self.probe_background)
+
+    def operating_point(
+        self,
+        models: list[str],
+        price_sensitivity: float | None,
+        *,
+        mode: Mode = "hybrid",
+        k: int,
+        min_similarity: float,
+        explore: float,
+    ) -> OperatingPoint:
+        """`price_sensitivity` as given, or (None) the one chosen on the store's own replay for these candidates
+        (cheapest first)."""
+        if price_sensitivity is not None:
+            return op.fixed(price_sensitivity, "set by the caller", source="context")
+        return self.operating_points.get(models, mode=mode, k=k, min_similarity=min_similarity, explore=explore)
 
     def global_rate(self, model: str, rates: dict | None = None) -> tuple[float, int]:
         s, n = (self.store.class_rates(None) if rates is None else rates).get(model, (0.5, 0))
@@ -257,7 +279,7 @@ class Router:
         min_similarity: float,
         min_neighbours: int,
         taxonomy_confidence: float,
-        price_sensitivity: float,
+        price_sensitivity: float | None,
         judge_accuracy: float = 0.8,
         explore: float = 1.0,
         budget_usd: float | None = None,
@@ -269,7 +291,8 @@ class Router:
     ) -> Route:
         """The hybrid route the graph runs: who decides (taxonomy / neighbours / both), predictions, the plan.
 
-        `available` is cheapest first (ties in the plan go to the cheaper model).
+        `available` is cheapest first (ties in the plan go to the cheaper model). `price_sensitivity` None:
+        the one chosen on the store (:meth:`operating_point`, over every available model).
         """
         nbrs = self.neighbours(embedding, k, min_similarity, with_answers=with_answers)
         in_class = [m for m in available if m in class_candidates]
@@ -299,16 +322,19 @@ class Router:
             prices=prices,
             default_tokens=default_tokens,
         )
+        point = self.operating_point(
+            list(available), price_sensitivity, mode=mode, k=k, min_similarity=min_similarity, explore=explore
+        )
         plan, skip = plan_utility(
             pool,
             predictions,
-            price_sensitivity,
+            point.price_sensitivity,
             judge_accuracy=judge_accuracy,
             explore=explore,
             budget_usd=budget_usd,
             joint=self.joint(),
         )
-        return Route(source, predictions, plan, skipped + skip, nbrs)
+        return Route(source, predictions, plan, skipped + skip, nbrs, point)
 
 
 @dataclass(frozen=True)
@@ -388,6 +414,12 @@ def utilities(p, n_outcomes, costs, price_sensitivity: float, explore: float) ->
     costs = np.nan_to_num(np.asarray(costs, dtype=float), nan=0.0)
     q = np.minimum(p + explore_bonus(p, n_outcomes, explore), 0.999)
     return q - max(float(price_sensitivity), 0.0) * costs / price_scale(costs)
+
+
+def first_picks(p, c, n_out, price_sensitivity: float, explore: float) -> np.ndarray:
+    """Column index of :func:`plan_utility`'s first model for every row (rows x models, columns cheapest
+    first: ties go to the cheaper model), vectorised."""
+    return np.argmax(utilities(p, n_out, c, price_sensitivity, explore), axis=1)
 
 
 def plan_utility(

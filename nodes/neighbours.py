@@ -59,6 +59,7 @@ def neighbours(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
             {
                 "node": "neighbours",
                 "neighbours": len(route.neighbours),
+                "operating_point": route.operating_point.as_dict() if route.operating_point else None,
                 "nearest": [
                     {
                         "subtask": nb.text[:120],

@@ -691,10 +691,9 @@ class OutcomeStore:
         with self._lock:
             return int(sum(n for _, n in self._model_totals.values()) + sum(n for _, n in self._cond_totals.values()))
 
-    def training_rows(
-        self, limit: int
-    ) -> tuple[np.ndarray, list[str | None], dict[str, tuple[np.ndarray, np.ndarray]]]:
-        """The newest `limit` subtasks with outcomes: (embeddings, task classes, {model: (row indices, mean success)}).
+    def training_rows(self, limit: int, with_ids: bool = False) -> tuple:
+        """The newest `limit` subtasks with outcomes: (embeddings, task classes, {model: (row indices, mean success)}),
+        and their subtask ids last when `with_ids`.
 
         What the success probe is fitted on (a first-pick estimate: unconditioned outcomes only); per-subtask
         means come from the in-memory aggregates.
@@ -715,7 +714,47 @@ class OutcomeStore:
         for model, col in models.items():
             have = np.flatnonzero(counts[:, col] > 0)
             per_model[model] = (have, sums[have, col] / counts[have, col])
+        if with_ids:
+            return vectors, [r[1] for r in rows], per_model, ids
         return vectors, [r[1] for r in rows], per_model
+
+    def replay_rows(self, models: Sequence[str], limit: int, seed: int = 0) -> dict:
+        """Up to `limit` subtasks (a seeded sample) on which every model of `models` has an unconditioned
+        outcome: what the store's own replay of its routing is scored on (:mod:`fusiongraph.operating_point`).
+
+        Returns ``{"ids", "vectors", "classes", "success", "cost"}``: subtask ids (n,), embeddings (n, dim),
+        task classes, and per model (columns in the order of `models`) the mean unconditioned success and
+        mean recorded USD (n, len(models)). Empty arrays when a model has no outcome at all.
+        """
+        with self._lock:
+            self.refresh()
+            m = len(models)
+            cols = [self._model_cols.get(name) for name in models]
+            if not m or any(c is None for c in cols):
+                ids = np.zeros(0, dtype=np.int64)
+            else:
+                n = self._success_n[:, cols]
+                ids = np.flatnonzero((n > 0).all(axis=1)).astype(np.int64)
+            if len(ids) > limit:
+                ids = np.sort(np.random.default_rng(seed).choice(ids, int(limit), replace=False))
+            if len(ids):
+                n = self._success_n[np.ix_(ids, cols)]
+                success = self._success_sum[np.ix_(ids, cols)] / n
+                all_n = n + self._cond_n[np.ix_(ids, cols)]
+                cost = self._cost_sum[np.ix_(ids, cols)] / np.maximum(all_n, 1)
+                vectors = np.vstack([self._index.reconstruct(int(i)) for i in ids]).astype(np.float32)
+                info = self._backend.subtask_info(ids.tolist())
+            else:
+                success = cost = np.zeros((0, m))
+                vectors, info = np.zeros((0, self.dim), np.float32), {}
+        keep = np.asarray([int(i) in info for i in ids], dtype=bool)  # erased meanwhile: left out
+        return {
+            "ids": ids[keep],
+            "vectors": vectors[keep],
+            "classes": [info[int(i)][1] for i in ids[keep]],
+            "success": success[keep],
+            "cost": cost[keep],
+        }
 
     def counts(self) -> dict[str, int]:
         with self._lock:

@@ -406,3 +406,49 @@ def test_two_model_cascade_apgr_counts_strong_calls_whatever_the_cost_unit(tmp_p
         assert 0.0 <= a["strong_share"] <= 1.0 and a["strong_share"] == b["strong_share"]
         assert a["apgr"] == pytest.approx(b["apgr"]) and a["cpt50"] == b["cpt50"]
         assert b["cost"] == pytest.approx(a["cost"] * 1000, rel=1e-6)
+
+
+def specialists_table(path: Path, n: int, seed: int) -> Path:
+    """cheap is best on poetry/history, mid on law/riddles, costly (10-30x dearer) fair everywhere: USD costs."""
+    rng = np.random.default_rng(seed)
+    rate = {"cheap": ({"poetry", "history"}, 0.95, 0.2), "mid": ({"law", "riddles"}, 0.95, 0.3)}
+    price = {"cheap": 0.001, "mid": 0.004, "costly": 0.03}
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["prompt"] + [c for m in price for c in (f"score:{m}", f"cost:{m}")])
+        for i in range(n):
+            topic = TOPICS[i % len(TOPICS)]
+            row = [f"task {i}: {topic}"]
+            for m in price:
+                good, hi, lo = rate.get(m, (set(TOPICS), 0.8, 0.8))
+                row += [float(rng.random() < (hi if topic in good else lo)), price[m] * (0.8 + 0.4 * rng.random())]
+            w.writerow(row)
+    return path
+
+
+def test_the_headline_is_each_training_stores_own_operating_point_and_a_fixed_knob_overrides_it(tmp_path, embedder):
+    """Knob left empty: every fold's store chooses price_sensitivity with the live router's code, and each test
+    row is routed at its own fold's choice; a fixed knob replaces it."""
+    table = specialists_table(tmp_path / "spec.csv", n=600, seed=5)
+    kw = dict(folds=2, embedder=embedder, quiet=True, plot=False, seed=0)
+    res = bench.run_bench(table, tmp_path / "auto", **kw)["strategies"]
+    info = json.loads((tmp_path / "auto" / "info.json").read_text())
+    assert info["price_sensitivity"].startswith("auto")
+    points = info["operating_points"]
+    assert len(points) == 2 and all(set(pts) == {"taxonomy", "knn", "probe", "hybrid"} for pts in points)
+    hyb = [pts["hybrid"] for pts in points]
+    assert all(h["source"] == "auto" and h["rows"] == 300 and h["best_model"] == "costly" for h in hyb)
+    assert all(h["quality"] > h["best_quality"] and h["cost"] < h["best_cost"] for h in hyb)
+    # the promise on the rows it never saw: better than the best single model, at less than half its cost
+    assert res["hybrid"]["quality"] > res["single:costly"]["quality"]
+    assert res["hybrid"]["cost"] < 0.5 * res["single:costly"]["cost"]
+    # a fixed knob: no choice is made, and at one fold's choice the fold's rows route as in the auto run
+    lam = hyb[0]["price_sensitivity"]
+    fixed = bench.run_bench(table, tmp_path / "fixed", price_sensitivity=lam, **kw)["strategies"]
+    fixed_info = json.loads((tmp_path / "fixed" / "info.json").read_text())
+    assert fixed_info["operating_points"] == [] and fixed_info["price_sensitivity"] == lam
+    if hyb[1]["price_sensitivity"] == lam:
+        assert fixed["hybrid"]["quality"] == pytest.approx(res["hybrid"]["quality"])
+        assert fixed["hybrid"]["cost"] == pytest.approx(res["hybrid"]["cost"])
+    # curves do not depend on the headline's knob
+    assert fixed["hybrid"]["curve"] == res["hybrid"]["curve"]

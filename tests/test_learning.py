@@ -109,3 +109,43 @@ def test_cli_import_seeds_the_store(fusion, tmp_path):
     assert failed.exit_code == 2 and "row" in failed.output and "score:cheap" in failed.output
     # nothing lost, nothing half-written: not even the good row before the bad one was recorded
     assert res.store.counts() == {"subtasks": 2, "outcomes": 4, "vectors": 2}
+
+
+def test_with_the_knob_left_empty_the_graph_routes_at_the_operating_point_chosen_on_its_store(fusion, tmp_path):
+    """An imported table where the free model is right on capitals and the priced one on everything: the
+    store's replay chooses a price_sensitivity (in the background), shown in the trace, and the graph's plan
+    for a capital question then starts with the free model."""
+    import csv
+    import time
+
+    models, cheap, strong = two()
+    fusion(models)
+    table = tmp_path / "t.csv"
+    with open(table, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["prompt", "score:cheap", "score:strong", "cost:cheap", "cost:strong"])
+        for i in range(300):
+            if i % 2:
+                w.writerow([f"What is the capital city of country number {i}?", 1, 1 if i % 7 else 0, 0.0001, 0.01])
+            else:
+                w.writerow([f"Prove the theorem about the integral number {i}.", 0, 1, 0.0001, 0.01])
+    assert CliRunner().invoke(app, ["import", str(table)]).exit_code == 0
+    query = {"query": "What is the capital city of country number 1001?"}
+
+    def trace_point(out):
+        (r,) = out["results"]
+        (entry,) = [e for e in r["trace"] if e["node"] == "neighbours"]
+        return r, entry["operating_point"]
+
+    r, point = trace_point(graph.invoke(query, context=ctx(cache=False)))
+    assert point["source"] == "default" and "background" in point["reason"]
+    deadline = time.time() + 60
+    while point["source"] != "auto" and time.time() < deadline:
+        time.sleep(0.2)
+        r, point = trace_point(graph.invoke(query, context=ctx(cache=False)))
+    assert point["source"] == "auto" and point["best_model"] == "strong" and point["rows"] == 300
+    assert point["quality"] > point["best_quality"] and point["cost"] < point["best_cost"]
+    assert r["candidates"][0] == "cheap"
+    # a knob set by the caller is used as given
+    r, fixed = trace_point(graph.invoke(query, context=ctx(cache=False, price_sensitivity=0.0)))
+    assert fixed == {**fixed, "source": "context", "price_sensitivity": 0.0}

@@ -136,7 +136,12 @@ def snapshot(store) -> dict:
     }
     models, given_wrong, given_right, rate = store.joint_rates()
     vectors, classes, per_model = store.training_rows(1000)
+    replay = {n: store.replay_rows(["m0", "m1", "m2"], n, seed=3) for n in (20, 100)}  # the operating point's rows
     return {
+        "replay": {
+            n: {k: (v.round(9).tolist() if isinstance(v, np.ndarray) else v) for k, v in r.items()}
+            for n, r in replay.items()
+        },
         "counts": store.counts(),
         "neighbours": nbs,
         "class_rates": {c: store.class_rates(c) for c in ("math", "code", None, "")},
@@ -159,6 +164,12 @@ def test_round_trip_matches_the_sqlite_backend(pg, tmp_path):
     expected = snapshot(lite)
     assert expected["counts"] == {"subtasks": 62, "outcomes": 185, "vectors": 62}
     assert sum(r["after_rejection"] for r in expected["outcomes"]) == 30 and expected["conditioned"]
+    # replay rows: the 45 subtasks with an unconditioned outcome of every model (15 have conditioned ones), or a
+    # seeded sample of them
+    every, sample = expected["replay"][100], expected["replay"][20]
+    assert len(every["ids"]) == 45 and len(every["vectors"]) == 45 and len(every["classes"]) == 45
+    assert every["cost"][0] == [0.0, 0.001, 0.002] and len(sample["ids"]) == 20
+    assert set(sample["ids"]) < set(every["ids"])
     assert str(snapshot(post)) == str(expected)  # str: NaNs of the joint rates compare equal
     post.close()
     again = open_store(pg, 8, "test")  # a new worker: aggregates and FAISS index rebuilt from Postgres

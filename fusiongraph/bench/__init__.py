@@ -36,9 +36,13 @@ Strategies
 
 The knob
 --------
-Curves sweep ``price_sensitivity`` over ``LAMBDAS`` (0 and 33 values from 0.001 to 0.5, log-spaced);
-the headline quality/cost of a routed strategy is at the graph's default
-(``FusionContext.price_sensitivity``); the oracle's headline is its per-prompt best.
+Curves sweep ``price_sensitivity`` over ``LAMBDAS`` (0 and 41 values from 0.001 to 10, log-spaced);
+the headline quality/cost of a routed strategy is at the graph's default: with the knob left empty
+(``FusionContext.price_sensitivity`` None), each fold's training store chooses its operating point with the
+live router's own code (:mod:`fusiongraph.operating_point`: the cheapest point of the store's leave-one-out
+replay that beats its best single model by a standard error), per strategy (the cascades use the hybrid's);
+``price_sensitivity=X`` (``--price-sensitivity``) fixes it. ``info.json`` lists each fold's choice and why.
+The oracle's headline is its per-prompt best.
 
 Metrics
 -------

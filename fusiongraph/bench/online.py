@@ -41,7 +41,7 @@ def run_online(
     windows: int = 20,
     order_seed: int | None = None,
     *,
-    lam: float,
+    lam: float | None,
     explore: float,
     introduce: tuple[str, int] | None = None,
 ) -> dict:
@@ -107,7 +107,15 @@ def run_online(
             point["quality"] = float(max(within)) if within else float(min(curve)[1])
             afford = [j for j in range(m) if per[rows, j].mean() <= budget + 1e-12]
             point["random_quality"] = float(sc[:, afford].mean()) if afford else None
-        pick = replay_pick(p, c, n_out, usable, lam, explore)
+        # the default knob: fixed, or chosen on the store as it stands (the live graph's operating point)
+        knob = lam
+        if knob is None:
+            op = router.operating_point(
+                [models[j] for j in usable], None, mode="hybrid", k=k, min_similarity=min_similarity, explore=explore
+            )
+            knob = op.price_sensitivity
+            point["price_sensitivity"] = knob
+        pick = replay_pick(p, c, n_out, usable, knob, explore)
         point["default_quality"] = float(sc[idx, pick].mean())
         point["default_cost"] = float(pc[idx, pick].mean())
         conditioned = None
@@ -122,7 +130,7 @@ def run_online(
                 conditioned = np.zeros(sc.shape, bool)
                 for r in range(len(rows)):
                     plan, _ = _plan_utility(
-                        by_cost, _predictions(p[r], c[r], n_out[r], models), lam, explore=explore, joint=router.joint()
+                        by_cost, _predictions(p[r], c[r], n_out[r], models), knob, explore=explore, joint=router.joint()
                     )
                     # the recorded outcome as the judge
                     tried[r], conditioned[r, new_j] = cascade_reach(

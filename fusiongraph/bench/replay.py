@@ -5,6 +5,7 @@ replayed through ``plan_utility``, and every strategy's headline, curve and metr
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,11 +19,12 @@ from fusiongraph.bench.metrics import (
     two_model_curve,
 )
 from fusiongraph.context import FusionContext
-from fusiongraph.routing import JointRates, Prediction, Router, explore_bonus, price_scale, utilities
+from fusiongraph.operating_point import DEFAULT_PRICE_SENSITIVITY, LAMBDAS, OperatingPoint, choose, replay_store
+from fusiongraph.routing import JointRates, Prediction, Router, explore_bonus, first_picks, price_scale
 from fusiongraph.store.outcomes import OutcomeStore, text_hash
 from fusiongraph.tables import row_outcomes
 
-LAMBDAS = np.round(np.concatenate([[0.0], np.geomspace(0.001, 10.0, 41)]), 6)  # price_sensitivity sweep
+__all__ = ["LAMBDAS"]  # the price_sensitivity sweep (fusiongraph.operating_point's)
 
 
 def _context_defaults() -> dict:
@@ -57,6 +59,8 @@ class Replay:
     joint: list[JointRates] = field(default_factory=list)  # per training store (fold)
     joint_of: np.ndarray | None = None  # (n,) index into `joint` of the row's store
     router_calls: int = 0
+    # per training store (fold): each strategy's operating point chosen on that store (empty: a fixed knob)
+    points: list[dict[str, OperatingPoint]] = field(default_factory=list)
 
     @classmethod
     def empty(cls, n: int, m: int, modes) -> "Replay":
@@ -83,8 +87,37 @@ def replay_pick(
     """Column index of plan_utility's first model for every row (ties to the cheaper model), among the
     columns of `by_cost_idx` (cheapest first)."""
     order = np.asarray(by_cost_idx)
-    u = utilities(p[:, order], n_out[:, order], c[:, order], lam, explore)
-    return order[np.argmax(u, axis=1)]
+    return order[first_picks(p[:, order], c[:, order], n_out[:, order], lam, explore)]
+
+
+def fold_points(router: Router, by_cost: list[str], modes, k: int, min_similarity: float, explore: float) -> dict:
+    """Each strategy's operating point chosen on this training store, by the graph's own code
+    (:func:`fusiongraph.operating_point.replay_store` and :func:`~fusiongraph.operating_point.choose`, as
+    :class:`~fusiongraph.operating_point.OperatingPoints` does for the live router), over every model."""
+    data, preds = replay_store(router, by_cost, modes=modes, k=k, min_similarity=min_similarity)
+    seen = router.store.outcomes_folded
+    return {
+        mode: dataclasses.replace(choose(p, c, cnt, data["success"], data["cost"], by_cost, explore), outcomes=seen)
+        for mode, (p, c, cnt) in preds.items()
+    }
+
+
+def _headline_lambdas(replay: Replay, name: str, n: int, default_lambda: float | None) -> np.ndarray:
+    """Each row's headline price_sensitivity: the fixed knob, or its fold's operating point for the strategy
+    (the hybrid's for random and the cascades)."""
+    if default_lambda is not None or not replay.points:
+        return np.full(n, float(default_lambda if default_lambda is not None else 0.0))
+    per_fold = np.array([pts.get(name, pts["hybrid"]).price_sensitivity for pts in replay.points])
+    return per_fold[replay.joint_of[:n]]
+
+
+def _pick_rows(p, c, n_out, order, lams: np.ndarray, explore: float) -> np.ndarray:
+    """replay_pick with a price_sensitivity per row."""
+    pick = np.zeros(len(p), dtype=int)
+    for lam in np.unique(lams):
+        rows = np.flatnonzero(lams == lam)
+        pick[rows] = replay_pick(p[rows], c[rows], n_out[rows], order, float(lam), explore)
+    return pick
 
 
 def replay_cascade(
@@ -95,7 +128,7 @@ def replay_cascade(
     costs: np.ndarray,
     models: list[str],
     by_cost: list[str],
-    lam: float,
+    lam,
     accept: float,
     *,
     explore: float,
@@ -115,11 +148,12 @@ def replay_cascade(
     col = {m: j for j, m in enumerate(models)}
     total_q = total_c = tries = 0.0
     ran = np.zeros(len(models))
+    lams = np.broadcast_to(np.asarray(lam, dtype=float), (len(p),))  # one knob, or one per row
     for i in range(len(p)):
         plan, _ = _plan_utility(
             by_cost,
             _predictions(p[i], c[i], n_out[i], models),
-            lam,
+            float(lams[i]),
             judge_accuracy=plan_accuracy,
             explore=explore,
             joint=joints[joint_of[i]],
@@ -234,8 +268,13 @@ def evaluate(
     default_lambda: float | None = None,
     seed: int = 0,
 ) -> dict:
-    """Headline (at the default price_sensitivity), curve (sweeping it) and metrics of every strategy."""
-    default_lambda = _context_defaults()["price_sensitivity"] if default_lambda is None else default_lambda
+    """Headline (at the default price_sensitivity), curve (sweeping it) and metrics of every strategy.
+
+    `default_lambda` None: each fold's operating point chosen on its training store (``replay.points``), as the
+    live graph chooses it when the knob is left empty; with no points, the fixed fallback."""
+    if default_lambda is None and not replay.points:
+        default_lambda = _context_defaults()["price_sensitivity"]
+        default_lambda = DEFAULT_PRICE_SENSITIVITY if default_lambda is None else default_lambda
     n, m = scores.shape
     rows = np.arange(n)
     per = costs.per_prompt
@@ -258,7 +297,7 @@ def evaluate(
             entry.update(apgr=None, cpt50=None, cpt80=None)
         out[f"single:{name}"] = entry
 
-    lambdas = sorted({*LAMBDAS.tolist(), float(default_lambda)})
+    lambdas = sorted({*LAMBDAS.tolist(), *([float(default_lambda)] if default_lambda is not None else [])})
     no_bonus = np.full((n, m), 10**9, dtype=np.int64)
     sources = {"random": (replay.p["random"], replay.c["hybrid"], replay.n_out), "oracle": (scores, per, no_bonus)}
     sources.update({mode: (replay.p[mode], replay.c[mode], replay.n_out) for mode in replay.p if mode != "random"})
@@ -269,9 +308,9 @@ def evaluate(
             sweep.append((lam, float(scores[rows, pick].mean()), float(per[rows, pick].mean())))
             if two:
                 _check_two_model(p, c, n_out, pick, weak, strong, lam, explore)
-        head = next(s for s in sweep if abs(s[0] - default_lambda) < 1e-12)
-        entry = {"quality": head[1], "cost": head[2]}
-        pick = replay_pick(p, c, n_out, costs.order, default_lambda, explore)
+        lam_rows = _headline_lambdas(replay, name, n, default_lambda)
+        pick = _pick_rows(p, c, n_out, costs.order, lam_rows, explore)
+        entry = {"quality": float(scores[rows, pick].mean()), "cost": float(per[rows, pick].mean())}
         entry["pick_share"] = {models[j]: round(float((pick == j).mean()), 4) for j in range(m) if (pick == j).any()}
         if name == "oracle":  # headline: the cheapest model with the best score on each prompt
             best = scores.max(axis=1, keepdims=True)
@@ -295,11 +334,15 @@ def evaluate(
 
     if "hybrid" in replay.p:
         p, c = replay.p["hybrid"], replay.c["hybrid"]
-        cascade_lambdas = sorted({*LAMBDAS[::3].tolist(), float(default_lambda)})
+        cascade_lambdas = sorted(
+            {*LAMBDAS[::3].tolist(), *([float(default_lambda)] if default_lambda is not None else [])}
+        )
+        head_lams = _headline_lambdas(replay, "hybrid", n, default_lambda)
         for acc in (None, *judge_accuracies):
             name = "cascade" if acc is None else f"cascade@{acc:g}"
             sweep = []
-            for lam in cascade_lambdas:
+            for lam in [*cascade_lambdas, "default"]:
+                lam = head_lams if isinstance(lam, str) else lam
                 rng = None if acc is None else np.random.default_rng(seed)
                 q, cst, tries, ran = replay_cascade(
                     p,
@@ -319,7 +362,7 @@ def evaluate(
                     plan_accuracy=0.999 if acc is None else acc,
                 )
                 sweep.append((lam, q, cst, tries, float(ran[strong])))
-            head = next(s for s in sweep if abs(s[0] - default_lambda) < 1e-12)
+            head = sweep.pop()  # the headline: each row at its default (fixed, or its fold's operating point)
             pts = sorted({(round(c_, 6), round(q_, 6)) for _, q_, c_, _, _ in sweep})
             entry = {
                 "quality": head[1],

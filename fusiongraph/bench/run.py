@@ -14,7 +14,15 @@ from platformdirs import user_cache_dir
 from fusiongraph.bench.metrics import cost_model
 from fusiongraph.bench.online import run_online
 from fusiongraph.bench.plots import plot_frontier, plot_learning, print_table
-from fusiongraph.bench.replay import Replay, _build_store, _context_defaults, _folds, _route_rows, evaluate
+from fusiongraph.bench.replay import (
+    Replay,
+    _build_store,
+    _context_defaults,
+    _folds,
+    _route_rows,
+    evaluate,
+    fold_points,
+)
 from fusiongraph.routing import Router
 from fusiongraph.strategies import STRATEGIES
 from fusiongraph.tables import OutcomeTable, TableError, load_table
@@ -82,6 +90,7 @@ def run_bench(
     k = defaults["k"] if k is None else int(k)
     min_similarity = defaults["min_similarity"] if min_similarity is None else float(min_similarity)
     accept = defaults["accept"]
+    # None: each training store chooses its operating point, as the live graph does with the knob left empty
     lam = defaults["price_sensitivity"] if price_sensitivity is None else float(price_sensitivity)
     explore = defaults["explore"] if explore is None else float(explore)
     router_params = dict(router_params or {})
@@ -169,6 +178,8 @@ def run_bench(
             _route_rows(
                 router, models, vec_test, scores_test, test.prompts, te, k, min_similarity, modes, replay, known, hint
             )
+            if lam is None:
+                replay.points.append(fold_points(router, by_cost, modes, k, min_similarity, explore))
             store.close()
             say(f"fold {f + 1}/{folds}: trained on {len(tr)} rows, tested on {len(te)}")
     else:
@@ -190,6 +201,8 @@ def run_bench(
             known,
             hint,
         )
+        if lam is None:
+            replay.points.append(fold_points(router, by_cost, modes, k, min_similarity, explore))
         store.close()
     route_s = time.perf_counter() - t0
 
@@ -217,7 +230,8 @@ def run_bench(
         "models_by_cost": by_cost,
         "cost_unit": costs.unit,
         "class_source": class_source,
-        "price_sensitivity": lam,
+        "price_sensitivity": "auto (chosen per training store)" if lam is None else lam,
+        "operating_points": [{mode: pt.as_dict() for mode, pt in pts.items()} for pts in replay.points],
         "explore": explore,
         "judge_accuracies": list(judge_accuracies),
         "k": k,

@@ -1,0 +1,259 @@
+"""The default operating point: the `price_sensitivity` chosen per store, where its own replay beats its best model.
+
+A fixed default knob is a bet on the roster and its prices. The rule's unit is the candidates' mean predicted
+cost (:func:`fusiongraph.routing.price_scale`), so one very dear candidate (claude-3-opus at 9x gpt-4o's price)
+makes every other model's price count for less, and the fixed default 0.01 then paid 134% of the best single
+model's cost on a synthetic table where the same curve reaches that model's quality at 54%. Where the default
+sits on the curve depends on the table; the curve itself does not.
+
+So when `price_sensitivity` is left empty (the context's default), the router chooses it from the store's own
+outcomes, the promise of the project made into a rule:
+
+1. Take up to :data:`REPLAY_ROWS` subtasks on which every candidate with outcomes has an unconditioned one
+   (imported tables, calibrations, or live first picks of every model) and its recorded USD.
+2. Route each with the router's own predictions, its own record left out: leave-one-out neighbours, and a
+   success probe cross-fitted without it (two halves); the class rates, pooled over hundreds of subtasks, are
+   the store's as they are. Sweep :data:`LAMBDAS`.
+3. The best single model is the one with the highest mean recorded success on those subtasks (ties: cheaper).
+   Choose the **cheapest** value whose replayed quality beats it by at least one standard error of the paired
+   difference (so "better than the best single model" is more than noise), ties to the higher quality.
+4. If no value does: the cheapest that matches it; if none does, the best quality at no more than the best
+   single model's cost; if none is that cheap, the fixed :data:`DEFAULT_PRICE_SENSITIVITY`.
+
+With fewer than :data:`MIN_ROWS` such subtasks, or no recorded cost, the fixed default is used and the trace
+says why. The choice is recomputed when the store has grown by 10 % (in a background thread for a live graph,
+in line for the replay benchmark, which calls this same code per training fold). Nothing here is tuned on a
+table: the margin is the replay's own standard error.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PRICE_SENSITIVITY = 0.01  # the fixed fallback (and what `price_sensitivity` was before it was chosen)
+LAMBDAS = np.round(np.concatenate([[0.0], np.geomspace(0.001, 10.0, 41)]), 6)  # the sweep (the bench's too)
+REPLAY_ROWS = 2000  # subtasks replayed to choose it (a seeded sample)
+MIN_ROWS = 200  # fewer complete subtasks than this: the fixed default
+REFIT_GROWTH = 0.1  # recompute once the store has grown by this share
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """A chosen `price_sensitivity` and what it rests on (shown in the trace)."""
+
+    price_sensitivity: float
+    source: str  # "auto" (chosen on the store) | "default" (the fixed fallback) | "context" (set by the caller)
+    reason: str
+    rows: int = 0  # subtasks replayed
+    models: tuple[str, ...] = ()  # the models it was chosen over
+    best_model: str | None = None
+    best_quality: float | None = None  # the best single model's mean success on the replayed subtasks
+    best_cost: float | None = None
+    quality: float | None = None  # the replay's quality and mean cost at the chosen value
+    cost: float | None = None
+    outcomes: int = 0  # the store's outcome count when it was chosen
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["models"] = list(self.models)
+        for key in ("best_quality", "quality"):
+            if d[key] is not None:
+                d[key] = round(d[key], 4)
+        for key in ("best_cost", "cost"):
+            if d[key] is not None:
+                d[key] = float(f"{d[key]:.4g}")
+        return d
+
+
+def fixed(price_sensitivity: float, reason: str, source: str = "default", **kw) -> OperatingPoint:
+    return OperatingPoint(float(price_sensitivity), source, reason, **kw)
+
+
+def choose(
+    p: np.ndarray,
+    c: np.ndarray,
+    n_out: np.ndarray,
+    scores: np.ndarray,
+    costs: np.ndarray,
+    models: list[str],
+    explore: float,
+    *,
+    fallback: float = DEFAULT_PRICE_SENSITIVITY,
+    lambdas=LAMBDAS,
+) -> OperatingPoint:
+    """The rule of the module docstring on a replay: predicted success `p`, predicted cost `c` and outcome
+    counts `n_out` (n, m) of each subtask and model, with their recorded `scores` and `costs` (n, m); columns
+    in the order of `models`, which must be cheapest first (ties in a pick go to the cheaper model)."""
+    from fusiongraph.routing import first_picks
+
+    n, m = scores.shape
+    if n < MIN_ROWS:
+        return fixed(fallback, f"{n} subtasks with outcomes of every candidate (the choice needs {MIN_ROWS})", rows=n)
+    if not np.nansum(costs) > 0:
+        return fixed(fallback, "no recorded cost on the subtasks with outcomes of every candidate", rows=n)
+    rows = np.arange(n)
+    means_q, means_c = scores.mean(axis=0), costs.mean(axis=0)
+    best = max(range(m), key=lambda j: (means_q[j], -means_c[j]))
+    q_best, c_best = float(means_q[best]), float(means_c[best])
+    sweep = []
+    for lam in lambdas:
+        pick = first_picks(p, c, n_out, lam, explore)
+        got = scores[rows, pick]
+        diff = got - scores[:, best]
+        se = float(diff.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0
+        sweep.append((float(lam), float(got.mean()), float(costs[rows, pick].mean()), se))
+    common = dict(rows=n, models=tuple(models), best_model=models[best], best_quality=q_best, best_cost=c_best)
+    beats = [s for s in sweep if s[1] - q_best >= max(s[3], 1e-9)]
+    if beats:
+        lam, q, cost, _ = min(beats, key=lambda s: (s[2], -s[1], -s[0]))
+        share = f"{100 * cost / c_best:.0f}% of its cost" if c_best > 0 else "no cost"
+        reason = (
+            f"the cheapest point of the store's replay ({n} subtasks) that beats its best single model "
+            f"{models[best]} ({q:.3f} vs {q_best:.3f}) by at least one standard error, at {share}"
+        )
+        return OperatingPoint(lam, "auto", reason, quality=q, cost=cost, **common)
+    level = [s for s in sweep if s[1] >= q_best - 1e-12]
+    if level:
+        lam, q, cost, _ = min(level, key=lambda s: (s[2], -s[1], -s[0]))
+        reason = (
+            f"no point of the store's replay ({n} subtasks) beats its best single model {models[best]} "
+            f"({q_best:.3f}) by a standard error: the cheapest that matches it ({q:.3f})"
+        )
+        return OperatingPoint(lam, "auto", reason, quality=q, cost=cost, **common)
+    cheap = [s for s in sweep if s[2] <= c_best * (1 + 1e-9)]
+    if cheap:
+        lam, q, cost, _ = max(cheap, key=lambda s: (s[1], -s[2], s[0]))
+        reason = (
+            f"no point of the store's replay ({n} subtasks) reaches its best single model {models[best]} "
+            f"({q_best:.3f}): the best quality ({q:.3f}) at no more than its cost"
+        )
+        return OperatingPoint(lam, "auto", reason, quality=q, cost=cost, **common)
+    return fixed(fallback, "no point of the store's replay is as cheap as its best single model", **common)
+
+
+def replay_store(router, models: list[str], *, modes, k: int, min_similarity: float, limit: int = REPLAY_ROWS):
+    """The router's leave-one-out predictions on the store's complete subtasks, for each mode (strategy).
+
+    Returns (data, {mode: (p, c, n_out)}) with `data` from :meth:`OutcomeStore.replay_rows`; columns of
+    `models` order. Each subtask is routed as a new one would be: its neighbours without itself, its stored
+    task class as the class scores.
+    """
+    data = router.store.replay_rows(models, limit)
+    n, m = len(data["ids"]), len(models)
+    out = {mode: (np.zeros((n, m)), np.zeros((n, m)), np.zeros((n, m))) for mode in modes}
+    if n < MIN_ROWS or not np.nansum(data["cost"]) > 0:  # choose() falls back without predictions
+        return data, out
+    for rows, fold_router in _cross_fitted(router, data["ids"]):
+        for i in rows:
+            vec, cls = data["vectors"][i], data["classes"][i]
+            nbrs = fold_router.neighbours(vec, k, min_similarity, exclude_ids={int(data["ids"][i])})
+            for mode in modes:
+                preds = fold_router.predict(models, {cls: 1.0} if cls else {}, nbrs, mode=mode, embedding=vec)
+                p, c, cnt = out[mode]
+                for j, name in enumerate(models):
+                    p[i, j] = preds[name].p_success
+                    c[i, j] = preds[name].cost_usd or 0.0
+                    cnt[i, j] = preds[name].evidence_n
+    return data, out
+
+
+def _cross_fitted(router, ids: np.ndarray, folds: int = 2):
+    """(replayed rows, a router whose success probe never saw them): the probe (and its cluster rates) is
+    refitted without each half of the replayed subtasks, so that its in-sample fit does not flatter the
+    replay (on a small store a probe that saw a row predicts that row's outcome, and the chosen knob came
+    out cheaper than new prompts bear). Neighbours leave the row out themselves; the class rates, pooled over
+    hundreds of subtasks, keep it. A router without a refittable probe replays with its own."""
+    import dataclasses
+
+    probe = router.probe
+    if not hasattr(probe, "fit_rows") or len(ids) < folds:
+        yield np.arange(len(ids)), router
+        return
+    vectors, classes, per_model, train_ids = router.store.training_rows(probe.max_subtasks, with_ids=True)
+    seen = router.store.outcomes_folded
+    half = np.arange(len(ids)) % folds
+    for f in range(folds):
+        rows = np.flatnonzero(half == f)
+        keep = ~np.isin(train_ids, ids[rows])
+        pos = np.cumsum(keep) - 1
+        sub = {m: (pos[r][keep[r]], s[keep[r]]) for m, (r, s) in per_model.items()}
+        fit = probe.fit_rows(vectors[keep], [c for c, k in zip(classes, keep) if k], sub, seen)
+        yield rows, dataclasses.replace(router, probe=probe.frozen(fit))
+
+
+class OperatingPoints:
+    """The router's chosen operating points, one per (models, strategy, knobs), recomputed as the store grows."""
+
+    def __init__(self, router, background: bool = True):
+        self.router = router
+        self.background = background
+        self._lock = threading.Lock()
+        self._cache: dict[tuple, OperatingPoint] = {}
+        self._pending: set[tuple] = set()
+
+    def get(
+        self,
+        models: list[str],
+        *,
+        mode: str,
+        k: int,
+        min_similarity: float,
+        explore: float,
+        fallback: float = DEFAULT_PRICE_SENSITIVITY,
+        wait: bool = False,
+    ) -> OperatingPoint:
+        """The operating point for these candidates (cheapest first), chosen over the well-covered ones
+        (`wait`: compute a stale one in line even for a live router, as a benchmark's warm-up does).
+
+        A candidate with fewer than half the unconditioned outcomes of the best-covered one (a model just
+        added, say) is left out of the choice, not of the routing: the choice is about the store's prices
+        and predictions, the subtasks it is scored on need an outcome of every model it is chosen over, and
+        the new model is explored by the rule's optimism either way."""
+        store = self.router.store
+        usage = store.class_rates(None)
+        counts = {mdl: usage.get(mdl, (0.0, 0))[1] for mdl in models}
+        top = max(counts.values(), default=0)
+        known = [mdl for mdl in models if counts[mdl] > 0 and counts[mdl] >= 0.5 * top]
+        if len(known) < 2:
+            return fixed(fallback, "fewer than two candidates are well covered by recorded outcomes")
+        key = (tuple(known), mode, int(k), round(float(min_similarity), 6), round(float(explore), 6), fallback)
+        seen = store.outcomes_folded
+        cached = self._cache.get(key)
+        fresh = cached is not None and seen < max(cached.outcomes * (1 + REFIT_GROWTH), cached.outcomes + 1)
+        if fresh:
+            return cached
+        if wait or not self.background:
+            return self._compute(key, known, mode, k, min_similarity, explore, fallback, seen)
+        with self._lock:
+            start = key not in self._pending
+            self._pending.add(key)
+        if start:
+            threading.Thread(
+                target=self._compute,
+                args=(key, known, mode, k, min_similarity, explore, fallback, seen),
+                name="operating-point",
+                daemon=True,
+            ).start()
+        if cached is not None:
+            return cached
+        return fixed(fallback, "being chosen on the store's replay (in the background); the fixed default meanwhile")
+
+    def _compute(self, key, known, mode, k, min_similarity, explore, fallback, seen) -> OperatingPoint:
+        try:
+            data, preds = replay_store(self.router, known, modes=(mode,), k=k, min_similarity=min_similarity)
+            p, c, cnt = preds[mode]
+            point = choose(p, c, cnt, data["success"], data["cost"], known, explore, fallback=fallback)
+            point = OperatingPoint(**{**asdict(point), "outcomes": seen})
+        except Exception:  # routing goes on with the fixed default
+            log.exception("choosing the operating point failed")
+            point = fixed(fallback, "choosing it on the store failed (see the log); the fixed default", outcomes=seen)
+        with self._lock:
+            self._cache[key] = point
+            self._pending.discard(key)
+        return point

@@ -1,0 +1,178 @@
+"""The default operating point: price_sensitivity chosen on the store's own replay (fusiongraph/operating_point.py)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from fusiongraph.context import FusionContext
+from fusiongraph.operating_point import DEFAULT_PRICE_SENSITIVITY, MIN_ROWS, choose
+from fusiongraph.routing import Router
+from fusiongraph.store import Outcome, OutcomeStore
+
+DIM = 16
+MODELS = ["cheap", "mid", "dear"]  # cheapest first
+PRICE = {"cheap": 0.001, "mid": 0.01, "dear": 0.2}
+
+
+def region_table(n: int, seed: int = 0):
+    """Three regions of prompts: cheap is good in region 0, mid in 0-1, dear everywhere but less reliably."""
+    rng = np.random.default_rng(seed)
+    region = np.arange(n) % 3
+    good = {"cheap": region == 0, "mid": region <= 1, "dear": np.ones(n, bool)}
+    rate = {"cheap": 0.95, "mid": 0.95, "dear": 0.85}
+    scores = np.column_stack(
+        [np.where(good[m], rng.random(n) < rate[m], rng.random(n) < 0.1).astype(float) for m in MODELS]
+    )
+    costs = np.tile([PRICE[m] for m in MODELS], (n, 1))
+    return region, scores, costs
+
+
+def region_vectors(region: np.ndarray, seed: int = 1) -> np.ndarray:
+    """Prompts of a region near its axis (the same axes for every seed), with per-prompt noise."""
+    axes = np.random.default_rng(99).normal(size=(3, DIM))
+    v = axes[region] * 3 + np.random.default_rng(seed).normal(size=(len(region), DIM))
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def filled_store(n: int, seed: int = 0) -> OutcomeStore:
+    region, scores, costs = region_table(n, seed)
+    vecs = region_vectors(region, seed + 1)
+    store = OutcomeStore(None, DIM, "fake")
+    store.record_many(
+        [
+            (
+                f"prompt {seed}-{i} region {region[i]}",
+                vecs[i],
+                f"r{region[i]}",
+                [
+                    Outcome(m, float(scores[i, j]), bool(scores[i, j]), cost_usd=float(costs[i, j]))
+                    for j, m in enumerate(MODELS)
+                ],
+            )
+            for i in range(n)
+        ]
+    )
+    return store
+
+
+def test_choose_takes_the_cheapest_point_that_beats_the_best_single_model_by_a_standard_error():
+    region, scores, costs = region_table(900)
+    p = scores * 0.8 + 0.1  # predictions that know each outcome, a little blurred
+    point = choose(p, costs.copy(), np.full(p.shape, 1000), scores, costs, MODELS, explore=1.0)
+    assert point.source == "auto" and point.best_model == "dear"
+    diff_se = 0.5 / np.sqrt(900)  # a loose bound on the standard error of the paired difference
+    assert point.quality >= point.best_quality + diff_se / 2
+    assert point.cost < 0.5 * point.best_cost  # the oracle-like predictions buy it cheaply
+    # and no cheaper point of the sweep beats the best single model as well
+    from fusiongraph.operating_point import LAMBDAS
+    from fusiongraph.routing import first_picks
+
+    rows = np.arange(900)
+    for lam in LAMBDAS:
+        pick = first_picks(p, costs, np.full(p.shape, 1000), lam, 1.0)
+        q, c = scores[rows, pick].mean(), costs[rows, pick].mean()
+        d = scores[rows, pick] - scores[:, 2]
+        if q - point.best_quality >= d.std(ddof=1) / np.sqrt(900):
+            assert c >= point.cost - 1e-12
+
+
+def test_choose_falls_back_when_nothing_beats_the_best_model_within_its_cost_or_data_is_thin():
+    region, scores, costs = region_table(600)
+    rng = np.random.default_rng(5)
+    blind = rng.random(scores.shape)  # predictions that know nothing
+    point = choose(blind, costs, np.full(scores.shape, 1000), scores, costs, MODELS, explore=1.0)
+    assert point.source == "auto" and "no point" in point.reason
+    many = np.full(scores.shape, 1000)
+    # predictions that only ever favour the best model: they match it, never beat it; the cheapest match
+    loyal = np.tile([0.1, 0.1, 0.9], (len(scores), 1))
+    match = choose(loyal, costs, many, scores, costs, MODELS, explore=1.0)
+    assert "matches" in match.reason and match.quality == pytest.approx(match.best_quality)
+    assert match.cost == pytest.approx(match.best_cost)
+    # predictions that are wrong everywhere never match it: the best quality at no more than its cost
+    wrong = choose(1.0 - scores, costs, many, scores, costs, MODELS, explore=1.0)
+    assert "at no more than its cost" in wrong.reason and wrong.quality < wrong.best_quality
+    assert wrong.cost <= wrong.best_cost + 1e-12
+    thin = choose(blind[: MIN_ROWS - 1], costs[: MIN_ROWS - 1], blind[: MIN_ROWS - 1], scores[: MIN_ROWS - 1],
+                  costs[: MIN_ROWS - 1], MODELS, explore=1.0)  # fmt: skip
+    assert thin.source == "default" and thin.price_sensitivity == DEFAULT_PRICE_SENSITIVITY
+    assert str(MIN_ROWS) in thin.reason
+    free = choose(blind, costs * 0, np.full(scores.shape, 1000), scores, costs * 0, MODELS, explore=1.0)
+    assert free.source == "default" and "cost" in free.reason
+
+
+def test_the_router_chooses_it_on_its_store_when_the_knob_is_left_empty_and_it_holds_on_new_prompts():
+    store = filled_store(900)
+    router = Router(store, probe_background=False)
+    point = router.operating_point(MODELS, None, k=32, min_similarity=0.3, explore=1.0)
+    assert point.source == "auto" and point.rows == 900 and point.best_model == "dear"
+    assert point.outcomes == store.outcomes_folded
+    # an explicit knob wins
+    fixed = router.operating_point(MODELS, 0.5, k=32, min_similarity=0.3, explore=1.0)
+    assert fixed.price_sensitivity == 0.5 and fixed.source == "context"
+    # on prompts the store never saw, the chosen knob beats the best single model at less than its cost
+    region, scores, costs = region_table(600, seed=7)
+    vecs = region_vectors(region, 8)
+    rows = np.arange(600)
+    picks = []
+    for i in rows:
+        route = router.route(
+            vecs[i], {f"r{region[i]}": 1.0}, 1.0, MODELS, MODELS, k=32, min_similarity=0.3, min_neighbours=4,
+            taxonomy_confidence=0.5, price_sensitivity=None,
+        )  # fmt: skip
+        assert route.operating_point == point  # cached: not recomputed per subtask
+        picks.append(MODELS.index(route.plan[0]))
+    picks = np.array(picks)
+    assert scores[rows, picks].mean() > scores[:, 2].mean()
+    assert costs[rows, picks].mean() < 0.5 * costs[:, 2].mean()
+    store.close()
+
+
+def test_it_is_recomputed_as_the_store_grows_and_chosen_in_the_background_for_a_live_graph():
+    store = filled_store(300)
+    router = Router(store, probe_background=True)
+    first = router.operating_point(MODELS, None, k=32, min_similarity=0.3, explore=1.0)
+    assert first.source == "default" and "background" in first.reason  # not blocking the request
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        point = router.operating_point(MODELS, None, k=32, min_similarity=0.3, explore=1.0)
+        if point.source == "auto":
+            break
+        time.sleep(0.05)
+    assert point.source == "auto" and point.rows == 300
+    # grows by a third: the next call starts a recomputation and serves the last choice meanwhile
+    region, scores, costs = region_table(100, seed=3)
+    vecs = region_vectors(region, 4)
+    store.record_many(
+        [
+            (f"more {i}", vecs[i], f"r{region[i]}", [Outcome(m, float(scores[i, j]), True, cost_usd=costs[i, j])
+                                                     for j, m in enumerate(MODELS)])
+            for i in range(100)
+        ]
+    )  # fmt: skip
+    assert router.operating_point(MODELS, None, k=32, min_similarity=0.3, explore=1.0) == point
+    while time.time() < deadline:
+        again = router.operating_point(MODELS, None, k=32, min_similarity=0.3, explore=1.0)
+        if again.rows == 400:
+            break
+        time.sleep(0.05)
+    assert again.rows == 400 and again.outcomes == store.outcomes_folded
+    store.close()
+
+
+def test_a_model_just_added_is_left_out_of_the_choice_not_out_of_routing():
+    store = filled_store(400)
+    store.record("one new prompt", region_vectors(np.array([0]))[0], "r0", [Outcome("newbie", 1.0, True, cost_usd=0.5)])
+    router = Router(store, probe_background=False)
+    point = router.operating_point([*MODELS, "newbie"], None, k=32, min_similarity=0.3, explore=1.0)
+    assert point.source == "auto" and point.models == tuple(MODELS)
+    store.close()
+
+
+def test_the_context_knob_defaults_to_auto_and_keeps_its_range():
+    assert FusionContext().price_sensitivity is None
+    assert FusionContext(price_sensitivity=0.2).price_sensitivity == 0.2
+    with pytest.raises(ValueError, match="price_sensitivity"):
+        FusionContext(price_sensitivity=11.0)

@@ -14,11 +14,13 @@ outcomes, the promise of the project made into a rule:
 2. Route each with the router's own predictions, its own record left out: leave-one-out neighbours, and a
    success probe cross-fitted without it (two halves); the class rates, pooled over hundreds of subtasks, are
    the store's as they are. Sweep :data:`LAMBDAS`.
-3. The best single model is the one with the highest mean recorded success on those subtasks (ties: cheaper).
-   Choose the **cheapest** value whose replayed quality beats it by at least one standard error of the paired
-   difference (so "better than the best single model" is more than noise), ties to the higher quality.
-4. If no value does: the cheapest that matches it; if none does, the best quality at no more than the best
-   single model's cost; if none is that cheap, the fixed :data:`DEFAULT_PRICE_SENSITIVITY`.
+3. The best single model is the one with the highest mean recorded success over every such subtask (ties:
+   cheaper); it is compared with the replay on the replayed ones, paired.
+   Among the values whose replayed cost is at most its cost ("cheaper than the strongest"), choose the
+   **cheapest** whose replayed quality beats it by at least one standard error of the paired difference (so
+   "better than any single model" is more than noise), ties to the higher quality.
+4. If no value does: the cheapest that matches it; if none does, the best quality; if no value is as cheap
+   as the best single model, the fixed :data:`DEFAULT_PRICE_SENSITIVITY`.
 
 With fewer than :data:`MIN_ROWS` such subtasks, or no recorded cost, the fixed default is used and the trace
 says why. The choice is recomputed when the store has grown by 10 % (in a background thread for a live graph,
@@ -86,10 +88,15 @@ def choose(
     *,
     fallback: float = DEFAULT_PRICE_SENSITIVITY,
     lambdas=LAMBDAS,
+    mean_success: np.ndarray | None = None,
+    mean_cost: np.ndarray | None = None,
 ) -> OperatingPoint:
     """The rule of the module docstring on a replay: predicted success `p`, predicted cost `c` and outcome
     counts `n_out` (n, m) of each subtask and model, with their recorded `scores` and `costs` (n, m); columns
-    in the order of `models`, which must be cheapest first (ties in a pick go to the cheaper model)."""
+    in the order of `models`, which must be cheapest first (ties in a pick go to the cheaper model).
+    `mean_success` / `mean_cost` (m,): each model's over more subtasks than the replayed sample, to tell which
+    single model is the best (a sample of 2,000 can rank two close models wrongly); the comparison itself is
+    on the replayed subtasks, paired."""
     from fusiongraph.routing import first_picks
 
     n, m = scores.shape
@@ -99,7 +106,9 @@ def choose(
         return fixed(fallback, "no recorded cost on the subtasks with outcomes of every candidate", rows=n)
     rows = np.arange(n)
     means_q, means_c = scores.mean(axis=0), costs.mean(axis=0)
-    best = max(range(m), key=lambda j: (means_q[j], -means_c[j]))
+    rank_q = means_q if mean_success is None else np.asarray(mean_success, dtype=float)
+    rank_c = means_c if mean_cost is None else np.asarray(mean_cost, dtype=float)
+    best = max(range(m), key=lambda j: (rank_q[j], -rank_c[j]))
     q_best, c_best = float(means_q[best]), float(means_c[best])
     sweep = []
     for lam in lambdas:
@@ -109,6 +118,7 @@ def choose(
         se = float(diff.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0
         sweep.append((float(lam), float(got.mean()), float(costs[rows, pick].mean()), se))
     common = dict(rows=n, models=tuple(models), best_model=models[best], best_quality=q_best, best_cost=c_best)
+    sweep = [s for s in sweep if s[2] <= c_best * (1 + 1e-9)]  # never dearer than the best single model
     beats = [s for s in sweep if s[1] - q_best >= max(s[3], 1e-9)]
     if beats:
         lam, q, cost, _ = min(beats, key=lambda s: (s[2], -s[1], -s[0]))
@@ -126,15 +136,32 @@ def choose(
             f"({q_best:.3f}) by a standard error: the cheapest that matches it ({q:.3f})"
         )
         return OperatingPoint(lam, "auto", reason, quality=q, cost=cost, **common)
-    cheap = [s for s in sweep if s[2] <= c_best * (1 + 1e-9)]
-    if cheap:
-        lam, q, cost, _ = max(cheap, key=lambda s: (s[1], -s[2], s[0]))
+    if sweep:
+        lam, q, cost, _ = max(sweep, key=lambda s: (s[1], -s[2], s[0]))
         reason = (
             f"no point of the store's replay ({n} subtasks) reaches its best single model {models[best]} "
             f"({q_best:.3f}): the best quality ({q:.3f}) at no more than its cost"
         )
         return OperatingPoint(lam, "auto", reason, quality=q, cost=cost, **common)
     return fixed(fallback, "no point of the store's replay is as cheap as its best single model", **common)
+
+
+def choose_on(data: dict, predictions: tuple, models: list[str], explore: float, **kw) -> OperatingPoint:
+    """:func:`choose` on :func:`replay_store`'s output for one strategy (the best single model told apart on
+    every complete subtask of the store)."""
+    p, c, cnt = predictions
+    return choose(
+        p,
+        c,
+        cnt,
+        data["success"],
+        data["cost"],
+        models,
+        explore,
+        mean_success=data.get("mean_success"),
+        mean_cost=data.get("mean_cost"),
+        **kw,
+    )
 
 
 def replay_store(router, models: list[str], *, modes, k: int, min_similarity: float, limit: int = REPLAY_ROWS):
@@ -248,7 +275,7 @@ class OperatingPoints:
         try:
             data, preds = replay_store(self.router, known, modes=(mode,), k=k, min_similarity=min_similarity)
             p, c, cnt = preds[mode]
-            point = choose(p, c, cnt, data["success"], data["cost"], known, explore, fallback=fallback)
+            point = choose_on(data, (p, c, cnt), known, explore, fallback=fallback)
             point = OperatingPoint(**{**asdict(point), "outcomes": seen})
         except Exception:  # routing goes on with the fixed default
             log.exception("choosing the operating point failed")

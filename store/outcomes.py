@@ -722,9 +722,11 @@ class OutcomeStore:
         """Up to `limit` subtasks (a seeded sample) on which every model of `models` has an unconditioned
         outcome: what the store's own replay of its routing is scored on (:mod:`fusiongraph.operating_point`).
 
-        Returns ``{"ids", "vectors", "classes", "success", "cost"}``: subtask ids (n,), embeddings (n, dim),
-        task classes, and per model (columns in the order of `models`) the mean unconditioned success and
-        mean recorded USD (n, len(models)). Empty arrays when a model has no outcome at all.
+        Returns ``{"ids", "vectors", "classes", "success", "cost", "mean_success", "mean_cost", "complete"}``:
+        subtask ids (n,), embeddings (n, dim), task classes, and per model (columns in the order of `models`)
+        the mean unconditioned success and mean recorded USD (n, len(models)); then each model's mean success
+        and cost over *every* such subtask, not only the sample, and how many there are. Empty arrays when a
+        model has no outcome at all.
         """
         with self._lock:
             self.refresh()
@@ -735,6 +737,14 @@ class OutcomeStore:
             else:
                 n = self._success_n[:, cols]
                 ids = np.flatnonzero((n > 0).all(axis=1)).astype(np.int64)
+            complete = len(ids)
+            if complete:
+                every_n = self._success_n[np.ix_(ids, cols)]
+                mean_success = (self._success_sum[np.ix_(ids, cols)] / every_n).mean(axis=0)
+                every_all = every_n + self._cond_n[np.ix_(ids, cols)]
+                mean_cost = (self._cost_sum[np.ix_(ids, cols)] / np.maximum(every_all, 1)).mean(axis=0)
+            else:
+                mean_success = mean_cost = np.zeros(m)
             if len(ids) > limit:
                 ids = np.sort(np.random.default_rng(seed).choice(ids, int(limit), replace=False))
             if len(ids):
@@ -754,6 +764,9 @@ class OutcomeStore:
             "classes": [info[int(i)][1] for i in ids[keep]],
             "success": success[keep],
             "cost": cost[keep],
+            "mean_success": mean_success,
+            "mean_cost": mean_cost,
+            "complete": complete,
         }
 
     def counts(self) -> dict[str, int]:

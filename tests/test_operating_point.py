@@ -79,6 +79,23 @@ def test_choose_takes_the_cheapest_point_that_beats_the_best_single_model_by_a_s
             assert c >= point.cost - 1e-12
 
 
+def test_choose_never_picks_a_point_dearer_than_the_best_single_model():
+    """A dear specialist makes every point that beats the best single model (mid) dearer than it: the choice
+    stays at or under mid's cost."""
+    rng = np.random.default_rng(2)
+    n = 900
+    half = np.arange(n) % 2 == 0
+    scores = np.column_stack(
+        [rng.random(n) < 0.5, rng.random(n) < 0.8, np.where(half, rng.random(n) < 0.98, rng.random(n) < 0.3)]
+    ).astype(float)
+    costs = np.tile([0.001, 0.01, 0.5], (n, 1))
+    p = np.column_stack([np.full(n, 0.5), np.full(n, 0.8), np.where(half, 0.98, 0.3)])
+    point = choose(p, costs, np.full(p.shape, 1000), scores, costs, MODELS, explore=1.0)
+    assert point.best_model == "mid" and point.cost <= point.best_cost + 1e-12
+    at_zero = choose(p, costs, np.full(p.shape, 1000), scores, costs, MODELS, explore=1.0, lambdas=[0.0])
+    assert at_zero.price_sensitivity == 0.01 and at_zero.source == "default"  # the only point is 25x dearer
+
+
 def test_choose_falls_back_when_nothing_beats_the_best_model_within_its_cost_or_data_is_thin():
     region, scores, costs = region_table(600)
     rng = np.random.default_rng(5)
@@ -176,3 +193,19 @@ def test_the_context_knob_defaults_to_auto_and_keeps_its_range():
     assert FusionContext(price_sensitivity=0.2).price_sensitivity == 0.2
     with pytest.raises(ValueError, match="price_sensitivity"):
         FusionContext(price_sensitivity=11.0)
+
+
+def test_the_best_single_model_is_told_apart_on_every_complete_subtask_not_only_the_sample():
+    region, scores, costs = region_table(600)
+    p = scores * 0.8 + 0.1
+    many = np.full(p.shape, 1000)
+    on_sample = choose(p, costs, many, scores, costs, MODELS, explore=1.0)
+    assert on_sample.best_model == "dear"
+    # over the whole store mid is the better model (say): the comparison is with mid, on the sample's rows
+    told = choose(p, costs, many, scores, costs, MODELS, explore=1.0, mean_success=[0.5, 0.95, 0.9])
+    assert told.best_model == "mid" and told.best_quality == pytest.approx(scores[:, 1].mean())
+    store = filled_store(300)
+    data = store.replay_rows(MODELS, 100)
+    assert data["complete"] == 300 and len(data["ids"]) == 100
+    np.testing.assert_allclose(data["mean_success"], region_table(300)[1].mean(axis=0))
+    store.close()

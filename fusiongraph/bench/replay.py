@@ -19,7 +19,7 @@ from fusiongraph.bench.metrics import (
     two_model_curve,
 )
 from fusiongraph.context import FusionContext
-from fusiongraph.operating_point import DEFAULT_PRICE_SENSITIVITY, LAMBDAS, OperatingPoint, choose, replay_store
+from fusiongraph.operating_point import DEFAULT_PRICE_SENSITIVITY, LAMBDAS, OperatingPoint, choose_on, replay_store
 from fusiongraph.routing import JointRates, Prediction, Router, explore_bonus, first_picks, price_scale
 from fusiongraph.store.outcomes import OutcomeStore, text_hash
 from fusiongraph.tables import row_outcomes
@@ -92,13 +92,12 @@ def replay_pick(
 
 def fold_points(router: Router, by_cost: list[str], modes, k: int, min_similarity: float, explore: float) -> dict:
     """Each strategy's operating point chosen on this training store, by the graph's own code
-    (:func:`fusiongraph.operating_point.replay_store` and :func:`~fusiongraph.operating_point.choose`, as
+    (:func:`fusiongraph.operating_point.replay_store` and :func:`~fusiongraph.operating_point.choose_on`, as
     :class:`~fusiongraph.operating_point.OperatingPoints` does for the live router), over every model."""
     data, preds = replay_store(router, by_cost, modes=modes, k=k, min_similarity=min_similarity)
     seen = router.store.outcomes_folded
     return {
-        mode: dataclasses.replace(choose(p, c, cnt, data["success"], data["cost"], by_cost, explore), outcomes=seen)
-        for mode, (p, c, cnt) in preds.items()
+        mode: dataclasses.replace(choose_on(data, pcn, by_cost, explore), outcomes=seen) for mode, pcn in preds.items()
     }
 
 

@@ -12,7 +12,7 @@ outcomes, the promise of the project made into a rule:
 1. Take up to :data:`REPLAY_ROWS` subtasks on which every candidate with outcomes has an unconditioned one
    (imported tables, calibrations, or live first picks of every model) and its recorded USD.
 2. Route each with the router's own predictions, its own record left out: leave-one-out neighbours, and a
-   success probe cross-fitted without it (two halves); the class rates, pooled over hundreds of subtasks, are
+   success probe cross-fitted without it (in :data:`CROSS_FOLDS` parts); the class rates, pooled over hundreds of subtasks, are
    the store's as they are. Sweep :data:`LAMBDAS`.
 3. The best single model is the one with the highest mean recorded success over every such subtask (ties:
    cheaper); it is compared with the replay on the replayed ones, paired.
@@ -43,6 +43,7 @@ LAMBDAS = np.round(np.concatenate([[0.0], np.geomspace(0.001, 10.0, 41)]), 6)  #
 REPLAY_ROWS = 2000  # subtasks replayed to choose it (a seeded sample)
 MIN_ROWS = 200  # fewer complete subtasks than this: the fixed default
 REFIT_GROWTH = 0.1  # recompute once the store has grown by this share
+CROSS_FOLDS = 5  # the replay's success probe is fitted this many times, each without a fifth of the sample
 
 
 @dataclass(frozen=True)
@@ -190,14 +191,17 @@ def replay_store(router, models: list[str], *, modes, k: int, min_similarity: fl
     return data, out
 
 
-def _cross_fitted(router, ids: np.ndarray, folds: int = 2):
+def _cross_fitted(router, ids: np.ndarray, folds: int | None = None):
     """(replayed rows, a router whose success probe never saw them): the probe (and its cluster rates) is
-    refitted without each half of the replayed subtasks, so that its in-sample fit does not flatter the
-    replay (on a small store a probe that saw a row predicts that row's outcome, and the chosen knob came
-    out cheaper than new prompts bear). Neighbours leave the row out themselves; the class rates, pooled over
+    refitted without each of `folds` parts of the replayed subtasks, so that its in-sample fit does not flatter
+    the replay (on a small store a probe that saw a row predicts that row's outcome, and the chosen knob came
+    out cheaper than new prompts bear). Five parts: each probe misses a fifth of the sample, so that it is
+    not much weaker than the store's own (with two halves, on a 2,400-subtask store each missed 1,000 rows and
+    the replay came out pessimistic). Neighbours leave the row out themselves; the class rates, pooled over
     hundreds of subtasks, keep it. A router without a refittable probe replays with its own."""
     import dataclasses
 
+    folds = CROSS_FOLDS if folds is None else folds
     probe = router.probe
     if not hasattr(probe, "fit_rows") or len(ids) < folds:
         yield np.arange(len(ids)), router

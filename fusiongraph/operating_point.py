@@ -9,11 +9,12 @@ sits on the curve depends on the table; the curve itself does not.
 So when `price_sensitivity` is left empty (the context's default), the router chooses it from the store's own
 outcomes, the promise of the project made into a rule:
 
-1. Take up to :data:`REPLAY_ROWS` subtasks on which every candidate with outcomes has an unconditioned one
-   (imported tables, calibrations, or live first picks of every model) and its recorded USD.
+1. Take up to :data:`REPLAY_ROWS` subtasks on which every well-covered candidate (at least half the outcomes
+   of the best-covered one) has an unconditioned outcome (imported tables, calibrations, or live first picks
+   of every model) and its recorded USD.
 2. Route each with the router's own predictions, its own record left out: leave-one-out neighbours, and a
-   success probe cross-fitted without it (in :data:`CROSS_FOLDS` parts); the class rates, pooled over hundreds of subtasks, are
-   the store's as they are. Sweep :data:`LAMBDAS`.
+   success probe cross-fitted without it (in :data:`CROSS_FOLDS` parts); the class rates, pooled over
+   hundreds of subtasks, are the store's as they are. Sweep :data:`LAMBDAS`.
 3. The best single model is the one with the highest mean recorded success over every such subtask (ties:
    cheaper); it is compared with the replay on the replayed ones, paired.
    Among the values whose replayed cost is at most its cost ("cheaper than the strongest"), choose the

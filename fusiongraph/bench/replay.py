@@ -24,8 +24,6 @@ from fusiongraph.routing import JointRates, Prediction, Router, explore_bonus, f
 from fusiongraph.store.outcomes import OutcomeStore, text_hash
 from fusiongraph.tables import row_outcomes
 
-__all__ = ["LAMBDAS"]  # the price_sensitivity sweep (fusiongraph.operating_point's)
-
 
 def _context_defaults() -> dict:
     """The graph's routing knobs (k, min_similarity, quality_threshold) from FusionContext's defaults."""

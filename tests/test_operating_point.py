@@ -179,12 +179,28 @@ def test_it_is_recomputed_as_the_store_grows_and_chosen_in_the_background_for_a_
     store.close()
 
 
-def test_a_model_just_added_is_left_out_of_the_choice_not_out_of_routing():
+def test_a_roster_with_a_model_just_added_routes_at_the_fixed_default_until_it_is_covered():
+    """The replay can vouch only for the roster it can replay: a model with few outcomes means the fixed
+    default (a point chosen without it misroutes the roster with it), and the reason names it."""
     store = filled_store(400)
-    store.record("one new prompt", region_vectors(np.array([0]))[0], "r0", [Outcome("newbie", 1.0, True, cost_usd=0.5)])
+    vec = region_vectors(np.array([0]))[0]
+    store.record("one new prompt", vec, "r0", [Outcome("newbie", 1.0, True, cost_usd=0.5)])
     router = Router(store, probe_background=False)
     point = router.operating_point([*MODELS, "newbie"], None, k=32, min_similarity=0.3, explore=1.0)
-    assert point.source == "auto" and point.models == tuple(MODELS)
+    assert point.source == "default" and point.price_sensitivity == DEFAULT_PRICE_SENSITIVITY
+    assert "newbie" in point.reason
+    assert router.operating_point(MODELS, None, k=32, min_similarity=0.3, explore=1.0).source == "auto"
+    # once it has outcomes on most subtasks, the roster with it is replayed
+    region, scores, costs = region_table(400)
+    store.record_many(
+        [
+            (f"prompt 0-{i} region {region[i]}", region_vectors(region, 1)[i], f"r{region[i]}",
+             [Outcome("newbie", float(scores[i, 0]), True, cost_usd=0.0005)])
+            for i in range(300)
+        ]
+    )  # fmt: skip
+    covered = router.operating_point([*MODELS, "newbie"], None, k=32, min_similarity=0.3, explore=1.0)
+    assert covered.source == "auto" and covered.models == (*MODELS, "newbie") and covered.rows == 300
     store.close()
 
 

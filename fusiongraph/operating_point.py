@@ -11,7 +11,12 @@ outcomes, the promise of the project made into a rule:
 
 1. Take up to :data:`REPLAY_ROWS` subtasks on which every candidate has an unconditioned outcome (imported
    tables, calibrations, or live first picks of every model) and its recorded USD. Every candidate must be
-   covered (at least half the outcomes of the best-covered one); else the fixed default is used.
+   covered (at least half the outcomes of the best-covered one), and such subtasks must be at least 90% of
+   those with any candidate's outcome; else the fixed default is used. A smaller part is one selected by
+   earlier routing (a model added later has outcomes only where it was tried, where it looked best), and a
+   point chosen on it misleads: in the bench's ``--introduce`` replay on MMLU-Pro, once the late model had
+   enough first picks to count as covered, the point chosen on its first-pick subtasks was 0 and its share
+   of first picks fell from ~70% to 38%.
 2. Route each with the router's own predictions, its own record left out: leave-one-out neighbours, and a
    success probe cross-fitted without it (in :data:`CROSS_FOLDS` parts); the class rates, pooled over
    hundreds of subtasks, are the store's as they are. Sweep :data:`LAMBDAS`.
@@ -44,6 +49,7 @@ LAMBDAS = np.round(np.concatenate([[0.0], np.geomspace(0.001, 10.0, 41)]), 6)  #
 REPLAY_ROWS = 2000  # subtasks replayed to choose it (a seeded sample)
 MIN_ROWS = 200  # fewer complete subtasks than this: the fixed default
 REFIT_GROWTH = 0.1  # recompute once the store has grown by this share
+COMPLETE_SHARE = 0.9  # the complete subtasks must be at least this share of those with any candidate's outcome
 CROSS_FOLDS = 5  # the replay's success probe is fitted this many times, each without a fifth of the sample
 
 
@@ -151,6 +157,13 @@ def choose(
 def choose_on(data: dict, predictions: tuple, models: list[str], explore: float, **kw) -> OperatingPoint:
     """:func:`choose` on :func:`replay_store`'s output for one strategy (the best single model told apart on
     every complete subtask of the store)."""
+    if data.get("complete", 0) < COMPLETE_SHARE * data.get("covered", 0):
+        return fixed(
+            kw.get("fallback", DEFAULT_PRICE_SENSITIVITY),
+            f"only {data['complete']} of the {data['covered']} subtasks with outcomes have one of every candidate: "
+            "a part selected by earlier routing (a model tried where it looked best), not a fair sample to replay",
+            rows=len(data["ids"]),
+        )
     p, c, cnt = predictions
     return choose(
         p,
@@ -176,8 +189,8 @@ def replay_store(router, models: list[str], *, modes, k: int, min_similarity: fl
     data = router.store.replay_rows(models, limit)
     n, m = len(data["ids"]), len(models)
     out = {mode: (np.zeros((n, m)), np.zeros((n, m)), np.zeros((n, m))) for mode in modes}
-    if n < MIN_ROWS or not np.nansum(data["cost"]) > 0:  # choose() falls back without predictions
-        return data, out
+    if n < MIN_ROWS or not np.nansum(data["cost"]) > 0 or data["complete"] < COMPLETE_SHARE * data["covered"]:
+        return data, out  # choose_on() falls back without predictions
     for rows, fold_router in _cross_fitted(router, data["ids"]):
         for i in rows:
             vec, cls = data["vectors"][i], data["classes"][i]

@@ -725,8 +725,8 @@ class OutcomeStore:
         Returns ``{"ids", "vectors", "classes", "success", "cost", "mean_success", "mean_cost", "complete"}``:
         subtask ids (n,), embeddings (n, dim), task classes, and per model (columns in the order of `models`)
         the mean unconditioned success and mean recorded USD (n, len(models)); then each model's mean success
-        and cost over *every* such subtask, not only the sample, and how many there are. Empty arrays when a
-        model has no outcome at all.
+        and cost over *every* such subtask, not only the sample, how many there are, and on how many subtasks
+        any of the models has one (``covered``). Empty arrays when a model has no outcome at all.
         """
         with self._lock:
             self.refresh()
@@ -737,6 +737,7 @@ class OutcomeStore:
             else:
                 n = self._success_n[:, cols]
                 ids = np.flatnonzero((n > 0).all(axis=1)).astype(np.int64)
+            covered = int((self._success_n[:, [c for c in cols if c is not None]] > 0).any(axis=1).sum())
             complete = len(ids)
             if complete:
                 every_n = self._success_n[np.ix_(ids, cols)]
@@ -767,6 +768,7 @@ class OutcomeStore:
             "mean_success": mean_success,
             "mean_cost": mean_cost,
             "complete": complete,
+            "covered": covered,
         }
 
     def counts(self) -> dict[str, int]:

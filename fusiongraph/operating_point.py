@@ -36,6 +36,7 @@ table: the margin is the replay's own standard error.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from dataclasses import asdict, dataclass
@@ -213,8 +214,6 @@ def _cross_fitted(router, ids: np.ndarray, folds: int | None = None):
     not much weaker than the store's own (with two halves, on a 2,400-subtask store each missed 1,000 rows and
     the replay came out pessimistic). Neighbours leave the row out themselves; the class rates, pooled over
     hundreds of subtasks, keep it. A router without a refittable probe replays with its own."""
-    import dataclasses
-
     folds = CROSS_FOLDS if folds is None else folds
     probe = router.probe
     if not hasattr(probe, "fit_rows") or len(ids) < folds:
@@ -304,7 +303,7 @@ class OperatingPoints:
             data, preds = replay_store(self.router, known, modes=(mode,), k=k, min_similarity=min_similarity)
             p, c, cnt = preds[mode]
             point = choose_on(data, (p, c, cnt), known, explore, fallback=fallback)
-            point = OperatingPoint(**{**asdict(point), "outcomes": seen})
+            point = dataclasses.replace(point, outcomes=seen)
         except Exception:  # routing goes on with the fixed default
             log.exception("choosing the operating point failed")
             point = fixed(fallback, "choosing it on the store failed (see the log); the fixed default", outcomes=seen)

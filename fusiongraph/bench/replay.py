@@ -102,8 +102,8 @@ def fold_points(router: Router, by_cost: list[str], modes, k: int, min_similarit
 def _headline_lambdas(replay: Replay, name: str, n: int, default_lambda: float | None) -> np.ndarray:
     """Each row's headline price_sensitivity: the fixed knob, or its fold's operating point for the strategy
     (the hybrid's for random and the cascades)."""
-    if default_lambda is not None or not replay.points:
-        return np.full(n, float(default_lambda if default_lambda is not None else 0.0))
+    if default_lambda is not None:
+        return np.full(n, float(default_lambda))
     per_fold = np.array([pts.get(name, pts["hybrid"]).price_sensitivity for pts in replay.points])
     return per_fold[replay.joint_of[:n]]
 
@@ -338,7 +338,8 @@ def evaluate(
         for acc in (None, *judge_accuracies):
             name = "cascade" if acc is None else f"cascade@{acc:g}"
             sweep = []
-            for lam in [*cascade_lambdas, "default"]:
+            # the headline: each row at its fold's operating point, one more replay (a fixed knob is in the sweep)
+            for lam in [*cascade_lambdas, *(["default"] if default_lambda is None else [])]:
                 lam = head_lams if isinstance(lam, str) else lam
                 rng = None if acc is None else np.random.default_rng(seed)
                 q, cst, tries, ran = replay_cascade(
@@ -359,7 +360,10 @@ def evaluate(
                     plan_accuracy=0.999 if acc is None else acc,
                 )
                 sweep.append((lam, q, cst, tries, float(ran[strong])))
-            head = sweep.pop()  # the headline: each row at its default (fixed, or its fold's operating point)
+            if default_lambda is None:
+                head = sweep.pop()
+            else:
+                head = next(s for s in sweep if abs(s[0] - default_lambda) < 1e-12)
             pts = sorted({(round(c_, 6), round(q_, 6)) for _, q_, c_, _, _ in sweep})
             entry = {
                 "quality": head[1],

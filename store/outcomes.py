@@ -726,7 +726,8 @@ class OutcomeStore:
         subtask ids (n,), embeddings (n, dim), task classes, and per model (columns in the order of `models`)
         the mean unconditioned success and mean recorded USD (n, len(models)); then each model's mean success
         and cost over *every* such subtask, not only the sample, how many there are, and on how many subtasks
-        any of the models has one (``covered``). Empty arrays when a model has no outcome at all.
+        two or more of the models have one (``covered``; a live run's subtask has one, its first pick). Empty arrays
+        when a model has no outcome at all.
         """
         with self._lock:
             self.refresh()
@@ -737,7 +738,11 @@ class OutcomeStore:
             else:
                 n = self._success_n[:, cols]
                 ids = np.flatnonzero((n > 0).all(axis=1)).astype(np.int64)
-            covered = int((self._success_n[:, [c for c in cols if c is not None]] > 0).any(axis=1).sum())
+            # subtasks on which two or more candidates have an unconditioned outcome: those where models were
+            # compared (imports, calibrations, a model's outcomes beside the others'); a live run's subtask has
+            # one (its first pick; escalations are conditioned), so live traffic does not shrink the share
+            known = [c for c in cols if c is not None]
+            covered = int(((self._success_n[:, known] > 0).sum(axis=1) >= min(2, max(len(known), 1))).sum())
             complete = len(ids)
             if complete:
                 every_n = self._success_n[np.ix_(ids, cols)]

@@ -204,13 +204,48 @@ def test_a_roster_with_a_model_just_added_routes_at_the_fixed_default_until_it_i
 
     # outcomes on three quarters of the subtasks: covered, but those are a part, not a fair sample to replay
     part = newbie_on(range(300))
-    assert part.source == "default" and "300 of the 401" in part.reason and "selected" in part.reason
+    assert part.source == "default" and "300 of the 400" in part.reason and "selected" in part.reason
     # on (nearly) all of them, as a calibration gives: the roster with it is replayed (a new router: the last
     # choice is cached until the store grows by 10%)
     newbie_on(range(300, 400))
     router = Router(store, probe_background=False)
     every = router.operating_point([*MODELS, "newbie"], None, k=32, min_similarity=0.3, explore=1.0)
     assert every.source == "auto" and every.models == (*MODELS, "newbie") and every.rows == 400
+    store.close()
+
+
+def test_live_traffic_beside_an_imported_table_keeps_the_replay_of_the_import():
+    """A live run records one unconditioned outcome per subtask (its first pick; escalations after a rejection
+    are conditioned): an import followed by live traffic half its size is still replayed on the import, and
+    the live subtasks are not counted as a selected part. Escalations count as conditioned, not as coverage."""
+    store = filled_store(400)
+    region, scores, costs = region_table(200, seed=5)
+    vecs = region_vectors(region, 6)
+    store.record_many(
+        [
+            (f"live {i}", vecs[i], f"r{region[i]}", [
+                Outcome(MODELS[i % 3], float(scores[i, i % 3]), bool(scores[i, i % 3]), cost_usd=float(costs[i, i % 3])),
+                Outcome("dear", float(scores[i, 2]), bool(scores[i, 2]), cost_usd=float(costs[i, 2]), after_rejection=True),
+            ])
+            for i in range(200)
+        ]
+    )  # fmt: skip
+    data = store.replay_rows(MODELS, 1000)
+    assert data["complete"] == 400 and data["covered"] == 400  # the live subtasks compared no two models
+    router = Router(store, probe_background=False)
+    point = router.operating_point(MODELS, None, k=32, min_similarity=0.3, explore=1.0)
+    assert point.source == "auto" and point.rows == 400, point.reason
+    # a subtask where two candidates were compared but not the third does count: the share rule still bites
+    store.record_many(
+        [
+            (f"pair {i}", vecs[i], f"r{region[i]}",
+             [Outcome(m, float(scores[i, j]), bool(scores[i, j]), cost_usd=float(costs[i, j])) for j, m in enumerate(MODELS[:2])])
+            for i in range(100)
+        ]
+    )  # fmt: skip
+    assert store.replay_rows(MODELS, 1000)["covered"] == 500
+    fresh = Router(store, probe_background=False).operating_point(MODELS, None, k=32, min_similarity=0.3, explore=1.0)
+    assert fresh.source == "default" and "400 of the 500" in fresh.reason
     store.close()
 
 

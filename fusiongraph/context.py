@@ -81,8 +81,9 @@ class FusionContext:
             "candidate must buy. The first model maximises success - this x cost / (the candidates' mean cost); "
             "escalation goes on while the expected gain is worth its price. 0 = best quality at any "
             "price; higher = cheaper. Empty (None, the default): chosen on the store, the cheapest point of its "
-            "own replay that beats its best single model (fusiongraph/operating_point.py; 0.01 until the store "
-            "has 200 subtasks with outcomes of the candidates).",
+            "own replay that beats its best single model, raised if the judged cascade would cost more than that "
+            "model (fusiongraph/operating_point.py; 0.01 until the store has 200 subtasks with outcomes of the "
+            "candidates).",
         },
     )
     judge_accuracy: float = field(

@@ -31,6 +31,11 @@ outcomes, the promise of the project made into a rule:
    "better than any single model" is more than noise), ties to the higher quality.
 4. If no value does: the cheapest that matches it; if none does, the best quality; if no value is as cheap
    as the best single model, the fixed :data:`DEFAULT_PRICE_SENSITIVITY`.
+5. The graph runs the judged cascade at the value, not the first pick alone: the cascade is replayed on the
+   same subtasks at it (judges that agree with the recorded outcome as often as the graph's `judge_accuracy`
+   says, seeded), and if it would cost more than the best single model the value is raised to the smallest
+   of the sweep at which it does not (:func:`cap_for_cascade`; on synthetic seed 3 the cascade at the
+   router's own value paid 128% of the best model's cost).
 
 With fewer than :data:`MIN_ROWS` such subtasks, or no recorded cost, the fixed default is used and the trace
 says why. The choice is recomputed when the store has grown by 10 % (in a background thread for a live graph,
@@ -44,8 +49,12 @@ import dataclasses
 import logging
 import threading
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from fusiongraph.routing import JointRates, Prediction
 
 log = logging.getLogger(__name__)
 
@@ -73,14 +82,20 @@ class OperatingPoint:
     quality: float | None = None  # the replay's quality and mean cost at the chosen value
     cost: float | None = None
     outcomes: int = 0  # the store's outcome count when it was chosen
+    # the judged cascade replayed at the value (the graph runs it): the judge accuracy it was replayed with
+    # (None: not replayed), its quality and mean cost, and the router's own choice when the cascade raised it
+    cascade_accuracy: float | None = None
+    cascade_quality: float | None = None
+    cascade_cost: float | None = None
+    router_price_sensitivity: float | None = None
 
     def as_dict(self) -> dict:
         d = asdict(self)
         d["models"] = list(self.models)
-        for key in ("best_quality", "quality"):
+        for key in ("best_quality", "quality", "cascade_quality"):
             if d[key] is not None:
                 d[key] = round(d[key], 4)
-        for key in ("best_cost", "cost"):
+        for key in ("best_cost", "cost", "cascade_cost"):
             if d[key] is not None:
                 d[key] = float(f"{d[key]:.4g}")
         return d
@@ -185,6 +200,148 @@ def choose_on(data: dict, predictions: tuple, models: list[str], explore: float,
     )
 
 
+def _predictions(p_row, c_row, n_row, models: list[str]) -> dict[str, Prediction]:
+    """The Prediction objects plan_utility reads (success, cost, outcome count)."""
+    from fusiongraph.routing import Prediction
+
+    return {
+        m: Prediction(float(p_row[j]), cost_usd=float(c_row[j]), n_outcomes=int(n_row[j]), explore_n=float(n_row[j]))
+        for j, m in enumerate(models)
+    }
+
+
+def replay_cascade(
+    p: np.ndarray,
+    c: np.ndarray,
+    n_out: np.ndarray,
+    scores: np.ndarray,
+    costs: np.ndarray,
+    models: list[str],
+    by_cost: list[str],
+    lam,
+    accept: float,
+    *,
+    explore: float,
+    judge_accuracy: float,
+    joints: list[JointRates],
+    joint_of: np.ndarray,
+    judge_rng: np.random.Generator | None = None,
+    plan_accuracy: float = 0.8,
+    plan=None,
+) -> tuple[float, float, float, np.ndarray]:
+    """The graph's cascade replayed: plan_utility's plan, each answer judged, paying for every model tried.
+
+    With ``judge_rng`` the judge agrees with the recorded outcome (score >= accept) with probability
+    `judge_accuracy`; without it the recorded score is a perfect judge. The answer is the first accepted
+    one, else the last tried (the plan ends with its strongest hope). Returns (quality, cost, mean tries,
+    each model's share of prompts on which it ran). `plan`: the planner (default
+    :func:`fusiongraph.routing.plan_utility`; the bench passes one that tests can count).
+    """
+    from fusiongraph.routing import plan_utility
+
+    plan_fn = plan_utility if plan is None else plan
+    col = {m: j for j, m in enumerate(models)}
+    total_q = total_c = tries = 0.0
+    ran = np.zeros(len(models))
+    lams = np.broadcast_to(np.asarray(lam, dtype=float), (len(p),))  # one knob, or one per row
+    for i in range(len(p)):
+        steps, _ = plan_fn(
+            by_cost,
+            _predictions(p[i], c[i], n_out[i], models),
+            float(lams[i]),
+            judge_accuracy=plan_accuracy,
+            explore=explore,
+            joint=joints[joint_of[i]],
+        )
+        answer = None
+        for m in steps:
+            j = col[m]
+            total_c += costs[i, j]
+            tries += 1
+            ran[j] += 1
+            right = scores[i, j] >= accept
+            accepted = right if judge_rng is None else (right if judge_rng.random() < judge_accuracy else not right)
+            answer = scores[i, j]
+            if accepted:
+                break
+        total_q += answer
+    n = len(p)
+    return total_q / n, total_c / n, tries / n, ran / n
+
+
+def cap_for_cascade(
+    point: OperatingPoint,
+    predictions: tuple,
+    scores: np.ndarray,
+    costs: np.ndarray,
+    models: list[str],
+    explore: float,
+    *,
+    judge_accuracy: float | None,
+    accept: float,
+    joint,
+    lambdas=LAMBDAS,
+    seed: int = 0,
+    plan=None,
+) -> OperatingPoint:
+    """The graph runs the judged cascade at the chosen value, not the first pick alone, so "never dearer than
+    the best single model" must hold for the cascade too. Replay the cascade on the same subtasks at the
+    router's value (judges that agree with the recorded outcome with probability `judge_accuracy`, seeded;
+    None: a perfect judge); if it costs more than the best single model, raise the value to the smallest of
+    the sweep above it at which it does not (the cascade's cost falls as the value rises: a binary search).
+    The router's own value is kept in ``router_price_sensitivity``. A fixed fallback is left as it is: there
+    is nothing to replay."""
+    if point.source != "auto" or point.best_cost is None:
+        return point
+    p, c, cnt = predictions
+
+    def run(lam: float) -> tuple[float, float]:
+        rng = None if judge_accuracy is None else np.random.default_rng(seed)
+        q, cost, _, _ = replay_cascade(
+            p, c, cnt, scores, costs, models, models, lam, accept,
+            explore=explore, judge_accuracy=judge_accuracy or 1.0, joints=[joint],
+            joint_of=np.zeros(len(p), dtype=int), judge_rng=rng,
+            plan_accuracy=0.999 if judge_accuracy is None else judge_accuracy, plan=plan,
+        )  # fmt: skip
+        return q, cost
+
+    limit = point.best_cost * (1 + 1e-9)
+    lam0 = point.price_sensitivity
+    q, cost = run(lam0)
+    cost0 = cost
+    common = dict(cascade_accuracy=judge_accuracy, router_price_sensitivity=lam0)
+    if cost <= limit:
+        return dataclasses.replace(point, cascade_quality=q, cascade_cost=cost, **common)
+    above = [float(x) for x in sorted(lambdas) if x > lam0]
+    lo, hi, found = 0, len(above) - 1, None  # the first value whose cascade is within the cost
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        got = run(above[mid])
+        if got[1] <= limit:
+            found, hi = (above[mid], *got), mid - 1
+        else:
+            lo = mid + 1
+    if found is None:
+        lam, (q, cost) = (above[-1], run(above[-1])) if above else (lam0, (q, cost))
+        why = "no value of the sweep brings it within that cost: the cheapest"
+    else:
+        lam, q, cost = found
+        why = "raised to the smallest value of the sweep at which it is not"
+    judge = "a perfect judge" if judge_accuracy is None else f"judges right {judge_accuracy:.0%} of the time"
+    reason = (
+        f"{point.reason}; the judged cascade at {lam0:g} ({judge}) would cost more than {point.best_model} "
+        f"({cost_share(cost0, point.best_cost)}): {why}, {lam:g} (cascade {q:.3f} at "
+        f"{cost_share(cost, point.best_cost)})"
+    )
+    return dataclasses.replace(
+        point, price_sensitivity=lam, reason=reason, cascade_quality=q, cascade_cost=cost, **common
+    )
+
+
+def cost_share(cost: float, best_cost: float) -> str:
+    return f"{100 * cost / best_cost:.0f}% of its cost" if best_cost > 0 else "no cost"
+
+
 def replay_store(router, models: list[str], *, modes, k: int, min_similarity: float, limit: int = REPLAY_ROWS):
     """The router's leave-one-out predictions on the store's complete subtasks, for each mode (strategy).
 
@@ -256,9 +413,13 @@ class OperatingPoints:
         explore: float,
         fallback: float = DEFAULT_PRICE_SENSITIVITY,
         wait: bool = False,
+        judge_accuracy: float | None = None,
+        accept: float = 0.5,
     ) -> OperatingPoint:
         """The operating point for these candidates (cheapest first) (`wait`: compute a stale one in line even
-        for a live router, as a benchmark's warm-up does).
+        for a live router, as a benchmark's warm-up does). `judge_accuracy`: the graph runs the judged cascade with
+        judges this accurate (its `judge_accuracy` knob), and the point is capped for it (:func:`cap_for_cascade`,
+        answers right when their recorded success reaches `accept`); None: the first pick alone.
 
         The replay can vouch only for a roster it can replay: every candidate needs at least half the
         unconditioned outcomes of the best-covered one. With one that has fewer (a model just added, whose
@@ -281,21 +442,22 @@ class OperatingPoints:
                 "candidate's); the fixed default until every candidate is covered",
             )
         known = list(models)
-        key = (tuple(known), mode, int(k), round(float(min_similarity), 6), round(float(explore), 6), fallback)
+        cascade = None if judge_accuracy is None else (round(float(judge_accuracy), 6), round(float(accept), 6))
+        key = (tuple(known), mode, int(k), round(float(min_similarity), 6), round(float(explore), 6), fallback, cascade)
         seen = store.outcomes_folded
         cached = self._cache.get(key)
         fresh = cached is not None and seen < max(cached.outcomes * (1 + REFIT_GROWTH), cached.outcomes + 1)
         if fresh:
             return cached
         if wait or not self.background:
-            return self._compute(key, known, mode, k, min_similarity, explore, fallback, seen)
+            return self._compute(key, known, mode, k, min_similarity, explore, fallback, seen, cascade)
         with self._lock:
             start = key not in self._pending
             self._pending.add(key)
         if start:
             threading.Thread(
                 target=self._compute,
-                args=(key, known, mode, k, min_similarity, explore, fallback, seen),
+                args=(key, known, mode, k, min_similarity, explore, fallback, seen, cascade),
                 name="operating-point",
                 daemon=True,
             ).start()
@@ -303,11 +465,15 @@ class OperatingPoints:
             return cached
         return fixed(fallback, "being chosen on the store's replay (in the background); the fixed default meanwhile")
 
-    def _compute(self, key, known, mode, k, min_similarity, explore, fallback, seen) -> OperatingPoint:
+    def _compute(self, key, known, mode, k, min_similarity, explore, fallback, seen, cascade) -> OperatingPoint:
         try:
             data, preds = replay_store(self.router, known, modes=(mode,), k=k, min_similarity=min_similarity)
-            p, c, cnt = preds[mode]
-            point = choose_on(data, (p, c, cnt), known, explore, fallback=fallback)
+            point = choose_on(data, preds[mode], known, explore, fallback=fallback)
+            if cascade is not None:
+                point = cap_for_cascade(
+                    point, preds[mode], data["success"], data["cost"], known, explore,
+                    judge_accuracy=cascade[0], accept=cascade[1], joint=self.router.joint(),
+                )  # fmt: skip
             point = dataclasses.replace(point, outcomes=seen)
         except Exception:  # routing goes on with the fixed default
             log.exception("choosing the operating point failed")

@@ -131,12 +131,23 @@ class Router:
         k: int,
         min_similarity: float,
         explore: float,
+        judge_accuracy: float | None = None,
+        accept: float = 0.5,
     ) -> OperatingPoint:
         """`price_sensitivity` as given, or (None) the one chosen on the store's own replay for these candidates
-        (cheapest first)."""
+        (cheapest first); with `judge_accuracy`, capped so that the judged cascade the graph runs is never
+        dearer than the best single model (:func:`fusiongraph.operating_point.cap_for_cascade`)."""
         if price_sensitivity is not None:
             return op.fixed(price_sensitivity, "set by the caller", source="context")
-        return self.operating_points.get(models, mode=mode, k=k, min_similarity=min_similarity, explore=explore)
+        return self.operating_points.get(
+            models,
+            mode=mode,
+            k=k,
+            min_similarity=min_similarity,
+            explore=explore,
+            judge_accuracy=judge_accuracy,
+            accept=accept,
+        )
 
     def global_rate(self, model: str, rates: dict | None = None) -> tuple[float, int]:
         s, n = (self.store.class_rates(None) if rates is None else rates).get(model, (0.5, 0))
@@ -288,11 +299,13 @@ class Router:
         default_tokens: int = 256,
         with_answers: bool = False,
         mode: Mode = "hybrid",
+        accept: float = 0.5,
     ) -> Route:
         """The hybrid route the graph runs: who decides (taxonomy / neighbours / both), predictions, the plan.
 
         `available` is cheapest first (ties in the plan go to the cheaper model). `price_sensitivity` None:
-        the one chosen on the store (:meth:`operating_point`, over every available model).
+        the one chosen on the store (:meth:`operating_point`, over every available model, for the judged
+        cascade with `judge_accuracy`; `accept` is the graph's quality_threshold).
         """
         nbrs = self.neighbours(embedding, k, min_similarity, with_answers=with_answers)
         in_class = [m for m in available if m in class_candidates]
@@ -323,7 +336,14 @@ class Router:
             default_tokens=default_tokens,
         )
         point = self.operating_point(
-            list(available), price_sensitivity, mode=mode, k=k, min_similarity=min_similarity, explore=explore
+            list(available),
+            price_sensitivity,
+            mode=mode,
+            k=k,
+            min_similarity=min_similarity,
+            explore=explore,
+            judge_accuracy=judge_accuracy,
+            accept=accept,
         )
         plan, skip = plan_utility(
             pool,

@@ -40,6 +40,7 @@ def neighbours(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
         default_tokens=res.taxonomy.answer_tokens(task_class.name, ctx.max_tokens),
         with_answers=ctx.guides > 0,
         mode=ctx.router,
+        accept=ctx.quality_threshold,
     )
     guides = sorted(
         (

@@ -435,10 +435,20 @@ def test_the_headline_is_each_training_stores_own_operating_point_and_a_fixed_kn
     info = json.loads((tmp_path / "auto" / "info.json").read_text())
     assert info["price_sensitivity"].startswith("auto")
     points = info["operating_points"]
-    assert len(points) == 2 and all(set(pts) == {"taxonomy", "knn", "probe", "hybrid"} for pts in points)
+    strategies = {"taxonomy", "knn", "probe", "hybrid", "cascade", "cascade@0.85"}
+    assert len(points) == 2 and all(set(pts) == strategies for pts in points)
     hyb = [pts["hybrid"] for pts in points]
     assert all(h["source"] == "auto" and h["rows"] == 300 and h["best_model"] == "costly" for h in hyb)
     assert all(h["quality"] > h["best_quality"] and h["cost"] < h["best_cost"] for h in hyb)
+    # each cascade's point: the hybrid's, replayed as the judged cascade and within the best model's cost
+    for pts in points:
+        for name, acc in (("cascade", None), ("cascade@0.85", 0.85)):
+            cas = pts[name]
+            assert (
+                cas["cascade_accuracy"] == acc and cas["router_price_sensitivity"] == pts["hybrid"]["price_sensitivity"]
+            )
+            assert cas["price_sensitivity"] >= cas["router_price_sensitivity"]
+            assert cas["cascade_cost"] <= cas["best_cost"] * (1 + 1e-9)
     # the promise on the rows it never saw: better than the best single model, at less than half its cost
     assert res["hybrid"]["quality"] > res["single:costly"]["quality"]
     assert res["hybrid"]["cost"] < 0.5 * res["single:costly"]["cost"]

@@ -145,6 +145,9 @@ def test_with_the_knob_left_empty_the_graph_routes_at_the_operating_point_chosen
         r, point = trace_point(graph.invoke(query, context=ctx(cache=False)))
     assert point["source"] == "auto" and point["best_model"] == "strong" and point["rows"] == 300
     assert point["quality"] > point["best_quality"] and point["cost"] < point["best_cost"]
+    # the judged cascade the graph runs was replayed at it, with the context's judge accuracy, within the cost
+    assert point["cascade_accuracy"] == ctx(cache=False).judge_accuracy
+    assert point["cascade_cost"] <= point["best_cost"]
     assert r["candidates"][0] == "cheap"
     # a knob set by the caller is used as given
     r, fixed = trace_point(graph.invoke(query, context=ctx(cache=False, price_sensitivity=0.0)))

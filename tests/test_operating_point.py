@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
 import pytest
 
 from fusiongraph.context import FusionContext
-from fusiongraph.operating_point import DEFAULT_PRICE_SENSITIVITY, MIN_ROWS, choose
-from fusiongraph.routing import Router
+from fusiongraph.operating_point import (
+    DEFAULT_PRICE_SENSITIVITY,
+    LAMBDAS,
+    MIN_ROWS,
+    OperatingPoint,
+    cap_for_cascade,
+    choose,
+    fixed,
+    replay_cascade,
+)
+from fusiongraph.routing import NO_JOINT, Router
 from fusiongraph.store import Outcome, OutcomeStore
 
 DIM = 16
@@ -120,12 +130,53 @@ def test_choose_falls_back_when_nothing_beats_the_best_model_within_its_cost_or_
     assert free.source == "default" and "cost" in free.reason
 
 
+def test_the_point_is_raised_until_the_judged_cascade_is_within_the_best_single_models_cost():
+    """The graph runs the judged cascade at the chosen value: where it would escalate past the best single model's
+    cost, the value is raised to the smallest of the sweep at which it does not; where it stays within, the
+    value is the router's own."""
+    region, scores, costs = region_table(600)
+    p = np.full(scores.shape, 0.6)  # predictions that tell nothing: at 0 the cascade tries everything it can
+    many = np.full(p.shape, 1000)
+    # the router's value 0, and a best single model as dear as "mid" (a cascade may try "dear" after it)
+    router_point = OperatingPoint(0.0, "auto", "the router's own", rows=600, models=tuple(MODELS), best_model="mid",
+                                  best_quality=float(scores[:, 1].mean()), best_cost=PRICE["mid"])  # fmt: skip
+
+    def cascade_cost(lam):
+        return replay_cascade(
+            p, costs, many, scores, costs, MODELS, MODELS, lam, 0.5, explore=1.0, judge_accuracy=0.8,
+            joints=[NO_JOINT], joint_of=np.zeros(len(p), int), judge_rng=np.random.default_rng(0), plan_accuracy=0.8,
+        )[1]  # fmt: skip
+
+    assert cascade_cost(0.0) > router_point.best_cost  # the router's value: the cascade dearer than "dear"
+    capped = cap_for_cascade(router_point, (p, costs, many), scores, costs, MODELS, 1.0,
+                             judge_accuracy=0.8, accept=0.5, joint=NO_JOINT)  # fmt: skip
+    assert capped.router_price_sensitivity == 0.0 and capped.price_sensitivity > 0.0
+    assert capped.cascade_accuracy == 0.8 and capped.cascade_cost <= capped.best_cost
+    assert capped.cascade_cost == pytest.approx(cascade_cost(capped.price_sensitivity))
+    below = max(x for x in LAMBDAS if x < capped.price_sensitivity)  # the smallest such value: the one below is dearer
+    assert cascade_cost(below) > capped.best_cost
+    assert "raised" in capped.reason and "cascade" in capped.reason
+    # within the cost already: the router's value, with the cascade's replay beside it
+    high = dataclasses.replace(router_point, price_sensitivity=float(capped.price_sensitivity))
+    kept = cap_for_cascade(high, (p, costs, many), scores, costs, MODELS, 1.0,
+                           judge_accuracy=0.8, accept=0.5, joint=NO_JOINT)  # fmt: skip
+    assert kept.price_sensitivity == high.price_sensitivity and kept.reason == high.reason
+    assert kept.cascade_cost == pytest.approx(capped.cascade_cost)
+    # a fixed fallback has nothing to replay
+    fallback = fixed(DEFAULT_PRICE_SENSITIVITY, "too few subtasks")
+    assert cap_for_cascade(fallback, (p, costs, many), scores, costs, MODELS, 1.0,
+                           judge_accuracy=0.8, accept=0.5, joint=NO_JOINT) == fallback  # fmt: skip
+
+
 def test_the_router_chooses_it_on_its_store_when_the_knob_is_left_empty_and_it_holds_on_new_prompts():
     store = filled_store(900)
     router = Router(store, probe_background=False)
-    point = router.operating_point(MODELS, None, k=32, min_similarity=0.3, explore=1.0)
+    point = router.operating_point(MODELS, None, k=32, min_similarity=0.3, explore=1.0, judge_accuracy=0.8)
     assert point.source == "auto" and point.rows == 900 and point.best_model == "dear"
     assert point.outcomes == store.outcomes_folded
+    # the graph runs the judged cascade at it (route's judge_accuracy 0.8): replayed, within the best model's cost
+    assert point.cascade_accuracy == 0.8 and point.cascade_cost <= point.best_cost
+    assert point.router_price_sensitivity is not None
     # an explicit knob wins
     fixed = router.operating_point(MODELS, 0.5, k=32, min_similarity=0.3, explore=1.0)
     assert fixed.price_sensitivity == 0.5 and fixed.source == "context"

@@ -40,7 +40,9 @@ Curves sweep ``price_sensitivity`` over ``LAMBDAS`` (0 and 41 values from 0.001 
 the headline quality/cost of a routed strategy is at the graph's default: with the knob left empty
 (``FusionContext.price_sensitivity`` None), each fold's training store chooses its operating point with the
 live router's own code (:mod:`fusiongraph.operating_point`: the cheapest point of the store's leave-one-out
-replay that beats its best single model by a standard error), per strategy (the cascades use the hybrid's);
+replay that beats its best single model by a standard error), per strategy; a cascade uses the hybrid's,
+raised where the judged cascade replayed on the same store (its own judge accuracy) would cost more than the
+best single model (:func:`fusiongraph.operating_point.cap_for_cascade`, as the live graph does);
 ``price_sensitivity=X`` (``--price-sensitivity``) fixes it. ``info.json`` lists each fold's choice and why.
 The oracle's headline is its per-prompt best.
 
@@ -120,14 +122,13 @@ from fusiongraph.bench.replay import (
     _check_two_model,
     _context_defaults,
     _folds,
-    _predictions,
     _record,
     _route_rows,
     evaluate,
-    replay_cascade,
     replay_pick,
 )
 from fusiongraph.bench.run import _embed, _load, _reorder, default_cache_path, run_bench
+from fusiongraph.operating_point import _predictions, replay_cascade
 from fusiongraph.routing import plan_utility  # the replays call it through here (tests replace it to count)
 from fusiongraph.tables import TableError
 

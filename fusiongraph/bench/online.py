@@ -14,11 +14,11 @@ from fusiongraph.bench.replay import (
     Replay,
     _context_defaults,
     _plan_utility,
-    _predictions,
     _record,
     _route_rows,
     replay_pick,
 )
+from fusiongraph.operating_point import _predictions
 from fusiongraph.routing import Router, explore_bonus
 from fusiongraph.store.outcomes import OutcomeStore
 from fusiongraph.tables import OutcomeTable

@@ -19,8 +19,16 @@ from fusiongraph.bench.metrics import (
     two_model_curve,
 )
 from fusiongraph.context import FusionContext
-from fusiongraph.operating_point import DEFAULT_PRICE_SENSITIVITY, LAMBDAS, OperatingPoint, choose_on, replay_store
-from fusiongraph.routing import JointRates, Prediction, Router, explore_bonus, first_picks, price_scale
+from fusiongraph.operating_point import (
+    DEFAULT_PRICE_SENSITIVITY,
+    LAMBDAS,
+    OperatingPoint,
+    cap_for_cascade,
+    choose_on,
+    replay_cascade,
+    replay_store,
+)
+from fusiongraph.routing import JointRates, Router, explore_bonus, first_picks, price_scale
 from fusiongraph.store.outcomes import OutcomeStore, text_hash
 from fusiongraph.tables import row_outcomes
 
@@ -71,14 +79,6 @@ class Replay:
         )
 
 
-def _predictions(p_row, c_row, n_row, models: list[str]) -> dict[str, Prediction]:
-    """The Prediction objects plan_utility reads (success, cost, outcome count)."""
-    return {
-        m: Prediction(float(p_row[j]), cost_usd=float(c_row[j]), n_outcomes=int(n_row[j]), explore_n=float(n_row[j]))
-        for j, m in enumerate(models)
-    }
-
-
 def replay_pick(
     p: np.ndarray, c: np.ndarray, n_out: np.ndarray, by_cost_idx: list[int], lam: float, explore: float
 ) -> np.ndarray:
@@ -88,20 +88,44 @@ def replay_pick(
     return order[first_picks(p[:, order], c[:, order], n_out[:, order], lam, explore)]
 
 
-def fold_points(router: Router, by_cost: list[str], modes, k: int, min_similarity: float, explore: float) -> dict:
+def fold_points(
+    router: Router,
+    by_cost: list[str],
+    modes,
+    k: int,
+    min_similarity: float,
+    explore: float,
+    *,
+    cascades: dict[str, float | None] | None = None,
+    accept: float = 0.5,
+) -> dict:
     """Each strategy's operating point chosen on this training store, by the graph's own code
     (:func:`fusiongraph.operating_point.replay_store` and :func:`~fusiongraph.operating_point.choose_on`, as
-    :class:`~fusiongraph.operating_point.OperatingPoints` does for the live router), over every model."""
+    :class:`~fusiongraph.operating_point.OperatingPoints` does for the live router), over every model; and
+    for each cascade of `cascades` (name -> judge accuracy, None: perfect), the hybrid's point capped so that
+    the judged cascade is never dearer than the best single model (:func:`cap_for_cascade`, as the live graph
+    does with its `judge_accuracy`)."""
     data, preds = replay_store(router, by_cost, modes=modes, k=k, min_similarity=min_similarity)
     seen = router.store.outcomes_folded
-    return {
+    points = {
         mode: dataclasses.replace(choose_on(data, pcn, by_cost, explore), outcomes=seen) for mode, pcn in preds.items()
     }
+    if "hybrid" in points:
+        for name, acc in (cascades or {}).items():
+            points[name] = cap_for_cascade(
+                points["hybrid"], preds["hybrid"], data["success"], data["cost"], by_cost, explore,
+                judge_accuracy=acc, accept=accept, joint=router.joint(), plan=_plan_utility,
+            )  # fmt: skip
+    return points
+
+
+def cascade_name(judge_accuracy: float | None) -> str:
+    return "cascade" if judge_accuracy is None else f"cascade@{judge_accuracy:g}"
 
 
 def _headline_lambdas(replay: Replay, name: str, n: int, default_lambda: float | None) -> np.ndarray:
     """Each row's headline price_sensitivity: the fixed knob, or its fold's operating point for the strategy
-    (the hybrid's for random and the cascades)."""
+    (the hybrid's for random; a cascade's own, the hybrid's capped for it, when the fold chose one)."""
     if default_lambda is not None:
         return np.full(n, float(default_lambda))
     per_fold = np.array([pts.get(name, pts["hybrid"]).price_sensitivity for pts in replay.points])
@@ -115,60 +139,6 @@ def _pick_rows(p, c, n_out, order, lams: np.ndarray, explore: float) -> np.ndarr
         rows = np.flatnonzero(lams == lam)
         pick[rows] = replay_pick(p[rows], c[rows], n_out[rows], order, float(lam), explore)
     return pick
-
-
-def replay_cascade(
-    p: np.ndarray,
-    c: np.ndarray,
-    n_out: np.ndarray,
-    scores: np.ndarray,
-    costs: np.ndarray,
-    models: list[str],
-    by_cost: list[str],
-    lam,
-    accept: float,
-    *,
-    explore: float,
-    judge_accuracy: float,
-    joints: list[JointRates],
-    joint_of: np.ndarray,
-    judge_rng: np.random.Generator | None = None,
-    plan_accuracy: float = 0.8,
-) -> tuple[float, float, float, np.ndarray]:
-    """The graph's cascade replayed: plan_utility's plan, each answer judged, paying for every model tried.
-
-    With ``judge_rng`` the judge agrees with the recorded outcome (score >= accept) with probability
-    `judge_accuracy`; without it the recorded score is a perfect judge. The answer is the first accepted
-    one, else the last tried (the plan ends with its strongest hope). Returns (quality, cost, mean tries,
-    each model's share of prompts on which it ran).
-    """
-    col = {m: j for j, m in enumerate(models)}
-    total_q = total_c = tries = 0.0
-    ran = np.zeros(len(models))
-    lams = np.broadcast_to(np.asarray(lam, dtype=float), (len(p),))  # one knob, or one per row
-    for i in range(len(p)):
-        plan, _ = _plan_utility(
-            by_cost,
-            _predictions(p[i], c[i], n_out[i], models),
-            float(lams[i]),
-            judge_accuracy=plan_accuracy,
-            explore=explore,
-            joint=joints[joint_of[i]],
-        )
-        answer = None
-        for m in plan:
-            j = col[m]
-            total_c += costs[i, j]
-            tries += 1
-            ran[j] += 1
-            right = scores[i, j] >= accept
-            accepted = right if judge_rng is None else (right if judge_rng.random() < judge_accuracy else not right)
-            answer = scores[i, j]
-            if accepted:
-                break
-        total_q += answer
-    n = len(p)
-    return total_q / n, total_c / n, tries / n, ran / n
 
 
 def _build_store(
@@ -334,9 +304,9 @@ def evaluate(
         cascade_lambdas = sorted(
             {*LAMBDAS[::3].tolist(), *([float(default_lambda)] if default_lambda is not None else [])}
         )
-        head_lams = _headline_lambdas(replay, "hybrid", n, default_lambda)
         for acc in (None, *judge_accuracies):
-            name = "cascade" if acc is None else f"cascade@{acc:g}"
+            name = cascade_name(acc)
+            head_lams = _headline_lambdas(replay, name, n, default_lambda)
             sweep = []
             # the headline: each row at its fold's operating point, one more replay (a fixed knob is in the sweep)
             for lam in [*cascade_lambdas, *(["default"] if default_lambda is None else [])]:
@@ -358,6 +328,7 @@ def evaluate(
                     joint_of=replay.joint_of,
                     judge_rng=rng,
                     plan_accuracy=0.999 if acc is None else acc,
+                    plan=_plan_utility,
                 )
                 sweep.append((lam, q, cst, tries, float(ran[strong])))
             if default_lambda is None:

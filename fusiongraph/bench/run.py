@@ -20,6 +20,7 @@ from fusiongraph.bench.replay import (
     _context_defaults,
     _folds,
     _route_rows,
+    cascade_name,
     evaluate,
     fold_points,
 )
@@ -159,6 +160,9 @@ def run_bench(
             f"({', '.join(models)}), got {introduce[0]!r}"
         )
 
+    # each cascade's operating point: the hybrid's, capped so that the judged cascade is within the best single
+    # model's cost (fusiongraph.operating_point.cap_for_cascade)
+    caps = {"cascades": {cascade_name(a): a for a in (None, *judge_accuracies)}, "accept": accept}
     t0 = time.perf_counter()
     if test is train:
         fold_of = _folds(train.prompts, folds, seed)
@@ -179,7 +183,7 @@ def run_bench(
                 router, models, vec_test, scores_test, test.prompts, te, k, min_similarity, modes, replay, known, hint
             )
             if lam is None:
-                replay.points.append(fold_points(router, by_cost, modes, k, min_similarity, explore))
+                replay.points.append(fold_points(router, by_cost, modes, k, min_similarity, explore, **caps))
             store.close()
             say(f"fold {f + 1}/{folds}: trained on {len(tr)} rows, tested on {len(te)}")
     else:
@@ -202,7 +206,7 @@ def run_bench(
             hint,
         )
         if lam is None:
-            replay.points.append(fold_points(router, by_cost, modes, k, min_similarity, explore))
+            replay.points.append(fold_points(router, by_cost, modes, k, min_similarity, explore, **caps))
         store.close()
     route_s = time.perf_counter() - t0
 

@@ -150,7 +150,7 @@ def choose(
     beats = [s for s in sweep if s[1] - q_best >= max(s[3], 1e-9)]
     if beats:
         lam, q, cost, _ = min(beats, key=lambda s: (s[2], -s[1], -s[0]))
-        share = f"{100 * cost / c_best:.0f}% of its cost" if c_best > 0 else "no cost"
+        share = _cost_share(cost, c_best)
         reason = (
             f"the cheapest point of the store's replay ({n} subtasks) that beats its best single model "
             f"{models[best]} ({q:.3f} vs {q_best:.3f}) by at least one standard error, at {share}"
@@ -330,15 +330,16 @@ def cap_for_cascade(
     judge = "a perfect judge" if judge_accuracy is None else f"judges right {judge_accuracy:.0%} of the time"
     reason = (
         f"{point.reason}; the judged cascade at {lam0:g} ({judge}) would cost more than {point.best_model} "
-        f"({cost_share(cost0, point.best_cost)}): {why}, {lam:g} (cascade {q:.3f} at "
-        f"{cost_share(cost, point.best_cost)})"
+        f"({_cost_share(cost0, point.best_cost)}): {why}, {lam:g} (cascade {q:.3f} at "
+        f"{_cost_share(cost, point.best_cost)})"
     )
     return dataclasses.replace(
         point, price_sensitivity=lam, reason=reason, cascade_quality=q, cascade_cost=cost, **common
     )
 
 
-def cost_share(cost: float, best_cost: float) -> str:
+def _cost_share(cost: float, best_cost: float) -> str:
+    """A cost as a share of the best single model's, for the reasons shown in the trace."""
     return f"{100 * cost / best_cost:.0f}% of its cost" if best_cost > 0 else "no cost"
 
 

@@ -95,7 +95,14 @@ def main() -> None:
             # graph), chosen in line here and timed apart, so that the timed routes read the cached choice
             t0 = time.perf_counter()
             point = router.operating_points.get(
-                MODELS, mode=ctx.router, k=args.k, min_similarity=0.0, explore=ctx.explore, wait=True
+                MODELS,
+                mode=ctx.router,
+                k=args.k,
+                min_similarity=0.0,
+                explore=ctx.explore,
+                wait=True,
+                judge_accuracy=ctx.judge_accuracy,
+                accept=ctx.quality_threshold,
             )
             point_s = time.perf_counter() - t0
             taxonomy.classify(embedder.embed_one("warm up"), embedder)
@@ -119,6 +126,7 @@ def main() -> None:
                     prompt_tokens=20,
                     prices=prices,
                     default_tokens=ctx.max_tokens,
+                    accept=ctx.quality_threshold,
                 )
 
             vecs = [embedder.embed_one(f"warm {i}") for i in range(10)]

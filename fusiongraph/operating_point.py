@@ -63,7 +63,7 @@ LAMBDAS = np.round(np.concatenate([[0.0], np.geomspace(0.001, 10.0, 41)]), 6)  #
 REPLAY_ROWS = 2000  # subtasks replayed to choose it (a seeded sample)
 MIN_ROWS = 200  # fewer complete subtasks than this: the fixed default
 REFIT_GROWTH = 0.1  # recompute once the store has grown by this share
-COMPLETE_SHARE = 0.9  # the complete subtasks must be at least this share of those with any candidate's outcome
+COMPLETE_SHARE = 0.9  # complete subtasks: at least this share of those with two or more candidates' outcomes
 CROSS_FOLDS = 5  # the replay's success probe is fitted this many times, each without a fifth of the sample
 
 
@@ -177,7 +177,7 @@ def choose(
 def choose_on(data: dict, predictions: tuple, models: list[str], explore: float, **kw) -> OperatingPoint:
     """:func:`choose` on :func:`replay_store`'s output for one strategy (the best single model told apart on
     every complete subtask of the store)."""
-    if data.get("complete", 0) < COMPLETE_SHARE * data.get("covered", 0):
+    if _selected_part(data):
         return fixed(
             kw.get("fallback", DEFAULT_PRICE_SENSITIVITY),
             f"only {data['complete']} of the {data['covered']} subtasks with outcomes of two or more candidates "
@@ -198,6 +198,11 @@ def choose_on(data: dict, predictions: tuple, models: list[str], explore: float,
         mean_cost=data.get("mean_cost"),
         **kw,
     )
+
+
+def _selected_part(data: dict) -> bool:
+    """The complete subtasks are too small a part of those where candidates were compared (step 1)."""
+    return data.get("complete", 0) < COMPLETE_SHARE * data.get("covered", 0)
 
 
 def _predictions(p_row, c_row, n_row, models: list[str]) -> dict[str, Prediction]:
@@ -353,7 +358,7 @@ def replay_store(router, models: list[str], *, modes, k: int, min_similarity: fl
     data = router.store.replay_rows(models, limit)
     n, m = len(data["ids"]), len(models)
     out = {mode: (np.zeros((n, m)), np.zeros((n, m)), np.zeros((n, m))) for mode in modes}
-    if n < MIN_ROWS or not np.nansum(data["cost"]) > 0 or data["complete"] < COMPLETE_SHARE * data["covered"]:
+    if n < MIN_ROWS or not np.nansum(data["cost"]) > 0 or _selected_part(data):
         return data, out  # choose_on() falls back without predictions
     for rows, fold_router in _cross_fitted(router, data["ids"]):
         for i in rows:
@@ -442,23 +447,30 @@ class OperatingPoints:
                 f"{', '.join(thin)}: too few recorded outcomes to replay (under half the best-covered "
                 "candidate's); the fixed default until every candidate is covered",
             )
-        known = list(models)
         cascade = None if judge_accuracy is None else (round(float(judge_accuracy), 6), round(float(accept), 6))
-        key = (tuple(known), mode, int(k), round(float(min_similarity), 6), round(float(explore), 6), fallback, cascade)
+        key = (
+            tuple(models),
+            mode,
+            int(k),
+            round(float(min_similarity), 6),
+            round(float(explore), 6),
+            fallback,
+            cascade,
+        )
         seen = store.outcomes_folded
         cached = self._cache.get(key)
         fresh = cached is not None and seen < max(cached.outcomes * (1 + REFIT_GROWTH), cached.outcomes + 1)
         if fresh:
             return cached
         if wait or not self.background:
-            return self._compute(key, known, mode, k, min_similarity, explore, fallback, seen, cascade)
+            return self._compute(key, list(models), mode, k, min_similarity, explore, fallback, seen, cascade)
         with self._lock:
             start = key not in self._pending
             self._pending.add(key)
         if start:
             threading.Thread(
                 target=self._compute,
-                args=(key, known, mode, k, min_similarity, explore, fallback, seen, cascade),
+                args=(key, list(models), mode, k, min_similarity, explore, fallback, seen, cascade),
                 name="operating-point",
                 daemon=True,
             ).start()
@@ -466,13 +478,13 @@ class OperatingPoints:
             return cached
         return fixed(fallback, "being chosen on the store's replay (in the background); the fixed default meanwhile")
 
-    def _compute(self, key, known, mode, k, min_similarity, explore, fallback, seen, cascade) -> OperatingPoint:
+    def _compute(self, key, models, mode, k, min_similarity, explore, fallback, seen, cascade) -> OperatingPoint:
         try:
-            data, preds = replay_store(self.router, known, modes=(mode,), k=k, min_similarity=min_similarity)
-            point = choose_on(data, preds[mode], known, explore, fallback=fallback)
+            data, preds = replay_store(self.router, models, modes=(mode,), k=k, min_similarity=min_similarity)
+            point = choose_on(data, preds[mode], models, explore, fallback=fallback)
             if cascade is not None:
                 point = cap_for_cascade(
-                    point, preds[mode], data["success"], data["cost"], known, explore,
+                    point, preds[mode], data["success"], data["cost"], models, explore,
                     judge_accuracy=cascade[0], accept=cascade[1], joint=self.router.joint(),
                 )  # fmt: skip
             point = dataclasses.replace(point, outcomes=seen)

@@ -66,6 +66,7 @@ def run_online(
     replay = Replay.empty(n, m, ("hybrid",))
     seen_outcomes = 0
     new_j = models.index(introduce[0]) if introduce else None
+    knobs = _context_defaults()  # judge_accuracy and quality_threshold, as the live route reads them
     without_new = [j for j in costs.order if j != new_j]
     order = np.arange(n) if order_seed is None else np.random.default_rng(order_seed).permutation(n)
     for start in range(0, n, size):
@@ -111,8 +112,15 @@ def run_online(
         knob = lam
         if knob is None:
             op = router.operating_point(
-                [models[j] for j in usable], None, mode="hybrid", k=k, min_similarity=min_similarity, explore=explore
-            )
+                [models[j] for j in usable],
+                None,
+                mode="hybrid",
+                k=k,
+                min_similarity=min_similarity,
+                explore=explore,
+                judge_accuracy=knobs["judge_accuracy"],
+                accept=knobs["accept"],
+            )  # as the live route asks for it: capped for the judged cascade the graph runs
             knob = op.price_sensitivity
             point["price_sensitivity"] = knob
         pick = replay_pick(p, c, n_out, usable, knob, explore)
@@ -124,13 +132,18 @@ def run_online(
             if start < introduce[1]:
                 sc[:, new_j] = np.nan
             else:  # only where the cascade ran it: in the plan, and every model before it rejected
-                accept = _context_defaults()["accept"]
+                accept = knobs["accept"]
                 col = {name: j for j, name in enumerate(models)}
                 tried = np.zeros(len(rows), bool)
                 conditioned = np.zeros(sc.shape, bool)
                 for r in range(len(rows)):
                     plan, _ = _plan_utility(
-                        by_cost, _predictions(p[r], c[r], n_out[r], models), knob, explore=explore, joint=router.joint()
+                        by_cost,
+                        _predictions(p[r], c[r], n_out[r], models),
+                        knob,
+                        judge_accuracy=knobs["judge_accuracy"],
+                        explore=explore,
+                        joint=router.joint(),
                     )
                     # the recorded outcome as the judge
                     tried[r], conditioned[r, new_j] = cascade_reach(

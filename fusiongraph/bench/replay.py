@@ -34,7 +34,8 @@ from fusiongraph.tables import row_outcomes
 
 
 def _context_defaults() -> dict:
-    """The graph's routing knobs (k, min_similarity, quality_threshold) from FusionContext's defaults."""
+    """The graph's routing knobs (k, min_similarity, quality_threshold, judge_accuracy, ...) from FusionContext's
+    defaults."""
     c = FusionContext()
     return {
         "k": c.k,
@@ -42,6 +43,7 @@ def _context_defaults() -> dict:
         "accept": c.quality_threshold,
         "price_sensitivity": c.price_sensitivity,
         "explore": c.explore,
+        "judge_accuracy": c.judge_accuracy,
     }
 
 

@@ -147,7 +147,7 @@ def test_the_point_is_raised_until_the_judged_cascade_is_within_the_best_single_
             joints=[NO_JOINT], joint_of=np.zeros(len(p), int), judge_rng=np.random.default_rng(0), plan_accuracy=0.8,
         )[1]  # fmt: skip
 
-    assert cascade_cost(0.0) > router_point.best_cost  # the router's value: the cascade dearer than "dear"
+    assert cascade_cost(0.0) > router_point.best_cost  # at the router's value: dearer than the best model, "mid"
     capped = cap_for_cascade(router_point, (p, costs, many), scores, costs, MODELS, 1.0,
                              judge_accuracy=0.8, accept=0.5, joint=NO_JOINT)  # fmt: skip
     assert capped.router_price_sensitivity == 0.0 and capped.price_sensitivity > 0.0

@@ -46,11 +46,12 @@ def answer_messages(
     history: Sequence[BaseMessage] = (),
     tail: Sequence[BaseMessage] = (),
     message: BaseMessage | None = None,
+    system: str = "answer",
 ) -> list:
-    """System prompt, worked examples from stronger models (RAR guides), the conversation's earlier
+    """System prompt (prompts/<system>.md: the task class's), worked examples from stronger models (RAR guides), the conversation's earlier
     messages (`history`: system and earlier turns), the (self-contained) subtask, or the user's own
     `message` when it is sent whole (image parts), then `tail` (the tool calls and results after it)."""
-    messages: list = [SystemMessage(load_prompt("answer"))]
+    messages: list = [SystemMessage(load_prompt(system))]
     for g in guides:
         messages += [HumanMessage(g["subtask"]), AIMessage(g["answer"])]
     return messages + list(history) + [message if message is not None else HumanMessage(subtask)] + list(tail)
@@ -157,13 +158,14 @@ def prepare_call(
     counter = getattr(model, "count_tokens", estimate_tokens)
     extra = sum(counter(message_text(m)) + PER_MESSAGE_TOKENS for m in tail)
     extra += counter(json.dumps(request.get("tools") or [])) if request else 0
-    room = spec.context - ctx.max_tokens - counter(load_prompt("answer")) - 64 - extra
+    system = res.taxonomy.answer_prompt(task_class)
+    room = spec.context - ctx.max_tokens - counter(load_prompt(system)) - 64 - extra
     history, dropped = fit_history(history, room - counter(subtask), counter)
     room -= sum(counter(message_text(m)) + PER_MESSAGE_TOKENS for m in history)
     if counter(subtask) + sum(counter(g["subtask"] + g["answer"]) for g in guides) > room:
         guides = []  # the task itself comes before the worked examples
     sent, removed = trim_to_tokens(subtask, room, counter)
-    messages = answer_messages(sent, guides, history, tail, message if not removed else None)
+    messages = answer_messages(sent, guides, history, tail, message if not removed else None, system)
     prompt_text = "\n".join(message_text(m) for m in messages)
     bound = prompt_bound(messages, counter_for(model), request=request)
     answer_worst = spec.cost(bound, ctx.max_tokens)
@@ -276,9 +278,11 @@ def run_attempt(
             verdict.detail = redact(verdict.detail, secrets)
             verdicts.append(verdict)
     judge_usage = {"tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0}
+    compute_s = usage.get("compute_s", 0.0)
     for v in verdicts:
         if v.usage is not None:
             judge_usage = {k: judge_usage[k] + v.usage[k] for k in judge_usage}
+            compute_s += v.usage.get("compute_s", 0.0)
     acceptance = decide(current_fit(res.store), verdicts, getattr(klass, "name", klass), call.model_id, answer, finish)
     confidence = acceptance["p_right"]
     return new_attempt(
@@ -298,6 +302,7 @@ def run_attempt(
         tool_calls=calls,
         acceptance=acceptance,
         after_rejection=conditioned,
+        compute_s=compute_s,
     )
 
 

@@ -114,7 +114,9 @@ def worst_cost(spec, tokens_in: int, max_out: int) -> float:
 
 def charge(spec, message, prompt_text: str, in_bound: int, max_out: int) -> dict:
     """What a call cost: the tokens the model reported; where it reported none, ModelSpec.usage's
-    estimate, never above the call's bounds (the output cannot pass max_tokens)."""
+    estimate, never above the call's bounds (the output cannot pass max_tokens). A local model priced by
+    the hour is charged the compute seconds it reported (``compute_s``, also returned), which can pass its
+    reservation when the machine runs slower than its nominal tokens_per_s."""
     usage = spec.usage(message, prompt_text)
     reported = getattr(message, "usage_metadata", None) or {}
     for key, reported_key, bound in (("tokens_in", "input_tokens", in_bound), ("tokens_out", "output_tokens", max_out)):
@@ -122,7 +124,10 @@ def charge(spec, message, prompt_text: str, in_bound: int, max_out: int) -> dict
             usage[key] = int(reported[reported_key])  # a reported 0 is 0, not "unknown"
         else:
             usage[key] = min(usage[key], bound)
-    usage["cost_usd"] = spec.cost(usage["tokens_in"], usage["tokens_out"])
+    seconds = (getattr(message, "response_metadata", None) or {}).get("compute_s")
+    usage["cost_usd"] = spec.call_cost(usage["tokens_in"], usage["tokens_out"], seconds)
+    if seconds is not None:
+        usage["compute_s"] = float(seconds)
     return usage
 
 

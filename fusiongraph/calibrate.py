@@ -88,7 +88,7 @@ def calibrate(path: str | Path, ctx: FusionContext, show_progress: bool = True) 
     prompts = load_prompts(path)
     models, skipped = res.roster.availability(ctx.local_only, answering=True)
     available, _ = res.roster.availability(ctx.local_only)
-    judge_id = res.roster.helper(available, ctx.judge_model) if ctx.llm_judge else None
+    judge_id = res.roster.helper(available, ctx.judge_model, ctx.budget_usd) if ctx.llm_judge else None
     done = res.store.texts_with_source("calibrate")
     run_id = f"calibrate-{uuid.uuid4()}"
     todo = [p for p in prompts if text_hash(p) not in done]

@@ -531,6 +531,63 @@ def judge_eval(
         je.print_report(report, console)
 
 
+@app.command("eval")
+def eval_command(
+    files: list[str] = typer.Argument(
+        ...,
+        help='JSONL: {"id", "prompt", "reference", "match": numeric|exact|option} or {"id", "prompt", "parts": [...]}.',
+    ),
+    out: str = typer.Option(..., "--out", help="Directory for answers.jsonl, live.jsonl, results.json, frontier.png."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="At most N questions of each file."),
+    skip: int = typer.Option(0, "--skip", help="Leave out the first N questions of each file (a held-out slice)."),
+    live: int = typer.Option(5, "--live", help="One-part questions of each file also run through the live graph."),
+    models: Optional[str] = typer.Option(None, "--models", help="Model ids, comma-separated (default: all available)."),
+    record: bool = typer.Option(
+        False, "--record", help="Then keep the answers as outcomes and refit the acceptance on them (learn from it)."
+    ),
+    local_only: bool = typer.Option(True, "--local-only/--api", help="Only local models (default)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Quality threshold (0-1) to accept."),
+    store_dir: Optional[str] = typer.Option(None, "--store-dir", help="Outcome store directory."),
+    roster: Optional[str] = typer.Option(None, "--roster", help="Model roster YAML."),
+    as_json: bool = typer.Option(False, "--json", help="Print results.json instead of the table."),
+) -> None:
+    """The whole graph, live, against gold answers: every model alone, the oracle, a fixed cascade, the graph's
+    route replayed on the recorded verdicts, and the live graph on a sample (resumable: run it again)."""
+    from fusiongraph import live_eval as le
+
+    try:
+        ctx = _context(local_only=local_only, quality_threshold=threshold, store_dir=store_dir, models_path=roster)
+        wanted = [m.strip() for m in models.split(",") if m.strip()] if models else None
+        results = le.run_eval(
+            files, out, ctx, limit=limit, skip=skip, live=live, models=wanted, record=record, progress=not as_json
+        )
+    except (ValueError, OSError, KeyError) as exc:
+        _fail(str(exc))
+    if as_json:
+        print(json.dumps(results, indent=2, ensure_ascii=False))
+        return
+    table = Table(title=f"eval: {results['questions']} questions, {', '.join(results['files'])}", title_justify="left")
+    for col in ("strategy", "questions", "accuracy", "cost USD", "compute s"):
+        table.add_column(col, justify="left" if col == "strategy" else "right")
+    for name, s in results["strategies"].items():
+        acc = "-" if s.get("accuracy") is None else f"{s['accuracy']:.3f}"
+        table.add_row(name, str(s["questions"]), acc, f"{s['cost_usd']:.5f}", f"{s['seconds']:.0f}")
+    console.print(table)
+    judges = Table(title="judges on real answers", title_justify="left")
+    for col in ("judge", "answers", "AUROC", "accept acc.", "right rejected"):
+        judges.add_column(col, justify="left" if col == "judge" else "right")
+    for kind, m in results["judges"].items():
+        judges.add_row(
+            kind,
+            str(m["answers"]),
+            *("-" if m[k] is None else f"{m[k]:.3f}" for k in ("auroc", "accept_accuracy", "right_rejected")),
+        )
+    console.print(judges)
+    console.print(
+        f"best single model: {results['best_single']}; results in {out}/results.json, plot {out}/frontier.png"
+    )
+
+
 @app.command("calibrate-judges")
 def calibrate_judges(
     answers: list[str] = typer.Argument(..., help="answers.jsonl files written by judge-eval --out."),

@@ -103,15 +103,22 @@ class FusionContext:
         },
     )
     max_tokens: int = field(
-        default=256, metadata={"range": (1, 32768), "description": "Most output tokens per model call."}
+        default=1024,
+        metadata={
+            "range": (1, 32768),
+            "description": "Most output tokens per model call (an answer also stops at its class's length, "
+            "store/taxonomy.yaml: step-by-step maths needs ~512).",
+        },
     )
     consistency_samples: int = field(
-        default=3,
+        default=0,
         metadata={
             "range": (0, 8),
-            "description": "Samples the consistency judge draws from the answering model (0-8; 0 turns it off): each "
-            "a short extra call (at most the class's answer length) whose worst case is reserved in the budget. "
-            "Asked only where the calibrated acceptance gives the judge a say.",
+            "description": "Samples the consistency judge draws from the answering model (0-8): each a short extra "
+            "call (at most the class's answer length) whose worst case is reserved in the budget. 0 (the default): "
+            "the judge compares the answer with the cheaper tiers' answers only (other models err differently; "
+            "on local models a sample costs as much compute as the answer). Asked only where the calibrated "
+            "acceptance gives the judge a say.",
         },
     )
     consistency_temperature: float = field(

@@ -272,7 +272,7 @@ def run_judge_eval(
     res = get_resources(ctx)
     chosen, skipped = choose_models(res, ctx, models)
     available, _ = res.roster.availability(ctx.local_only)
-    judge_id = res.roster.helper(available, ctx.judge_model) if ctx.llm_judge else None
+    judge_id = res.roster.helper(available, ctx.judge_model, ctx.budget_usd) if ctx.llm_judge else None
     answers: list[dict] = []
     for item in tqdm(items, desc="judge-eval", unit="question", disable=not show_progress):
         task_class = res.taxonomy.classify(res.embedder.embed_one(item["prompt"]), res.embedder).task_class

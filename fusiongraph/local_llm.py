@@ -7,7 +7,10 @@ model file built without the extra CPU buffer types that crash on AMX CPUs (:fun
 llama-cpp-python only returns logprobs when the model is built with ``logits_all=True``, which makes
 generation ~7x slower here; instead a logits processor reads the raw logits of each step and keeps
 the log-probability of the token that was sampled from them, at no measurable cost. A lock per
-model file serialises calls, since ``llama_cpp.Llama`` is not thread-safe.
+model file serialises calls, since ``llama_cpp.Llama`` is not thread-safe, and every in-process model of the
+process shares the CPU through one semaphore (:data:`CPU_SLOTS`): on 2 cores, two models decoding at once
+are each slower than one after the other. Each call reports the seconds it computed (``compute_s``, the
+lock's waiting excluded): a local model priced by the hour is charged those.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import json
 import math
 import os
 import threading
+import time
 import weakref
 from pathlib import Path
 from typing import Any, Iterator, Type
@@ -102,11 +106,56 @@ def without_extra_bufts():
     return original
 
 
+def _cpu_slots() -> int:
+    raw = os.environ.get("FUSIONGRAPH_LOCAL_PARALLEL", "1")
+    try:
+        slots = int(raw)
+    except ValueError:
+        raise ValueError(f"FUSIONGRAPH_LOCAL_PARALLEL={raw!r}: expected a whole number >= 1") from None
+    if slots < 1:
+        raise ValueError(f"FUSIONGRAPH_LOCAL_PARALLEL={raw!r}: expected a whole number >= 1")
+    return slots
+
+
+CPU_SLOTS = _cpu_slots()  # in-process models computing at once (FUSIONGRAPH_LOCAL_PARALLEL, default 1)
+_CPU = threading.BoundedSemaphore(CPU_SLOTS)
+
+
+def default_threads() -> int:
+    """llama.cpp threads per model: ``FUSIONGRAPH_LLAMA_THREADS``, else the cores this process may use
+    divided among the CPU slots (at least 1)."""
+    raw = os.environ.get("FUSIONGRAPH_LLAMA_THREADS")
+    if raw:
+        if not raw.isdigit() or int(raw) < 1:
+            raise ValueError(f"FUSIONGRAPH_LLAMA_THREADS={raw!r}: expected a whole number >= 1")
+        return int(raw)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // CPU_SLOTS)
+
+
+class ComputeTimer:
+    """Seconds spent computing inside :meth:`_LoadedModel.compute` blocks (waiting for the CPU excluded)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+
 class _LoadedModel:
     def __init__(self, path: Path, n_ctx: int, n_threads: int | None):
-        self.llama = _build_llama(path, n_ctx, n_threads)
+        self.llama = _build_llama(path, n_ctx, n_threads or default_threads())
         self.lock = threading.Lock()
         _BUILT.add(self)
+
+    @contextlib.contextmanager
+    def compute(self, timer: ComputeTimer | None = None):
+        """Hold a CPU slot and this model's lock; the time held is added to `timer`."""
+        with _CPU, self.lock:
+            started = time.perf_counter()
+            try:
+                yield
+            finally:
+                if timer is not None:
+                    timer.seconds += time.perf_counter() - started
 
 
 _BUILT: "weakref.WeakSet[_LoadedModel]" = weakref.WeakSet()  # every model built and still referenced
@@ -341,7 +390,7 @@ class LocalLlamaChat(ChatLlamaCpp):
         options = [f'"functions.{n}"' for n in names] + (['"message"'] if choice != "required" else [])
         grammar = LlamaGrammar.from_string("root ::= " + " | ".join(options), verbose=self.verbose)
         model = self._model()
-        with model.lock:
+        with model.compute(kwargs.get("_timer")):
             picked = model.llama.create_chat_completion(
                 messages=dicts, grammar=grammar, max_tokens=24, temperature=0.0
             )["choices"][0]["message"]["content"]
@@ -359,8 +408,12 @@ class LocalLlamaChat(ChatLlamaCpp):
         calls = [tc for g in result.generations for tc in getattr(g.message, "tool_calls", None) or []]
         return bool(calls) and all((tc["name"], json.dumps(tc.get("args"), sort_keys=True)) in made for tc in calls)
 
-    def _meta(self, lp: SampledTokenLogprobs, finish_reason: str | None) -> dict:
-        meta: dict[str, Any] = {"finish_reason": finish_reason, "model_name": self.model_name}
+    def _meta(self, lp: SampledTokenLogprobs, finish_reason: str | None, timer: ComputeTimer) -> dict:
+        meta: dict[str, Any] = {
+            "finish_reason": finish_reason,
+            "model_name": self.model_name,
+            "compute_s": round(timer.seconds, 4),
+        }
         if lp.logprobs:
             meta["token_logprobs"] = lp.logprobs
             llama = self._model().llama
@@ -375,6 +428,7 @@ class LocalLlamaChat(ChatLlamaCpp):
         **kwargs: Any,
     ) -> ChatResult:
         kwargs = _llama_response_format(kwargs)
+        timer = kwargs.pop("_timer", None) or ComputeTimer()
         if self.streaming and not kwargs.get("tools"):
             return super()._generate(messages, stop, run_manager, **kwargs)  # through self._stream
         from llama_cpp import LogitsProcessorList
@@ -382,10 +436,11 @@ class LocalLlamaChat(ChatLlamaCpp):
         model = self._model()
         auto = kwargs.get("tool_choice") in (None, "auto")
         if kwargs.get("tools"):
-            kwargs = self._tool_call_choice(messages, kwargs)
+            kwargs = self._tool_call_choice(messages, {**kwargs, "_timer": timer})
+            kwargs.pop("_timer", None)
         dicts = kwargs.pop("_tool_dicts", None)
         lp = SampledTokenLogprobs()
-        with model.lock:
+        with model.compute(timer):
             if dicts is None:
                 result = super()._generate(
                     messages, stop, run_manager, logits_processor=LogitsProcessorList([lp]), **kwargs
@@ -395,10 +450,10 @@ class LocalLlamaChat(ChatLlamaCpp):
                 result = self._create_chat_result(self.client.create_chat_completion(messages=dicts, **params))
         if dicts is not None and auto and self._repeats_a_call(result, messages):
             plain = {k: v for k, v in kwargs.items() if k not in ("tools", "tool_choice")}
-            return self._generate(messages, stop, run_manager, **plain)
+            return self._generate(messages, stop, run_manager, _timer=timer, **plain)
         usage = (result.llm_output or {}).get("token_usage") or {}
         for gen in result.generations:
-            gen.message.response_metadata = self._meta(lp, (gen.generation_info or {}).get("finish_reason"))
+            gen.message.response_metadata = self._meta(lp, (gen.generation_info or {}).get("finish_reason"), timer)
             gen.message.usage_metadata = {
                 "input_tokens": usage.get("prompt_tokens", 0),
                 "output_tokens": usage.get("completion_tokens", 0),
@@ -437,7 +492,8 @@ class LocalLlamaChat(ChatLlamaCpp):
         finish_reason = None
         n_out = 0
         named: set = set()
-        with model.lock:
+        timer = ComputeTimer()
+        with model.compute(timer):
             prompt_tokens = sum(
                 len(model.llama.tokenize(str(m.get("content") or "").encode("utf-8", "replace"), add_bos=False)) + 4
                 for m in self._create_message_dicts(messages)
@@ -453,7 +509,7 @@ class LocalLlamaChat(ChatLlamaCpp):
         yield ChatGenerationChunk(
             message=AIMessageChunk(
                 content="",
-                response_metadata=self._meta(lp, finish_reason),
+                response_metadata=self._meta(lp, finish_reason, timer),
                 usage_metadata={
                     "input_tokens": prompt_tokens,
                     "output_tokens": n_out,

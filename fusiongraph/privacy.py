@@ -440,14 +440,14 @@ def helper_for(res, ctx, available: list[str], preferred: str, sensitive: bool) 
     """The planner/judge/synthesiser for text that may hold sensitive values: (model, mask): the usual helper
     when nothing is sensitive or it is trusted; else under 'route' the trusted helper (None if there is none),
     under 'redact' the usual helper with the values masked."""
-    chosen = res.roster.helper(available, preferred)
+    chosen = res.roster.helper(available, preferred, ctx.budget_usd)
     if not sensitive or ctx.privacy == "off" or chosen is None or is_trusted(res.roster[chosen]):
         return chosen, False
     if ctx.privacy == "redact":
         return chosen, True
     trusted = [m for m in available if is_trusted(res.roster[m])]
     pref = preferred if preferred in trusted else ""
-    return (res.roster.helper(trusted, pref) if trusted else None), False
+    return (res.roster.helper(trusted, pref, ctx.budget_usd) if trusted else None), False
 
 
 class PrivacyHold(Exception):

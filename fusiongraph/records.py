@@ -54,6 +54,7 @@ class Usage(TypedDict):
     tokens_in: int
     tokens_out: int
     cost_usd: float
+    compute_s: NotRequired[float]  # an in-process model's compute seconds (what a model priced by the hour is charged)
 
 
 @with_config(_STRICT)
@@ -86,6 +87,7 @@ class Attempt(TypedDict):
     judge_tokens_in: NotRequired[int]
     judge_tokens_out: NotRequired[int]
     judge_trimmed_chars: NotRequired[int]  # characters of the answer a judge did not read (its reserved allowance)
+    compute_s: NotRequired[float]  # a returned call: in-process compute seconds of its answer and judges
 
 
 class Skip(TypedDict):
@@ -135,6 +137,7 @@ class SubtaskResult(TypedDict):
     tokens_in: int  # the attempts' answers and judges
     tokens_out: int
     latency_s: float  # the attempts' summed latency
+    compute_s: float  # the attempts' summed in-process compute seconds (answers and judges)
     trace: list[TraceEvent]  # the subtask's events (budget, taxonomy, neighbours, cascade, record)
     sensitive: NotRequired[list[dict]]  # what the privacy detectors found ({detector, kind, chars}; no values)
     cache: NotRequired[dict]  # answered from the answer cache: {subtask_id, similarity, model, age_s}
@@ -159,6 +162,7 @@ class Summary(TypedDict):
     spent_usd: SpentUSD
     within_budget: bool | None  # spent_usd.total <= budget_usd (None without a budget)
     cost_usd: float  # every call: plan, answers, judges, synthesis
+    compute_s: float  # every in-process call's compute seconds (what local models priced by the hour are charged)
     tokens_in: int
     tokens_out: int
     strongest_model: str  # the costliest answering model: the baseline
@@ -192,6 +196,7 @@ def new_attempt(
     tool_calls: Sequence[Mapping[str, Any]] = (),
     acceptance: AcceptanceRecord | None = None,
     after_rejection: bool = False,
+    compute_s: float = 0.0,
 ) -> Attempt:
     """The one place an :class:`Attempt` is built: a failed call when `error` is given, else a judged answer."""
     attempt: dict[str, Any] = {"model": model, "guides": list(guides), "after_rejection": bool(after_rejection)}
@@ -220,6 +225,8 @@ def new_attempt(
     )
     if judge_trimmed_chars:
         attempt["judge_trimmed_chars"] = judge_trimmed_chars
+    if compute_s:
+        attempt["compute_s"] = round(float(compute_s), 4)
     if acceptance is not None:
         attempt["acceptance"] = acceptance
     attempt.update(
@@ -264,6 +271,7 @@ def new_result(state: Mapping[str, Any], trace: list[TraceEvent]) -> SubtaskResu
     result["tokens_in"] = sum(a.get("tokens_in", 0) + a.get("judge_tokens_in", 0) for a in attempts)
     result["tokens_out"] = sum(a.get("tokens_out", 0) + a.get("judge_tokens_out", 0) for a in attempts)
     result["latency_s"] = round(sum(a.get("latency_s", 0.0) for a in attempts), 3)
+    result["compute_s"] = round(sum(a.get("compute_s", 0.0) for a in attempts), 3)
     if state.get("tool_calls"):
         result["tool_calls"] = list(state["tool_calls"])
     result["verified"] = state.get("status") == "accepted"
@@ -289,6 +297,9 @@ def new_summary(
         "spent_usd": spent,
         "within_budget": None if budget_usd is None else spent["total"] <= budget_usd,
         "cost_usd": sum(r["cost_usd"] for r in results) + sum(e.get("cost_usd", 0.0) for e in overhead),
+        "compute_s": round(
+            sum(r.get("compute_s", 0.0) for r in results) + sum(e.get("compute_s", 0.0) for e in overhead), 3
+        ),
         "tokens_in": sum(r["tokens_in"] for r in results) + sum(e.get("tokens_in", 0) for e in overhead),
         "tokens_out": sum(r["tokens_out"] for r in results) + sum(e.get("tokens_out", 0) for e in overhead),
         **strongest_alone,

@@ -11,6 +11,7 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from fusiongraph.gguf_parts import GgufParts, cache_dir
 from fusiongraph.model_kinds import ModelKind, env, get_kind
 from fusiongraph.prompts import load_prompt
 from fusiongraph.text import QueryError, estimate_tokens, load_yaml_mapping
@@ -24,6 +25,8 @@ class CapabilityError(QueryError):
         self.capability = capability
 
 
+HELPER_CALL_TOKENS = (1024, 256)  # a typical plan, judge or synthesis call: tokens in, out
+HELPER_BUDGET_SHARE = 0.25  # an in-process helper is chosen only if such a call costs at most this share of the budget
 LARGE_LOCAL_BYTES = 1 << 30  # an in-process GGUF this big or bigger is "large": at most one is held at once
 
 
@@ -42,9 +45,22 @@ class ModelSpec(BaseModel):
     gguf_file: str | None = None
     gguf_path: str | None = None
     gguf_path_env: str | None = None
+    gguf_parts: GgufParts | None = Field(
+        default=None, description="a GGUF shipped as numbered part packages, joined into the cache and verified"
+    )
     context: int = Field(default=4096, gt=0)
     price_in: float = Field(default=0.0, ge=0, description="USD per 1M input tokens")
     price_out: float = Field(default=0.0, ge=0, description="USD per 1M output tokens")
+    usd_per_hour: float | None = Field(
+        default=None,
+        ge=0,
+        description="a local model's price: the machine's USD per hour; a call costs its measured compute seconds "
+        "times this (price_in / price_out are then derived from tokens_per_s, for planning and reservations)",
+    )
+    tokens_per_s: tuple[float, float] | None = Field(
+        default=None,
+        description="[prompt, output] tokens per second of the local model on a loaded machine (with usd_per_hour)",
+    )
     logprobs: bool = False
     timeout_s: float | None = None
     answers: bool = Field(default=True, description="false: only a judge or planner, never a cascade tier")
@@ -73,6 +89,11 @@ class ModelSpec(BaseModel):
     @model_validator(mode="after")
     def _check_kind(self) -> "ModelSpec":
         self.model_kind.validate(self)
+        if self.usd_per_hour is not None:
+            if not self.tokens_per_s or min(self.tokens_per_s) <= 0:
+                raise ValueError(f"model {self.id!r}: usd_per_hour needs tokens_per_s: [prompt, output] > 0")
+            per_token = self.usd_per_hour / 3600 * 1e6  # USD per 1M tokens at 1 token/s
+            self.price_in, self.price_out = per_token / self.tokens_per_s[0], per_token / self.tokens_per_s[1]
         return self
 
     @property
@@ -85,7 +106,15 @@ class ModelSpec(BaseModel):
         return self.model_kind.local
 
     def cost(self, tokens_in: int, tokens_out: int) -> float:
+        """USD of a call by its tokens (a priced-by-the-hour model: at its nominal tokens_per_s)."""
         return (tokens_in * self.price_in + tokens_out * self.price_out) / 1e6
+
+    def call_cost(self, tokens_in: int, tokens_out: int, seconds: float | None) -> float:
+        """USD of a call that was made: a priced-by-the-hour model's measured compute seconds x its hourly
+        price, else (or with no seconds measured) its tokens at the per-token prices."""
+        if self.usd_per_hour is not None and seconds is not None:
+            return seconds * self.usd_per_hour / 3600
+        return self.cost(tokens_in, tokens_out)
 
     def usage(self, message: AIMessage | None, prompt_text: str) -> dict:
         """Tokens in/out of one call (as the model reported them, else estimated) and their cost in USD."""
@@ -165,7 +194,10 @@ class Roster:
                     **s.model_dump(),
                     "base_url": s.base_url or env(s.base_url_env),
                     "model": env(s.model_env) or s.model,
-                    "gguf_path": env(s.gguf_path_env) or s.gguf_path or _package_file(s.gguf_package, s.gguf_file),
+                    "gguf_path": env(s.gguf_path_env)
+                    or s.gguf_path
+                    or _package_file(s.gguf_package, s.gguf_file)
+                    or (str(cache_dir() / s.gguf_parts.file) if s.gguf_parts else None),
                 }
                 for s in specs
             ]
@@ -247,11 +279,12 @@ class Roster:
             need,
         )
 
-    def helper(self, available: list[str], preferred: str = "") -> str | None:
+    def helper(self, available: list[str], preferred: str = "", budget_usd: float | None = None) -> str | None:
         """The model for a helper role (decompose, judge, synthesise): the preferred one if available,
-        else the cheapest available API model (better than a tiny local one at following formats),
-        else the cheapest (at equal prices the strongest) trusted server on this machine, else the cheapest
-        available model."""
+        else the cheapest available API model (better than a small local one at following formats),
+        else the cheapest (at equal prices the strongest) trusted server on this machine, else the strongest
+        available in-process model whose typical helper call (:data:`HELPER_CALL_TOKENS`) costs at most
+        :data:`HELPER_BUDGET_SHARE` of `budget_usd` (no budget given: the strongest), else the cheapest."""
         if preferred:
             if preferred not in self.specs:
                 raise KeyError(f"unknown model {preferred!r}; the roster has {self._order}")
@@ -259,17 +292,30 @@ class Roster:
                 return preferred
         api = [m for m in available if not self.specs[m].is_local and not self.specs[m].trusted]
         served = [m for m in available if not self.specs[m].is_local]  # e.g. a discovered loopback server
-        return (api or served or available or [None])[0]
+        if api or served:
+            return (api or served)[0]
+        if not available:
+            return None
+        fits = [
+            m
+            for m in available
+            if budget_usd is None or self.specs[m].cost(*HELPER_CALL_TOKENS) <= budget_usd * HELPER_BUDGET_SHARE
+        ]
+        if not fits:
+            return available[0]
+        return max(fits, key=lambda m: (self.specs[m].strength or 0.0, self.specs[m].blended_price))
 
-    def strongest(self) -> str:
-        """The costliest configured answering model: the baseline a fused answer is compared with."""
-        return self.by_cost([i for i in self._order if self.specs[i].answers])[-1]
+    def strongest(self, local_only: bool = False) -> str:
+        """The costliest available answering model (none available: the costliest configured one): the baseline
+        a fused answer is compared with."""
+        available = self.availability(local_only, answering=True)[0]
+        return (available or self.by_cost([i for i in self._order if self.specs[i].answers]))[-1]
 
-    def strongest_alone(self, results: list[dict], default_tokens_out: int = 256) -> dict:
+    def strongest_alone(self, results: list[dict], default_tokens_out: int = 256, local_only: bool = False) -> dict:
         """What the strongest model alone would have cost answering every subtask once: each subtask's
         tokens are those of its final answer where one was given (as its model reported them), else
         estimated (the answer prompt plus the subtask in; the subtask's class answer length out)."""
-        model_id = self.strongest()
+        model_id = self.strongest(local_only)
         system = estimate_tokens(load_prompt("answer"))
         tokens_in = tokens_out = 0
         for r in results:

@@ -23,11 +23,18 @@ class TaskClass:
     candidates: list[str]
     max_tokens: int | None = None  # most output tokens of an answer in this class (None: the run's max_tokens)
     verifiers: list[str] | None = None  # names in fusiongraph.verifiers.VERIFIERS (None: the defaults of the name)
+    answer_prompt: str = "answer"  # the answering models' system prompt: prompts/<answer_prompt>.md
 
     def __post_init__(self) -> None:
         unknown = [v for v in self.verifiers or [] if v not in VERIFIERS]
         if unknown:
             raise ValueError(f"taxonomy class {self.name!r}: unknown verifiers {unknown}; known: {sorted(VERIFIERS)}")
+        from fusiongraph.prompts import PROMPT_DIR
+
+        if not (isinstance(self.answer_prompt, str) and (PROMPT_DIR / f"{self.answer_prompt}.md").is_file()):
+            raise ValueError(
+                f"taxonomy class {self.name!r}: answer_prompt {self.answer_prompt!r} is not a prompt in prompts/"
+            )
         if self.max_tokens is not None and (
             isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int) or self.max_tokens < 1
         ):
@@ -81,6 +88,7 @@ class Taxonomy:
                         list(body["candidates"]),
                         body.get("max_tokens"),
                         verifiers,
+                        body.get("answer_prompt", "answer"),
                     )
                 )
             except ValueError as exc:
@@ -114,6 +122,11 @@ class Taxonomy:
         """Most output tokens of an answer in this class, never more than the run's `cap` (its max_tokens)."""
         c = self.classes.get(task_class or "")
         return cap if c is None or c.max_tokens is None else max(1, min(c.max_tokens, cap))
+
+    def answer_prompt(self, task_class: str | None) -> str:
+        """The name of the answering models' system prompt for this class (prompts/<name>.md)."""
+        c = self.classes.get(task_class or "")
+        return c.answer_prompt if c is not None else "answer"
 
     def verifiers(self, task_class: str | None) -> list[str]:
         c = self.classes.get(task_class or "")

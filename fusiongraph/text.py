@@ -15,9 +15,38 @@ MAX_QUERY_CHARS = 2_000_000
 # answer patterns shared by the judges, the verifiers and judge-eval
 # a number not glued to a preceding word, digit or dot: "-5", "1,234", "84.0"; "7-8" reads 7 and 8
 NUMBER = re.compile(r"(?:(?<![\w.])-)?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?!\d)")
-OPTION_LABEL = re.compile(r"(?:^|\s)\(?([A-Ea-e])[).:]\s+\S", re.MULTILINE)  # "B) ...", "(c) ...": a task's options
-OPTION_LETTER = re.compile(r"(?:answer\s+is\s*:?\s*|^|\s)\(?([A-E])\)?(?=[\s.,:)]|$)")  # the letter an answer picks
+# "B) ...", "(c) ...", "J. ...": a task's options (MMLU-Pro has ten, A-J)
+OPTION_LABEL = re.compile(r"(?:^|\s)\(?([A-Ja-j])[).:]\s+\S", re.MULTILINE)
+OPTION_LETTERS = "ABCDEFGHIJ"
+# the letter an answer settles on, most explicit first: "the answer is (C)" / "Answer: C" / "option C is correct",
+# "option C", a line that starts "C." or "(C)", any "(C)"; within a kind the last one (after reasoning)
+_OPTION_PATTERNS = (
+    re.compile(r"(?i:answer|option|choice)\s*(?:(?i:is|would be)|:)\s*(?i:option\s*)?[\*\(\[\s]*([A-J])\b"),
+    re.compile(r"(?i:option|choice)\s*[\(\[]?([A-J])\b"),
+    re.compile(r"^\s*[\*\(\[]*([A-J])[\)\]\.:\*]", re.MULTILINE),
+    re.compile(r"\(([A-J])\)"),
+)
 SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n")
+
+
+def option_letter_span(text: str) -> tuple[str, tuple[int, int]] | None:
+    """The option letter an answer settles on and where it is written (see _OPTION_PATTERNS), else None; a
+    bare one-letter answer counts."""
+    text = text or ""
+    bare = text.strip().strip("*().[]:").strip()
+    if len(bare) == 1 and bare.upper() in OPTION_LETTERS:
+        at = text.upper().index(bare.upper())
+        return bare.upper(), (at, at + 1)
+    for pattern in _OPTION_PATTERNS:
+        found = list(pattern.finditer(text))
+        if found:
+            return found[-1].group(1).upper(), found[-1].span(1)
+    return None
+
+
+def option_letter(text: str) -> str | None:
+    found = option_letter_span(text)
+    return found[0] if found else None
 
 
 class QueryError(ValueError):

@@ -61,7 +61,7 @@ def cascade(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
     judge_id = None
     if ctx.llm_judge:
         trusted = [m for m in available if pv.is_trusted(res.roster[m])] if sensitive and ctx.privacy != "off" else None
-        judge_id = res.roster.helper(available if trusted is None else trusted, ctx.judge_model)
+        judge_id = res.roster.helper(available if trusted is None else trusted, ctx.judge_model, ctx.budget_usd)
     spent = 0.0
     attempts: list[Attempt] = []
     trace: list[TraceEvent] = []

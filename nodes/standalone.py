@@ -52,7 +52,7 @@ def rewrite(res, ctx: FusionContext, text: str, history, request, event: dict) -
     """The planner's standalone rewrite of `text`, or `text` itself when the budget cannot cover the call,
     the call fails or the rewrite does not pass :func:`fusiongraph.conversation.rewrite_problem`."""
     available, _ = res.roster.availability(ctx.local_only)
-    model_id = res.roster.helper(available, ctx.planner_model)
+    model_id = res.roster.helper(available, ctx.planner_model, ctx.budget_usd)
     if model_id is None:
         event["rewrite"] = "skipped: no model is available"
         return text

@@ -26,11 +26,11 @@ from fusiongraph.verifiers import check_output
 
 
 def _summary(
-    results: list[SubtaskResult], overhead: list[TraceEvent], roster, budget_usd: float | None = None
+    results: list[SubtaskResult], overhead: list[TraceEvent], roster, budget_usd: float | None = None, local_only=False
 ) -> Summary:
-    """Totals, what the strongest configured model alone would have cost on the same tokens, and the
+    """Totals, what the strongest available model alone would have cost on the same tokens, and the
     actual spend by kind of call (`spent_usd`: plan, answers, judges, synthesis, total) against the budget."""
-    return new_summary(results, overhead, roster.strongest_alone(results), budget_usd)
+    return new_summary(results, overhead, roster.strongest_alone(results, local_only=local_only), budget_usd)
 
 
 class OverBudget(Exception):
@@ -67,12 +67,12 @@ def synthesize(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
     results = sorted(state.get("results", []), key=lambda r: r["index"])
     overhead = [e for e in state.get("trace", []) if e.get("node") in PLAN_NODES]
     if len(results) == 1:
-        summary = _summary(results, overhead, res.roster, ctx.budget_usd)
+        summary = _summary(results, overhead, res.roster, ctx.budget_usd, ctx.local_only)
         return reply(results[0], state.get("request"), ctx.require_verified) | {"summary": summary}
     if ctx.require_verified:  # what no judge accepted is not passed off as an answer
         results = [r if r.get("verified") else {**r, "answer": UNVERIFIED} for r in results]
     available, _ = res.roster.availability(ctx.local_only)
-    model_id = res.roster.helper(available, ctx.planner_model)
+    model_id = res.roster.helper(available, ctx.planner_model, ctx.budget_usd)
     parts = "\n\n".join(
         load_prompt("synthesize_part").format(number=i + 1, subtask=r["subtask"], answer=r["answer"] or "(no answer)")
         for i, r in enumerate(results)
@@ -125,5 +125,5 @@ def synthesize(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
         "answer": answer,
         "messages": [AIMessage(content=answer)],
         "trace": [event],
-        "summary": _summary(results, overhead + [event], res.roster, ctx.budget_usd),
+        "summary": _summary(results, overhead + [event], res.roster, ctx.budget_usd, ctx.local_only),
     }

@@ -28,7 +28,7 @@ import numpy as np
 from fusiongraph.budget import charge
 from fusiongraph.judge_eval import last_number
 from fusiongraph.judges import NO_RESERVATION, Judging, Reservation, Verdict, register_judge
-from fusiongraph.text import OPTION_LABEL, OPTION_LETTER
+from fusiongraph.text import OPTION_LABEL, option_letter
 from fusiongraph.verifiers import new_words
 
 SHORT_WORDS = 12  # an answer whose first sentence has at most this many content words is read as an entity
@@ -43,8 +43,7 @@ def answer_key(task: str, text: str) -> tuple[str, object] | None:
     (("number", None) when the text gives none)."""
     text = (text or "").strip()
     if len(set(m.upper() for m in OPTION_LABEL.findall(task))) >= 2:
-        m = OPTION_LETTER.search(text)
-        return ("letter", m.group(1).upper() if m else None)
+        return ("letter", option_letter(text))
     if _WANTS_NUMBER.search(task):
         return ("number", last_number(text))
     words = new_words(task, text)
@@ -84,8 +83,8 @@ class ConsistencyJudge:
 
     def judge(self, j: Judging) -> Verdict | None:
         n = j.ctx.consistency_samples
-        if not n or not j.model_id or not j.messages or j.decided() or self.name in j.skip:
-            return None
+        if not (n or j.earlier) or not j.model_id or not j.messages or j.decided() or self.name in j.skip:
+            return None  # no samples asked for and no cheaper tier's answer to compare with
         res, spec = j.res, j.res.roster[j.model_id]
         out_tokens = (getattr(j.message, "usage_metadata", None) or {}).get("output_tokens") or 0
         limit = sample_tokens(j.ctx.max_tokens, int(out_tokens))
@@ -94,7 +93,7 @@ class ConsistencyJudge:
             n = min(n, int(j.reserved.usd / per_sample))  # never past what was reserved
         model = res.roster.chat_model(j.model_id, limit, j.ctx.request_timeout_s)
         samples: list[str] = []
-        usage = {"tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0}
+        usage = {"tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0, "compute_s": 0.0}
         failed = 0
         for i in range(n):
             sampler = model.bind(temperature=j.ctx.consistency_temperature, seed=i + 1).with_config(
@@ -106,7 +105,7 @@ class ConsistencyJudge:
                 failed += 1
                 continue
             used = charge(spec, reply, j.prompt_text, j.prompt_bound, limit)
-            usage = {k: usage[k] + used[k] for k in usage}
+            usage = {k: usage[k] + used.get(k, 0.0) for k in usage}
             samples.append(reply.text)
         cache: dict[str, np.ndarray] = {}
 

@@ -134,7 +134,7 @@ def crosscheck_verdict(task: str, answer: str, path: Path) -> Verdict:
     runs = entity_runs(key_runs(answer, spans))[:MAX_RUNS]
     prefix = f"Question: {task.strip()[-MAX_TASK_CHARS:]}\nAnswer:"
     loaded = load_llama(str(path), SCORER_CTX)
-    with loaded.lock:
+    with loaded.compute():
         scored = [(run, continuation_logprobs(loaded.llama, prefix, " " + run)) for run in runs]
     scored = [(run, lps) for run, lps in scored if lps]
     if not scored:

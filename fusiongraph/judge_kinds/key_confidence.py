@@ -19,7 +19,7 @@ import re
 from langchain_core.messages import AIMessage
 
 from fusiongraph.judges import CallsNoModel, Judging, Verdict, register_judge
-from fusiongraph.text import NUMBER, OPTION_LETTER
+from fusiongraph.text import NUMBER, option_letter_span
 
 
 def token_pieces(message: AIMessage) -> list[tuple[str, float]]:
@@ -46,8 +46,8 @@ def key_spans(task: str, text: str) -> list[tuple[int, int]]:
         return []
     kind, value = key
     if kind == "letter":
-        found = [m for m in OPTION_LETTER.finditer(text) if m.group(1).upper() == value]
-        return [found[0].span(1)] if found else []
+        found = option_letter_span(text)
+        return [found[1]] if found and found[0] == value else []
     if kind == "number":
         found = list(NUMBER.finditer(text))
         return [found[-1].span()] if found else []

@@ -15,7 +15,12 @@ The decision of every attempt (`run_attempt`), in this order:
    correctness in a class is at chance (below 0.5 + `SAY_MARGIN` on that class's labelled rows, or on all
    rows where the class has too few) gets no say there: its features are zero, and a judge that calls a
    model (the LLM judge, the consistency samples) is not even asked there.
-3. **Cold start** (no fit yet): the fixed weights of the registered judges (:func:`fusiongraph.judges.aggregate`).
+3. **Before the store has a fit of its own**: the fit of the labelled answers shipped with the package
+   (``fusiongraph/defaults/acceptance_labels.jsonl``: the default local ladder's answers to the dev slices of the
+   shared GSM8K and MMLU-Pro sets, written by ``fusiongraph eval --record``), fitted once per process; a
+   store's own fit is fitted on those labels and its own (:func:`refit`). ``FUSIONGRAPH_SHIPPED_ACCEPTANCE=0``
+   leaves them out.
+4. **Cold start** (no labels at all): the fixed weights of the registered judges (:func:`fusiongraph.judges.aggregate`).
 
 `quality_threshold` reads as "accept when P(right) reaches this". The attempt's ``acceptance`` record
 shows P(right), what decided it and each judge's part in it (its contribution to the log-odds).
@@ -57,6 +62,7 @@ C_DEFAULT = 1.0  # with too few labelled attempts to cross-validate
 CV_FOLDS = 4
 LENGTH_SCALE = 6.0  # log1p(characters) / this: ~1 for a 400-character answer
 RELOAD_S = 30.0  # a shared (Postgres) fit is re-read at most this often
+SHIPPED_LABELS = Path(__file__).resolve().parent / "defaults" / "acceptance_labels.jsonl"
 
 
 def _auroc(scores: list[float], labels: list[bool]) -> float | None:
@@ -424,7 +430,7 @@ def current_fit(store) -> AcceptanceFit | None:
         try:
             stamp = (Path(directory) / ACCEPTANCE_FILE).stat().st_mtime_ns
         except OSError:
-            return None
+            return shipped_fit()
     with _cache_lock:
         cached = _cache.get(id(store))
     if cached is not None and (stamp == cached[1] if by_file else time.time() - cached[0] < RELOAD_S):
@@ -433,10 +439,45 @@ def current_fit(store) -> AcceptanceFit | None:
         data = load_bytes(store, ACCEPTANCE_FILE)
         fit = AcceptanceFit.from_bytes(data) if data else None
     except Exception as exc:
-        log.warning("acceptance fit unreadable (%s); using the fixed judge weights", exc)
+        log.warning("acceptance fit unreadable (%s); using the shipped fit or the fixed judge weights", exc)
         fit = None
     with _cache_lock:
         _cache[id(store)] = (time.time(), stamp, fit)
+    return fit if fit is not None else shipped_fit()
+
+
+def shipped_labels() -> list[LabelledAttempt]:
+    """The labelled answers shipped with the package (none with FUSIONGRAPH_SHIPPED_ACCEPTANCE=0)."""
+    if os.environ.get("FUSIONGRAPH_SHIPPED_ACCEPTANCE", "1") == "0" or not SHIPPED_LABELS.is_file():
+        return []
+    return [
+        LabelledAttempt.from_dict(json.loads(line))
+        for line in SHIPPED_LABELS.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
+
+
+_shipped: dict[tuple, AcceptanceFit | None] = {}
+
+
+def shipped_fit() -> AcceptanceFit | None:
+    """The fit of the shipped labels (fitted once per process and judge registry), else None."""
+    from fusiongraph.judges import JUDGES
+
+    labels = shipped_labels()
+    if not labels:
+        return None
+    key = (len(labels), tuple(JUDGES))
+    with _cache_lock:
+        if key in _shipped:
+            return _shipped[key]
+    try:
+        fit = fit_acceptance(labels, JUDGES)
+    except ValueError as exc:
+        log.warning("the shipped acceptance labels cannot be fitted (%s); using the fixed judge weights", exc)
+        fit = None
+    with _cache_lock:
+        _shipped[key] = fit
     return fit
 
 
@@ -466,9 +507,10 @@ def add_labels(store, rows: list[LabelledAttempt]) -> list[LabelledAttempt]:
 
 
 def refit(store, new_rows: list[LabelledAttempt]) -> tuple[AcceptanceFit, str]:
-    """Keep `new_rows` with the store's earlier labelled attempts, fit on all of them and save the fit
-    beside the store; returns (the fit, where it was saved). ValueError when they cannot be fitted yet."""
+    """Keep `new_rows` with the store's earlier labelled attempts, fit on all of them and the shipped ones and
+    save the fit beside the store; returns (the fit, where it was saved). ValueError when they cannot be
+    fitted yet."""
     from fusiongraph.judges import JUDGES
 
-    fit = fit_acceptance(add_labels(store, new_rows), JUDGES)
+    fit = fit_acceptance(shipped_labels() + add_labels(store, new_rows), JUDGES)
     return fit, save_fit(store, fit)

@@ -235,7 +235,7 @@ def answer_all(
                     "latency_s": attempt.get("latency_s", 0.0),
                     "answer_cost_usd": attempt.get("cost_usd", 0.0),
                     "cost_usd": round(attempt_cost(attempt), 8),
-                    "answer_s": _answer_seconds(attempt),
+                    "answer_s": _answer_seconds(res.roster[model_id], attempt),
                     "compute_s": attempt.get("compute_s", 0.0),
                 }
                 row["correct"] = None if row["error"] else is_right(row["answer"] or "", item)
@@ -248,29 +248,46 @@ def answer_all(
     return [done[(item["id"], m)] for item in items for m in models]
 
 
-def _answer_seconds(attempt: dict) -> float:
-    """The answer call's own compute seconds: the attempt's minus its judges' (which ran after it)."""
-    judges = sum((v.get("compute_s") or 0.0) for v in attempt.get("verdicts", []) if isinstance(v, dict))
-    return round(max(attempt.get("compute_s", 0.0) - judges, 0.0), 4)
+def _answer_seconds(spec, attempt: dict) -> float:
+    """The answer call's own compute seconds (the attempt's include its judges'): what an hourly-priced model
+    was charged for it, else its latency."""
+    if spec.usd_per_hour:
+        return round(attempt.get("cost_usd", 0.0) * 3600 / spec.usd_per_hour, 4)
+    return attempt.get("latency_s", 0.0)
 
 
 # --------------------------------------------------------------------------------------------- decisions
 
 
-def p_right(row: dict, fit) -> float:
-    """The row's P(right), decided again from its recorded verdicts by `fit` (None: the fixed weights)."""
-    from fusiongraph.acceptance import decide
+ASKED_BY_SAY = ("llm", "consistency", "crosscheck")  # judges not asked where the fit gives them no say
+
+
+def judged(row: dict, fit) -> tuple[float, float, float]:
+    """(P(right), USD, compute seconds) of the row's attempt as the live cascade would make it now: its
+    recorded verdicts decided by `fit` (None: the fixed weights), leaving out the judges that `fit` gives no
+    say in the row's class (the cascade does not ask them there) and, when the LLM judge is one of them, its
+    cost (the recorded cost above the answer's: no other judge is priced with the default knobs)."""
+    from fusiongraph.acceptance import decide, without_say
     from fusiongraph.judges import Verdict
 
     if row.get("error"):
-        return 0.0
+        return 0.0, row["cost_usd"], row["compute_s"]
+    skip = without_say(fit, row.get("task_class")) & set(ASKED_BY_SAY)
     verdicts = [
         Verdict(v["judge"], v["score"], bool(v["veto"]), v.get("detail", ""), exact=bool(v.get("exact")))
         for v in row["verdicts"]
+        if v["judge"] not in skip
     ]
-    return decide(
-        fit, verdicts, row.get("task_class"), row["model"], row.get("answer") or "", row.get("finish_reason")
-    )["p_right"]
+    p = decide(fit, verdicts, row.get("task_class"), row["model"], row.get("answer") or "", row.get("finish_reason"))
+    cost, seconds = row["cost_usd"], row["compute_s"]
+    if "llm" in skip and any(v["judge"] == "llm" for v in row["verdicts"]):
+        cost, seconds = row["answer_cost_usd"], row["answer_s"]
+    return p["p_right"], cost, seconds
+
+
+def p_right(row: dict, fit) -> float:
+    """The row's P(right) as the live cascade would decide it now (see :func:`judged`)."""
+    return judged(row, fit)[0]
 
 
 @dataclasses.dataclass
@@ -288,21 +305,23 @@ def _single(row: dict) -> Outcome:
     return Outcome(bool(row["correct"]), row["answer_cost_usd"], row["answer_s"], row["model"], [row["model"]])
 
 
-def run_cascade(plan: list[str], rows: dict[str, dict], probs: dict[str, float], threshold: float) -> Outcome:
-    """The judged cascade on recorded rows: each tier's answer and judges are paid for; the first answer whose
-    P(right) reaches `threshold` is taken, else the best-scored one (as nodes/cascade.py does)."""
+def run_cascade(plan: list[str], rows: dict[str, dict], judging: dict[str, tuple], threshold: float) -> Outcome:
+    """The judged cascade on recorded rows (`judging`: model -> :func:`judged`): each tier's answer and judges
+    are paid for; the first answer whose P(right) reaches `threshold` is taken, else the best-scored one (as
+    nodes/cascade.py does)."""
     tried, cost, seconds = [], 0.0, 0.0
     for model in plan:
         row = rows[model]
+        p, c, s = judging[model]
         tried.append(model)
-        cost += row["cost_usd"]
-        seconds += row["compute_s"]
-        if not row.get("error") and probs[model] >= threshold:
+        cost += c
+        seconds += s
+        if not row.get("error") and p >= threshold:
             return Outcome(bool(row["correct"]), cost, seconds, model, tried)
     answered = [m for m in tried if not rows[m].get("error")]
     if not answered:
         return Outcome(False, cost, seconds, None, tried)
-    best = max(answered, key=lambda m: probs[m])
+    best = max(answered, key=lambda m: judging[m][0])
     return Outcome(bool(rows[best]["correct"]), cost, seconds, best, tried)
 
 
@@ -340,7 +359,7 @@ def strategies(
     for r in rows:
         by_q.setdefault(r["id"], {})[r["model"]] = r
     single_items = [i for i in items if len(i["parts"]) == 1 and all(m in by_q.get(i["id"], {}) for m in models)]
-    probs = {i["id"]: {m: p_right(by_q[i["id"]][m], fit) for m in models} for i in single_items}
+    probs = {i["id"]: {m: judged(by_q[i["id"]][m], fit) for m in models} for i in single_items}
     out: dict[str, dict] = {}
     per_question: dict[str, dict[str, Outcome]] = {i["id"]: {} for i in single_items}
     for m in models:
@@ -583,7 +602,7 @@ def run_eval(
         if s.get("accuracy") is not None and name in ("graph_replay", "fixed_cascade", "oracle")
     }
     if record:
-        results["recorded"] = record_rows(res, rows)
+        results["recorded"] = record_rows(res, rows, out)
     results["wall_time_s"] = round(time.perf_counter() - started, 1)
     (out / RESULTS_FILE).write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     plot_frontier(results, out / PLOT_FILE)
@@ -599,13 +618,23 @@ def _live_sample(items: list[dict], n: int) -> list[dict]:
     return picked + multi
 
 
-def record_rows(res, rows: list[dict]) -> dict:
+RECORDED_FILE = "recorded.json"
+
+
+def record_rows(res, rows: list[dict], out: Path) -> dict:
     """Keep the answers as outcomes (each model's first answer to the question: unconditioned) and refit the
-    acceptance on them and the earlier labels."""
+    acceptance on them and the earlier labels. The questions recorded are listed in ``DIR/recorded.json``: a
+    re-run records only the others."""
     from fusiongraph.acceptance import LabelledAttempt, refit
     from fusiongraph.store import Outcome
 
-    answered = [r for r in rows if not r.get("error") and r.get("correct") is not None and len(r["parts"]) == 1]
+    marker = out / RECORDED_FILE
+    before = set(json.loads(marker.read_text(encoding="utf-8"))) if marker.is_file() else set()
+    answered = [
+        r
+        for r in rows
+        if not r.get("error") and r.get("correct") is not None and len(r["parts"]) == 1 and r["id"] not in before
+    ]
     by_q: dict[str, list[dict]] = {}
     for r in answered:
         by_q.setdefault(r["id"], []).append(r)
@@ -631,6 +660,7 @@ def record_rows(res, rows: list[dict]) -> dict:
             group[0]["prompt"], res.embedder.embed_one(group[0]["prompt"]), group[0]["task_class"], outcomes
         )
         recorded += len(outcomes)
+    marker.write_text(json.dumps(sorted(before | set(by_q))), encoding="utf-8")
     labels = [
         LabelledAttempt.from_attempt(r, r.get("task_class"), bool(r["correct"]), "eval", r.get("prompt", ""))
         for r in answered

@@ -5,6 +5,9 @@ import pytest
 
 warnings.filterwarnings("ignore", module="langchain_community")
 __import__("os").environ["FUSIONGRAPH_DISCOVER_LOCAL"] = "0"  # never probe a developer's local servers in tests
+# scripted models start from a cold store: the package's shipped acceptance labels (of the local ladder) are left
+# out, except where a test puts them back (tests/test_ladder.py)
+__import__("os").environ["FUSIONGRAPH_SHIPPED_ACCEPTANCE"] = "0"
 
 from fusiongraph.embeddings import Embedder  # noqa: E402
 from fusiongraph.resources import Resources, use_resources  # noqa: E402

@@ -117,3 +117,40 @@ def test_helpers_use_the_strongest_local_model_the_budget_affords():
     assert roster.helper(local, "", budget_usd=between) == "qwen2.5-coder-0.5b"
     assert roster.helper(local, "", budget_usd=0.0) == "smollm2-135m"  # nothing fits: the cheapest
     assert roster.helper(local, "smollm2-135m", budget_usd=1.0) == "smollm2-135m"  # an explicit choice wins
+
+
+def test_a_store_without_a_fit_uses_the_shipped_labels_and_a_refit_keeps_them(tmp_path, monkeypatch):
+    import json
+
+    from fusiongraph import acceptance as acc
+    from fusiongraph.store import OutcomeStore
+
+    rows = []
+    for i in range(40):  # an LLM judge that knows: high when right
+        right = i % 2 == 0
+        rows.append(
+            acc.LabelledAttempt(
+                scores={"llm": 0.9 if right else 0.1, "self": 0.5},
+                exact=False,
+                task_class="math",
+                model="m",
+                answer_chars=100,
+                truncated=False,
+                correct=right,
+                source="eval",
+                prompt=f"q{i}",
+            ).as_dict()
+        )
+    shipped = tmp_path / "labels.jsonl"
+    shipped.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.setattr(acc, "SHIPPED_LABELS", shipped)
+    store = OutcomeStore(tmp_path / "store", 8)
+    monkeypatch.setenv("FUSIONGRAPH_SHIPPED_ACCEPTANCE", "0")
+    assert acc.current_fit(store) is None  # turned off: the fixed weights
+    monkeypatch.setenv("FUSIONGRAPH_SHIPPED_ACCEPTANCE", "1")
+    fit = acc.current_fit(store)
+    assert fit is not None and fit.rows == 40  # a fresh store decides by the shipped fit from its first answer
+    new = [acc.LabelledAttempt.from_dict({**r, "prompt": "new " + r["prompt"]}) for r in rows[:12]]
+    refitted, _ = acc.refit(store, new)
+    assert refitted.rows == 52  # the shipped labels and the store's own
+    assert acc.current_fit(store).rows == 52

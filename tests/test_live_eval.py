@@ -94,13 +94,25 @@ def _row(model, correct, p, cost, seconds, error=None):
 
 def test_the_replayed_cascade_pays_for_every_tier_it_tries_and_takes_the_first_accepted():
     rows = {"a": _row("a", False, 0.2, 1.0, 1), "b": _row("b", True, 0.9, 3.0, 3), "c": _row("c", True, 0.9, 9.0, 9)}
-    probs = {"a": 0.2, "b": 0.9, "c": 0.9}
-    o = le.run_cascade(["a", "b", "c"], rows, probs, 0.5)
+    judging = {m: le.judged(r, None) for m, r in rows.items()}
+    assert judging["a"][1:] == (1.0, 1)  # no fit: every judge asked, the whole recorded cost
+    o = le.run_cascade(["a", "b", "c"], rows, judging, 0.5)
     assert (o.correct, o.cost_usd, o.seconds, o.answered_by, o.tried) == (True, 4.0, 4, "b", ["a", "b"])
-    o = le.run_cascade(["a", "b"], rows, {"a": 0.3, "b": 0.1}, 0.5)  # none accepted: the best-scored answer
+    low = {"a": (0.3, 1.0, 1), "b": (0.1, 3.0, 3)}
+    o = le.run_cascade(["a", "b"], rows, low, 0.5)  # none accepted: the best-scored answer
     assert (o.correct, o.cost_usd, o.answered_by) == (False, 4.0, "a")
     failed = {"a": _row("a", None, 0, 0.0, 0, error="boom")}
-    assert le.run_cascade(["a"], failed, {"a": 0.0}, 0.5).answered_by is None
+    assert le.run_cascade(["a"], failed, {"a": le.judged(failed["a"], None)}, 0.5).answered_by is None
+
+
+def test_a_judge_without_a_say_is_neither_asked_nor_paid_for_in_the_replay(monkeypatch):
+    from fusiongraph import acceptance
+
+    row = _row("a", True, 0.9, 1.0, 10)
+    monkeypatch.setattr(acceptance, "without_say", lambda fit, task_class: frozenset({"llm"}))
+    monkeypatch.setattr(acceptance, "decide", lambda fit, verdicts, *a: {"p_right": len(verdicts) / 10})
+    p, cost, seconds = le.judged(row, object())
+    assert (p, cost, seconds) == (0.0, 0.8, 8.0)  # the LLM judge left out: the answer's own cost and seconds
 
 
 def test_strategies_from_recorded_rows():
@@ -209,6 +221,16 @@ def test_record_keeps_the_answers_as_outcomes_and_refits_the_acceptance(fusion, 
     sources = [o["source"] for o in res.store.outcomes()]
     assert sources.count("eval") == 4  # beside them, the live graph's outcomes of the multi-part line
     assert "not refitted" in results["recorded"]["acceptance"]  # 4 labels are too few: said, outcomes kept
+    again = le.run_eval(
+        [_questions(tmp_path)],
+        out,
+        ctx(quality_threshold=0.5, consistency_samples=0),
+        live=0,
+        record=True,
+        progress=False,
+    )
+    assert again["recorded"]["outcomes"] == 0  # a re-run records nothing twice
+    assert [o["source"] for o in res.store.outcomes()].count("eval") == 4
 
 
 def test_cli_bad_input_exits_2(tmp_path):
@@ -217,4 +239,5 @@ def test_cli_bad_input_exits_2(tmp_path):
     f = tmp_path / "q.jsonl"
     f.write_text('{"id": 1, "prompt": "q", "reference": "x", "match": "letter"}\n')
     out = CliRunner().invoke(app, ["eval", str(f), "--out", str(tmp_path / "o")])
-    assert out.exit_code == 2 and "line 1" in out.output and "Traceback" not in out.output
+    text = " ".join(out.output.split())  # the console wraps long lines
+    assert out.exit_code == 2 and "line 1" in text and "Traceback" not in text

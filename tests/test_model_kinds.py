@@ -291,7 +291,9 @@ class FakeLlama:
 def fake_local():
     chat = LocalLlamaChat(model_path="/nonexistent/model.gguf", model_name="tiny", max_tokens=9)
     assert chat.client is None  # ChatLlamaCpp's validator (which loads a model per instance) is replaced
-    loaded = type("Loaded", (), {})()
+    from fusiongraph.local_llm import _LoadedModel
+
+    loaded = _LoadedModel.__new__(_LoadedModel)  # the real class (its compute() block), a fake llama.cpp inside
     loaded.llama, loaded.lock = FakeLlama(), threading.Lock()
     loaded.llama.lock = loaded.lock
     chat._loaded = loaded
@@ -382,6 +384,32 @@ def test_the_local_model_serialises_calls_on_its_lock(fake_local):
     for t in threads:
         t.join()
     assert not errors and len(fake_local.client.calls) == 16
+
+
+def test_a_local_call_reports_its_compute_seconds_without_the_wait(fake_local, monkeypatch):
+    from fusiongraph import local_llm
+
+    held = threading.Event()
+    release = threading.Event()
+    out = {}
+
+    def hold_the_cpu():
+        with local_llm._CPU:  # another in-process model computing: this call waits for the CPU slot
+            held.set()
+            release.wait(5)
+
+    t = threading.Thread(target=hold_the_cpu)
+    t.start()
+    held.wait(5)
+    worker = threading.Thread(target=lambda: out.update(msg=fake_local.invoke("x")))
+    worker.start()
+    worker.join(0.3)
+    assert worker.is_alive()  # waiting for the slot, not computing
+    release.set()
+    worker.join(5)
+    t.join(5)
+    compute = out["msg"].response_metadata["compute_s"]
+    assert 0 <= compute < 0.25  # the 0.3 s spent waiting is not charged
 
 
 def test_the_processor_keeps_the_log_probability_of_each_sampled_token():

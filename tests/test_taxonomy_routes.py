@@ -293,7 +293,12 @@ def own_roster(tmp_path):
 
 def test_a_roster_lacking_the_taxonomys_models_just_works(own_roster):
     res, chats = own_roster
-    assert res.taxonomy.check_models(res.roster.ids())["math"] == ["openai-compatible", "gpt-4o"]
+    assert res.taxonomy.check_models(res.roster.ids())["math"] == [
+        "qwen2.5-coder-0.5b",
+        "qwen2.5-coder-1.5b",
+        "openai-compatible",
+        "gpt-4o",
+    ]
     out = graph.invoke({"query": f"{CODE_TASK} AND Hi, how are you today?"}, context=HELPERS)
     rs = by_subtask(out)
     code = rs[CODE_TASK]

@@ -199,6 +199,8 @@ def answer_all(
     path = out / ANSWERS_FILE
     _drop_torn_tail(path)
     done = {(r["id"], r["model"]): r for r in read_jsonl(path) if r.get("model") in models}
+    for r in done.values():  # the answer's own seconds, as _answer_seconds reads them (older rows had them wrong)
+        r["answer_s"] = _answer_seconds(res.roster[r["model"]], {**r, "cost_usd": r["answer_cost_usd"]})
     available, _ = res.roster.availability(ctx.local_only)
     judge_id = res.roster.helper(available, ctx.judge_model, ctx.budget_usd) if ctx.llm_judge else None
     todo = sum((item["id"], m) not in done for item in items for m in models)
@@ -587,6 +589,17 @@ def run_eval(
     }
     if live_rows:
         results["strategies"]["graph"] = live_summary(live_rows, replay["per_question"])
+    multi = [i["id"] for i in items if len(i["parts"]) > 1]
+    if multi:  # decomposition and synthesis: the live graph against each model answering the whole query
+        by = {(r["id"], r["model"]): r for r in rows}
+        live_by = {r["id"]: r for r in live_rows}
+        results["multi_part"] = {
+            "questions": len(multi),
+            "graph": summarise(
+                [Outcome(live_by[q]["correct"], live_by[q]["cost_usd"], live_by[q]["seconds"], None, []) for q in multi]
+            ),
+            **{f"single:{m}": summarise([_single(by[(q, m)]) for q in multi]) for m in chosen},
+        }
     best = best_single(results["strategies"])
     results["best_single"] = best
     target = results["strategies"][best]

@@ -191,6 +191,8 @@ def test_run_eval_writes_results_and_resumes_without_answering_again(fusion, tmp
     assert saved["strategies"]["single:strong"]["accuracy"] == 1.0
     assert saved["strategies"]["single:weak"]["accuracy"] == 0.5
     assert saved["strategies"]["graph"]["multi_part"] == 1  # the multi-part line went through the live graph
+    assert saved["multi_part"]["graph"]["accuracy"] == 1.0  # decomposed: each part to a model that gets it
+    assert saved["multi_part"]["single:weak"]["accuracy"] == 0.0  # the weak model alone misses a part
     assert saved["judges"]["acceptance"]["answers"] == 6  # 3 questions x 2 models
     assert set(saved["judges"]) >= {"rules", "llm", "acceptance"}
     assert (out / "frontier.png").stat().st_size > 0

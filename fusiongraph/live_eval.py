@@ -41,6 +41,7 @@ LIVE_FILE = "live.jsonl"
 RESULTS_FILE = "results.json"
 PLOT_FILE = "frontier.png"
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # the replayed cascade's accept thresholds (the frontier)
+PRICE_SENSITIVITIES = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0)  # the graph's route replayed at these too (the frontier)
 
 # ---------------------------------------------------------------------------------------------- matching
 
@@ -353,7 +354,13 @@ def summarise(outcomes: list[Outcome]) -> dict:
 
 
 def strategies(
-    items: list[dict], rows: list[dict], ctx: FusionContext, models: list[str], fit, plans: dict[str, list[str]]
+    items: list[dict],
+    rows: list[dict],
+    ctx: FusionContext,
+    models: list[str],
+    fit,
+    plans: dict[str, list[str]],
+    price_plans: dict[float, dict[str, list[str]]] | None = None,
 ) -> dict:
     """accuracy, cost_usd and seconds of every strategy on the one-part questions (see the module docstring),
     with the replayed cascades' frontier over accept thresholds."""
@@ -399,6 +406,19 @@ def strategies(
                 ]
             )
             frontier[name].append({"quality_threshold": t, **point})
+    for lam, lam_plans in sorted((price_plans or {}).items()):  # the graph's route at other price sensitivities
+        point = summarise(
+            [
+                run_cascade(
+                    [m for m in lam_plans.get(i["id"], []) if m in by_q[i["id"]]] or models[:1],
+                    by_q[i["id"]],
+                    probs[i["id"]],
+                    ctx.quality_threshold,
+                )
+                for i in single_items
+            ]
+        )
+        frontier.setdefault("graph_replay_price", []).append({"price_sensitivity": lam, **point})
     return {"strategies": out, "frontier": frontier, "per_question": per_question}
 
 
@@ -569,7 +589,11 @@ def run_eval(
     rows = answer_all(single + [i for i in items if len(i["parts"]) > 1], ctx, chosen, out, progress)
     fit = current_fit(res.store)
     plans = {i["id"]: graph_plan(i, ctx)[0] for i in single}
-    replay = strategies(items, rows, ctx, chosen, fit, plans)
+    price_plans = {
+        lam: {i["id"]: graph_plan(i, dataclasses.replace(ctx, price_sensitivity=lam))[0] for i in single}
+        for lam in PRICE_SENSITIVITIES
+    }
+    replay = strategies(items, rows, ctx, chosen, fit, plans, price_plans)
     sample = _live_sample(items, live)
     live_rows = run_live(sample, ctx, out, progress) if sample else []
     results: dict[str, Any] = {

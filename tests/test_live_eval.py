@@ -196,6 +196,7 @@ def test_run_eval_writes_results_and_resumes_without_answering_again(fusion, tmp
     assert saved["judges"]["acceptance"]["answers"] == 6  # 3 questions x 2 models
     assert set(saved["judges"]) >= {"rules", "llm", "acceptance"}
     assert (out / "frontier.png").stat().st_size > 0
+    assert [p["price_sensitivity"] for p in saved["frontier"]["graph_replay_price"]] == list(le.PRICE_SENSITIVITIES)
     assert results["best_single"] == "single:strong"
     calls = len(res.roster.chat_model("weak", 1, 1).calls)
     # interrupted mid-write: the torn last line is answered again, the others are not

@@ -200,8 +200,11 @@ def answer_all(
     path = out / ANSWERS_FILE
     _drop_torn_tail(path)
     done = {(r["id"], r["model"]): r for r in read_jsonl(path) if r.get("model") in models}
-    for r in done.values():  # the answer's own seconds, as _answer_seconds reads them (older rows had them wrong)
+    by_id = {item["id"]: item for item in items}
+    for r in done.values():  # marked again by the current matcher, and the answer's own seconds (as written now)
         r["answer_s"] = _answer_seconds(res.roster[r["model"]], {**r, "cost_usd": r["answer_cost_usd"]})
+        if r["id"] in by_id and not r.get("error"):
+            r["correct"] = is_right(r.get("answer") or "", by_id[r["id"]])
     available, _ = res.roster.availability(ctx.local_only)
     judge_id = res.roster.helper(available, ctx.judge_model, ctx.budget_usd) if ctx.llm_judge else None
     todo = sum((item["id"], m) not in done for item in items for m in models)

@@ -18,9 +18,10 @@ NUMBER = re.compile(r"(?:(?<![\w.])-)?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?!\d)
 # "B) ...", "(c) ...", "J. ...": a task's options (MMLU-Pro has ten, A-J)
 OPTION_LABEL = re.compile(r"(?:^|\s)\(?([A-Ja-j])[).:]\s+\S", re.MULTILINE)
 OPTION_LETTERS = "ABCDEFGHIJ"
-# the letter an answer settles on, most explicit first: "the answer is (C)" / "Answer: C" / "option C is correct",
+# the letter an answer settles on, most explicit first: "\boxed{C}", "the answer is (C)" / "Answer: C" / "option C is correct",
 # "option C", a line that starts "C." or "(C)", any "(C)"; within a kind the last one (after reasoning)
 _OPTION_PATTERNS = (
+    re.compile(r"\\boxed\{\s*(?:\\text\{\s*)?\(?([A-J])\b"),  # LaTeX: \boxed{B}, \boxed{\text{(B)}}
     re.compile(r"(?i:answer|option|choice)\s*(?:(?i:is|would be)|:)\s*(?i:option\s*)?[\*\(\[\s]*([A-J])\b"),
     re.compile(r"(?i:option|choice)\s*[\(\[]?([A-J])\b"),
     re.compile(r"^\s*[\*\(\[]*([A-J])[\)\]\.:\*]", re.MULTILINE),

@@ -23,6 +23,8 @@ from tests.fakes import ScriptedChat
         ("Answer: **H**", "H"),
         ("A. North America is wrong.\nThe correct option is I. Asia", "I"),
         ("B) 42 apples", "B"),
+        ("so the value is \\(\\boxed{B}\\).", "B"),
+        ("Option A fails. Final: \\boxed{\\text{(J)}}", "J"),
         ("I think it is about Asia", None),
     ],
 )

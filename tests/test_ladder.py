@@ -186,3 +186,16 @@ def test_the_real_ladder_is_joined_verified_and_answers_through_the_graph(tmp_pa
     assert paid == pytest.approx(first["compute_s"] * spec.usd_per_hour / 3600, rel=1e-2)
     assert out["summary"]["compute_s"] >= first["compute_s"]
     assert out["summary"]["strongest_model"] == "qwen2.5-coder-1.5b"  # the baseline is the dearest local tier
+
+
+def test_the_shipped_labels_fit_and_hold_no_question_text(monkeypatch):
+    import json
+
+    from fusiongraph import acceptance as acc
+
+    monkeypatch.setenv("FUSIONGRAPH_SHIPPED_ACCEPTANCE", "1")
+    rows = [json.loads(line) for line in acc.SHIPPED_LABELS.read_text().splitlines()]
+    assert len(rows) >= 100 and all(r["prompt"].startswith("sha256:") for r in rows)  # the shared sets stay there
+    assert {r["model"] for r in rows} == {"smollm2-135m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"}
+    fit = acc.shipped_fit()
+    assert fit is not None and fit.rows > 0

@@ -9,6 +9,28 @@ __import__("os").environ["FUSIONGRAPH_DISCOVER_LOCAL"] = "0"  # never probe a de
 # out, except where a test puts them back (tests/test_ladder.py)
 __import__("os").environ["FUSIONGRAPH_SHIPPED_ACCEPTANCE"] = "0"
 
+
+def _roster_without_the_qwen_tiers() -> str:
+    """The shipped roster less its Qwen tiers, for every test that does not name a roster: the protocol, server
+    and client tests run on the 135M tier as before (fast, and what they assert); the ladder's own tests
+    (tests/test_ladder.py) name the shipped store/models.yaml."""
+    import os
+    import tempfile
+
+    import yaml
+
+    from fusiongraph.store import DEFAULT_MODELS
+
+    data = yaml.safe_load(DEFAULT_MODELS.read_text(encoding="utf-8"))
+    data["models"] = [m for m in data["models"] if not m.get("gguf_parts")]
+    path = os.path.join(tempfile.mkdtemp(prefix="fusiongraph-tests-"), "models.yaml")
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(data, f)
+    return path
+
+
+__import__("os").environ.setdefault("FUSIONGRAPH_MODELS", _roster_without_the_qwen_tiers())
+
 from fusiongraph.embeddings import Embedder  # noqa: E402
 from fusiongraph.resources import Resources, use_resources  # noqa: E402
 from fusiongraph.roster import ModelSpec, Roster  # noqa: E402

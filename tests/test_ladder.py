@@ -172,7 +172,9 @@ def test_the_real_ladder_is_joined_verified_and_answers_through_the_graph(tmp_pa
     assert (
         sha256_of(assemble(roster["qwen2.5-coder-0.5b"].gguf_parts)) == roster["qwen2.5-coder-0.5b"].gguf_parts.sha256
     )
-    ctx = FusionContext(local_only=True, store_dir=str(tmp_path / "store"), cache=False)
+    ctx = FusionContext(
+        local_only=True, store_dir=str(tmp_path / "store"), cache=False, models_path=str(DEFAULT_MODELS)
+    )
     out = graph.invoke(
         {"query": "Tom has 3 boxes of 12 pencils and gives away 10. How many pencils are left?"}, context=ctx
     )

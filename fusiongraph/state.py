@@ -132,7 +132,10 @@ class SubtaskOutput(TypedDict):
 class Decomposition(BaseModel):
     """Structured output of the decomposer, validated before use."""
 
-    subtasks: list[str] = Field(description="Self-contained atomic subtasks, in the order to answer them.")
+    subtasks: list[str] = Field(
+        description="Self-contained atomic subtasks, in the order to answer them; empty when the request asks for "
+        "one thing only (it is then answered as written)."
+    )
 
     @field_validator("subtasks")
     @classmethod
@@ -143,8 +146,8 @@ class Decomposition(BaseModel):
             if text and text.lower() not in seen:
                 seen.add(text.lower())
                 out.append(text)
-        if not out:
-            raise ValueError("no non-empty subtasks")
+        if value and not out:
+            raise ValueError("only blank subtasks")
         return out
 
 

@@ -89,7 +89,8 @@ def check_fits(query: str, res, ctx: FusionContext) -> None:
 
 
 class AnsweredWhole(Exception):
-    """The request is answered as one subtask (tools, a JSON format, images): the planner is not called."""
+    """The request is answered as one subtask: tools, a JSON format or images (the planner is not called), or
+    the planner found one request (an empty list: nothing copied back)."""
 
 
 def decompose(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
@@ -145,6 +146,8 @@ def decompose(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
         event.update(charge(spec, out.get("raw"), prompt, bound, ctx.max_tokens))
         if out.get("parsed") is None:
             raise ValueError(f"decomposer output failed validation: {str(out.get('parsing_error'))[:200]}")
+        if not out["parsed"].subtasks:  # one thing only: answered as written (the planner copies nothing back)
+            raise AnsweredWhole("the planner found one request")
         planned = [pv.restore(s, placeholders) for s in out["parsed"].subtasks]  # the values back (redact)
         subtasks = [s for s in planned if grounding(s, query) >= MIN_GROUNDING]
         if len(subtasks) < len(planned):

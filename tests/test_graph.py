@@ -71,6 +71,17 @@ def test_junk_decomposition_falls_back_to_the_whole_query(fusion):
     assert "whole query is one subtask" in event["fallback"]
 
 
+def test_an_empty_plan_answers_the_request_as_written_without_a_fallback_note(fusion):
+    models, *_ = cheap_strong(cheap_reply="GOOD 26")
+    fusion(models, planner=ScriptedChat(script=lambda p: json.dumps({"subtasks": []})))
+    query = "Tom has 3 boxes of 12 pencils and gives away 10. How many are left?"
+    out = graph.invoke({"query": query}, context=ctx())
+    assert out["subtasks"] == [query]
+    event = next(e for e in out["trace"] if e["node"] == "decompose")
+    assert "fallback" not in event and event["whole"] == "the planner found one request"
+    assert event["cost_usd"] >= 0 and event["model"] == "planner"  # the planner was asked, and charged
+
+
 def test_invented_subtasks_are_dropped(fusion):
     models, *_ = cheap_strong(cheap_reply="GOOD")
     fusion(

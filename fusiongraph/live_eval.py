@@ -542,11 +542,12 @@ def plot_frontier(results: dict, path: Path) -> Path:
     for name, point in results["strategies"].items():
         if point.get("accuracy") is None:
             continue
-        ax.scatter(point["cost_usd"], point["accuracy"], label=name, zorder=3)
+        ax.scatter(point["cost_usd"], point["accuracy"], label=f"{name} ({point['questions']} q)", zorder=3)
     for name, points in results["frontier"].items():
         pts = sorted((p["cost_usd"], p["accuracy"]) for p in points if p["accuracy"] is not None)
         if pts:
-            ax.plot(*zip(*pts), linestyle="--", alpha=0.6, label=f"{name} (thresholds)")
+            knob = "price sensitivity" if name.endswith("_price") else "accept threshold"
+            ax.plot(*zip(*pts), linestyle="--", alpha=0.6, label=f"{name.removesuffix('_price')} by {knob}")
     ax.set_xlabel("cost, USD (local models: compute seconds x the machine's hourly price)")
     ax.set_ylabel("accuracy")
     ax.set_title(f"fusiongraph eval: {results['questions']} questions")

@@ -569,7 +569,9 @@ def eval_command(
     table = Table(title=f"eval: {results['questions']} questions, {', '.join(results['files'])}", title_justify="left")
     for col in ("strategy", "questions", "accuracy", "cost USD", "compute s"):
         table.add_column(col, justify="left" if col == "strategy" else "right")
-    for name, s in results["strategies"].items():
+    rows = [*results["strategies"].items()]
+    rows += [(f"multi-part: {k}", v) for k, v in (results.get("multi_part") or {}).items() if isinstance(v, dict)]
+    for name, s in rows:
         acc = "-" if s.get("accuracy") is None else f"{s['accuracy']:.3f}"
         table.add_row(name, str(s["questions"]), acc, f"{s['cost_usd']:.5f}", f"{s['seconds']:.0f}")
     console.print(table)

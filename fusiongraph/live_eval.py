@@ -425,9 +425,10 @@ def strategies(
     return {"strategies": out, "frontier": frontier, "per_question": per_question}
 
 
-def best_single(strats: dict) -> str:
+def best_single(strats: dict) -> str | None:
+    """The most accurate single model (the cheaper at a tie); None with no one-part question."""
     singles = {k: v for k, v in strats.items() if k.startswith("single:") and v["accuracy"] is not None}
-    return max(singles, key=lambda k: (singles[k]["accuracy"], -singles[k]["cost_usd"]))
+    return max(singles, key=lambda k: (singles[k]["accuracy"], -singles[k]["cost_usd"]), default=None)
 
 
 def cheapest_matching(frontier: list[dict], target: dict) -> dict | None:
@@ -630,18 +631,19 @@ def run_eval(
         }
     best = best_single(results["strategies"])
     results["best_single"] = best
-    target = results["strategies"][best]
-    results["cheapest_matching_best_single"] = {
-        name: cheapest_matching(points, target) for name, points in results["frontier"].items()
-    }
-    results["vs_best_single"] = {
-        name: {
-            "accuracy_points": round(100 * (s["accuracy"] - target["accuracy"]), 2),
-            "cost_share": round(s["cost_usd"] / target["cost_usd"], 4) if target["cost_usd"] else None,
+    if best is not None:
+        target = results["strategies"][best]
+        results["cheapest_matching_best_single"] = {
+            name: cheapest_matching(points, target) for name, points in results["frontier"].items()
         }
-        for name, s in results["strategies"].items()
-        if s.get("accuracy") is not None and name in ("graph_replay", "fixed_cascade", "oracle")
-    }
+        results["vs_best_single"] = {
+            name: {
+                "accuracy_points": round(100 * (s["accuracy"] - target["accuracy"]), 2),
+                "cost_share": round(s["cost_usd"] / target["cost_usd"], 4) if target["cost_usd"] else None,
+            }
+            for name, s in results["strategies"].items()
+            if s.get("accuracy") is not None and name in ("graph_replay", "fixed_cascade", "oracle")
+        }
     if record:
         results["recorded"] = record_rows(res, rows, out)
     results["wall_time_s"] = round(time.perf_counter() - started, 1)

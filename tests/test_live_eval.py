@@ -211,6 +211,15 @@ def test_run_eval_writes_results_and_resumes_without_answering_again(fusion, tmp
     assert len(res.roster.chat_model("weak", 1, 1).calls) - calls <= 2  # at most the torn row's model again
 
 
+def test_a_run_of_multi_part_lines_only_compares_the_live_graph_with_each_model(fusion, tmp_path):
+    fusion(_models())
+    f = tmp_path / "multi.jsonl"
+    f.write_text(_questions(tmp_path).read_text().splitlines()[-1] + "\n")
+    results = le.run_eval([f], tmp_path / "out", ctx(quality_threshold=0.5), live=0, progress=False)
+    assert results["best_single"] is None and "vs_best_single" not in results
+    assert results["multi_part"]["questions"] == 1 and results["multi_part"]["graph"]["accuracy"] == 1.0
+
+
 def test_record_keeps_the_answers_as_outcomes_and_refits_the_acceptance(fusion, tmp_path):
     res = fusion(_models())
     out = tmp_path / "out"

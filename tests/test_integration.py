@@ -71,7 +71,9 @@ def test_the_embedded_default_answers_end_to_end(tmp_path):
     assert out["answer"].strip()
     assert result["attempts"][0]["model"] == "smollm2-135m"
     assert {v["judge"] for v in result["attempts"][0]["verdicts"]} >= {"rules", "self"}
-    assert {s["reason"] for s in result["skipped"]} == {"local_only is set"}
+    # the API tiers by local_only; the Qwen tiers are not in the tests' roster (tests/conftest.py), said as such
+    reasons = {s["reason"] for s in result["skipped"]}
+    assert {r for r in reasons if not r.startswith("not in the roster")} == {"local_only is set"}
     from fusiongraph.resources import get_resources
 
     assert get_resources(FusionContext(store_dir=str(tmp_path))).store.counts()["outcomes"] >= 1

@@ -262,6 +262,8 @@ def test_judge_eval_on_the_shipped_gguf(tmp_path):
             "--json",
             "--max-tokens",
             "24",
+            "--consistency-samples",  # the default is 0 (cheaper tiers only): one model here, so sample it
+            "3",
             "--out",
             str(tmp_path / "out"),
             "--store-dir",

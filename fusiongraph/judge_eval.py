@@ -91,38 +91,28 @@ def is_correct(answer: str, reference: str, match: str | None = None) -> bool:
 def load_items(path: str | Path) -> list[dict]:
     """JSONL of {"prompt": str, "reference": str, "match": "exact"|"numeric" (optional)}; blank lines are
     skipped, other keys ignored. A bad line raises ValueError naming the file and the line."""
-    from fusiongraph.text import clean_query
+    from fusiongraph.text import clean_query, jsonl_objects
 
     items = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}, line {n}"
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{where}: not valid JSON ({exc.msg})") from None
-            if not isinstance(item, dict):
-                raise ValueError(f'{where}: expected an object with "prompt" and "reference"')
-            missing = [k for k in ("prompt", "reference") if k not in item]
-            if missing:
-                raise ValueError(f"{where}: missing field {', '.join(repr(k) for k in missing)}")
-            reference = item["reference"]
-            if isinstance(reference, (int, float)) and not isinstance(reference, bool):
-                reference = str(reference)
-            if not isinstance(reference, str) or not normalise(reference):
-                raise ValueError(f'{where}: "reference" must be a non-empty string (or a number)')
-            try:
-                prompt = clean_query(item["prompt"])
-            except ValueError as exc:
-                raise ValueError(f'{where}: "prompt": {exc}') from None
-            match = item.get("match") or default_match(reference)
-            if match not in MATCHES:
-                raise ValueError(f'{where}: "match" must be one of {list(MATCHES)}, got {match!r}')
-            if match == "numeric" and parse_number(reference) is None:
-                raise ValueError(f'{where}: "match" is numeric but the reference {reference!r} is not a number')
-            items.append({"line": n, "prompt": prompt, "reference": reference, "match": match})
+    for n, where, item in jsonl_objects(path, '"prompt" and "reference"'):
+        missing = [k for k in ("prompt", "reference") if k not in item]
+        if missing:
+            raise ValueError(f"{where}: missing field {', '.join(repr(k) for k in missing)}")
+        reference = item["reference"]
+        if isinstance(reference, (int, float)) and not isinstance(reference, bool):
+            reference = str(reference)
+        if not isinstance(reference, str) or not normalise(reference):
+            raise ValueError(f'{where}: "reference" must be a non-empty string (or a number)')
+        try:
+            prompt = clean_query(item["prompt"])
+        except ValueError as exc:
+            raise ValueError(f'{where}: "prompt": {exc}') from None
+        match = item.get("match") or default_match(reference)
+        if match not in MATCHES:
+            raise ValueError(f'{where}: "match" must be one of {list(MATCHES)}, got {match!r}')
+        if match == "numeric" and parse_number(reference) is None:
+            raise ValueError(f'{where}: "match" is numeric but the reference {reference!r} is not a number')
+        items.append({"line": n, "prompt": prompt, "reference": reference, "match": match})
     if not items:
         raise ValueError(f"{path}: no questions (the file is empty)")
     return items

@@ -33,7 +33,7 @@ from typing import Any, Callable
 from fusiongraph.context import FusionContext
 from fusiongraph.judge_eval import is_correct as plain_correct
 from fusiongraph.judge_eval import judge_metrics, normalise, parse_number
-from fusiongraph.text import OPTION_LETTERS, option_letter
+from fusiongraph.text import OPTION_LETTERS, jsonl_objects, option_letter
 
 MATCHES = ("numeric", "exact", "option")
 ANSWERS_FILE = "answers.jsonl"
@@ -109,37 +109,27 @@ def load_questions(paths: list[str | Path], limit: int | None = None, skip: int 
     for path in paths:
         path = Path(path)
         taken = []
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                where = f"{path}, line {n}"
-                try:
-                    raw = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{where}: not valid JSON ({exc.msg})") from None
-                if not isinstance(raw, dict):
-                    raise ValueError(f'{where}: expected an object with "id", "prompt" and "reference" or "parts"')
-                for key in ("id", "prompt"):
-                    if not isinstance(raw.get(key), (str, int)) or isinstance(raw.get(key), bool):
-                        raise ValueError(f'{where}: missing or bad field "{key}"')
-                if ("parts" in raw) == ("reference" in raw):
-                    raise ValueError(f'{where}: give either "reference" (one answer) or "parts" (several)')
-                if "parts" in raw:
-                    if not isinstance(raw["parts"], list) or not raw["parts"]:
-                        raise ValueError(f'{where}: "parts" must be a non-empty list')
-                    parts = [_part(p, f"{where}, part {i + 1}") for i, p in enumerate(raw["parts"])]
-                else:
-                    parts = [_part(raw, where)]
-                try:
-                    prompt = clean_query(str(raw["prompt"]))
-                except ValueError as exc:
-                    raise ValueError(f'{where}: "prompt": {exc}') from None
-                qid = str(raw["id"])
-                if qid in seen:
-                    raise ValueError(f"{where}: id {qid!r} is also in {seen[qid]}")
-                seen[qid] = where
-                taken.append({"id": qid, "prompt": prompt, "parts": parts, "file": path.name, "line": n})
+        for n, where, raw in jsonl_objects(path, '"id", "prompt" and "reference" or "parts"'):
+            for key in ("id", "prompt"):
+                if not isinstance(raw.get(key), (str, int)) or isinstance(raw.get(key), bool):
+                    raise ValueError(f'{where}: missing or bad field "{key}"')
+            if ("parts" in raw) == ("reference" in raw):
+                raise ValueError(f'{where}: give either "reference" (one answer) or "parts" (several)')
+            if "parts" in raw:
+                if not isinstance(raw["parts"], list) or not raw["parts"]:
+                    raise ValueError(f'{where}: "parts" must be a non-empty list')
+                parts = [_part(p, f"{where}, part {i + 1}") for i, p in enumerate(raw["parts"])]
+            else:
+                parts = [_part(raw, where)]
+            try:
+                prompt = clean_query(str(raw["prompt"]))
+            except ValueError as exc:
+                raise ValueError(f'{where}: "prompt": {exc}') from None
+            qid = str(raw["id"])
+            if qid in seen:
+                raise ValueError(f"{where}: id {qid!r} is also in {seen[qid]}")
+            seen[qid] = where
+            taken.append({"id": qid, "prompt": prompt, "parts": parts, "file": path.name, "line": n})
         taken = taken[skip:]
         items.extend(taken[:limit] if limit else taken)
     if not items:
@@ -297,7 +287,7 @@ def p_right(row: dict, fit) -> float:
 
 
 @dataclasses.dataclass
-class Outcome:
+class Scored:
     """One strategy's result on one question."""
 
     correct: bool
@@ -307,11 +297,11 @@ class Outcome:
     tried: list[str]
 
 
-def _single(row: dict) -> Outcome:
-    return Outcome(bool(row["correct"]), row["answer_cost_usd"], row["answer_s"], row["model"], [row["model"]])
+def _single(row: dict) -> Scored:
+    return Scored(bool(row["correct"]), row["answer_cost_usd"], row["answer_s"], row["model"], [row["model"]])
 
 
-def run_cascade(plan: list[str], rows: dict[str, dict], judging: dict[str, tuple], threshold: float) -> Outcome:
+def run_cascade(plan: list[str], rows: dict[str, dict], judging: dict[str, tuple], threshold: float) -> Scored:
     """The judged cascade on recorded rows (`judging`: model -> :func:`judged`): each tier's answer and judges
     are paid for; the first answer whose P(right) reaches `threshold` is taken, else the best-scored one (as
     nodes/cascade.py does)."""
@@ -323,12 +313,12 @@ def run_cascade(plan: list[str], rows: dict[str, dict], judging: dict[str, tuple
         cost += c
         seconds += s
         if not row.get("error") and p >= threshold:
-            return Outcome(bool(row["correct"]), cost, seconds, model, tried)
+            return Scored(bool(row["correct"]), cost, seconds, model, tried)
     answered = [m for m in tried if not rows[m].get("error")]
     if not answered:
-        return Outcome(False, cost, seconds, None, tried)
+        return Scored(False, cost, seconds, None, tried)
     best = max(answered, key=lambda m: judging[m][0])
-    return Outcome(bool(rows[best]["correct"]), cost, seconds, best, tried)
+    return Scored(bool(rows[best]["correct"]), cost, seconds, best, tried)
 
 
 def graph_plan(item: dict, ctx: FusionContext) -> tuple[list[str], dict]:
@@ -346,7 +336,7 @@ def graph_plan(item: dict, ctx: FusionContext) -> tuple[list[str], dict]:
     return list(state.get("candidates") or []), state
 
 
-def summarise(outcomes: list[Outcome]) -> dict:
+def summarise(outcomes: list[Scored]) -> dict:
     n = len(outcomes)
     return {
         "questions": n,
@@ -373,7 +363,7 @@ def strategies(
     single_items = [i for i in items if len(i["parts"]) == 1 and all(m in by_q.get(i["id"], {}) for m in models)]
     probs = {i["id"]: {m: judged(by_q[i["id"]][m], fit) for m in models} for i in single_items}
     out: dict[str, dict] = {}
-    per_question: dict[str, dict[str, Outcome]] = {i["id"]: {} for i in single_items}
+    per_question: dict[str, dict[str, Scored]] = {i["id"]: {} for i in single_items}
     for m in models:
         for i in single_items:
             per_question[i["id"]][f"single:{m}"] = _single(by_q[i["id"]][m])
@@ -381,7 +371,7 @@ def strategies(
         q = by_q[i["id"]]
         right = [m for m in models if q[m]["correct"]]
         pick = right[0] if right else models[0]
-        per_question[i["id"]]["oracle"] = Outcome(
+        per_question[i["id"]]["oracle"] = Scored(
             bool(right), q[pick]["answer_cost_usd"], q[pick]["answer_s"], pick, [pick]
         )
         per_question[i["id"]]["fixed_cascade"] = run_cascade(models, q, probs[i["id"]], ctx.quality_threshold)
@@ -506,7 +496,7 @@ def run_live(
     return [done[i["id"]] for i in items if i["id"] in done]
 
 
-def live_summary(live: list[dict], per_question: dict[str, dict[str, Outcome]]) -> dict:
+def live_summary(live: list[dict], per_question: dict[str, dict[str, Scored]]) -> dict:
     """The live graph's accuracy, cost and seconds, and its agreement with the replay on the same questions."""
     n = len(live)
     out = {
@@ -625,7 +615,7 @@ def run_eval(
         results["multi_part"] = {
             "questions": len(multi),
             "graph": summarise(
-                [Outcome(live_by[q]["correct"], live_by[q]["cost_usd"], live_by[q]["seconds"], None, []) for q in multi]
+                [Scored(live_by[q]["correct"], live_by[q]["cost_usd"], live_by[q]["seconds"], None, []) for q in multi]
             ),
             **{f"single:{m}": summarise([_single(by[(q, m)]) for q in multi]) for m in chosen},
         }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from pathlib import Path
@@ -48,6 +49,23 @@ def option_letter_span(text: str) -> tuple[str, tuple[int, int]] | None:
 def option_letter(text: str) -> str | None:
     found = option_letter_span(text)
     return found[0] if found else None
+
+
+def jsonl_objects(path, expected: str):
+    """(where, object) for each non-blank line of a JSONL file; a line that is not a JSON object raises
+    ValueError naming the file and the line (`expected`: what an object must hold, for the message)."""
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}, line {n}"
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{where}: not valid JSON ({exc.msg})") from None
+            if not isinstance(item, dict):
+                raise ValueError(f"{where}: expected an object with {expected}")
+            yield n, where, item
 
 
 class QueryError(ValueError):

@@ -223,26 +223,17 @@ def test_a_run_of_multi_part_lines_only_compares_the_live_graph_with_each_model(
 def test_record_keeps_the_answers_as_outcomes_and_refits_the_acceptance(fusion, tmp_path):
     res = fusion(_models())
     out = tmp_path / "out"
-    results = le.run_eval(
-        [_questions(tmp_path)],
-        out,
-        ctx(quality_threshold=0.5, consistency_samples=0),
-        live=0,
-        record=True,
-        progress=False,
-    )
+
+    def run():
+        c = ctx(quality_threshold=0.5, consistency_samples=0)
+        return le.run_eval([_questions(tmp_path)], out, c, live=0, record=True, progress=False)
+
+    results = run()
     assert results["recorded"]["outcomes"] == 4 and results["recorded"]["subtasks"] == 2  # one-part questions only
     sources = [o["source"] for o in res.store.outcomes()]
     assert sources.count("eval") == 4  # beside them, the live graph's outcomes of the multi-part line
     assert "not refitted" in results["recorded"]["acceptance"]  # 4 labels are too few: said, outcomes kept
-    again = le.run_eval(
-        [_questions(tmp_path)],
-        out,
-        ctx(quality_threshold=0.5, consistency_samples=0),
-        live=0,
-        record=True,
-        progress=False,
-    )
+    again = run()
     assert again["recorded"]["outcomes"] == 0  # a re-run records nothing twice
     assert [o["source"] for o in res.store.outcomes()].count("eval") == 4
 

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from fake_openai_server import FakeOpenAIServer  # noqa: E402
 
-from fusiongraph.store import DEFAULT_TAXONOMY  # noqa: E402
+from fusiongraph.defaults import DEFAULT_TAXONOMY  # noqa: E402
 
 OUT = ROOT / "bench-out"
 
@@ -74,10 +74,10 @@ def overhead(runs: int) -> None:
     from langchain_core.messages import HumanMessage
 
     from fusiongraph.context import FusionContext
-    from fusiongraph.embeddings import Embedder
     from fusiongraph.graphs.fusion import graph
+    from fusiongraph.models.roster import ModelSpec, Roster
     from fusiongraph.resources import Resources, use_resources
-    from fusiongraph.roster import ModelSpec, Roster
+    from fusiongraph.routing.embeddings import Embedder
     from fusiongraph.store import Outcome, OutcomeStore
     from tests.conftest import judge_script, make_taxonomy, planner_script
     from tests.fakes import BagOfWordsEmbeddings, ScriptedChat
@@ -180,7 +180,7 @@ def tokens(repeats: int, max_tokens: int) -> None:
     """Local model tokens/s through the graph (the answer call) against raw llama-cpp-python."""
     from fusiongraph.context import FusionContext
     from fusiongraph.graphs.fusion import graph
-    from fusiongraph.local_llm import load_llama
+    from fusiongraph.models.local_llm import load_llama
     from fusiongraph.prompts import load_prompt
     from fusiongraph.resources import get_resources
 

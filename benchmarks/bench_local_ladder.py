@@ -1,5 +1,5 @@
 """The local ladder's speed on this machine: prompt and output tokens per second of each in-process model of
-the shipped roster (the figures behind `tokens_per_s` in store/models.yaml), its compute seconds per call and
+the shipped roster (the figures behind `tokens_per_s` in fusiongraph/defaults/models.yaml), its compute seconds per call and
 the process's resident memory with every tier loaded.
 
     .venv/bin/python benchmarks/bench_local_ladder.py [--runs 3] [--json]
@@ -29,8 +29,8 @@ def main() -> None:
 
     from langchain_core.messages import HumanMessage
 
-    from fusiongraph.roster import Roster
-    from fusiongraph.store import DEFAULT_MODELS
+    from fusiongraph.defaults import DEFAULT_MODELS
+    from fusiongraph.models.roster import Roster
 
     roster = Roster.from_yaml(DEFAULT_MODELS)
     available, skipped = roster.availability(local_only=True, answering=True)

@@ -139,7 +139,7 @@ def main() -> None:
         detection[name] = round(hits / len(texts), 3)
         print(f"{name:36s} {detection[name]:.2f}", flush=True)
 
-    from fusiongraph.tables import load_table
+    from fusiongraph.eval.tables import load_table
 
     table = load_table(args.table)
     prompts = list(dict.fromkeys(table.prompts))
@@ -173,13 +173,14 @@ def main() -> None:
 def bench_cache(prompts: list[str], n_pairs: int, rng: random.Random) -> dict:
     """Hit and false-hit rates through fusiongraph.cache.lookup on a real store, and the hit latency."""
     from fusiongraph import cache as answer_cache
-    from fusiongraph.bench.run import default_cache_path
     from fusiongraph.context import FusionContext
-    from fusiongraph.embeddings import Embedder, MiniLMEmbeddings
+    from fusiongraph.defaults import DEFAULT_TAXONOMY
+    from fusiongraph.eval.bench.run import default_cache_path
+    from fusiongraph.models.roster import ModelSpec, Roster
     from fusiongraph.resources import Resources
-    from fusiongraph.roster import ModelSpec, Roster
-    from fusiongraph.store import DEFAULT_TAXONOMY, Outcome, open_store
-    from fusiongraph.taxonomy import Taxonomy
+    from fusiongraph.routing.embeddings import Embedder, MiniLMEmbeddings
+    from fusiongraph.routing.taxonomy import Taxonomy
+    from fusiongraph.store import Outcome, open_store
 
     embedder = Embedder(MiniLMEmbeddings(), cache_path=default_cache_path())
     short = [p for p in prompts if len(p) < 600]

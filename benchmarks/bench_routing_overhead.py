@@ -22,11 +22,12 @@ import numpy as np
 from tqdm import tqdm
 
 from fusiongraph.context import FusionContext
+from fusiongraph.defaults import DEFAULT_MODELS, DEFAULT_TAXONOMY
+from fusiongraph.models.roster import Roster
 from fusiongraph.resources import default_embedder
-from fusiongraph.roster import Roster
-from fusiongraph.routing import Router
-from fusiongraph.store import DEFAULT_MODELS, DEFAULT_TAXONOMY, Outcome, OutcomeStore
-from fusiongraph.taxonomy import Taxonomy
+from fusiongraph.routing.router import Router
+from fusiongraph.routing.taxonomy import Taxonomy
+from fusiongraph.store import Outcome, OutcomeStore
 
 MODELS = ["smollm2-135m", "openai-compatible", "gpt-4o-mini", "gpt-4o"]
 

@@ -102,11 +102,11 @@ def copy_from_sqlite(source: Path, url: str) -> float:
 
 def bench_routing(args, size: int) -> dict:
     from fusiongraph.context import FusionContext
+    from fusiongraph.defaults import DEFAULT_MODELS, DEFAULT_TAXONOMY
+    from fusiongraph.models.roster import Roster
     from fusiongraph.resources import default_embedder
-    from fusiongraph.roster import Roster
-    from fusiongraph.routing import Router
-    from fusiongraph.store import DEFAULT_MODELS, DEFAULT_TAXONOMY
-    from fusiongraph.taxonomy import Taxonomy
+    from fusiongraph.routing.router import Router
+    from fusiongraph.routing.taxonomy import Taxonomy
 
     embedder = default_embedder()
     assert embedder.dim == DIM, embedder.dim

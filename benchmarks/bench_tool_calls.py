@@ -1,5 +1,5 @@
-"""How well the embedded SmolLM2-135M calls tools through the local tier (fusiongraph/local_llm.py), judged by
-the rule verifier (fusiongraph.verifiers.check_tool_calls: an offered tool, arguments valid against its schema).
+"""How well the embedded SmolLM2-135M calls tools through the local tier (fusiongraph/models/local_llm.py), judged by
+the rule verifier (fusiongraph.judging.verifiers.check_tool_calls: an offered tool, arguments valid against its schema).
 
     python benchmarks/bench_tool_calls.py [--n 20] [--json]
 
@@ -17,8 +17,8 @@ import json
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from fusiongraph.conversation import make_request
-from fusiongraph.local_llm import LocalLlamaChat, find_gguf
-from fusiongraph.verifiers import check_tool_calls
+from fusiongraph.judging.verifiers import check_tool_calls
+from fusiongraph.models.local_llm import LocalLlamaChat, find_gguf
 
 CITIES = ["Paris", "Rome", "Oslo", "Lima", "Tokyo", "Cairo", "Quito", "Dublin", "Madrid", "Seoul"]
 ZONES = ["UTC", "Europe/Paris", "Asia/Tokyo", "America/Lima", "Africa/Cairo"] * 2

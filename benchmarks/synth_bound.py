@@ -11,7 +11,7 @@ success E[P] over the hidden part (Monte Carlo over the generator's own distribu
 cost; then for each willingness to pay lambda (USD per success point, the Lagrangian whose sweep traces the
 best reachable quality-cost frontier) picks argmax E[P] - lambda x E[cost], and scores the picks with the
 table's *recorded* outcomes and costs, as the replay bench scores its strategies. The frontier's metrics
-come from the bench's own functions (`fusiongraph.bench.metrics.many_model_metrics`).
+come from the bench's own functions (`fusiongraph.eval.bench.metrics.many_model_metrics`).
 
 No router that learns from the table can beat this in expectation: it is a bound on what the text can
 tell, used to tell a router's shortfall from the table's. numpy only; deterministic for a given seed.
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import synth_tables as st  # noqa: E402
 
-from fusiongraph.bench.metrics import many_model_metrics  # noqa: E402
+from fusiongraph.eval.bench.metrics import many_model_metrics  # noqa: E402
 
 
 def expected(table: dict, draws: int = 600, seed: int = 12345) -> tuple[np.ndarray, np.ndarray]:

@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/synth_tables.py --seed 7 --models 8 --graded --out /tmp/synth/g7.csv
 
 What it writes: the outcome-table format of ``../shared/data/outcomes/README.md`` (``prompt``, ``category``,
-then ``score:/cost:/tokens:<model>`` per model), loadable with ``fusiongraph.tables.load_table``.
+then ``score:/cost:/tokens:<model>`` per model), loadable with ``fusiongraph.eval.tables.load_table``.
 
 How:
 

@@ -13,7 +13,6 @@ __version__ = "0.1.0"
 # graphs/, nodes/, prompts/, server/ and store/ are subpackages of fusiongraph (fusiongraph.nodes, ...) that
 # live beside this folder in the source tree (pyproject's package-dir). An installed wheel has them inside
 # this folder; run from a checkout (tests, `langgraph dev`), they are found in the parent folder.
-_SUBPACKAGES = ("graphs", "nodes", "prompts", "server", "store")
 _here = _Path(__file__).resolve().parent
 if not (_here / "nodes").is_dir() and (_here.parent / "nodes" / "__init__.py").is_file():
     __path__.append(str(_here.parent))  # noqa: F821 - a package's __path__

@@ -2,7 +2,7 @@
 
 Prepares the prompt (guides as worked examples, trimmed to the model's context, worst-case cost), calls
 the model through the caller's `invoke` (the cascade's retried LangGraph task, or a plain call), and
-judges the answer with every registered judge (:data:`fusiongraph.judges.JUDGES`: rules, the model's own
+judges the answer with every registered judge (:data:`fusiongraph.judging.base.JUDGES`: rules, the model's own
 confidence, the LLM judge), and builds the :class:`fusiongraph.records.Attempt`.
 
 The worst case (`PreparedCall.worst_cost_usd`) is a true upper bound of what the attempt can cost (see
@@ -10,7 +10,7 @@ fusiongraph/budget.py): the answer's prompt bound at the model's input price plu
 what each judge reserves (`Judge.reserve`; the LLM judge: its prompt bound plus `JUDGE_MAX_TOKENS` out).
 The judge's prompt contains the answer, unknown before the call: the reservation allows an answer
 allowance for it, and the LLM judge trims the answer it reads to that allowance, so it can never cost more
-than was reserved (fusiongraph/judge_kinds/llm.py).
+than was reserved (fusiongraph/judging/kinds/llm.py).
 """
 
 from __future__ import annotations
@@ -22,17 +22,17 @@ from typing import Any, Callable, Mapping, Sequence
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
-from fusiongraph.acceptance import current_fit, decide, without_say
 from fusiongraph.budget import PER_MESSAGE_TOKENS, charge, counter_for, message_text, prompt_bound, token_bound
 from fusiongraph.context import FusionContext
-from fusiongraph.judge_kinds.llm import (  # noqa: F401  (the LLM judge's bounds, under their old home)
+from fusiongraph.judging.acceptance import current_fit, decide, without_say
+from fusiongraph.judging.base import JUDGES, NO_RESERVATION, AnswerCall, Judging, Reservation, Verdict
+from fusiongraph.judging.kinds.llm import (  # noqa: F401  (the LLM judge's bounds, under their old home)
     ANSWER_TOKENS_PER_TOKEN,
     JUDGE_MAX_TOKENS,
     judge_bound,
     judge_worst_cost,
 )
-from fusiongraph.judges import JUDGES, NO_RESERVATION, AnswerCall, Judging, Reservation, Verdict
-from fusiongraph.model_kinds import is_transient  # RetryPolicy retry_on: each model kind names its transient errors
+from fusiongraph.models.kinds import is_transient  # RetryPolicy retry_on: each model kind names its transient errors
 from fusiongraph.prompts import load_prompt
 from fusiongraph.records import Attempt, attempt_cost, attempt_scores, new_attempt
 from fusiongraph.resources import Resources
@@ -150,7 +150,7 @@ def prepare_call(
     measure: bool = False,
 ) -> PreparedCall:
     """The answer call and its judges' reservations. The judges with no say on `task_class` (the calibrated
-    acceptance's, fusiongraph/acceptance.py) reserve nothing and are not asked, unless `measure` (judge-eval:
+    acceptance's, fusiongraph/judging/acceptance.py) reserve nothing and are not asked, unless `measure` (judge-eval:
     every judge speaks, to be measured)."""
     spec = res.roster[model_id]
     guides = guides_for(model_id, guides, res, ctx.guides)
@@ -198,10 +198,10 @@ def after_rejection(earlier: Sequence[Mapping[str, Any]] | None) -> bool:
     """Whether a call made after these `earlier` attempts on the same subtask is *conditioned*: an earlier
     tier returned an answer and the judges rejected it. Its outcome is then selected on that rejection (on
     the other models' outcomes, not only on the subtask), which the router must not read as the model's
-    first-pick success (fusiongraph/routing.py). A failed call (error) rejected nothing about the subtask.
+    first-pick success (fusiongraph/routing/router.py). A failed call (error) rejected nothing about the subtask.
 
     The one rule for the flag: the live cascade (through :func:`run_attempt`) and the bench's online replay
-    (:func:`fusiongraph.bench.online.run_online`) both use it."""
+    (:func:`fusiongraph.eval.bench.online.run_online`) both use it."""
     return any("answer" in a and not a.get("accepted") for a in earlier or ())
 
 
@@ -218,7 +218,7 @@ def run_attempt(
     """Call and judge; a failed call (refused, 4xx/5xx, timeout after retries) is an attempt with `error`.
 
     The registered judges run in order, each seeing the verdicts before it; the judges' model calls are
-    charged to the attempt (`judge_cost_usd`). The confidence is P(right) (fusiongraph/acceptance.py: an
+    charged to the attempt (`judge_cost_usd`). The confidence is P(right) (fusiongraph/judging/acceptance.py: an
     exact check, else the calibrated acceptance saved beside the store, else the fixed weights).
     `earlier`: the attempts of cheaper tiers on this subtask (the consistency judge compares with them; a
     rejected one makes this attempt ``after_rejection``, see :func:`after_rejection`)."""

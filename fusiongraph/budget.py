@@ -107,11 +107,6 @@ def prompt_bound(messages: Iterable[BaseMessage | str], count: Counter = token_b
     return total
 
 
-def worst_cost(spec, tokens_in: int, max_out: int) -> float:
-    """USD of a call of `spec` with at most `tokens_in` input and `max_out` output tokens."""
-    return spec.cost(tokens_in, max_out)
-
-
 def charge(spec, message, prompt_text: str, in_bound: int, max_out: int) -> dict:
     """What a call cost: the tokens the model reported; where it reported none, ModelSpec.usage's
     estimate, never above the call's bounds (the output cannot pass max_tokens). A local model priced by

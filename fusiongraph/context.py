@@ -14,7 +14,7 @@ class FusionContext:
         metadata={
             "range": (0.0, 1.0),
             "description": "Accept an answer when its probability of being right (0-1: an exact check, else the "
-            "judges' calibrated acceptance, fusiongraph/acceptance.py) reaches this; else escalate. 0.5: accept "
+            "judges' calibrated acceptance, fusiongraph/judging/acceptance.py) reaches this; else escalate. 0.5: accept "
             "what is more likely right than wrong, the decision that is right most often; higher trades "
             "escalations for fewer wrong answers accepted.",
         },
@@ -69,7 +69,7 @@ class FusionContext:
     router: str = field(
         default="hybrid",
         metadata={
-            "description": "Routing strategy that predicts each model's success (fusiongraph/strategies: hybrid, "
+            "description": "Routing strategy that predicts each model's success (fusiongraph/routing/strategies: hybrid, "
             "knn, probe, taxonomy, or one you register)."
         },
     )
@@ -82,7 +82,7 @@ class FusionContext:
             "escalation goes on while the expected gain is worth its price. 0 = best quality at any "
             "price; higher = cheaper. Empty (None, the default): chosen on the store, the cheapest point of its "
             "own replay that beats its best single model, raised if the judged cascade would cost more than that "
-            "model (fusiongraph/operating_point.py; 0.01 until the store has 200 subtasks with outcomes of the "
+            "model (fusiongraph/routing/operating_point.py; 0.01 until the store has 200 subtasks with outcomes of the "
             "candidates).",
         },
     )
@@ -107,7 +107,7 @@ class FusionContext:
         metadata={
             "range": (1, 32768),
             "description": "Most output tokens per model call (an answer also stops at its class's length, "
-            "store/taxonomy.yaml: step-by-step maths needs ~512).",
+            "fusiongraph/defaults/taxonomy.yaml: step-by-step maths needs ~512).",
         },
     )
     consistency_samples: int = field(
@@ -173,7 +173,7 @@ class FusionContext:
         default=None,
         metadata={
             "description": "Add the models this machine already has to the roster (OpenAI-compatible servers on "
-            "loopback, GGUF files: fusiongraph/discovery.py), as trusted tiers at price 0. Empty (None) reads "
+            "loopback, GGUF files: fusiongraph/models/discovery.py), as trusted tiers at price 0. Empty (None) reads "
             "$FUSIONGRAPH_DISCOVER_LOCAL (default on)."
         },
     )
@@ -220,12 +220,14 @@ class FusionContext:
     )
     models_path: str = field(
         default="",
-        metadata={"description": "Model roster YAML; empty uses $FUSIONGRAPH_MODELS or the shipped store/models.yaml."},
+        metadata={
+            "description": "Model roster YAML; empty uses $FUSIONGRAPH_MODELS or the shipped fusiongraph/defaults/models.yaml."
+        },
     )
     taxonomy_path: str = field(
         default="",
         metadata={
-            "description": "Task taxonomy YAML; empty uses $FUSIONGRAPH_TAXONOMY or the shipped store/taxonomy.yaml."
+            "description": "Task taxonomy YAML; empty uses $FUSIONGRAPH_TAXONOMY or the shipped fusiongraph/defaults/taxonomy.yaml."
         },
     )
 
@@ -239,7 +241,7 @@ class FusionContext:
             if (lo is not None and not value >= lo) or (hi is not None and not value <= hi) or value != value:
                 errors.append(f"{f.name} must be {_show_range(lo, hi)}, got {value}")
         from fusiongraph.privacy import MODES
-        from fusiongraph.strategies import STRATEGIES
+        from fusiongraph.routing.strategies import STRATEGIES
 
         if self.privacy not in MODES:
             errors.append(f"privacy must be one of 'off', 'route', 'redact', got {self.privacy!r}")

@@ -18,9 +18,9 @@ from typing import Any, Sequence
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
+from fusiongraph.judging.verifiers import check_schema
 from fusiongraph.state import RequestSpec
 from fusiongraph.text import QueryError, clean_query, content_words, grounding
-from fusiongraph.verifiers import check_schema
 
 IMAGE_PART_TYPES = ("image_url", "image", "input_image")
 

@@ -28,9 +28,9 @@ _STRICT = ConfigDict(extra="forbid")
 
 @with_config(_STRICT)
 class VerdictRecord(TypedDict):
-    """One judge's verdict on one answer (``fusiongraph.judges.Verdict.as_dict``)."""
+    """One judge's verdict on one answer (``fusiongraph.judging.base.Verdict.as_dict``)."""
 
-    judge: str  # the registered judge's name (fusiongraph.judges.JUDGES)
+    judge: str  # the registered judge's name (fusiongraph.judging.base.JUDGES)
     score: float | None  # 0-1, rounded to 4 places; None: the judge abstained (re-weighted away)
     veto: bool  # a veto makes the attempt's confidence 0
     detail: str  # why, in a few words (secrets redacted)
@@ -39,7 +39,7 @@ class VerdictRecord(TypedDict):
 
 @with_config(_STRICT)
 class AcceptanceRecord(TypedDict):
-    """How an attempt's P(right) was decided (``fusiongraph.acceptance.decide``)."""
+    """How an attempt's P(right) was decided (``fusiongraph.judging.acceptance.decide``)."""
 
     p_right: float  # the probability of being right that is compared with quality_threshold
     by: Literal["exact", "veto", "calibrated", "prior"]  # an exact check, a veto, the fitted calibrator, fixed weights
@@ -79,7 +79,9 @@ class Attempt(TypedDict):
     answer: NotRequired[str]  # a returned call: the model's reply (tool calls rendered as text)
     tool_calls: NotRequired[list[dict[str, Any]]]  # a returned call that called tools: {name, args, id, type}
     finish_reason: NotRequired[str | None]  # a returned call: "stop", "length" (truncated), ... or None
-    confidence: float  # P(right) from the judges (fusiongraph.acceptance; 0 after a veto or a failed call), 4 places
+    confidence: (
+        float  # P(right) from the judges (fusiongraph.judging.acceptance; 0 after a veto or a failed call), 4 places
+    )
     accepted: bool  # confidence >= quality_threshold
     acceptance: NotRequired[AcceptanceRecord]  # a returned call: how the confidence was decided
     verdicts: list[VerdictRecord]  # one per judge that was asked, in registry order (empty for a failed call)
@@ -99,7 +101,7 @@ class Skip(TypedDict):
 
 
 class PredictionRecord(TypedDict):
-    """The router's prediction for one model (``fusiongraph.routing.Prediction.as_dict``)."""
+    """The router's prediction for one model (``fusiongraph.routing.rule.Prediction.as_dict``)."""
 
     p_success: float
     neighbour_weight: float
@@ -166,7 +168,7 @@ class Summary(TypedDict):
     tokens_in: int
     tokens_out: int
     strongest_model: str  # the costliest answering model: the baseline
-    strongest_alone_tokens_in: NotRequired[int]  # its tokens, estimated per subtask (fusiongraph.roster)
+    strongest_alone_tokens_in: NotRequired[int]  # its tokens, estimated per subtask (fusiongraph.models.roster)
     strongest_alone_tokens_out: NotRequired[int]
     strongest_alone_cost_usd: float  # what it alone would have cost
     statuses: dict[int, Status]  # subtask index -> status

@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Iterator
 
 from fusiongraph.context import FusionContext
-from fusiongraph.embeddings import Embedder, MiniLMEmbeddings
-from fusiongraph.roster import Roster
-from fusiongraph.routing import Router
-from fusiongraph.store import DEFAULT_MODELS, DEFAULT_TAXONOMY, OutcomeStore, open_store
+from fusiongraph.defaults import DEFAULT_MODELS, DEFAULT_TAXONOMY
+from fusiongraph.models.roster import Roster
+from fusiongraph.routing.embeddings import Embedder, MiniLMEmbeddings
+from fusiongraph.routing.router import Router
+from fusiongraph.routing.taxonomy import Taxonomy
+from fusiongraph.store import OutcomeStore, open_store
 from fusiongraph.store.backends import url_scheme
-from fusiongraph.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def default_embedder() -> Embedder:
 def get_resources(ctx: FusionContext) -> Resources:
     if _override is not None:
         return _override
-    from fusiongraph.discovery import discover_enabled
+    from fusiongraph.models.discovery import discover_enabled
 
     discover = discover_enabled(ctx.discover_local)
     key = (*resolve_paths(ctx), discover)
@@ -94,7 +95,7 @@ def get_resources(ctx: FusionContext) -> Resources:
     # between starts, if set; else they are rebuilt from the database
     roster, task_taxonomy = Roster.from_yaml(models, discover=discover), Taxonomy.from_yaml(taxonomy)
     if discover:
-        from fusiongraph.discovery import join_taxonomy
+        from fusiongraph.models.discovery import join_taxonomy
 
         join_taxonomy(task_taxonomy, roster)
     res = Resources(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import unicodedata
 from pathlib import Path
@@ -176,3 +177,50 @@ def load_yaml_mapping(path: str | Path, what: str, key: str, kind: type) -> obje
     if not isinstance(data, dict) or not isinstance(data.get(key), kind):
         raise ValueError(f"{what} {path} must have a top-level `{key}:` {'list' if kind is list else 'mapping'}")
     return data[key]
+
+
+# ---------------------------------------------------------------------------------------------- matching
+
+MATCHES = ("exact", "numeric")
+REL_TOL = 1e-6
+
+_FULL_NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-+]?\.\d+")
+_NOT_WORD = re.compile(r"[\W_]+")
+
+
+def parse_number(text: str) -> float | None:
+    """The whole text as a number ("84", "-3.5", "1,234"), else None."""
+    text = (text or "").strip()
+    if not _FULL_NUMBER.fullmatch(text):
+        return None
+    return float(text.replace(",", ""))
+
+
+def last_number(answer: str) -> float | None:
+    """The last number written in digits in the answer, else None."""
+    found = NUMBER.findall(answer or "")
+    return float(found[-1].replace(",", "")) if found else None
+
+
+def normalise(text: str) -> str:
+    return _NOT_WORD.sub(" ", unicodedata.normalize("NFKC", text or "").lower()).strip()
+
+
+def default_match(reference: str) -> str:
+    return "numeric" if parse_number(reference) is not None else "exact"
+
+
+def is_correct(answer: str, reference: str, match: str | None = None) -> bool:
+    """Whether the answer gives the reference: ``numeric``, the last number in the answer equals the reference
+    (relative tolerance 1e-6); ``exact``, the normalised reference is the whole normalised answer or a run of
+    its words."""
+    match = match or default_match(reference)
+    if match == "numeric":
+        want, got = parse_number(reference), last_number(answer)
+        if want is None:
+            raise ValueError(f"numeric match needs a numeric reference, got {reference!r}")
+        return got is not None and math.isclose(got, want, rel_tol=REL_TOL, abs_tol=1e-12)
+    if match == "exact":
+        ref, ans = normalise(reference), normalise(answer)
+        return bool(ref) and (ans == ref or f" {ref} " in f" {ans} ")
+    raise ValueError(f"unknown match {match!r}; use one of {MATCHES}")

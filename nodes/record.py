@@ -1,7 +1,7 @@
 """record: write every judged attempt to the outcome store, so the next similar subtask routes better.
 
 Each outcome keeps its attempt's ``after_rejection`` flag (an earlier tier's answer to the subtask was
-rejected first): the router reads only the unconditioned ones as first-pick evidence (fusiongraph/routing.py)."""
+rejected first): the router reads only the unconditioned ones as first-pick evidence (fusiongraph/routing/router.py)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,9 @@ from fusiongraph import cache as answer_cache
 from fusiongraph import privacy as pv
 from fusiongraph.attempt import outcomes_from_attempts
 from fusiongraph.context import FusionContext, as_context
-from fusiongraph.records import RESULT_STATE_KEYS, new_result
+from fusiongraph.records import new_result
 from fusiongraph.resources import apply_retention, get_resources
 from fusiongraph.state import SubtaskState
-
-RESULT_KEYS = RESULT_STATE_KEYS  # the old name
 
 
 def _run_id() -> str:

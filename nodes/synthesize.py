@@ -16,13 +16,13 @@ from langgraph.runtime import Runtime
 from fusiongraph import privacy as pv
 from fusiongraph.budget import PLAN_NODES, charge, counter_for, prompt_bound, spent_breakdown, usable
 from fusiongraph.context import FusionContext, as_context
+from fusiongraph.judging.verifiers import check_output
 from fusiongraph.privacy import PrivacyHold
 from fusiongraph.prompts import load_prompt
 from fusiongraph.records import UNVERIFIED, SubtaskResult, Summary, TraceEvent, new_summary
 from fusiongraph.resources import get_resources
 from fusiongraph.state import FusionState
 from fusiongraph.text import TooLong, estimate_tokens, redact
-from fusiongraph.verifiers import check_output
 
 
 def _summary(
@@ -43,7 +43,7 @@ def _joined(results: list[SubtaskResult]) -> str:
 
 def reply(result: SubtaskResult, request, verified_only: bool) -> dict:
     """The run's reply for a single subtask: its answer or its tool calls, unless they fail the request's
-    output checks (fusiongraph.verifiers.check_output: an invalid tool call, JSON that does not parse or
+    output checks (fusiongraph.judging.verifiers.check_output: an invalid tool call, JSON that does not parse or
     validate), which are then refused with the reason, never returned as if valid."""
     calls = result.get("tool_calls") or []
     message = AIMessage(content="" if calls else result["answer"], tool_calls=calls)

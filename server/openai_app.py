@@ -51,8 +51,8 @@ from starlette.routing import Route
 
 from fusiongraph.context import FusionContext
 from fusiongraph.conversation import make_request, split_conversation
+from fusiongraph.models.roster import CapabilityError
 from fusiongraph.records import Attempt, Summary
-from fusiongraph.roster import CapabilityError
 from fusiongraph.server import auth, metrics
 from fusiongraph.text import QueryError, clean_query, redact
 

@@ -119,7 +119,7 @@ class Neighbour:
 
 @dataclass(frozen=True)
 class NeighbourBlock:
-    """The neighbours' evidence as arrays, what :meth:`fusiongraph.routing.Router.predict` reads: row i is
+    """The neighbours' evidence as arrays, what :meth:`fusiongraph.routing.router.Router.predict` reads: row i is
     neighbour i, column j model ``models[j]``. The store builds it beside the :class:`Neighbour` list from its
     own arrays (no per-model dicts to walk); :meth:`of` builds it from any list of neighbours (the same)."""
 
@@ -346,7 +346,7 @@ class OutcomeStore:
 
     def _drop_probe_fit(self) -> None:
         """The success probe's saved fit was learnt from the erased rows too: drop it (it is refitted)."""
-        from fusiongraph.probe import PROBE_FILE
+        from fusiongraph.routing.probe import PROBE_FILE
 
         if self.directory is not None:
             (self.directory / PROBE_FILE).unlink(missing_ok=True)
@@ -720,7 +720,7 @@ class OutcomeStore:
 
     def replay_rows(self, models: Sequence[str], limit: int, seed: int = 0) -> dict:
         """Up to `limit` subtasks (a seeded sample) on which every model of `models` has an unconditioned
-        outcome: what the store's own replay of its routing is scored on (:mod:`fusiongraph.operating_point`).
+        outcome: what the store's own replay of its routing is scored on (:mod:`fusiongraph.routing.operating_point`).
 
         Returns ``{"ids", "vectors", "classes", "success", "cost", "mean_success", "mean_cost", "complete"}``:
         subtask ids (n,), embeddings (n, dim), task classes, and per model (columns in the order of `models`)

@@ -13,13 +13,13 @@ __import__("os").environ["FUSIONGRAPH_SHIPPED_ACCEPTANCE"] = "0"
 def _roster_without_the_qwen_tiers() -> str:
     """The shipped roster less its Qwen tiers, for every test that does not name a roster: the protocol, server
     and client tests run on the 135M tier as before (fast, and what they assert); the ladder's own tests
-    (tests/test_ladder.py) name the shipped store/models.yaml."""
+    (tests/test_ladder.py) name the shipped fusiongraph/defaults/models.yaml."""
     import os
     import tempfile
 
     import yaml
 
-    from fusiongraph.store import DEFAULT_MODELS
+    from fusiongraph.defaults import DEFAULT_MODELS
 
     data = yaml.safe_load(DEFAULT_MODELS.read_text(encoding="utf-8"))
     data["models"] = [m for m in data["models"] if not m.get("gguf_parts")]
@@ -31,11 +31,11 @@ def _roster_without_the_qwen_tiers() -> str:
 
 __import__("os").environ.setdefault("FUSIONGRAPH_MODELS", _roster_without_the_qwen_tiers())
 
-from fusiongraph.embeddings import Embedder  # noqa: E402
+from fusiongraph.models.roster import ModelSpec, Roster  # noqa: E402
 from fusiongraph.resources import Resources, use_resources  # noqa: E402
-from fusiongraph.roster import ModelSpec, Roster  # noqa: E402
+from fusiongraph.routing.embeddings import Embedder  # noqa: E402
+from fusiongraph.routing.taxonomy import TaskClass, Taxonomy  # noqa: E402
 from fusiongraph.store import OutcomeStore  # noqa: E402
-from fusiongraph.taxonomy import TaskClass, Taxonomy  # noqa: E402
 from tests.fakes import BagOfWordsEmbeddings, ScriptedChat  # noqa: E402
 
 CHEAP, STRONG = "cheap", "strong"
@@ -69,7 +69,7 @@ def _no_crosscheck_scorer_in_unit_tests(request, monkeypatch):
     """Unit tests run on fakes: the cross-check judge's scorer (a real 270M GGUF) gives no verdict there; the
     integration tests (and tests/test_crosscheck.py, which calls it directly) use the real one."""
     if request.node.get_closest_marker("integration") is None:
-        from fusiongraph.judge_kinds import crosscheck
+        from fusiongraph.judging.kinds import crosscheck
 
         monkeypatch.setattr(crosscheck, "scorer_path", lambda: None)
 

@@ -118,7 +118,7 @@ def labelled_attempts(
     the classes `informative[j]`, and is a coin toss (chance) elsewhere."""
     import random
 
-    from fusiongraph.acceptance import LabelledAttempt
+    from fusiongraph.judging.acceptance import LabelledAttempt
 
     rng = random.Random(seed)
     rows = []
@@ -149,8 +149,8 @@ def labelled_attempts(
 
 def fit_where_every_judge_speaks(classes: tuple[str, ...] = ("math", "factual_qa", "creative_writing"), **kw):
     """A calibrator fit in which every shipped judge has a say in every class (all informative)."""
-    from fusiongraph.acceptance import fit_acceptance
-    from fusiongraph.judges import JUDGES
+    from fusiongraph.judging.acceptance import fit_acceptance
+    from fusiongraph.judging.base import JUDGES
 
     every = set(classes)
     informative = {j: every for j in JUDGES}

@@ -12,8 +12,13 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
-from fusiongraph import acceptance
-from fusiongraph.acceptance import (
+from fusiongraph.cli import app
+from fusiongraph.eval.calibrate import calibrate
+from fusiongraph.eval.judge_eval import replay_acceptance, run_judge_eval, write_outputs
+from fusiongraph.eval.question_sets import CAPITALS, facts, generate_easy, generate_facts, generate_phrasings
+from fusiongraph.graphs.fusion import graph
+from fusiongraph.judging import acceptance
+from fusiongraph.judging.acceptance import (
     ACCEPTANCE_FILE,
     AcceptanceFit,
     LabelledAttempt,
@@ -23,15 +28,10 @@ from fusiongraph.acceptance import (
     load_labels,
     save_fit,
 )
-from fusiongraph.calibrate import calibrate
-from fusiongraph.cli import app
-from fusiongraph.graphs.fusion import graph
-from fusiongraph.judge_eval import replay_acceptance, run_judge_eval, write_outputs
-from fusiongraph.judge_kinds.consistency import agreement, answer_key, sample_tokens
-from fusiongraph.judges import JUDGES, Verdict
-from fusiongraph.question_sets import CAPITALS, facts, generate_easy, generate_facts, generate_phrasings
+from fusiongraph.judging.base import JUDGES, Verdict
+from fusiongraph.judging.kinds.consistency import agreement, answer_key, sample_tokens
+from fusiongraph.judging.verifiers import arithmetic_expression, check_arithmetic, safe_eval
 from fusiongraph.records import Attempt
-from fusiongraph.verifiers import arithmetic_expression, check_arithmetic, safe_eval
 from tests.conftest import ctx
 from tests.fakes import ScriptedChat, fit_where_every_judge_speaks, labelled_attempts
 
@@ -309,7 +309,7 @@ def test_judge_eval_fit_then_calibrate_judges_on_a_held_out_run(fusion, tmp_path
         app, ["calibrate-judges", str(out / "answers.jsonl"), "--test", str(out / "answers.jsonl"), "--json"]
     )
     assert result.exit_code == 2 and "right and wrong" in result.output  # every answer wrong: nothing to fit
-    from fusiongraph.question_sets import CAPITAL_PHRASINGS
+    from fusiongraph.eval.question_sets import CAPITAL_PHRASINGS
 
     items = [
         {"line": i, "prompt": phrasing.format(country=country), "reference": capital, "match": "exact"}
@@ -320,7 +320,7 @@ def test_judge_eval_fit_then_calibrate_judges_on_a_held_out_run(fusion, tmp_path
     knows["paris"] = True
     report, answers = run_judge_eval(items, ctx(), show_progress=False)
     assert report["right"] == 4
-    from fusiongraph.judge_eval import fit_from_answers
+    from fusiongraph.eval.judge_eval import fit_from_answers
 
     summary = fit_from_answers(res.store, answers)
     # the 20 labelled by the failed calibrate-judges run are kept, and fitted on now
@@ -391,7 +391,7 @@ def test_attempt_records_carry_the_acceptance(fusion):
 
 
 def test_an_answer_that_only_restates_the_question_names_nothing():
-    from fusiongraph.judge_kinds.rules import rule_verdict
+    from fusiongraph.judging.kinds.rules import rule_verdict
 
     task = "What is the capital city of Zimbabwe?"
     restated = rule_verdict(task, "Zimbabwe is the capital city of Zimbabwe.", "stop", "factual_qa")
@@ -403,7 +403,7 @@ def test_an_answer_that_only_restates_the_question_names_nothing():
 
 
 def test_the_l2_strength_is_chosen_by_cross_validation_on_the_fitting_rows():
-    from fusiongraph.acceptance import C_DEFAULT, C_GRID, choose_c
+    from fusiongraph.judging.acceptance import C_DEFAULT, C_GRID, choose_c
 
     informative = {"self": {"math", "factual_qa"}, "consistency": {"math", "factual_qa"}}
     sharp = fit_acceptance(labelled_attempts(400, 5, informative), JUDGE_ORDER)
@@ -424,7 +424,7 @@ def _tokens(pairs):
 
 
 def test_the_key_judge_reads_only_the_tokens_of_the_answer_itself():
-    from fusiongraph.judge_kinds.key_confidence import key_verdict
+    from fusiongraph.judging.kinds.key_confidence import key_verdict
 
     task = "What is the capital of Peru?"
     sure_wording = [("The", -0.01), (" capital", -0.01), (" of", -0.0), (" Peru", -0.01), (" is", -0.02)]
@@ -433,7 +433,7 @@ def test_the_key_judge_reads_only_the_tokens_of_the_answer_itself():
     low, high = key_verdict(task, unsure), key_verdict(task, sure)
     assert low.score == pytest.approx(math.exp(-2.3)) and high.score == pytest.approx(math.exp(-0.05))
     # the self judge's mean over every token hardly tells them apart; the key judge does
-    from fusiongraph.judge_kinds.self_confidence import self_verdict
+    from fusiongraph.judging.kinds.self_confidence import self_verdict
 
     assert self_verdict(unsure).score > 0.7 and low.score < 0.2
     # numbers: the last one; option letters: the letter chosen
@@ -450,7 +450,7 @@ def test_the_key_judge_reads_only_the_tokens_of_the_answer_itself():
 def test_the_key_judge_abstains_without_a_key_or_token_text():
     from langchain_core.messages import AIMessage
 
-    from fusiongraph.judge_kinds.key_confidence import key_verdict
+    from fusiongraph.judging.kinds.key_confidence import key_verdict
 
     no_text = AIMessage(content="Lima", response_metadata={"token_logprobs": [-0.1]})
     assert key_verdict("What is the capital of Peru?", no_text) is None  # no token text: no verdict at all
@@ -466,7 +466,7 @@ def test_the_key_judge_abstains_without_a_key_or_token_text():
 
 
 def test_the_focus_judge_tells_a_direct_answer_from_an_evasion():
-    from fusiongraph.judge_kinds.focus import focus_score
+    from fusiongraph.judging.kinds.focus import focus_score
 
     assert focus_score("Name the capital of Belgium.", "The capital of Belgium is Brussels.") == 1.0
     assert focus_score("Name the capital of Belgium.", "Belgium is a European country. Its capital ...") == 0.5

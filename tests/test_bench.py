@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 from langchain_core.embeddings import Embeddings
 
-import fusiongraph.bench as bench
-from fusiongraph.embeddings import Embedder
-from fusiongraph.routing import Router, plan_utility
+import fusiongraph.eval.bench as bench
+from fusiongraph.eval.bench import replay as bench_replay
+from fusiongraph.routing.embeddings import Embedder
+from fusiongraph.routing.router import Router
+from fusiongraph.routing.rule import plan_utility
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "outcomes"
 TOPICS = ["algebra", "poetry", "chemistry", "history", "riddles", "law"]
@@ -145,7 +147,7 @@ def test_folds_keep_duplicate_prompts_together():
 # ------------------------------------------------------------------------------------- run_bench
 def test_results_shape_plots_and_router_is_used(tmp_path, embedder, monkeypatch):
     calls = {"predict": 0, "modes": set(), "plan": 0}
-    real_predict, real_plan = Router.predict, bench.plan_utility
+    real_predict, real_plan = Router.predict, plan_utility
 
     def counting_predict(self, models, class_scores, neighbours, mode="hybrid", embedding=None, **kw):
         calls["predict"] += 1
@@ -158,7 +160,7 @@ def test_results_shape_plots_and_router_is_used(tmp_path, embedder, monkeypatch)
         return real_plan(*a, **kw)
 
     monkeypatch.setattr(Router, "predict", counting_predict)
-    monkeypatch.setattr(bench, "plan_utility", counting_plan)
+    monkeypatch.setattr(bench_replay, "plan_utility", counting_plan)
     table = two_model_table(tmp_path / "two.csv", n=120)
     out = tmp_path / "out"
     res = bench.run_bench(table, out, folds=3, embedder=embedder, quiet=True, class_column=True)

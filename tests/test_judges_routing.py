@@ -4,8 +4,11 @@ import numpy as np
 import pytest
 from langchain_core.messages import AIMessage
 
-from fusiongraph.judges import Verdict, aggregate, llm_verdict, rule_verdict, self_verdict
-from fusiongraph.routing import Router
+from fusiongraph.judging.base import Verdict, aggregate
+from fusiongraph.judging.kinds.llm import llm_verdict
+from fusiongraph.judging.kinds.rules import rule_verdict
+from fusiongraph.judging.kinds.self_confidence import self_verdict
+from fusiongraph.routing.router import Router
 from fusiongraph.store import Outcome, OutcomeStore
 from tests.fakes import ScriptedChat
 
@@ -83,7 +86,7 @@ def test_hybrid_prediction_shrinks_neighbours_toward_the_class_rate(tmp_path):
     ],
 )
 def test_a_malformed_roster_is_a_clear_error(tmp_path, text, match):
-    from fusiongraph.roster import Roster
+    from fusiongraph.models.roster import Roster
 
     (tmp_path / "models.yaml").write_text(text)
     with pytest.raises(ValueError, match=match):
@@ -91,7 +94,7 @@ def test_a_malformed_roster_is_a_clear_error(tmp_path, text, match):
 
 
 def test_a_taxonomy_naming_unknown_models_reports_them_and_a_missing_file_is_a_clear_error(tmp_path):
-    from fusiongraph.taxonomy import Taxonomy
+    from fusiongraph.routing.taxonomy import Taxonomy
 
     (tmp_path / "t.yaml").write_text("classes:\n  math: {description: sums, candidates: [nope]}")
     # candidates not in the roster are skipped with a note (tests/test_taxonomy_routes.py), never an error

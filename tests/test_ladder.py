@@ -9,9 +9,9 @@ import sys
 import pytest
 import yaml
 
-from fusiongraph.gguf_parts import GgufParts, PartsError, assemble, missing_parts
-from fusiongraph.roster import HELPER_CALL_TOKENS, ModelSpec, Roster
-from fusiongraph.store import DEFAULT_MODELS
+from fusiongraph.defaults import DEFAULT_MODELS
+from fusiongraph.models.gguf_parts import GgufParts, PartsError, assemble, missing_parts
+from fusiongraph.models.roster import HELPER_CALL_TOKENS, ModelSpec, Roster
 
 
 @pytest.fixture
@@ -122,7 +122,7 @@ def test_helpers_use_the_strongest_local_model_the_budget_affords():
 def test_a_store_without_a_fit_uses_the_shipped_labels_and_a_refit_keeps_them(tmp_path, monkeypatch):
     import json
 
-    from fusiongraph import acceptance as acc
+    from fusiongraph.judging import acceptance as acc
     from fusiongraph.store import OutcomeStore
 
     rows = []
@@ -161,8 +161,8 @@ def test_the_real_ladder_is_joined_verified_and_answers_through_the_graph(tmp_pa
     """The shipped part packages joined into the cache (their SHA-256 checked), the 0.5B tier answering a
     word problem through the whole graph on the local ladder, charged its measured compute seconds."""
     from fusiongraph.context import FusionContext
-    from fusiongraph.gguf_parts import assemble, sha256_of
     from fusiongraph.graphs.fusion import graph
+    from fusiongraph.models.gguf_parts import assemble, sha256_of
 
     roster = Roster.from_yaml(DEFAULT_MODELS)
     for model_id in ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"):
@@ -193,7 +193,7 @@ def test_the_real_ladder_is_joined_verified_and_answers_through_the_graph(tmp_pa
 def test_the_shipped_labels_fit_and_hold_no_question_text(monkeypatch):
     import json
 
-    from fusiongraph import acceptance as acc
+    from fusiongraph.judging import acceptance as acc
 
     monkeypatch.setenv("FUSIONGRAPH_SHIPPED_ACCEPTANCE", "1")
     rows = [json.loads(line) for line in acc.SHIPPED_LABELS.read_text().splitlines()]

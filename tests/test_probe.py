@@ -5,8 +5,8 @@ import time
 import numpy as np
 import pytest
 
-from fusiongraph.probe import SuccessProbe
-from fusiongraph.routing import Router
+from fusiongraph.routing.probe import SuccessProbe
+from fusiongraph.routing.router import Router
 from fusiongraph.store import Outcome, OutcomeStore
 
 DIM = 8

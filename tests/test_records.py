@@ -8,9 +8,10 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 
-from fusiongraph import cli, judge_eval
+from fusiongraph.cli import ask as cli
+from fusiongraph.eval import judge_eval
 from fusiongraph.graphs.fusion import graph
-from fusiongraph.judges import JUDGES, NO_RESERVATION, Verdict, aggregate, judge_weights, register_judge
+from fusiongraph.judging.base import JUDGES, NO_RESERVATION, Verdict, aggregate, judge_weights, register_judge
 from fusiongraph.records import Attempt, SubtaskResult, Summary, new_attempt
 from tests.conftest import ctx
 from tests.fakes import ScriptedChat
@@ -167,4 +168,13 @@ def test_a_registered_judge_scores_attempts_counts_in_the_aggregate_and_shows_in
 def test_without_the_toy_judge_the_registry_is_the_shipped_judges():
     assert list(JUDGES) == ["rules", "self", "key", "focus", "llm", "consistency", "crosscheck"]
     assert cli.judge_columns() == ("rules", "self", "key", "focus", "llm", "consistency", "crosscheck")
-    assert judge_eval.JUDGE_KINDS == ("rules", "self", "key", "focus", "llm", "consistency", "crosscheck", "aggregate")
+    assert judge_eval.judge_kinds() == (
+        "rules",
+        "self",
+        "key",
+        "focus",
+        "llm",
+        "consistency",
+        "crosscheck",
+        "aggregate",
+    )

@@ -435,7 +435,7 @@ def test_the_store_can_live_in_its_own_schema(pg):
 def test_store_json_prints_the_counts_of_the_configured_store(pg, monkeypatch):
     from fusiongraph import resources
     from fusiongraph.cli import app
-    from fusiongraph.embeddings import Embedder
+    from fusiongraph.routing.embeddings import Embedder
     from tests.fakes import BagOfWordsEmbeddings
 
     embedder = Embedder(BagOfWordsEmbeddings())
@@ -564,7 +564,7 @@ def test_artifacts_are_shared_through_the_database(pg):
 
 def test_the_success_probe_fit_is_shared_through_postgres(pg):
     """No store directory: the probe's fit (plain arrays) is saved in the database and a new worker reuses it."""
-    from fusiongraph.probe import SuccessProbe
+    from fusiongraph.routing.probe import SuccessProbe
     from fusiongraph.store import Outcome
 
     store = open_store(pg, 8, "test")
@@ -585,8 +585,8 @@ def test_the_success_probe_fit_is_shared_through_postgres(pg):
 def test_the_acceptance_fit_and_its_labels_are_shared_through_postgres(pg):
     """The calibrated acceptance saved by one worker (plain arrays in the artifacts table) is the one
     another worker decides with; the labelled attempts it was fitted on are kept there too."""
-    from fusiongraph import acceptance
-    from fusiongraph.judges import JUDGES
+    from fusiongraph.judging import acceptance
+    from fusiongraph.judging.base import JUDGES
     from tests.fakes import labelled_attempts
 
     a, b = open_store(pg, 8, "test"), open_store(pg, 8, "test")

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from langchain_core.embeddings import DeterministicFakeEmbedding
 
-from fusiongraph.embeddings import Embedder
+from fusiongraph.eval.tables import TableError, import_table, load_table
+from fusiongraph.routing.embeddings import Embedder
 from fusiongraph.store.outcomes import OutcomeStore
-from fusiongraph.tables import TableError, import_table, load_table
 
 
 def write_csv(path, header, rows):

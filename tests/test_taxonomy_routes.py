@@ -6,14 +6,10 @@ import builtins
 import pytest
 from typer.testing import CliRunner
 
-from fusiongraph.embeddings import Embedder
+from fusiongraph.defaults import DEFAULT_TAXONOMY
 from fusiongraph.graphs.fusion import graph
-from fusiongraph.judges import rule_verdict
-from fusiongraph.resources import Resources, use_resources
-from fusiongraph.roster import ModelSpec, Roster
-from fusiongraph.store import DEFAULT_TAXONOMY, OutcomeStore
-from fusiongraph.taxonomy import TaskClass, Taxonomy
-from fusiongraph.verifiers import (
+from fusiongraph.judging.kinds.rules import rule_verdict
+from fusiongraph.judging.verifiers import (
     VERIFIERS,
     UnsafeExpression,
     arithmetic_expression,
@@ -23,6 +19,11 @@ from fusiongraph.verifiers import (
     for_class,
     safe_eval,
 )
+from fusiongraph.models.roster import ModelSpec, Roster
+from fusiongraph.resources import Resources, use_resources
+from fusiongraph.routing.embeddings import Embedder
+from fusiongraph.routing.taxonomy import TaskClass, Taxonomy
+from fusiongraph.store import OutcomeStore
 from tests.conftest import ctx, judge_script, planner_script
 from tests.fakes import BagOfWordsEmbeddings, ScriptedChat
 

@@ -6,15 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fusiongraph.routing import (
-    NO_JOINT,
-    JointRates,
-    Prediction,
-    Router,
-    explore_bonus,
-    plan_utility,
-    utilities,
-)
+from fusiongraph.routing.router import Router
+from fusiongraph.routing.rule import NO_JOINT, JointRates, Prediction, explore_bonus, plan_utility, utilities
 from fusiongraph.store.outcomes import Outcome, OutcomeStore
 
 MODELS = ["flash", "mini", "pro", "big"]  # cheapest first
@@ -194,10 +187,10 @@ def test_joint_rates_from_the_store():
 
 
 def test_a_registered_strategy_is_used_by_the_router_knob_and_the_bench(tmp_path):
-    import fusiongraph.bench as bench
+    import fusiongraph.eval.bench as bench
     from fusiongraph.context import FusionContext
-    from fusiongraph.embeddings import Embedder
-    from fusiongraph.strategies import STRATEGIES, register
+    from fusiongraph.routing.embeddings import Embedder
+    from fusiongraph.routing.strategies import STRATEGIES, register
     from tests.test_bench import TopicEmbeddings, three_model_table
 
     @register
@@ -262,7 +255,7 @@ def test_a_registered_strategy_is_used_by_the_router_knob_and_the_bench(tmp_path
 
 
 def test_a_model_untried_near_this_subtask_is_explored_here_not_judged_by_its_count_elsewhere():
-    from fusiongraph.routing import local_outcomes
+    from fusiongraph.routing.rule import local_outcomes
 
     # a full table: every model covered by the same neighbours -> each model's own count, unchanged
     assert local_outcomes({"a": 500, "b": 80}, {"a": 3.0, "b": 3.0}) == {"a": 500.0, "b": 80.0}

@@ -1,0 +1,5 @@
+"""`python -m fusiongraph.cli`."""
+
+from fusiongraph.cli import app
+
+app()

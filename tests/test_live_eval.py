@@ -8,6 +8,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from fusiongraph.eval import gold, live_replay
 from fusiongraph.eval import live_eval as le
 from tests.conftest import ctx
 from tests.fakes import ScriptedChat
@@ -36,13 +37,13 @@ def test_the_option_letter_of_an_answer(answer, letter):
 
 def test_parts_match_numbers_after_reasoning_and_several_parts():
     one = {"parts": [{"reference": "24", "match": "numeric"}]}
-    assert le.is_right("Ella got 36; half is 18, plus 6 makes 24.", one)
-    assert not le.is_right("24 is half of 48, so the answer is 30", one)  # the final number counts
+    assert gold.is_right("Ella got 36; half is 18, plus 6 makes 24.", one)
+    assert not gold.is_right("24 is half of 48, so the answer is 30", one)  # the final number counts
     two = {"parts": [{"reference": "Paris", "match": "exact"}, {"reference": "84", "match": "numeric"}]}
-    assert le.is_right("The capital is Paris, and 12 times 7 is 84.", two)
-    assert not le.is_right("The capital is Lyon, and 12 times 7 is 84.", two)  # every part must be right
+    assert gold.is_right("The capital is Paris, and 12 times 7 is 84.", two)
+    assert not gold.is_right("The capital is Lyon, and 12 times 7 is 84.", two)  # every part must be right
     opt = {"parts": [{"reference": "C", "match": "option"}, {"reference": "7", "match": "numeric"}]}
-    assert le.is_right("First: (C). Second: 7", opt)
+    assert gold.is_right("First: (C). Second: 7", opt)
 
 
 @pytest.mark.parametrize(
@@ -62,18 +63,18 @@ def test_a_bad_line_names_its_file_and_line(tmp_path, line, message):
     f = tmp_path / "q.jsonl"
     f.write_text('{"id": "ok", "prompt": "What is 1+1?", "reference": "2"}\n' + line + "\n")
     with pytest.raises(ValueError, match=f"q.jsonl, line 2.*{message}|{message}.*line 2"):
-        le.load_questions([f])
+        gold.load_questions([f])
 
 
 def test_limit_skip_and_unique_ids_across_files(tmp_path):
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     a.write_text("".join(json.dumps({"id": f"a{i}", "prompt": f"q {i}", "reference": str(i)}) + "\n" for i in range(5)))
     b.write_text(json.dumps({"id": "a1", "prompt": "q", "reference": "1"}) + "\n")
-    assert [i["id"] for i in le.load_questions([a], limit=2, skip=1)] == ["a1", "a2"]
+    assert [i["id"] for i in gold.load_questions([a], limit=2, skip=1)] == ["a1", "a2"]
     with pytest.raises(ValueError, match="id 'a1' is also in"):
-        le.load_questions([a, b])
+        gold.load_questions([a, b])
     with pytest.raises(ValueError, match="no questions"):
-        le.load_questions([a], skip=5)
+        gold.load_questions([a], skip=5)
 
 
 def _row(model, correct, p, cost, seconds, error=None):
@@ -96,15 +97,15 @@ def _row(model, correct, p, cost, seconds, error=None):
 
 def test_the_replayed_cascade_pays_for_every_tier_it_tries_and_takes_the_first_accepted():
     rows = {"a": _row("a", False, 0.2, 1.0, 1), "b": _row("b", True, 0.9, 3.0, 3), "c": _row("c", True, 0.9, 9.0, 9)}
-    judging = {m: le.judged(r, None) for m, r in rows.items()}
+    judging = {m: live_replay.judged(r, None) for m, r in rows.items()}
     assert judging["a"][1:] == (1.0, 1)  # no fit: every judge asked, the whole recorded cost
-    o = le.run_cascade(["a", "b", "c"], rows, judging, 0.5)
+    o = live_replay.run_cascade(["a", "b", "c"], rows, judging, 0.5)
     assert (o.correct, o.cost_usd, o.seconds, o.answered_by, o.tried) == (True, 4.0, 4, "b", ["a", "b"])
     low = {"a": (0.3, 1.0, 1), "b": (0.1, 3.0, 3)}
-    o = le.run_cascade(["a", "b"], rows, low, 0.5)  # none accepted: the best-scored answer
+    o = live_replay.run_cascade(["a", "b"], rows, low, 0.5)  # none accepted: the best-scored answer
     assert (o.correct, o.cost_usd, o.answered_by) == (False, 4.0, "a")
     failed = {"a": _row("a", None, 0, 0.0, 0, error="boom")}
-    assert le.run_cascade(["a"], failed, {"a": le.judged(failed["a"], None)}, 0.5).answered_by is None
+    assert live_replay.run_cascade(["a"], failed, {"a": live_replay.judged(failed["a"], None)}, 0.5).answered_by is None
 
 
 def test_a_judge_without_a_say_is_neither_asked_nor_paid_for_in_the_replay(monkeypatch):
@@ -113,7 +114,7 @@ def test_a_judge_without_a_say_is_neither_asked_nor_paid_for_in_the_replay(monke
     row = _row("a", True, 0.9, 1.0, 10)
     monkeypatch.setattr(acceptance, "without_say", lambda fit, task_class: frozenset({"llm"}))
     monkeypatch.setattr(acceptance, "decide", lambda fit, verdicts, *a: {"p_right": len(verdicts) / 10})
-    p, cost, seconds = le.judged(row, object())
+    p, cost, seconds = live_replay.judged(row, object())
     assert (p, cost, seconds) == (0.0, 0.8, 8.0)  # the LLM judge left out: the answer's own cost and seconds
 
 
@@ -129,7 +130,7 @@ def test_strategies_from_recorded_rows():
             rows.append({**r, "id": f"q{i}", "file": "f.jsonl"})
     plans = {f"q{i}": ["cheap", "dear"] for i in range(4)}
     plans["q3"] = ["dear"]  # the route skips the cheap model where it predicts a failure
-    out = le.strategies(items, rows, ctx(quality_threshold=0.5), ["cheap", "dear"], None, plans)
+    out = live_replay.strategies(items, rows, ctx(quality_threshold=0.5), ["cheap", "dear"], None, plans)
     s = out["strategies"]
     assert s["single:cheap"]["accuracy"] == 0.5 and s["single:dear"]["accuracy"] == 1.0
     assert s["single:dear"]["cost_usd"] == pytest.approx(4 * 8.0)  # the answers alone, no judges
@@ -137,10 +138,10 @@ def test_strategies_from_recorded_rows():
     assert s["fixed_cascade"]["accuracy"] == 1.0 and s["fixed_cascade"]["cost_usd"] == pytest.approx(4 * 1 + 2 * 10)
     assert s["graph_replay"]["cost_usd"] == pytest.approx(3 * 1 + 2 * 10)  # q3 skips the cheap tier
     assert s["graph_replay"]["by_file"]["f.jsonl"]["questions"] == 4
-    assert le.best_single(s) == "single:dear"
+    assert live_replay.best_single(s) == "single:dear"
     low = next(p for p in out["frontier"]["fixed_cascade"] if p["quality_threshold"] == 0.3)
     assert low["accuracy"] == 1.0
-    assert le.cheapest_matching(out["frontier"]["graph_replay"], s["single:dear"])["accuracy"] == 1.0
+    assert live_replay.cheapest_matching(out["frontier"]["graph_replay"], s["single:dear"])["accuracy"] == 1.0
 
 
 def _questions(tmp_path):
@@ -198,7 +199,9 @@ def test_run_eval_writes_results_and_resumes_without_answering_again(fusion, tmp
     assert saved["judges"]["acceptance"]["answers"] == 6  # 3 questions x 2 models
     assert set(saved["judges"]) >= {"rules", "llm", "acceptance"}
     assert (out / "frontier.png").stat().st_size > 0
-    assert [p["price_sensitivity"] for p in saved["frontier"]["graph_replay_price"]] == list(le.PRICE_SENSITIVITIES)
+    assert [p["price_sensitivity"] for p in saved["frontier"]["graph_replay_price"]] == list(
+        live_replay.PRICE_SENSITIVITIES
+    )
     assert results["best_single"] == "single:strong"
     calls = len(res.roster.chat_model("weak", 1, 1).calls)
     # interrupted mid-write: the torn last line is answered again, the others are not

@@ -23,118 +23,29 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import re
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Callable
 
 from fusiongraph.context import FusionContext
-from fusiongraph.eval.judge_eval import judge_metrics
-from fusiongraph.text import OPTION_LETTERS, jsonl_objects, normalise, option_letter, parse_number
-from fusiongraph.text import is_correct as plain_correct
+from fusiongraph.eval.gold import is_right, load_questions
+from fusiongraph.eval.live_replay import (
+    PRICE_SENSITIVITIES,
+    Scored,
+    best_single,
+    cheapest_matching,
+    graph_plan,
+    judges_report,
+    plot_frontier,
+    single_model,
+    strategies,
+    summarise,
+)
 
-MATCHES = ("numeric", "exact", "option")
 ANSWERS_FILE = "answers.jsonl"
 LIVE_FILE = "live.jsonl"
 RESULTS_FILE = "results.json"
 PLOT_FILE = "frontier.png"
-THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # the replayed cascade's accept thresholds (the frontier)
-PRICE_SENSITIVITIES = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0)  # the graph's route replayed at these too (the frontier)
-
-# ---------------------------------------------------------------------------------------------- matching
-
-
-def numbers_in(text: str) -> list[float]:
-    from fusiongraph.text import NUMBER
-
-    return [float(n.replace(",", "")) for n in NUMBER.findall(text or "")]
-
-
-def part_correct(answer: str, reference: str, match: str, whole: bool = True) -> bool:
-    """One gold part against an answer. `whole`: the answer answers only this part (numeric: its last number;
-    option: the letter it settles on); else the part is one of several in the answer (numeric: any number
-    equals the reference; option: the letter as "(X)" or "X." anywhere; exact: as a phrase)."""
-    if match == "option":
-        want = reference.strip().upper()
-        if whole:
-            return option_letter(answer) == want
-        return bool(re.search(rf"(?:\({want}\)|\b{want}[\.\)])", answer or ""))
-    if match == "numeric" and not whole:
-        want = parse_number(reference)
-        return any(math.isclose(n, want, rel_tol=1e-6, abs_tol=1e-9) for n in numbers_in(answer))
-    return plain_correct(answer or "", reference, match)
-
-
-def is_right(answer: str, item: dict) -> bool:
-    """All of the question's parts are right (a one-part question: by its whole answer)."""
-    parts = item["parts"]
-    return all(part_correct(answer, p["reference"], p["match"], whole=len(parts) == 1) for p in parts)
-
-
-# ------------------------------------------------------------------------------------------------- input
-
-
-def _part(raw: Any, where: str) -> dict:
-    if not isinstance(raw, dict) or "reference" not in raw:
-        raise ValueError(f'{where}: a part must be an object with "reference" (and "match")')
-    reference = raw["reference"]
-    if isinstance(reference, (int, float)) and not isinstance(reference, bool):
-        reference = str(reference)
-    if not isinstance(reference, str) or not normalise(reference):
-        raise ValueError(f'{where}: "reference" must be a non-empty string or a number')
-    match = raw.get("match") or ("numeric" if parse_number(reference) is not None else "exact")
-    if match not in MATCHES:
-        raise ValueError(f'{where}: "match" must be one of {list(MATCHES)}, got {match!r}')
-    if match == "numeric" and parse_number(reference) is None:
-        raise ValueError(f'{where}: "match" is numeric but the reference {reference!r} is not a number')
-    if match == "option" and (len(reference.strip()) != 1 or reference.strip().upper() not in OPTION_LETTERS):
-        raise ValueError(f'{where}: "match" is option but the reference {reference!r} is not one option letter')
-    return {"reference": reference.strip(), "match": match}
-
-
-def load_questions(paths: list[str | Path], limit: int | None = None, skip: int = 0) -> list[dict]:
-    """The questions of each JSONL file (``{"id", "prompt", "reference", "match"}`` or ``{"id", "prompt",
-    "parts": [{"reference", "match"}, ...]}``), `skip` then at most `limit` of each file. A bad line raises
-    ValueError naming the file and the line; ids must be unique across the files."""
-    from fusiongraph.text import clean_query
-
-    if limit is not None and limit < 1:
-        raise ValueError(f"--limit must be >= 1, got {limit}")
-    if skip < 0:
-        raise ValueError(f"--skip must be >= 0, got {skip}")
-    items: list[dict] = []
-    seen: dict[str, str] = {}
-    for path in paths:
-        path = Path(path)
-        taken = []
-        for n, where, raw in jsonl_objects(path, '"id", "prompt" and "reference" or "parts"'):
-            for key in ("id", "prompt"):
-                if not isinstance(raw.get(key), (str, int)) or isinstance(raw.get(key), bool):
-                    raise ValueError(f'{where}: missing or bad field "{key}"')
-            if ("parts" in raw) == ("reference" in raw):
-                raise ValueError(f'{where}: give either "reference" (one answer) or "parts" (several)')
-            if "parts" in raw:
-                if not isinstance(raw["parts"], list) or not raw["parts"]:
-                    raise ValueError(f'{where}: "parts" must be a non-empty list')
-                parts = [_part(p, f"{where}, part {i + 1}") for i, p in enumerate(raw["parts"])]
-            else:
-                parts = [_part(raw, where)]
-            try:
-                prompt = clean_query(str(raw["prompt"]))
-            except ValueError as exc:
-                raise ValueError(f'{where}: "prompt": {exc}') from None
-            qid = str(raw["id"])
-            if qid in seen:
-                raise ValueError(f"{where}: id {qid!r} is also in {seen[qid]}")
-            seen[qid] = where
-            taken.append({"id": qid, "prompt": prompt, "parts": parts, "file": path.name, "line": n})
-        taken = taken[skip:]
-        items.extend(taken[:limit] if limit else taken)
-    if not items:
-        raise ValueError(f"no questions in {', '.join(str(p) for p in paths)} (after --skip {skip})")
-    return items
 
 
 # ------------------------------------------------------------------------------------------------ answers
@@ -252,206 +163,6 @@ def _answer_seconds(spec, attempt: dict) -> float:
     return attempt.get("latency_s", 0.0)
 
 
-# --------------------------------------------------------------------------------------------- decisions
-
-
-ASKED_BY_SAY = ("llm", "consistency", "crosscheck")  # judges not asked where the fit gives them no say
-
-
-def judged(row: dict, fit) -> tuple[float, float, float]:
-    """(P(right), USD, compute seconds) of the row's attempt as the live cascade would make it now: its
-    recorded verdicts decided by `fit` (None: the fixed weights), leaving out the judges that `fit` gives no
-    say in the row's class (the cascade does not ask them there) and, when the LLM judge is one of them, its
-    cost (the recorded cost above the answer's: no other judge is priced with the default knobs)."""
-    from fusiongraph.judging.acceptance import decide, without_say
-    from fusiongraph.judging.base import Verdict
-
-    if row.get("error"):
-        return 0.0, row["cost_usd"], row["compute_s"]
-    skip = without_say(fit, row.get("task_class")) & set(ASKED_BY_SAY)
-    verdicts = [
-        Verdict(v["judge"], v["score"], bool(v["veto"]), v.get("detail", ""), exact=bool(v.get("exact")))
-        for v in row["verdicts"]
-        if v["judge"] not in skip
-    ]
-    p = decide(fit, verdicts, row.get("task_class"), row["model"], row.get("answer") or "", row.get("finish_reason"))
-    cost, seconds = row["cost_usd"], row["compute_s"]
-    if "llm" in skip and any(v["judge"] == "llm" for v in row["verdicts"]):
-        cost, seconds = row["answer_cost_usd"], row["answer_s"]
-    return p["p_right"], cost, seconds
-
-
-def p_right(row: dict, fit) -> float:
-    """The row's P(right) as the live cascade would decide it now (see :func:`judged`)."""
-    return judged(row, fit)[0]
-
-
-@dataclasses.dataclass
-class Scored:
-    """One strategy's result on one question."""
-
-    correct: bool
-    cost_usd: float
-    seconds: float
-    answered_by: str | None
-    tried: list[str]
-
-
-def _single(row: dict) -> Scored:
-    return Scored(bool(row["correct"]), row["answer_cost_usd"], row["answer_s"], row["model"], [row["model"]])
-
-
-def run_cascade(plan: list[str], rows: dict[str, dict], judging: dict[str, tuple], threshold: float) -> Scored:
-    """The judged cascade on recorded rows (`judging`: model -> :func:`judged`): each tier's answer and judges
-    are paid for; the first answer whose P(right) reaches `threshold` is taken, else the best-scored one (as
-    nodes/cascade.py does)."""
-    tried, cost, seconds = [], 0.0, 0.0
-    for model in plan:
-        row = rows[model]
-        p, c, s = judging[model]
-        tried.append(model)
-        cost += c
-        seconds += s
-        if not row.get("error") and p >= threshold:
-            return Scored(bool(row["correct"]), cost, seconds, model, tried)
-    answered = [m for m in tried if not rows[m].get("error")]
-    if not answered:
-        return Scored(False, cost, seconds, None, tried)
-    best = max(answered, key=lambda m: judging[m][0])
-    return Scored(bool(rows[best]["correct"]), cost, seconds, best, tried)
-
-
-def graph_plan(item: dict, ctx: FusionContext) -> tuple[list[str], dict]:
-    """The plan the live graph makes for a one-part question: its privacy, taxonomy and neighbours nodes, run
-    on it (the same code, the same store); returns (plan, the route's state)."""
-    from fusiongraph.nodes.neighbours import neighbours
-    from fusiongraph.nodes.privacy import privacy
-    from fusiongraph.nodes.taxonomy import taxonomy
-
-    runtime = SimpleNamespace(context=ctx)
-    state: dict[str, Any] = {"subtask": item["prompt"], "index": 0, "n_subtasks": 1, "trace": []}
-    for node in (privacy, taxonomy, neighbours):
-        update = node(state, runtime)
-        state.update({k: v for k, v in update.items() if k != "trace"})
-    return list(state.get("candidates") or []), state
-
-
-def summarise(outcomes: list[Scored]) -> dict:
-    n = len(outcomes)
-    return {
-        "questions": n,
-        "accuracy": round(sum(o.correct for o in outcomes) / n, 4) if n else None,
-        "cost_usd": round(sum(o.cost_usd for o in outcomes), 8),
-        "seconds": round(sum(o.seconds for o in outcomes), 2),
-    }
-
-
-def strategies(
-    items: list[dict],
-    rows: list[dict],
-    ctx: FusionContext,
-    models: list[str],
-    fit,
-    plans: dict[str, list[str]],
-    price_plans: dict[float, dict[str, list[str]]] | None = None,
-) -> dict:
-    """accuracy, cost_usd and seconds of every strategy on the one-part questions (see the module docstring),
-    with the replayed cascades' frontier over accept thresholds."""
-    by_q: dict[str, dict[str, dict]] = {}
-    for r in rows:
-        by_q.setdefault(r["id"], {})[r["model"]] = r
-    single_items = [i for i in items if len(i["parts"]) == 1 and all(m in by_q.get(i["id"], {}) for m in models)]
-    probs = {i["id"]: {m: judged(by_q[i["id"]][m], fit) for m in models} for i in single_items}
-    out: dict[str, dict] = {}
-    per_question: dict[str, dict[str, Scored]] = {i["id"]: {} for i in single_items}
-    for m in models:
-        for i in single_items:
-            per_question[i["id"]][f"single:{m}"] = _single(by_q[i["id"]][m])
-    for i in single_items:
-        q = by_q[i["id"]]
-        right = [m for m in models if q[m]["correct"]]
-        pick = right[0] if right else models[0]
-        per_question[i["id"]]["oracle"] = Scored(
-            bool(right), q[pick]["answer_cost_usd"], q[pick]["answer_s"], pick, [pick]
-        )
-        per_question[i["id"]]["fixed_cascade"] = run_cascade(models, q, probs[i["id"]], ctx.quality_threshold)
-        plan = [m for m in plans.get(i["id"], []) if m in q] or models[:1]
-        per_question[i["id"]]["graph_replay"] = run_cascade(plan, q, probs[i["id"]], ctx.quality_threshold)
-    names = [f"single:{m}" for m in models] + ["oracle", "fixed_cascade", "graph_replay"]
-    for name in names:
-        out[name] = summarise([per_question[i["id"]][name] for i in single_items])
-        out[name]["by_file"] = {
-            f: summarise([per_question[i["id"]][name] for i in single_items if i["file"] == f])
-            for f in sorted({i["file"] for i in single_items})
-        }
-    frontier = {"fixed_cascade": [], "graph_replay": []}
-    for t in THRESHOLDS:
-        for name, plan_of in (("fixed_cascade", lambda i: models), ("graph_replay", lambda i: plans.get(i["id"]))):
-            point = summarise(
-                [
-                    run_cascade(
-                        [m for m in (plan_of(i) or []) if m in by_q[i["id"]]] or models[:1],
-                        by_q[i["id"]],
-                        probs[i["id"]],
-                        t,
-                    )
-                    for i in single_items
-                ]
-            )
-            frontier[name].append({"quality_threshold": t, **point})
-    for lam, lam_plans in sorted((price_plans or {}).items()):  # the graph's route at other price sensitivities
-        point = summarise(
-            [
-                run_cascade(
-                    [m for m in lam_plans.get(i["id"], []) if m in by_q[i["id"]]] or models[:1],
-                    by_q[i["id"]],
-                    probs[i["id"]],
-                    ctx.quality_threshold,
-                )
-                for i in single_items
-            ]
-        )
-        frontier.setdefault("graph_replay_price", []).append({"price_sensitivity": lam, **point})
-    return {"strategies": out, "frontier": frontier, "per_question": per_question}
-
-
-def best_single(strats: dict) -> str | None:
-    """The most accurate single model (the cheaper at a tie); None with no one-part question."""
-    singles = {k: v for k, v in strats.items() if k.startswith("single:") and v["accuracy"] is not None}
-    return max(singles, key=lambda k: (singles[k]["accuracy"], -singles[k]["cost_usd"]), default=None)
-
-
-def cheapest_matching(frontier: list[dict], target: dict) -> dict | None:
-    """The cheapest frontier point whose accuracy is at least the target's, else None."""
-    ok = [p for p in frontier if p["accuracy"] is not None and p["accuracy"] >= target["accuracy"]]
-    return min(ok, key=lambda p: p["cost_usd"], default=None)
-
-
-# ------------------------------------------------------------------------------------------------- judges
-
-
-def judges_report(rows: list[dict], fit, threshold: float) -> dict:
-    """Per judge kind and for the acceptance decision: AUROC, accept accuracy, right answers rejected."""
-    scored = [r for r in rows if not r.get("error") and r.get("correct") is not None]
-    pairs = []
-    for r in scored:
-        scores = {v["judge"]: v["score"] for v in r["verdicts"]}
-        scores["aggregate"] = p_right(r, fit)
-        pairs.append((scores, bool(r["correct"])))
-    metrics = judge_metrics(pairs, threshold)
-    out = {}
-    for kind, m in metrics.items():
-        name = "acceptance" if kind == "aggregate" else kind
-        out[name] = {
-            "answers": m["answers"],
-            "auroc": m["auroc"],
-            "accept_accuracy": m["accept_accuracy"],
-            "right_rejected": m["right_rejected_share"],
-            "wrong_accepted": m["wrong_accepted"],
-        }
-    return out
-
-
 # --------------------------------------------------------------------------------------------------- live
 
 
@@ -518,36 +229,6 @@ def live_summary(live: list[dict], per_question: dict[str, dict[str, Scored]]) -
             "replay": summarise(replay),
         }
     return out
-
-
-# ---------------------------------------------------------------------------------------------------- plot
-
-
-def plot_frontier(results: dict, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, point in results["strategies"].items():
-        if point.get("accuracy") is None:
-            continue
-        ax.scatter(point["cost_usd"], point["accuracy"], label=f"{name} ({point['questions']} q)", zorder=3)
-    for name, points in results["frontier"].items():
-        pts = sorted((p["cost_usd"], p["accuracy"]) for p in points if p["accuracy"] is not None)
-        if pts:
-            knob = "price sensitivity" if name.endswith("_price") else "accept threshold"
-            ax.plot(*zip(*pts), linestyle="--", alpha=0.6, label=f"{name.removesuffix('_price')} by {knob}")
-    ax.set_xlabel("cost, USD (local models: compute seconds x the machine's hourly price)")
-    ax.set_ylabel("accuracy")
-    ax.set_title(f"fusiongraph eval: {results['questions']} questions")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
 
 
 # ----------------------------------------------------------------------------------------------------- run
@@ -617,7 +298,7 @@ def run_eval(
             "graph": summarise(
                 [Scored(live_by[q]["correct"], live_by[q]["cost_usd"], live_by[q]["seconds"], None, []) for q in multi]
             ),
-            **{f"single:{m}": summarise([_single(by[(q, m)]) for q in multi]) for m in chosen},
+            **{f"single:{m}": summarise([single_model(by[(q, m)]) for q in multi]) for m in chosen},
         }
     best = best_single(results["strategies"])
     results["best_single"] = best

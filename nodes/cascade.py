@@ -11,8 +11,6 @@ a "budget" event at the head of its trace; the branches run in parallel and neve
 
 from __future__ import annotations
 
-import dataclasses
-
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage
 from langgraph.func import task
@@ -49,8 +47,7 @@ def cascade(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
     ctx = as_context(runtime.context)
     res = get_resources(ctx)
     # the task class's answer length (never above the run's max_tokens)
-    ctx = dataclasses.replace(
-        ctx,
+    ctx = ctx.replace(
         max_tokens=state.get("answer_tokens") or res.taxonomy.answer_tokens(state.get("task_class"), ctx.max_tokens),
     )
     share = branch_share(state, ctx)

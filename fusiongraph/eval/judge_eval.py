@@ -26,7 +26,6 @@ spoke on.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import random
 import time
@@ -212,7 +211,7 @@ def run_judge_eval(
     for item in tqdm(items, desc="judge-eval", unit="question", disable=not show_progress):
         task_class = res.taxonomy.classify(res.embedder.embed_one(item["prompt"]), res.embedder).task_class
         # the class's answer length, as in the cascade (never above the run's max_tokens)
-        asked = dataclasses.replace(ctx, max_tokens=res.taxonomy.answer_tokens(task_class, ctx.max_tokens))
+        asked = ctx.replace(max_tokens=res.taxonomy.answer_tokens(task_class, ctx.max_tokens))
         for model_id in chosen:
             call = prepare_call(res, asked, model_id, item["prompt"], [], judge_id, task_class=task_class, measure=True)
             attempt = run_attempt(res, asked, call, item["prompt"], task_class, judge_id, invoke_with_retries)

@@ -21,7 +21,6 @@ questions become training data: measure on other questions afterwards).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -112,7 +111,7 @@ def answer_all(
     bar = tqdm(total=todo, desc="eval: answers", unit="answer", disable=not progress)
     for item in items:
         task_class = res.taxonomy.classify(res.embedder.embed_one(item["prompt"]), res.embedder).task_class
-        asked = dataclasses.replace(ctx, max_tokens=res.taxonomy.answer_tokens(task_class, ctx.max_tokens))
+        asked = ctx.replace(max_tokens=res.taxonomy.answer_tokens(task_class, ctx.max_tokens))
         earlier: list[dict] = []
         for model_id in models:
             row = done.get((item["id"], model_id))
@@ -266,7 +265,7 @@ def run_eval(
     fit = current_fit(res.store)
     plans = {i["id"]: graph_plan(i, ctx)[0] for i in single}
     price_plans = {
-        lam: {i["id"]: graph_plan(i, dataclasses.replace(ctx, price_sensitivity=lam))[0] for i in single}
+        lam: {i["id"]: graph_plan(i, ctx.replace(price_sensitivity=lam))[0] for i in single}
         for lam in PRICE_SENSITIVITIES
     }
     replay = strategies(items, rows, ctx, chosen, fit, plans, price_plans)

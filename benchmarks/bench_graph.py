@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from fake_openai_server import FakeOpenAIServer  # noqa: E402
 
 from fusiongraph.defaults import DEFAULT_TAXONOMY  # noqa: E402
+from fusiongraph.routing.router import RoutingParams  # noqa: E402
 
 OUT = ROOT / "bench-out"
 
@@ -116,11 +117,9 @@ def overhead(runs: int) -> None:
                     cls.confidence,
                     ["m"],
                     ["m"],
-                    k=16,
-                    min_similarity=0.5,
-                    min_neighbours=4,
-                    taxonomy_confidence=0.5,
-                    price_sensitivity=0.02,
+                    RoutingParams.from_context(
+                        k=16, min_similarity=0.5, min_neighbours=4, taxonomy_confidence=0.5, price_sensitivity=0.02
+                    ),
                 )
                 answer = chats["m"].invoke([HumanMessage(s)]).text
                 chats["judge"].invoke([HumanMessage(f"Candidate answer:\n{answer}")])

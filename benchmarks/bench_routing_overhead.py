@@ -25,7 +25,7 @@ from fusiongraph.context import FusionContext
 from fusiongraph.defaults import DEFAULT_MODELS, DEFAULT_TAXONOMY
 from fusiongraph.models.roster import Roster
 from fusiongraph.resources import default_embedder
-from fusiongraph.routing.router import Router
+from fusiongraph.routing.router import Router, RoutingParams
 from fusiongraph.routing.taxonomy import Taxonomy
 from fusiongraph.store import Outcome, OutcomeStore
 
@@ -116,18 +116,13 @@ def main() -> None:
                     cls.confidence,
                     MODELS,
                     MODELS,
-                    k=args.k,
-                    min_similarity=0.0,
-                    min_neighbours=4,
-                    taxonomy_confidence=0.5,
-                    price_sensitivity=ctx.price_sensitivity,
-                    judge_accuracy=ctx.judge_accuracy,
-                    explore=ctx.explore,
+                    RoutingParams.from_context(
+                        ctx, k=args.k, min_similarity=0.0, min_neighbours=4, taxonomy_confidence=0.5
+                    ),
                     budget_usd=ctx.budget_usd,
                     prompt_tokens=20,
                     prices=prices,
                     default_tokens=ctx.max_tokens,
-                    accept=ctx.quality_threshold,
                 )
 
             vecs = [embedder.embed_one(f"warm {i}") for i in range(10)]

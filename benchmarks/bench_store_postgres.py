@@ -83,7 +83,7 @@ def outcomes_for(rng: np.random.Generator) -> list[Outcome]:
 # ---------------------------------------------------------------------------------------------- routing
 def copy_from_sqlite(source: Path, url: str) -> float:
     """COPY the SQLite store at `source` into the (empty) Postgres store at `url`; seconds taken."""
-    from fusiongraph.store.backends import make_backend
+    from fusiongraph.store.backend import make_backend
 
     started = time.perf_counter()
     src, dst = make_backend(source), make_backend(url)
@@ -105,7 +105,7 @@ def bench_routing(args, size: int) -> dict:
     from fusiongraph.defaults import DEFAULT_MODELS, DEFAULT_TAXONOMY
     from fusiongraph.models.roster import Roster
     from fusiongraph.resources import default_embedder
-    from fusiongraph.routing.router import Router
+    from fusiongraph.routing.router import Router, RoutingParams
     from fusiongraph.routing.taxonomy import Taxonomy
 
     embedder = default_embedder()
@@ -172,13 +172,9 @@ def bench_routing(args, size: int) -> dict:
                 cls.confidence,
                 MODELS,
                 MODELS,
-                k=args.k,
-                min_similarity=0.0,
-                min_neighbours=4,
-                taxonomy_confidence=0.5,
-                price_sensitivity=ctx.price_sensitivity,
-                judge_accuracy=ctx.judge_accuracy,
-                explore=ctx.explore,
+                RoutingParams.from_context(
+                    ctx, k=args.k, min_similarity=0.0, min_neighbours=4, taxonomy_confidence=0.5
+                ),
                 budget_usd=ctx.budget_usd,
                 prompt_tokens=20,
                 prices=prices,
@@ -257,7 +253,7 @@ def bench_lag(args) -> dict:
             time.sleep(0.01)
         if not b.backend.listening:
             raise SystemExit("replica B is not LISTENing")
-        from fusiongraph.store.outcomes import text_hash
+        from fusiongraph.store.types import text_hash
 
         def wait_seen(vec, sid, since):
             n = 0

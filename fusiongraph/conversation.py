@@ -1,5 +1,5 @@
 """Conversations and what a request asks of its answer, shared by the graph (nodes/standalone.py) and the
-OpenAI endpoint (server/openai_app.py), so both accept and refuse the same things.
+OpenAI endpoint (server/schema.py, server/runs.py), so both accept and refuse the same things.
 
 - :func:`split_conversation`: the last user message is what is answered; the messages before it are the
   history (system and earlier turns), the ones after it the tail (the assistant's tool calls and their
@@ -9,6 +9,7 @@ OpenAI endpoint (server/openai_app.py), so both accept and refuse the same thing
 - :func:`make_request`: tools, tool_choice, parallel_tool_calls and response_format validated (each tool's
   parameters and a json_schema must be valid JSON schemas, checked with ``jsonschema``), and the roster
   capabilities the answer needs (tools, json, vision).
+- :func:`check_fits`: a query no available answering model can read whole is refused (QueryError).
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from typing import Any, Sequence
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
+from fusiongraph.context import FusionContext
 from fusiongraph.judging.verifiers import check_schema
 from fusiongraph.state import RequestSpec
-from fusiongraph.text import QueryError, clean_query, content_words, grounding
+from fusiongraph.text import QueryError, clean_query, content_words, estimate_tokens, grounding
 
 IMAGE_PART_TYPES = ("image_url", "image", "input_image")
 
@@ -189,3 +191,20 @@ def classify_text(standalone: str, tail: Sequence[BaseMessage]) -> str:
     """What the taxonomy classifies: the last user message and, in a tool loop, the tool results after it."""
     results = [m.text for m in tail if isinstance(m, ToolMessage) and m.text]
     return "\n".join([standalone, *results])[:4000]
+
+
+def check_fits(query: str, res, ctx: FusionContext) -> None:
+    """A query no available answering model can read whole is a clear error naming the limit (CLI exit 2,
+    HTTP 400): answering a truncated query would answer another question."""
+    answering, _ = res.roster.availability(ctx.local_only, answering=True)
+    if not answering:
+        return
+    largest = max(answering, key=lambda m: res.roster[m].context)
+    room = res.roster[largest].context - ctx.max_tokens - 200
+    tokens = estimate_tokens(query)
+    if tokens > room:
+        raise QueryError(
+            f"the query is about {tokens:,} tokens, more than the largest context of the available models can "
+            f"take with an answer ({largest}: {res.roster[largest].context:,} tokens, {room:,} for the query); "
+            f"shorten it or configure a model with a longer context"
+        )

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from fusiongraph.store.backends import KEY_COLUMNS, Backend, StoreError, make_backend
+from fusiongraph.store.backend import StoreError
+from fusiongraph.store.key_backend import KEY_COLUMNS, KeyBackend, make_key_backend
 
 PREFIX = "fg-"
 PERIODS = ("day", "month", "total")
@@ -84,7 +85,7 @@ class KeyStore:
     """The keys of one store (a directory or a URL, as :func:`fusiongraph.resources.resolve_store` gives)."""
 
     def __init__(self, target: str | Path | None):
-        self.backend: Backend = make_backend(target)
+        self.backend: KeyBackend = make_key_backend(target)
         self._lock = threading.Lock()  # a backend is used under one lock (the SQLite one shares a connection)
         self._ever_had_keys = False
         with self._lock:

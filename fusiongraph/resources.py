@@ -23,7 +23,7 @@ from fusiongraph.routing.embeddings import Embedder, MiniLMEmbeddings
 from fusiongraph.routing.router import Router
 from fusiongraph.routing.taxonomy import Taxonomy
 from fusiongraph.store import OutcomeStore, open_store
-from fusiongraph.store.backends import url_scheme
+from fusiongraph.store.backend import url_scheme
 
 log = logging.getLogger(__name__)
 

@@ -20,12 +20,12 @@ from fusiongraph import privacy as pv
 from fusiongraph.attempt import ANSWER_TOKENS_PER_TOKEN, JUDGE_MAX_TOKENS, answer_messages, judge_bound
 from fusiongraph.budget import charge, counter_for, prompt_bound, shares, token_bound, usable
 from fusiongraph.context import FusionContext, as_context
-from fusiongraph.conversation import answered_whole, classify_text, has_images, make_request
+from fusiongraph.conversation import answered_whole, check_fits, classify_text, has_images, make_request
 from fusiongraph.privacy import PrivacyHold
 from fusiongraph.prompts import load_examples, load_prompt
 from fusiongraph.resources import get_resources
 from fusiongraph.state import Decomposition, FusionState
-from fusiongraph.text import QueryError, TooLong, clean_query, estimate_tokens, grounding, redact
+from fusiongraph.text import TooLong, clean_query, estimate_tokens, grounding, redact
 
 MIN_GROUNDING = 0.5  # a subtask must share at least half its content words with the query
 
@@ -69,23 +69,6 @@ def synthesis_estimate_usd(spec, ctx: FusionContext, count, query: str, subtasks
     )
     bound += len(subtasks) * ANSWER_TOKENS_PER_TOKEN * ctx.max_tokens
     return spec.cost(min(bound, spec.context), ctx.max_tokens)
-
-
-def check_fits(query: str, res, ctx: FusionContext) -> None:
-    """A query no available answering model can read whole is a clear error naming the limit (CLI exit 2,
-    HTTP 400): answering a truncated query would answer another question."""
-    answering, _ = res.roster.availability(ctx.local_only, answering=True)
-    if not answering:
-        return
-    largest = max(answering, key=lambda m: res.roster[m].context)
-    room = res.roster[largest].context - ctx.max_tokens - 200
-    tokens = estimate_tokens(query)
-    if tokens > room:
-        raise QueryError(
-            f"the query is about {tokens:,} tokens, more than the largest context of the available models can "
-            f"take with an answer ({largest}: {res.roster[largest].context:,} tokens, {room:,} for the query); "
-            f"shorten it or configure a model with a longer context"
-        )
 
 
 class AnsweredWhole(Exception):

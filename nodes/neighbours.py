@@ -8,6 +8,7 @@ from fusiongraph import privacy as pv
 from fusiongraph.context import FusionContext, as_context
 from fusiongraph.nodes.cascade import branch_share
 from fusiongraph.resources import get_resources
+from fusiongraph.routing.router import RoutingParams
 from fusiongraph.state import SubtaskState
 from fusiongraph.text import estimate_tokens
 
@@ -27,20 +28,11 @@ def neighbours(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
         state["class_confidence"],
         task_class.candidates,
         available,
-        k=ctx.k,
-        min_similarity=ctx.min_similarity,
-        min_neighbours=ctx.min_neighbours,
-        taxonomy_confidence=ctx.taxonomy_confidence,
-        price_sensitivity=ctx.price_sensitivity,
-        judge_accuracy=ctx.judge_accuracy,
-        explore=ctx.explore,
+        RoutingParams.from_context(ctx),
         budget_usd=branch_share(state, ctx),
         prompt_tokens=estimate_tokens(text),
         prices={m: (res.roster[m].price_in, res.roster[m].price_out) for m in available},
         default_tokens=res.taxonomy.answer_tokens(task_class.name, ctx.max_tokens),
-        with_answers=ctx.guides > 0,
-        mode=ctx.router,
-        accept=ctx.quality_threshold,
     )
     guides = sorted(
         (

@@ -11,19 +11,17 @@ whose :class:`KeyRejected` the mounted app's exception handler would not recogni
   ``detail``). The meta routes (``/ok``, ``/info``, ``/metrics``, ``/docs``) are not covered: LangGraph
   serves them outside auth.
 
-Every run is charged its actual cost (its summary's ``spent_usd.total``) to the key that made it, atomically
-in the store's database (fusiongraph/keys.py), and its metrics are recorded (server/metrics.py): runs of the
-OpenAI endpoint by the endpoint once the run is done (:func:`settle`), runs through LangGraph's own API
-(``/runs``, the SDK, Studio) by the graph's last node, ``settle`` (:func:`settle_run`), from the key that
-LangGraph's auth put into the run's config (``configurable.langgraph_auth_user``, which a client cannot set).
-The endpoint runs the graph in process, without that config, so no run is charged twice; a run id is charged
-at most once in any case.
+Every run is charged its actual cost to the key that made it and its metrics are recorded
+(fusiongraph/settlement.py): runs of the OpenAI endpoint by the endpoint once the run is done (:func:`settle`),
+runs through LangGraph's own API (``/runs``, the SDK, Studio) by the graph's last node, ``settle``
+(``fusiongraph.settlement.settle_run``), from the key that LangGraph's auth put into the run's config
+(``configurable.langgraph_auth_user``, which a client cannot set). The endpoint runs the graph in process,
+without that config, so no run is charged twice; a run id is charged at most once in any case.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 
 from langgraph_sdk import Auth
 from starlette.exceptions import HTTPException
@@ -31,12 +29,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from fusiongraph.keys import PREFIX, ApiKey, KeyRefused, key_store, require_keys_env
-from fusiongraph.store.backends import StoreError, mask_url
+from fusiongraph.server import metrics
+from fusiongraph.settlement import ANONYMOUS, charge, run_cost
+from fusiongraph.store.backend import StoreError, mask_url
 
 log = logging.getLogger(__name__)
 
 SCOPE_KEY = "fusiongraph.api_key"  # the request's ApiKey (None when the server is open)
-ANONYMOUS = "anonymous"
 
 auth = Auth()
 
@@ -97,8 +96,6 @@ def authenticate(authorization: str | None, headers: dict, scope: dict) -> dict:
 
 
 async def openai_error(request: Request, exc: KeyRejected) -> JSONResponse:
-    from fusiongraph.server import metrics
-
     metrics.count_rejection(request.scope, exc.status_code)
     return JSONResponse(
         {"error": {"message": exc.message, "type": exc.kind, "param": None, "code": exc.code}, "detail": exc.message},
@@ -117,67 +114,10 @@ def request_key(scope: dict | None) -> ApiKey | None:
     return (scope or {}).get(SCOPE_KEY)
 
 
-def run_cost(out: dict | None) -> float:
-    """A run's actual cost: its summary's ``spent_usd.total``."""
-    summary = (out or {}).get("summary") or {}
-    return float((summary.get("spent_usd") or {}).get("total", summary.get("cost_usd", 0.0)) or 0.0)
-
-
-def _charge(key: ApiKey, cost: float, run_id: str | None = None) -> None:
-    try:
-        key_store().charge(key, cost, run_id)
-    except Exception as exc:  # noqa: BLE001 - the answer is already paid for: a failed charge is logged
-        log.error("charging $%.6f to API key %s (%s) failed: %s", cost, key.name, key.id, exc)
-
-
-def _observe(record, *args) -> None:
-    try:
-        record(*args)
-    except Exception:  # noqa: BLE001 - metrics never fail a request
-        log.exception("recording the run's metrics failed")
-
-
 def settle(scope: dict | None, out: dict, mode: str = "json") -> None:
     """After a run of the OpenAI endpoint: charge its actual cost to the request's key and record its
-    metrics. Never raises: the answer is already paid for, a failed charge is logged."""
-    from fusiongraph.server import metrics
-
-    _observe(metrics.observe_run, scope, out, mode)
+    metrics. A failed charge is logged, not raised: the answer is already paid for."""
+    metrics.observe_run(scope, out, mode)
     key = request_key(scope)
     if key is not None:
-        _charge(key, run_cost(out))
-
-
-def _user_field(user, name: str):
-    """A field of LangGraph's auth user (a mapping-like proxy of what :func:`authenticate` returned)."""
-    if user is None:
-        return None
-    try:
-        return user[name]
-    except (KeyError, TypeError, IndexError):
-        return getattr(user, name, None)
-
-
-def settle_run(configurable: dict, run_id: str | None, out: dict) -> None:
-    """After a run through LangGraph's own API (``/runs``, the SDK, Studio; called by the graph's ``settle``
-    node): charge its actual cost to the key LangGraph authenticated it with, once per run id, and record its
-    metrics (mode ``runs``). Never raises."""
-    from fusiongraph.server import metrics
-
-    user = configurable.get("langgraph_auth_user")
-    identity = _user_field(user, "identity")
-    label = _user_field(user, "key_name") or ANONYMOUS
-    started_ms = configurable.get("__request_start_time_ms__")
-    seconds = time.time() - float(started_ms) / 1000 if started_ms else None
-    _observe(metrics.observe, out, "runs", label, seconds)
-    if not identity or identity == ANONYMOUS:
-        return
-    try:
-        key = key_store().get(str(identity))
-    except Exception as exc:  # noqa: BLE001
-        log.error("charging run %s to API key %s failed: %s", run_id, identity, exc)
-        return
-    if key is None:
-        log.error("run %s was authenticated as %s, which is not a key of the store: not charged", run_id, identity)
-        return
-    _charge(key, run_cost(out), run_id)
+        charge(key, run_cost(out))

@@ -1,7 +1,9 @@
 """The outcome store: SQLite or Postgres, with a FAISS index."""
 
-from fusiongraph.store.backends import register_backend
-from fusiongraph.store.outcomes import Neighbour, Outcome, OutcomeStore, StoreError, migrate_store, open_store
+from fusiongraph.store.backend import StoreError, register_backend
+from fusiongraph.store.migrate import migrate_store
+from fusiongraph.store.outcomes import OutcomeStore, open_store
+from fusiongraph.store.types import Neighbour, Outcome
 
 __all__ = [
     "Neighbour",

@@ -8,10 +8,11 @@ keeps what routing reads in memory (its :class:`~store.outcomes.OutcomeStore`: a
 index, loaded at start, optionally from a local cache directory) and keeps it current incrementally.
 
 **Keeping current.** Every write transaction ends with ``pg_notify('fusiongraph_store', ...)``, delivered
-at commit. Each store instance runs a listener thread on its own connection (``LISTEN``) that calls
-``refresh()`` on each notification, so an outcome recorded by one replica routes in another within
-milliseconds; while the listener is down (reconnecting with backoff) reads poll instead, and it refreshes
-every 30 s anyway in case a notification was lost.
+at commit. Each store instance runs a listener thread on its own connection (``LISTEN``, see
+:mod:`store.postgres_listen`) that calls ``refresh()`` on each notification, so an outcome recorded by one
+replica routes in another as soon as the notification arrives; while the listener is down (reconnecting
+with backoff) reads poll instead, and it refreshes every ``SAFETY_REFRESH_S`` seconds anyway in case a
+notification was lost.
 
 **Watermarks and gaps.** ``refresh()`` reads the rows with id > the highest id it has folded in. Plain
 ``BIGSERIAL`` ids are drawn at insert but become visible at commit, so concurrent transactions can commit
@@ -21,17 +22,17 @@ lock (``pg_advisory_xact_lock``) *before* it draws any id, and holds it through 
 transaction visible before it releases its locks, so the next writer draws higher ids only after the
 previous writer's rows are visible: a snapshot that sees id N sees every committed id below N, and the ids
 of rolled-back transactions are never seen by anyone, which is harmless. The cost is that writes to one
-database are serialised for the few milliseconds of one insert transaction (SQLite serialises writers
+database are serialised for the length of one insert transaction (SQLite serialises writers
 too); reads never wait. Tracking a set of missing ids "for a while" guesses how long a transaction may
 stay open, and an xid8 snapshot scheme needs per-row transaction ids and windowed de-duplication; the lock
-is exact and small. Every write path (``insert``, ``import_rows``) takes it; rows inserted by hand with
+is exact and small. Every write path (``insert``, ``import_rows``, ``forget``) takes it; rows inserted by hand with
 plain SQL outside it break the promise (a worker restart recovers).
 
-**Schema.** Numbered migrations in :data:`MIGRATIONS`, recorded in ``schema_version``, applied in one
-transaction under an advisory lock by whichever worker opens the database first; a database migrated by
-a newer fusiongraph is refused with a clear error.
+**Schema.** Numbered migrations in :data:`store.postgres_schema.MIGRATIONS`, recorded in ``schema_version``,
+applied in one transaction under an advisory lock (:meth:`PostgresBackend.apply_migrations`) by whichever
+worker opens the database first; a database migrated by a newer fusiongraph is refused with a clear error.
 
-**Failures.** An operation that loses the connection raises :class:`~store.backends.StoreError`; the next
+**Failures.** An operation that loses the connection raises :class:`~store.backend.StoreError`; the next
 call reconnects (a read is retried once on a fresh connection first). A write is one transaction: it is
 either committed whole or rolled back by the server when the connection (or the process) dies.
 """
@@ -40,151 +41,22 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from typing import Callable
 
 import psycopg
 
-from fusiongraph.store.backends import (
-    KEY_COLUMNS,
-    OUTCOME_COLUMNS,
-    Backend,
-    StoreError,
-    check_import,
-    forget_filter,
-    import_keys,
-    mask_url,
-    outcome_values,
-)
+from fusiongraph.store.backend import OUTCOME_COLUMNS, Backend, StoreError, mask_url
+from fusiongraph.store.postgres_listen import CHANNEL, Listener
+from fusiongraph.store.postgres_schema import LATEST, MIGRATIONS
+from fusiongraph.store.sql import OUTCOME_ROWS_SQL, check_import, forget_filter, import_keys, outcome_values
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "fusiongraph_store"
 MIGRATE_LOCK = 0x6667_0001  # advisory lock keys (any constants unlikely to collide with an application's)
 WRITE_LOCK = 0x6667_0002
-LISTEN_POLL_S = 0.5  # how often the listener checks whether it should stop
-SAFETY_REFRESH_S = 30.0  # refresh this often even without a notification
 CONNECT_TIMEOUT_S = 5
 
-MIGRATIONS: list[tuple[int, str, str]] = [
-    (
-        1,
-        "subtasks, outcomes and metadata",
-        """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE subtasks (
-    id BIGSERIAL PRIMARY KEY,
-    text_hash TEXT NOT NULL UNIQUE,
-    text TEXT NOT NULL,
-    task_class TEXT,
-    embedding BYTEA NOT NULL,
-    created_at DOUBLE PRECISION NOT NULL
-);
-CREATE TABLE outcomes (
-    id BIGSERIAL PRIMARY KEY,
-    subtask_id BIGINT NOT NULL REFERENCES subtasks(id),
-    model TEXT NOT NULL,
-    task_class TEXT,
-    success DOUBLE PRECISION NOT NULL CHECK (success >= 0 AND success <= 1),
-    accepted BOOLEAN NOT NULL,
-    judges TEXT NOT NULL DEFAULT '{}',
-    answer TEXT,
-    error TEXT,
-    tokens_in BIGINT NOT NULL DEFAULT 0,
-    tokens_out BIGINT NOT NULL DEFAULT 0,
-    cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
-    latency_s DOUBLE PRECISION NOT NULL DEFAULT 0,
-    source TEXT NOT NULL DEFAULT 'live',
-    run_id TEXT,
-    created_at DOUBLE PRECISION NOT NULL
-);
-CREATE INDEX outcomes_subtask ON outcomes(subtask_id);
-CREATE INDEX outcomes_source ON outcomes(source);
-""",
-    ),
-    (
-        2,
-        "artifacts: derived data the workers share (the success probe's fit)",
-        """
-CREATE TABLE artifacts (
-    name TEXT PRIMARY KEY,
-    data BYTEA NOT NULL,
-    updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
-);
-""",
-    ),
-    (
-        3,
-        "API keys (sha256 only), their spend per period and a log of charges (fusiongraph/keys.py)",
-        """
-CREATE TABLE api_keys (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    key_hash TEXT NOT NULL UNIQUE,
-    prefix TEXT NOT NULL,
-    budget_usd DOUBLE PRECISION NOT NULL CHECK (budget_usd >= 0),
-    period TEXT NOT NULL CHECK (period IN ('day', 'month', 'total')),
-    created_at DOUBLE PRECISION NOT NULL,
-    revoked_at DOUBLE PRECISION
-);
-CREATE TABLE api_key_spend (
-    key_id TEXT NOT NULL REFERENCES api_keys(id),
-    period_start TEXT NOT NULL,
-    spent_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
-    runs BIGINT NOT NULL DEFAULT 0,
-    PRIMARY KEY (key_id, period_start)
-);
-CREATE TABLE api_key_charges (
-    id BIGSERIAL PRIMARY KEY,
-    key_id TEXT NOT NULL,
-    period_start TEXT NOT NULL,
-    cost_usd DOUBLE PRECISION NOT NULL,
-    run_id TEXT,
-    created_at DOUBLE PRECISION NOT NULL
-);
-""",
-    ),
-    (
-        4,
-        "a run is charged to its API key at most once (unique run ids among the charges)",
-        "CREATE UNIQUE INDEX api_key_charges_run ON api_key_charges (run_id) WHERE run_id IS NOT NULL;",
-    ),
-    (
-        5,
-        "answer cache: an accepted answer per subtask and scope (API key), reused for near-identical subtasks",
-        """
-CREATE TABLE answer_cache (
-    subtask_id BIGINT NOT NULL REFERENCES subtasks(id),
-    scope TEXT NOT NULL,
-    model TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    task_class TEXT,
-    answer TEXT NOT NULL,
-    created_at DOUBLE PRECISION NOT NULL,
-    PRIMARY KEY (subtask_id, scope)
-);
-""",
-    ),
-    (
-        6,
-        "erasures: one row per `store forget` (counts only), so every worker drops what was erased",
-        """
-CREATE TABLE erasures (
-    id BIGSERIAL PRIMARY KEY,
-    at DOUBLE PRECISION NOT NULL,
-    subtasks BIGINT NOT NULL,
-    outcomes BIGINT NOT NULL
-);
-""",
-    ),
-    (
-        7,
-        "outcomes.after_rejection: recorded after an earlier tier's answer to the subtask was rejected (older rows: no)",
-        "ALTER TABLE outcomes ADD COLUMN after_rejection BOOLEAN NOT NULL DEFAULT false;",
-    ),
-]
-LATEST = MIGRATIONS[-1][0]
 
 _SUBTASK_INSERT = (
     "INSERT INTO subtasks (id, text_hash, text, task_class, embedding, created_at) VALUES (%s, %s, %s, %s, %s, %s)"
@@ -209,9 +81,7 @@ class PostgresBackend(Backend):
             self._kwargs["connect_timeout"] = CONNECT_TIMEOUT_S
         self._conn: psycopg.Connection | None = None
         self._conn_lock = threading.RLock()
-        self._stop = threading.Event()
-        self._listener: threading.Thread | None = None
-        self._listening = False
+        self._listener = Listener(url, self._kwargs, self.label)
         self._closed = False
 
     # ------------------------------------------------------------ connection
@@ -242,13 +112,12 @@ class PostgresBackend(Backend):
             except Exception:
                 pass
 
-    def _run(self, fn: Callable[[psycopg.Connection], object], write: bool = False):
+    def run(self, fn: Callable[[psycopg.Connection], object], write: bool = False):
         """Run `fn(connection)`; a lost connection is a StoreError (a read is retried once first).
 
         A write is never retried (a commit that broke midway may have landed), so before one the connection
         is checked with a ping outside any transaction: one that died while idle (a Postgres restart, a
-        killed backend) is replaced first instead of losing the write (tests/test_replicas.py saw 1-2 lost
-        outcomes per outage without it)."""
+        killed backend) is replaced first instead of losing the write."""
         with self._conn_lock:
             if write and self._conn is not None:
                 try:
@@ -275,31 +144,44 @@ class PostgresBackend(Backend):
                 except psycopg.Error as exc:
                     raise StoreError(f"outcome store {self.label}: {type(exc).__name__}: {str(exc).strip()}") from exc
 
-    def _rows(self, sql: str, params=None) -> list[tuple]:
-        return self._run(lambda conn: conn.execute(sql, params).fetchall())
+    def query(self, sql: str, params=None) -> list[tuple]:
+        return self.run(lambda conn: conn.execute(sql, params).fetchall())
 
     # ------------------------------------------------------------ opening
+    def _migrate(self, conn: psycopg.Connection) -> None:
+        """Apply the migrations the database lacks, inside the caller's transaction, under the migration lock."""
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
+            " description TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
+        if current > LATEST:
+            raise StoreError(
+                f"outcome store {self.label} has schema version {current}, this fusiongraph "
+                f"knows up to {LATEST}: upgrade fusiongraph"
+            )
+        for version, description, ddl in MIGRATIONS:
+            if version > current:
+                conn.execute(ddl)
+                conn.execute(
+                    "INSERT INTO schema_version (version, description) VALUES (%s, %s)", (version, description)
+                )
+                log.info("outcome store %s: applied migration %d (%s)", self.label, version, description)
+
+    def apply_migrations(self) -> None:
+        """Apply the migrations (as :meth:`open` does) without writing the outcome store's metadata."""
+
+        def migrate(conn):
+            with conn.transaction():
+                self._migrate(conn)
+
+        self.run(migrate, write=True)
+
     def open(self, dim: int, embedder_name: str) -> dict[str, str]:
         def migrate(conn):
             with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
-                conn.execute(
-                    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
-                    " description TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-                )
-                current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
-                if current > LATEST:
-                    raise StoreError(
-                        f"outcome store {self.label} has schema version {current}, this fusiongraph "
-                        f"knows up to {LATEST}: upgrade fusiongraph"
-                    )
-                for version, description, ddl in MIGRATIONS:
-                    if version > current:
-                        conn.execute(ddl)
-                        conn.execute(
-                            "INSERT INTO schema_version (version, description) VALUES (%s, %s)", (version, description)
-                        )
-                        log.info("outcome store %s: applied migration %d (%s)", self.label, version, description)
+                self._migrate(conn)
                 meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
                 if not meta:
                     meta = {"dim": str(dim), "embedder": embedder_name, "version": "1", "store_id": uuid.uuid4().hex}
@@ -307,12 +189,12 @@ class PostgresBackend(Backend):
                         cur.executemany("INSERT INTO meta VALUES (%s, %s)", list(meta.items()))
                 return meta
 
-        meta = self._run(migrate, write=True)
+        meta = self.run(migrate, write=True)
         self.store_id = meta.get("store_id")
         return meta
 
     def schema_version(self) -> int:
-        return self._rows("SELECT COALESCE(MAX(version), 0) FROM schema_version")[0][0]
+        return self.query("SELECT COALESCE(MAX(version), 0) FROM schema_version")[0][0]
 
     def read_meta(self) -> dict[str, str]:
         def read(conn):
@@ -320,71 +202,23 @@ class PostgresBackend(Backend):
                 return {}
             return dict(conn.execute("SELECT key, value FROM meta").fetchall())
 
-        meta = self._run(read)
+        meta = self.run(read)
         self.store_id = meta.get("store_id")
         return meta
 
     # ------------------------------------------------------------ listening
     def listen(self, on_change: Callable[[], bool]) -> None:
-        self._stop.clear()
-        self._listener = threading.Thread(
-            target=self._listen_loop, args=(on_change,), daemon=True, name=f"fusiongraph-store-listen-{self.label}"
-        )
-        self._listener.start()
+        self._listener.start(on_change)
 
     def changed(self) -> bool:
-        return not self._listening  # while the listener is down, every read polls
+        return not self._listener.listening  # while the listener is down, every read polls
 
     @property
     def listening(self) -> bool:
-        return self._listening
-
-    def _listen_loop(self, on_change: Callable[[], bool]) -> None:
-        backoff = 0.5
-        while not self._stop.is_set():
-            conn = None
-            try:
-                conn = psycopg.connect(self.url, **self._kwargs)
-                conn.execute(f"LISTEN {CHANNEL}")
-                self._listening = True
-                backoff = 0.5
-                got = True  # catch up on whatever was committed while nobody listened
-                last = 0.0
-                while not self._stop.is_set():
-                    if got or time.monotonic() - last > SAFETY_REFRESH_S:
-                        try:
-                            if not on_change():
-                                return
-                        except Exception as exc:  # the main connection is down: it reconnects on its own
-                            log.warning("outcome store %s: refresh failed (%s)", self.label, exc)
-                        last = time.monotonic()
-                    got = False
-                    for _ in conn.notifies(timeout=LISTEN_POLL_S, stop_after=1):
-                        got = True
-            except Exception as exc:
-                if not self._stop.is_set():  # warn once per outage, not at every retry
-                    (log.warning if self._listening or backoff == 0.5 else log.debug)(
-                        "outcome store %s: LISTEN connection lost (%s); reads poll until it is back (retry in %.1f s)",
-                        self.label,
-                        str(exc).strip(),
-                        backoff,
-                    )
-            finally:
-                self._listening = False
-                if conn is not None:
-                    try:
-                        conn.close()
-                    except Exception:
-                        pass
-            self._stop.wait(backoff)
-            backoff = min(backoff * 2, 10.0)
+        return self._listener.listening
 
     def stop(self) -> None:
-        self._stop.set()
-        t = self._listener
-        if t is not None and t is not threading.current_thread():
-            t.join(timeout=LISTEN_POLL_S * 4 + 1)
-        self._listener = None
+        self._listener.stop()
 
     def close(self) -> None:
         self.stop()
@@ -394,13 +228,13 @@ class PostgresBackend(Backend):
 
     # ------------------------------------------------------------ rows after a watermark
     def subtasks_after(self, after):
-        return self._rows("SELECT id, embedding FROM subtasks WHERE id > %s ORDER BY id", (after,))
+        return self.query("SELECT id, embedding FROM subtasks WHERE id > %s ORDER BY id", (after,))
 
     def subtasks_between(self, lo, hi):
-        return self._rows("SELECT id, embedding FROM subtasks WHERE id > %s AND id <= %s ORDER BY id", (lo, hi))
+        return self.query("SELECT id, embedding FROM subtasks WHERE id > %s AND id <= %s ORDER BY id", (lo, hi))
 
     def outcomes_after(self, after):
-        return self._rows(
+        return self.query(
             "SELECT subtask_id, model, task_class, success, id, cost_usd, tokens_out, after_rejection FROM outcomes"
             " WHERE id > %s AND error IS NULL ORDER BY id",
             (after,),
@@ -433,52 +267,48 @@ class PostgresBackend(Backend):
                 cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL, ""))
                 return [known[item[0]] for item in items]
 
-        return self._run(write, write=True)
+        return self.run(write, write=True)
 
     # ------------------------------------------------------------ reading
     def subtask_info(self, ids):
         return {
             r[0]: r[1:]
-            for r in self._rows("SELECT id, text, task_class FROM subtasks WHERE id = ANY(%s)", (list(ids),))
+            for r in self.query("SELECT id, text, task_class FROM subtasks WHERE id = ANY(%s)", (list(ids),))
         }
 
     def accepted_answers(self, ids):
-        return self._rows(
+        return self.query(
             "SELECT subtask_id, model, answer FROM outcomes WHERE subtask_id = ANY(%s)"
             " AND error IS NULL AND accepted AND answer IS NOT NULL AND answer <> '' ORDER BY id",
             (list(ids),),
         )
 
     def newest_subtasks(self, below, limit):
-        return self._rows(
+        return self.query(
             "SELECT id, task_class, embedding FROM subtasks WHERE id < %s ORDER BY id DESC LIMIT %s",
             (below, int(limit)),
         )
 
     def count_rows(self, upto=None):
         if upto is None:
-            return tuple(self._rows("SELECT (SELECT count(*) FROM subtasks), (SELECT count(*) FROM outcomes)")[0])
+            return tuple(self.query("SELECT (SELECT count(*) FROM subtasks), (SELECT count(*) FROM outcomes)")[0])
         return tuple(
-            self._rows(
+            self.query(
                 "SELECT (SELECT count(*) FROM subtasks WHERE id <= %s), (SELECT count(*) FROM outcomes WHERE id <= %s)",
                 upto,
             )[0]
         )
 
     def outcome_rows(self, limit):
-        sql = (
-            "SELECT o.id, s.text, o.model, o.task_class, o.success, o.accepted, o.judges, o.error, o.tokens_in,"
-            " o.tokens_out, o.cost_usd, o.latency_s, o.source, o.run_id, o.after_rejection FROM outcomes o"
-            " JOIN subtasks s ON s.id = o.subtask_id ORDER BY o.id"
-        )
+        sql = OUTCOME_ROWS_SQL
         if limit:
             sql += f" LIMIT {int(limit)}"
-        return self._rows(sql)
+        return self.query(sql)
 
     def hashes_with_source(self, source):
         return {
             r[0]
-            for r in self._rows(
+            for r in self.query(
                 "SELECT DISTINCT s.text_hash FROM outcomes o JOIN subtasks s"
                 " ON s.id = o.subtask_id WHERE o.source = %s",
                 (source,),
@@ -487,11 +317,11 @@ class PostgresBackend(Backend):
 
     # ------------------------------------------------------------ artifacts
     def get_artifact(self, name):
-        rows = self._rows("SELECT data FROM artifacts WHERE name = %s", (name,))
+        rows = self.query("SELECT data FROM artifacts WHERE name = %s", (name,))
         return bytes(rows[0][0]) if rows else None
 
     def put_artifact(self, name, data):
-        self._run(
+        self.run(
             lambda conn: conn.execute(
                 "INSERT INTO artifacts (name, data) VALUES (%s, %s)"
                 " ON CONFLICT (name) DO UPDATE SET data = EXCLUDED.data, updated_at = now()",
@@ -502,19 +332,19 @@ class PostgresBackend(Backend):
 
     # ------------------------------------------------------------ copying
     def max_ids(self):
-        o = self._rows("SELECT COALESCE(MAX(id), 0) FROM outcomes")[0][0]
-        s = self._rows("SELECT COALESCE(MAX(id), 0) FROM subtasks")[0][0]
+        o = self.query("SELECT COALESCE(MAX(id), 0) FROM outcomes")[0][0]
+        s = self.query("SELECT COALESCE(MAX(id), 0) FROM subtasks")[0][0]
         return s, o
 
-    def _select(self, sql, params):
-        return self._rows(sql.replace("?", "%s"), params)
+    def select(self, sql, params):
+        return self.query(sql.replace("?", "%s"), params)
 
     def has_table(self, name):
-        return self._rows("SELECT to_regclass(%s) IS NOT NULL", (name,))[0][0]
+        return self.query("SELECT to_regclass(%s) IS NOT NULL", (name,))[0][0]
 
     def has_column(self, table, column):
         return bool(
-            self._rows(
+            self.query(
                 "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()"
                 " AND table_name = %s AND column_name = %s",
                 (table, column),
@@ -577,7 +407,7 @@ class PostgresBackend(Backend):
                 "keys": copied_keys,
             }
 
-        return self._run(copy, write=True)
+        return self.run(copy, write=True)
 
     # ------------------------------------------------------------ erasure
     def forget(self, match, before, now):
@@ -601,14 +431,14 @@ class PostgresBackend(Backend):
                     cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL, ""))
                 return counts
 
-        return self._run(erase, write=True)
+        return self.run(erase, write=True)
 
     def erasure_generation(self):
-        return self._rows("SELECT COALESCE(MAX(id), 0) FROM erasures")[0][0]
+        return self.query("SELECT COALESCE(MAX(id), 0) FROM erasures")[0][0]
 
     # ------------------------------------------------------------ answer cache
     def cache_put(self, subtask_id, scope, model, fingerprint, task_class, answer, now):
-        self._run(
+        self.run(
             lambda conn: conn.execute(
                 "INSERT INTO answer_cache (subtask_id, scope, model, fingerprint, task_class, answer, created_at)"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (subtask_id, scope) DO UPDATE SET"
@@ -622,14 +452,14 @@ class PostgresBackend(Backend):
     def cache_get(self, ids, scope, since):
         if not ids:
             return []
-        return self._rows(
+        return self.query(
             "SELECT subtask_id, model, fingerprint, task_class, answer, created_at FROM answer_cache"
             " WHERE subtask_id = ANY(%s) AND scope = %s AND created_at >= %s",
             (list(ids), scope, since),
         )
 
     def cache_drop_model(self, model, fingerprint):
-        return self._run(
+        return self.run(
             lambda conn: (
                 conn.execute(
                     "DELETE FROM answer_cache WHERE model = %s AND fingerprint <> %s", (model, fingerprint)
@@ -637,98 +467,3 @@ class PostgresBackend(Backend):
             ),
             write=True,
         )
-
-    # ------------------------------------------------------------ API keys
-    def keys_schema(self):
-        """Apply the migrations (as :meth:`open` does) without writing the outcome store's metadata."""
-
-        def migrate(conn):
-            with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
-                conn.execute(
-                    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
-                    " description TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-                )
-                current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
-                if current > LATEST:
-                    raise StoreError(
-                        f"outcome store {self.label} has schema version {current}, this fusiongraph "
-                        f"knows up to {LATEST}: upgrade fusiongraph"
-                    )
-                for version, description, ddl in MIGRATIONS:
-                    if version > current:
-                        conn.execute(ddl)
-                        conn.execute(
-                            "INSERT INTO schema_version (version, description) VALUES (%s, %s)", (version, description)
-                        )
-                        log.info("outcome store %s: applied migration %d (%s)", self.label, version, description)
-
-        self._run(migrate, write=True)
-
-    def key_count(self):
-        return self._rows("SELECT count(*) FROM api_keys")[0][0]
-
-    def key_insert(self, key_id, name, key_hash, prefix, budget_usd, period, now):
-        try:
-            self._run(
-                lambda conn: conn.execute(
-                    "INSERT INTO api_keys (id, name, key_hash, prefix, budget_usd, period, created_at)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                    (key_id, name, key_hash, prefix, budget_usd, period, now),
-                ),
-                write=True,
-            )
-        except StoreError as exc:
-            if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
-                raise StoreError(f"a key named {name!r} already exists in {self.label}") from exc
-            raise
-
-    def key_rows(self):
-        return self._rows(f"SELECT {', '.join(KEY_COLUMNS)} FROM api_keys ORDER BY created_at, id")
-
-    def key_where(self, column, value):
-        assert column in ("id", "key_hash"), column
-        rows = self._rows(f"SELECT {', '.join(KEY_COLUMNS)} FROM api_keys WHERE {column} = %s", (value,))
-        return rows[0] if rows else None
-
-    def key_revoke(self, id_or_name, now):
-        return self._run(
-            lambda conn: (
-                conn.execute(
-                    "UPDATE api_keys SET revoked_at = %s WHERE (id = %s OR name = %s) AND revoked_at IS NULL",
-                    (now, id_or_name, id_or_name),
-                ).rowcount
-            ),
-            write=True,
-        )
-
-    def key_spent(self, key_id, period_start):
-        rows = self._rows(
-            "SELECT spent_usd FROM api_key_spend WHERE key_id = %s AND period_start = %s", (key_id, period_start)
-        )
-        return float(rows[0][0]) if rows else 0.0
-
-    def key_charge(self, key_id, period_start, cost_usd, run_id, now):
-        def charge(conn):
-            with conn.transaction(), conn.cursor() as cur:
-                cur.execute(
-                    "INSERT INTO api_key_charges (key_id, period_start, cost_usd, run_id, created_at)"
-                    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (run_id) WHERE run_id IS NOT NULL DO NOTHING RETURNING id",
-                    (key_id, period_start, cost_usd, run_id, now),
-                )
-                if cur.fetchone() is None:  # this run was charged already
-                    cur.execute(
-                        "SELECT spent_usd FROM api_key_spend WHERE key_id = %s AND period_start = %s",
-                        (key_id, period_start),
-                    )
-                    row = cur.fetchone()
-                    return float(row[0]) if row else 0.0
-                cur.execute(
-                    "INSERT INTO api_key_spend AS s (key_id, period_start, spent_usd, runs)"
-                    " VALUES (%s, %s, %s, 1) ON CONFLICT (key_id, period_start) DO UPDATE SET"
-                    " spent_usd = s.spent_usd + EXCLUDED.spent_usd, runs = s.runs + 1 RETURNING s.spent_usd",
-                    (key_id, period_start, cost_usd),
-                )
-                return float(cur.fetchone()[0])
-
-        return self._run(charge, write=True)

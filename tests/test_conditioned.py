@@ -17,7 +17,7 @@ from fusiongraph.eval.bench.online import cascade_reach
 from fusiongraph.graphs.fusion import graph
 from fusiongraph.routing.router import Router
 from fusiongraph.store import Outcome, OutcomeStore, migrate_store
-from fusiongraph.store.backends import DB_FILE
+from fusiongraph.store.sqlite import DB_FILE
 from tests.conftest import ctx
 from tests.test_graph import cheap_strong
 

@@ -15,7 +15,8 @@ from fusiongraph.models.kinds.base import MODEL_KINDS
 from fusiongraph.models.roster import Roster
 from fusiongraph.routing.router import Router
 from fusiongraph.routing.strategies.base import STRATEGIES
-from fusiongraph.store.outcomes import Outcome, OutcomeStore
+from fusiongraph.store.outcomes import OutcomeStore
+from fusiongraph.store.types import Outcome
 from tests.conftest import ctx
 from tests.test_records import models, validate
 
@@ -36,7 +37,9 @@ def test_every_example_file_is_shown_verbatim_in_the_extending_guide():
     text = (DOCS / "extending.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
     files = sorted(EXAMPLES.glob("*.py"))
-    assert {"hedge_judge.py", "cautious_strategy.py", "ollama_kind.py"} <= {f.name for f in files}
+    assert {"hedge_judge.py", "cautious_strategy.py", "ollama_kind.py", "snapshot_backend.py"} <= {
+        f.name for f in files
+    }
     for path in files:
         assert path.read_text(encoding="utf-8") in blocks, f"{path.name} is not shown as it is in docs/extending.md"
         assert f"docs/examples/{path.name}" in text
@@ -107,3 +110,35 @@ def test_the_example_model_kind_builds_what_a_roster_entry_names(ollama_kind, tm
     path.write_text("models:\n  - id: nameless\n    kind: ollama\n")
     with pytest.raises(Exception, match="needs `model:`"):
         Roster.from_yaml(path)
+
+
+@pytest.fixture
+def snapshot_backend():
+    from fusiongraph.store.backend import BACKENDS, register_backend
+
+    module = load_example("snapshot_backend")
+    register_backend("snapshot", module.SnapshotBackend)  # the registry line: an entry in BACKENDS
+    try:
+        yield module.SnapshotBackend
+    finally:
+        BACKENDS.pop("snapshot", None)
+
+
+def test_the_example_store_backend_opens_by_its_url_scheme(snapshot_backend, tmp_path):
+    from fusiongraph.store.backend import StoreError
+    from fusiongraph.store.outcomes import open_store
+
+    live = open_store(tmp_path / "live", 4, "t")
+    e = np.array([1, 0, 0, 0], np.float32)
+    live.record("What is 2+2?", e, "math", [Outcome("a", 1.0, True)])
+    live.close()
+
+    snap = open_store(f"snapshot://{tmp_path / 'live'}", 4, "t")
+    (found,) = snap.neighbours(e, 4)
+    assert found.text == "What is 2+2?" and found.outcomes["a"] == 1.0
+    with pytest.raises(StoreError, match="read-only"):
+        snap.record("Another", e, "math", [Outcome("a", 0.0, False)])
+    assert len(snap.neighbours(e, 4)) == 1  # nothing was written
+    snap.close()
+    with pytest.raises(StoreError, match="no outcome store"):
+        open_store(f"snapshot://{tmp_path / 'nowhere'}", 4, "t")

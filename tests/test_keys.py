@@ -23,7 +23,7 @@ from fusiongraph.keys import KeyRefused, KeyStore, hash_key, period_start
 from fusiongraph.server import auth
 from fusiongraph.server.openai_app import app
 from fusiongraph.store import StoreError
-from fusiongraph.store.postgres import LATEST
+from fusiongraph.store.postgres_schema import LATEST
 from tests.test_server import KNOBS, langgraph_dev, two_models  # noqa: F401, F811 - langgraph_dev is a fixture
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ import pytest
 
 from fusiongraph.routing.router import Router
 from fusiongraph.store import Outcome, OutcomeStore
-from fusiongraph.store.outcomes import NeighbourBlock, Neighbours
+from fusiongraph.store.types import NeighbourBlock, Neighbours
 
 DIM = 8
 MODELS = ["a", "b", "c"]

@@ -19,7 +19,7 @@ from fusiongraph.routing.operating_point import (
     fixed,
     replay_cascade,
 )
-from fusiongraph.routing.router import Router
+from fusiongraph.routing.router import Router, RoutingParams
 from fusiongraph.routing.rule import NO_JOINT
 from fusiongraph.store import Outcome, OutcomeStore
 
@@ -187,10 +187,7 @@ def test_the_router_chooses_it_on_its_store_when_the_knob_is_left_empty_and_it_h
     rows = np.arange(600)
     picks = []
     for i in rows:
-        route = router.route(
-            vecs[i], {f"r{region[i]}": 1.0}, 1.0, MODELS, MODELS, k=32, min_similarity=0.3, min_neighbours=4,
-            taxonomy_confidence=0.5, price_sensitivity=None,
-        )  # fmt: skip
+        route = router.route(vecs[i], {f"r{region[i]}": 1.0}, 1.0, MODELS, MODELS, RoutingParams.from_context(k=32, min_similarity=0.3, min_neighbours=4, taxonomy_confidence=0.5, price_sensitivity=None))  # fmt: skip
         assert route.operating_point == point  # cached: not recomputed per subtask
         picks.append(MODELS.index(route.plan[0]))
     picks = np.array(picks)

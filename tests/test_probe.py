@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fusiongraph.routing.probe import SuccessProbe
-from fusiongraph.routing.router import Router
+from fusiongraph.routing.router import Router, RoutingParams
 from fusiongraph.store import Outcome, OutcomeStore
 
 DIM = 8
@@ -92,11 +92,7 @@ def test_the_graph_route_uses_the_probe():
         class_confidence=1.0,
         class_candidates=["a", "b"],
         available=["a", "b"],
-        k=0,
-        min_similarity=0.3,
-        min_neighbours=4,
-        taxonomy_confidence=0.5,
-        price_sensitivity=0.02,
+        params=RoutingParams.from_context(k=0, min_similarity=0.3, min_neighbours=4, price_sensitivity=0.02),
     )
     on_good = router.route(good, {"math": 1.0}, **kw)
     on_bad = router.route(bad, {"math": 1.0}, **kw)

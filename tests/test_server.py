@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from fusiongraph.server.openai_app import RequestError, app, build_conversation
+from fusiongraph.server.openai_app import app
+from fusiongraph.server.schema import RequestError, build_conversation
 from tests.devserver import run_langgraph_dev
 from tests.fakes import ScriptedChat
 
@@ -286,7 +287,7 @@ def test_no_secret_in_responses(client, fusion, monkeypatch):
 
 
 def test_a_graph_failure_is_a_json_500_without_secrets(client, monkeypatch):
-    import fusiongraph.server.openai_app as mod
+    import fusiongraph.server.runs as mod
 
     secret = "zzTopSecretValue12345"
     monkeypatch.setenv("FG_TEST_API_KEY", secret)
@@ -299,7 +300,7 @@ def test_a_graph_failure_is_a_json_500_without_secrets(client, monkeypatch):
             raise RuntimeError(f"boom with {secret}")
             yield
 
-    monkeypatch.setattr(mod, "_graph", lambda: Broken())
+    monkeypatch.setattr(mod, "load_graph", lambda: Broken())
     r = chat(client)
     assert r.status_code == 500 and r.json()["error"]["type"] == "server_error"
     assert "boom" in r.text and secret not in r.text

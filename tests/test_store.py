@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fusiongraph.store import Outcome, OutcomeStore, StoreError
-from fusiongraph.store.outcomes import INDEX_FILE, INDEX_META_FILE
+from fusiongraph.store.index import INDEX_FILE, INDEX_META_FILE
 
 
 def unit(seed: int, dim: int = 8) -> np.ndarray:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fusiongraph.routing.router import Router
+from fusiongraph.routing.router import Router, RoutingParams
 from fusiongraph.routing.rule import NO_JOINT, JointRates, Prediction, explore_bonus, plan_utility, utilities
-from fusiongraph.store.outcomes import Outcome, OutcomeStore
+from fusiongraph.store.outcomes import OutcomeStore
+from fusiongraph.store.types import Outcome
 
 MODELS = ["flash", "mini", "pro", "big"]  # cheapest first
 COSTS = {"flash": 0.0001, "mini": 0.0004, "pro": 0.002, "big": 0.01}
@@ -213,12 +214,14 @@ def test_a_registered_strategy_is_used_by_the_router_knob_and_the_bench(tmp_path
             1.0,
             ["a", "b"],
             ["a", "b"],
-            k=4,
-            min_similarity=0.1,
-            min_neighbours=1,
-            taxonomy_confidence=0.5,
-            price_sensitivity=0.0,
-            mode="prefer-b-test",
+            RoutingParams.from_context(
+                k=4,
+                min_similarity=0.1,
+                min_neighbours=1,
+                taxonomy_confidence=0.5,
+                price_sensitivity=0.0,
+                router="prefer-b-test",
+            ),
         )
         assert route.plan[0] == "b" and route.predictions["b"].p_success == 0.9
         assert (
@@ -228,11 +231,9 @@ def test_a_registered_strategy_is_used_by_the_router_knob_and_the_bench(tmp_path
                 1.0,
                 ["a", "b"],
                 ["a", "b"],
-                k=4,
-                min_similarity=0.1,
-                min_neighbours=1,
-                taxonomy_confidence=0.5,
-                price_sensitivity=0.0,
+                RoutingParams.from_context(
+                    k=4, min_similarity=0.1, min_neighbours=1, taxonomy_confidence=0.5, price_sensitivity=0.0
+                ),
             ).plan[0]
             == "a"
         )  # hybrid: a succeeded

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from fusiongraph.attempt import invoke_with_retries, outcomes_from_attempts, prepare_call, run_attempt
 from fusiongraph.context import FusionContext
 from fusiongraph.resources import get_resources
-from fusiongraph.store.outcomes import text_hash
+from fusiongraph.store.types import text_hash
 from fusiongraph.text import clean_query
 
 

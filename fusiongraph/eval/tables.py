@@ -204,7 +204,7 @@ def row_outcomes(
 
     A table's outcomes are unconditioned (every model answered the prompt); `after_rejection` (a bool per
     model) marks those the bench's online replay records only because earlier tiers were rejected."""
-    from fusiongraph.store.outcomes import Outcome
+    from fusiongraph.store.types import Outcome
 
     outs = []
     for j, model in enumerate(models):

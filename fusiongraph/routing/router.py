@@ -44,14 +44,50 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fusiongraph.context import FusionContext
 from fusiongraph.routing import operating_point as op
 from fusiongraph.routing.operating_point import OperatingPoint, OperatingPoints
 from fusiongraph.routing.probe import SuccessProbe
 from fusiongraph.routing.rule import JointRates, Prediction, local_outcomes, plan_utility
 from fusiongraph.routing.strategies import Evidence, get_strategy
-from fusiongraph.store.outcomes import Neighbour, Neighbours, OutcomeStore
+from fusiongraph.store.outcomes import OutcomeStore
+from fusiongraph.store.types import Neighbour, Neighbours
 
 Mode = str  # a routing strategy's name (fusiongraph.routing.strategies.STRATEGIES)
+
+
+@dataclass(frozen=True)
+class RoutingParams:
+    """The knobs of one route: the routing knobs of :class:`fusiongraph.context.FusionContext` (see their
+    descriptions there). Build it with :meth:`from_context`."""
+
+    k: int
+    min_similarity: float
+    min_neighbours: int
+    taxonomy_confidence: float
+    price_sensitivity: float | None
+    judge_accuracy: float
+    explore: float
+    mode: Mode  # the routing strategy (the `router` knob)
+    accept: float  # the graph's quality_threshold
+    with_answers: bool  # read the neighbours' accepted answers (for guides)
+
+    @classmethod
+    def from_context(cls, ctx: FusionContext | None = None, **changes) -> RoutingParams:
+        """The routing knobs of `ctx` (default: the defaults), with `changes` (knob names) applied first."""
+        ctx = (ctx or FusionContext()).replace(**changes) if changes else (ctx or FusionContext())
+        return cls(
+            k=ctx.k,
+            min_similarity=ctx.min_similarity,
+            min_neighbours=ctx.min_neighbours,
+            taxonomy_confidence=ctx.taxonomy_confidence,
+            price_sensitivity=ctx.price_sensitivity,
+            judge_accuracy=ctx.judge_accuracy,
+            explore=ctx.explore,
+            mode=ctx.router,
+            accept=ctx.quality_threshold,
+            with_answers=ctx.guides > 0,
+        )
 
 
 @dataclass
@@ -254,33 +290,25 @@ class Router:
         class_confidence: float,
         class_candidates: list[str],
         available: list[str],
+        params: RoutingParams,
         *,
-        k: int,
-        min_similarity: float,
-        min_neighbours: int,
-        taxonomy_confidence: float,
-        price_sensitivity: float | None,
-        judge_accuracy: float = 0.8,
-        explore: float = 1.0,
         budget_usd: float | None = None,
         prompt_tokens: int = 0,
         prices: dict[str, tuple[float, float]] | None = None,
         default_tokens: int = 256,
-        with_answers: bool = False,
-        mode: Mode = "hybrid",
-        accept: float = 0.5,
     ) -> Route:
         """The hybrid route the graph runs: who decides (taxonomy / neighbours / both), predictions, the plan.
 
-        `available` is cheapest first (ties in the plan go to the cheaper model). `price_sensitivity` None:
+        `available` is cheapest first (ties in the plan go to the cheaper model). `params.price_sensitivity` None:
         the one chosen on the store (:meth:`operating_point`, over every available model, for the judged
         cascade with `judge_accuracy`; `accept` is the graph's quality_threshold).
         """
-        nbrs = self.neighbours(embedding, k, min_similarity, with_answers=with_answers)
+        p = params
+        nbrs = self.neighbours(embedding, p.k, p.min_similarity, with_answers=p.with_answers)
         in_class = [m for m in available if m in class_candidates]
         if not nbrs:
             source, pool = "taxonomy", in_class
-        elif class_confidence < taxonomy_confidence or len(nbrs) >= min_neighbours:
+        elif class_confidence < p.taxonomy_confidence or len(nbrs) >= p.min_neighbours:
             source, pool = "neighbours", list(available)
         else:
             source, pool = "both", in_class
@@ -298,7 +326,7 @@ class Router:
             pool,
             class_scores,
             nbrs,
-            mode,
+            p.mode,
             embedding=embedding,
             prompt_tokens=prompt_tokens,
             prices=prices,
@@ -306,20 +334,20 @@ class Router:
         )
         point = self.operating_point(
             list(available),
-            price_sensitivity,
-            mode=mode,
-            k=k,
-            min_similarity=min_similarity,
-            explore=explore,
-            judge_accuracy=judge_accuracy,
-            accept=accept,
+            p.price_sensitivity,
+            mode=p.mode,
+            k=p.k,
+            min_similarity=p.min_similarity,
+            explore=p.explore,
+            judge_accuracy=p.judge_accuracy,
+            accept=p.accept,
         )
         plan, skip = plan_utility(
             pool,
             predictions,
             point.price_sensitivity,
-            judge_accuracy=judge_accuracy,
-            explore=explore,
+            judge_accuracy=p.judge_accuracy,
+            explore=p.explore,
             budget_usd=budget_usd,
             joint=self.joint(),
         )

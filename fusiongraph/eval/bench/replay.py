@@ -31,7 +31,8 @@ from fusiongraph.routing.operating_point import (
 )
 from fusiongraph.routing.router import Router
 from fusiongraph.routing.rule import JointRates, explore_bonus, first_picks, plan_utility, price_scale
-from fusiongraph.store.outcomes import OutcomeStore, text_hash
+from fusiongraph.store.outcomes import OutcomeStore
+from fusiongraph.store.types import text_hash
 
 
 def _context_defaults() -> dict:

@@ -1,0 +1,102 @@
+"""The graph's output as OpenAI's chat completion: the answer, tool calls (``finish_reason: "tool_calls"``) or
+a ``refusal`` (an answer no model made valid), the token usage, and the graph's own account of the run (the
+``fusiongraph`` field: subtasks, results, trace, summary), secrets redacted."""
+
+import json
+import time
+import uuid
+
+from openai.types.chat import ChatCompletion, ChatCompletionMessage
+from openai.types.chat.chat_completion import Choice
+from openai.types.completion_usage import CompletionUsage
+
+from fusiongraph.records import Attempt, Summary
+from fusiongraph.server.redaction import scrub
+from fusiongraph.server.schema import MODEL_ID
+
+
+def usage_of(out: dict) -> CompletionUsage:
+    summary: Summary | dict = out.get("summary") or {}
+    tin, tout = int(summary.get("tokens_in", 0) or 0), int(summary.get("tokens_out", 0) or 0)
+    return CompletionUsage(prompt_tokens=tin, completion_tokens=tout, total_tokens=tin + tout)
+
+
+def _slim_attempt(a: Attempt) -> dict:
+    """An attempt (fusiongraph.records.Attempt) for the response: answer and verdict details cut short."""
+    keep = {k: v for k, v in a.items() if k not in ("answer", "verdicts")}
+    if a.get("answer") is not None:
+        keep["answer"] = a["answer"][:500]
+    keep["verdicts"] = [
+        {k: v for k, v in vd.items() if k != "detail"} | {"detail": str(vd.get("detail", ""))[:200]}
+        for vd in a.get("verdicts", [])
+        if isinstance(vd, dict)
+    ]
+    return keep
+
+
+def fusiongraph_field(out: dict, ignored: list[str]) -> dict:
+    """The graph's output for the response: each SubtaskResult without its guides, class scores, and with
+    its answer and attempts cut short."""
+    results = [
+        {k: v for k, v in r.items() if k not in ("attempts", "guides", "class_scores", "answer")}
+        | {"answer": (r.get("answer") or "")[:500], "attempts": [_slim_attempt(a) for a in r.get("attempts", [])]}
+        for r in out.get("results") or []
+    ]
+    field = {
+        "verified": (out.get("summary") or {}).get("verified", False),
+        "standalone": out.get("standalone"),
+        "subtasks": out.get("subtasks", []),
+        "summary": out.get("summary", {}),
+        "results": results,
+        "trace": out.get("trace", []),
+    }
+    field |= {"refusal": out["refusal"]} if out.get("refusal") else {}
+    return field | ({"ignored_params": ignored} if ignored else {})
+
+
+def openai_tool_calls(out: dict) -> list[dict]:
+    """The reply's tool calls in OpenAI's form (arguments as a JSON string)."""
+    return [
+        {
+            "id": tc.get("id") or f"call_{uuid.uuid4().hex[:24]}",
+            "type": "function",
+            "function": {"name": tc["name"], "arguments": json.dumps(tc.get("args") or {}, ensure_ascii=False)},
+        }
+        for tc in out.get("tool_calls") or []
+    ]
+
+
+def finish_reason(out: dict) -> str:
+    """OpenAI's finish_reason: tool_calls, length (the only answering model's reply was cut at max_tokens) or
+    stop."""
+    if out.get("tool_calls"):
+        return "tool_calls"
+    reasons = [
+        a.get("finish_reason")
+        for r in out.get("results") or []
+        for a in r.get("attempts", [])
+        if a.get("model") == r.get("answered_by")
+    ]
+    return "length" if "length" in reasons and len(reasons) == 1 else "stop"
+
+
+def completion_body(out: dict, ignored: list[str]) -> dict:
+    """The non-streamed response: a ChatCompletion with the ``fusiongraph`` field, secrets redacted."""
+    calls = openai_tool_calls(out)
+    message = ChatCompletionMessage(
+        role="assistant",
+        content=None if calls or out.get("refusal") else out.get("answer", ""),
+        refusal=out.get("refusal"),
+        **({"tool_calls": calls} if calls else {}),
+    )
+    body = ChatCompletion(
+        id=f"chatcmpl-{uuid.uuid4().hex}",
+        object="chat.completion",
+        created=int(time.time()),
+        model=MODEL_ID,
+        system_fingerprint=None,
+        usage=usage_of(out),
+        choices=[Choice(index=0, message=message, logprobs=None, finish_reason=finish_reason(out))],
+        fusiongraph=fusiongraph_field(out, ignored),
+    )
+    return scrub(body.to_dict())

@@ -1,0 +1,42 @@
+"""The endpoint's graph runs: the graph (loaded on first use), a run's config, and what is refused before a run
+starts (and before a stream starts), as the graph itself would refuse it."""
+
+from fusiongraph.context import as_context
+from fusiongraph.conversation import check_fits
+from fusiongraph.resources import get_resources
+from fusiongraph.server import auth
+from fusiongraph.server.schema import BaseChatRequest
+
+
+def load_graph():
+    """The compiled graph. Imported on first use, not with the app: the import builds the graph, and callers
+    run it in a thread, off the event loop. Callers look it up on this module (``runs.load_graph()``), so a
+    test can replace it."""
+    from fusiongraph.graphs.fusion import graph
+
+    return graph
+
+
+def run_config(scope: dict | None) -> dict:
+    """The run's config: the caller's API key (its id), as LangGraph's auth gives it to its own runs, so the
+    answer cache never crosses keys."""
+    key = auth.request_key(scope)
+    return {"configurable": {"langgraph_auth_user_id": key.id}} if key is not None else {}
+
+
+def check_request(req: BaseChatRequest) -> None:
+    """What the graph would refuse, refused before a run: a query no model can read whole, a request that
+    needs a capability (tools, json, vision) no available model has (QueryError / CapabilityError)."""
+    ctx = as_context(req.context)
+    res = get_resources(ctx)
+    res.roster.check_capable(ctx.local_only, req.request["requires"])
+    check_fits(req.last_text, res, ctx)
+
+
+def single_candidate(context: dict) -> bool:
+    """One answering model available: the cascade cannot escalate (asked once the graph has loaded)."""
+    try:
+        ctx = as_context(context)
+        return len(get_resources(ctx).roster.availability(ctx.local_only, answering=True)[0]) == 1
+    except Exception:  # noqa: BLE001 - when unsure, do not stream drafts live
+        return False

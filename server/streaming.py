@@ -1,0 +1,138 @@
+"""The streamed response (``"stream": true``): server-sent events of OpenAI's chat completion chunks.
+
+A model run's tokens are forwarded live only when that run is sure to give the final answer (``synthesize`` of
+a split query, or the ``answer`` of the only answering model) and the reply is not checked whole first (tools,
+a JSON format); otherwise the accepted answer is sent in chunks once known, so a rejected draft is never
+shown. Tool calls are sent as OpenAI's tool-call deltas (id and name first, then the arguments), a refusal as
+a ``refusal`` delta; the last chunk carries the ``fusiongraph`` field, secrets redacted.
+"""
+
+import asyncio
+import json
+import time
+import uuid
+
+from langgraph.types import Overwrite
+from openai.types.chat import ChatCompletionChunk
+from openai.types.chat.chat_completion_chunk import Choice as ChunkChoice
+from openai.types.chat.chat_completion_chunk import ChoiceDelta
+from openai.types.completion_usage import CompletionUsage
+
+from fusiongraph.server import auth, runs
+from fusiongraph.server.redaction import scrub
+from fusiongraph.server.response import finish_reason, fusiongraph_field, openai_tool_calls, usage_of
+from fusiongraph.server.schema import MODEL_ID, BaseChatRequest
+
+STREAM_CHUNK_CHARS = 24
+
+
+def chunk(
+    cid: str,
+    created: int,
+    delta: dict | None = None,
+    finish: str | None = None,
+    usage: CompletionUsage | None = None,
+    **extra,
+) -> dict:
+    """One server-sent event: a ChatCompletionChunk with `delta` (or, with `usage`, no choices), secrets
+    redacted."""
+    choices = (
+        [] if usage else [ChunkChoice(index=0, delta=ChoiceDelta(**delta or {}), logprobs=None, finish_reason=finish)]
+    )
+    body = ChatCompletionChunk(
+        id=cid,
+        object="chat.completion.chunk",
+        created=created,
+        model=MODEL_ID,
+        system_fingerprint=None,
+        choices=choices,
+        **({"usage": usage} if usage else {}),
+        **extra,
+    )
+    return {"data": json.dumps(scrub(body.to_dict()), ensure_ascii=False)}
+
+
+async def events(req: BaseChatRequest, scope: dict | None = None):
+    """The events of one streamed run: the role, the content (live or once accepted), tool-call deltas, a
+    refusal, the last chunk with the ``fusiongraph`` field, the usage if asked, ``[DONE]``; a graph failure is
+    an error event. The run is settled (charged to the request's key, counted) before the answer is sent."""
+    cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    yield chunk(cid, created, {"role": "assistant", "content": ""})
+    out: dict = {}
+    sent, live_run, n_subtasks, single = "", None, 0, False
+    try:
+        graph = await asyncio.to_thread(runs.load_graph)  # the first import loads the graph: not on the event loop
+        async for namespace, mode, data in graph.astream(
+            req.graph_input,
+            context=req.context,
+            config=runs.run_config(scope),
+            stream_mode=["updates", "messages"],
+            subgraphs=True,
+        ):
+            if mode == "updates" and not namespace and isinstance(data, dict):
+                for node, node_out in data.items():
+                    if isinstance(node_out, dict) and node == "decompose":
+                        n_subtasks = len(node_out.get("subtasks") or [])
+                        single = n_subtasks == 1 and await asyncio.to_thread(runs.single_candidate, req.context)
+                    for k, v in node_out.items() if isinstance(node_out, dict) else ():
+                        if isinstance(v, Overwrite):  # the standalone node starts the run's results and trace
+                            out[k] = list(v.value)
+                        elif k == "messages":
+                            out[k] = out.get(k, []) + list(v)
+                        else:
+                            out[k] = out.get(k, []) + v if k in ("results", "trace") else v
+            elif mode == "messages":
+                message, metadata = data
+                tags, text = set((metadata or {}).get("tags") or []), message.text
+                run_id = str(message.id or (metadata or {}).get("langgraph_checkpoint_ns") or "")
+                if (
+                    text
+                    and live_run is None
+                    and not req.structured  # a tool call or JSON is checked whole before it is sent
+                    and not tags & {"judge", "decompose", "standalone"}
+                    and (("synthesize" in tags and n_subtasks > 1) or ("answer" in tags and single))
+                ):
+                    live_run = run_id  # the run that is sure to produce the final answer
+                if text and run_id == live_run:
+                    sent += text
+                    yield chunk(cid, created, {"content": text})
+    except Exception as exc:  # noqa: BLE001 - reported to the client as an error event
+        err = {
+            "error": {
+                "message": f"the graph failed: {type(exc).__name__}: {exc}"[:1000],
+                "type": "server_error",
+                "param": None,
+                "code": None,
+            }
+        }
+        yield {"data": json.dumps(scrub(err))}
+        yield {"data": "[DONE]"}
+        return
+    await asyncio.to_thread(auth.settle, scope, out, "stream")  # charge the API key, record metrics
+    for i, call in enumerate(openai_tool_calls(out)):  # OpenAI's form: id and name first, then the arguments
+        head = {
+            "index": i,
+            "id": call["id"],
+            "type": "function",
+            "function": {"name": call["function"]["name"], "arguments": ""},
+        }
+        yield chunk(cid, created, {"tool_calls": [head]})
+        args = call["function"]["arguments"]
+        for j in range(0, len(args), STREAM_CHUNK_CHARS):
+            piece = {"index": i, "function": {"arguments": args[j : j + STREAM_CHUNK_CHARS]}}
+            yield chunk(cid, created, {"tool_calls": [piece]})
+    if out.get("refusal"):
+        yield chunk(cid, created, {"refusal": out["refusal"]})
+    answer, note = out.get("answer", "") or "", {}
+    if answer.startswith(sent) or answer.strip() == sent.strip():
+        rest = answer[len(sent) :] if answer.startswith(sent) else ""
+    else:  # the streamed run did not produce the final text (e.g. the synthesiser failed)
+        rest = "\n\n" + answer
+        note = {"stream_note": "the live-streamed text was replaced by the final answer that follows"}
+    for i in range(0, len(rest), STREAM_CHUNK_CHARS):
+        yield chunk(cid, created, {"content": rest[i : i + STREAM_CHUNK_CHARS]})
+    field = fusiongraph_field(out, req.ignored) | note | {"streamed_live": bool(sent)}
+    yield chunk(cid, created, {}, finish_reason(out), fusiongraph=field)
+    if (req.stream_options or {}).get("include_usage"):
+        yield chunk(cid, created, usage=usage_of(out))
+    yield {"data": "[DONE]"}

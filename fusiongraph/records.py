@@ -8,7 +8,7 @@ written in one place only. Readers use the TypedDicts as annotations and the hel
 
 The TypedDicts are strict for pydantic: ``TypeAdapter(Attempt).validate_python(a)`` fails on a missing
 key (``total=True``; keys that are sometimes absent are ``NotRequired``) and on an undocumented one
-(``extra="forbid"``), which tests/test_records.py checks on real graph runs.
+(``extra="forbid"``), which tests/unit/test_records.py checks on real graph runs.
 """
 
 from __future__ import annotations

@@ -6,14 +6,14 @@ import pytest
 warnings.filterwarnings("ignore", module="langchain_community")
 __import__("os").environ["FUSIONGRAPH_DISCOVER_LOCAL"] = "0"  # never probe a developer's local servers in tests
 # scripted models start from a cold store: the package's shipped acceptance labels (of the local ladder) are left
-# out, except where a test puts them back (tests/test_ladder.py)
+# out, except where a test puts them back (tests/unit/test_ladder.py)
 __import__("os").environ["FUSIONGRAPH_SHIPPED_ACCEPTANCE"] = "0"
 
 
 def _roster_without_the_qwen_tiers() -> str:
     """The shipped roster less its Qwen tiers, for every test that does not name a roster: the protocol, server
     and client tests run on the 135M tier as before (fast, and what they assert); the ladder's own tests
-    (tests/test_ladder.py) name the shipped fusiongraph/defaults/models.yaml."""
+    (tests/unit/test_ladder.py) name the shipped fusiongraph/defaults/models.yaml."""
     import os
     import tempfile
 
@@ -67,7 +67,7 @@ def make_taxonomy(models: list[str]) -> Taxonomy:
 @pytest.fixture(autouse=True)
 def _no_crosscheck_scorer_in_unit_tests(request, monkeypatch):
     """Unit tests run on fakes: the cross-check judge's scorer (a real 270M GGUF) gives no verdict there; the
-    integration tests (and tests/test_crosscheck.py, which calls it directly) use the real one."""
+    integration tests (and tests/unit/test_crosscheck.py, which calls it directly) use the real one."""
     if request.node.get_closest_marker("integration") is None:
         from fusiongraph.judging.kinds import crosscheck
 
@@ -119,3 +119,29 @@ def ctx(**overrides):
     base = dict(planner_model="planner", judge_model="judge", budget_usd=1.0, quality_threshold=0.6, guides=0)
     base.update(overrides)
     return FusionContext(**base)
+
+
+@pytest.fixture
+def no_defaults(monkeypatch, tmp_path):
+    """Discovery sees only what a test gives it: no default ports, an empty home and HF cache."""
+    from fusiongraph.models import discovery
+
+    monkeypatch.setattr(discovery, "DEFAULT_PORTS", {})
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-empty"))
+    monkeypatch.delenv("FUSIONGRAPH_LOCAL_URLS", raising=False)
+    monkeypatch.delenv("FUSIONGRAPH_GGUF_DIRS", raising=False)
+
+
+@pytest.fixture(scope="module")
+def databases():
+    """A factory of fresh Postgres databases; every one is dropped when the module is done."""
+    from tests.postgres import fresh_databases
+
+    yield from fresh_databases()
+
+
+@pytest.fixture
+def pg(databases):
+    """The URL of a fresh database on the real Postgres (tests/postgres.py)."""
+    return databases()

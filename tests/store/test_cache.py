@@ -14,7 +14,6 @@ from fusiongraph.graphs.fusion import graph
 from fusiongraph.store import Outcome, open_store
 from tests.conftest import ctx
 from tests.fakes import ScriptedChat
-from tests.test_keys import pg_url  # noqa: F401  (a fresh database on the real Postgres)
 
 Q = "What is the capital of France?"
 
@@ -97,7 +96,7 @@ def test_an_unaccepted_answer_is_not_cached(fusion):
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_the_store_keeps_entries_by_scope_class_and_age(backend, tmp_path, request):
-    target = tmp_path / "s" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    target = tmp_path / "s" if backend == "sqlite" else request.getfixturevalue("pg")
     store = open_store(target, 4, "t")
     try:
         e = np.array([1, 0, 0, 0], np.float32)

@@ -97,7 +97,7 @@ def test_a_taxonomy_naming_unknown_models_reports_them_and_a_missing_file_is_a_c
     from fusiongraph.routing.taxonomy import Taxonomy
 
     (tmp_path / "t.yaml").write_text("classes:\n  math: {description: sums, candidates: [nope]}")
-    # candidates not in the roster are skipped with a note (tests/test_taxonomy_routes.py), never an error
+    # candidates not in the roster are skipped with a note (tests/unit/test_taxonomy_routes.py), never an error
     assert Taxonomy.from_yaml(tmp_path / "t.yaml").check_models(["a"]) == {"math": ["nope"]}
     with pytest.raises(FileNotFoundError, match="missing.yaml does not exist"):
         Taxonomy.from_yaml(tmp_path / "missing.yaml")

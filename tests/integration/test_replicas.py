@@ -7,7 +7,7 @@
   the cluster): requests succeed or fail cleanly (never hang), nothing is half-written, and the replicas
   recover without a restart.
 
-Needs a real Postgres at $FUSIONGRAPH_TEST_PG (as tests/test_store_postgres.py) and the shipped local model.
+Needs a real Postgres at $FUSIONGRAPH_TEST_PG (as tests/store/test_store_postgres.py) and the shipped local model.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from tests.devserver import _free_port, dev_env, langgraph_exe
 from tests.devserver import stop as _stop
 from tests.devserver import wait_ok as _wait_ok
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ADMIN_URL = os.environ.get("FUSIONGRAPH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 CONTEXT = {"local_only": True, "max_tokens": 16}
 pytestmark = [pytest.mark.integration]

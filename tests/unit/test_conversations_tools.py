@@ -1,5 +1,5 @@
 """Conversations, tools, structured output and images, with scripted models (fast; the real GGUF and a real
-`langgraph dev` are in tests/test_clients.py)."""
+`langgraph dev` are in tests/integration/test_clients.py)."""
 
 from __future__ import annotations
 

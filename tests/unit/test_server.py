@@ -12,10 +12,9 @@ from starlette.testclient import TestClient
 
 from fusiongraph.server.openai_app import app
 from fusiongraph.server.schema import RequestError, build_conversation
-from tests.devserver import run_langgraph_dev
 from tests.fakes import ScriptedChat
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KNOBS = {"planner_model": "planner", "judge_model": "judge", "budget_usd": 1.0, "guides": 0}
 
 
@@ -391,79 +390,6 @@ def test_the_official_openai_client(client, fusion):
         oai.chat.completions.create(
             model="fusiongraph", messages=[{"role": "user", "content": "hi"}], extra_body={"fusiongraph": {"nope": 1}}
         )
-
-
-# --- integration: a real `langgraph dev` ----------------------------------------------------------------
-
-
-@pytest.fixture
-def langgraph_dev(tmp_path):
-    with run_langgraph_dev(tmp_path) as server:
-        yield server
-
-
-@pytest.mark.integration
-@pytest.mark.timeout(300)
-def test_langgraph_dev_serves_the_graph_and_the_openai_endpoint(langgraph_dev):
-    from langgraph_sdk import get_sync_client
-
-    url, log_path = langgraph_dev
-    context = {"local_only": True, "max_tokens": 24}
-    question = {"query": "What is the capital of France?"}
-    client = get_sync_client(url=url)
-    assistants = client.assistants.search(graph_id="fusion")
-    assert assistants and assistants[0]["graph_id"] == "fusion"
-
-    # a stateless run (the first one loads the local model, the embedder and the store)
-    out = client.runs.wait(None, "fusion", input=question, context=context)
-    assert isinstance(out, dict) and out["answer"].strip(), out
-    assert out["results"][0]["attempts"][0]["model"] == "smollm2-135m"
-
-    # a run on a thread: the output lands in the thread's state
-    thread = client.threads.create()
-    client.runs.wait(thread["thread_id"], "fusion", input={"query": "What is 2 plus 2?"}, context=context)
-    state = client.threads.get_state(thread["thread_id"])
-    assert state["values"]["answer"].strip()
-
-    # streaming: node updates and the local model's message chunks
-    kinds, n_messages = set(), 0
-    for part in client.runs.stream(
-        None, "fusion", input=question, context=context, stream_mode=["updates", "messages"], stream_subgraphs=True
-    ):
-        kinds.add(part.event.split("|")[0].split("/")[0])
-        n_messages += part.event.startswith("messages")
-    assert "updates" in kinds and "messages" in kinds, kinds
-    assert n_messages >= 2
-
-    # the mounted OpenAI-compatible endpoint, through the official client
-    import openai  # a dependency (the endpoint's response types): missing, the test fails
-
-    oai = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", timeout=120)
-    assert [m.id for m in oai.models.list()] == ["fusiongraph"]
-    done = oai.chat.completions.create(
-        model="fusiongraph",
-        max_tokens=24,
-        extra_body={"local_only": True},
-        messages=[{"role": "user", "content": "What is the capital of France?"}],
-    )
-    assert done.choices[0].message.content.strip()
-    assert done.usage.completion_tokens > 0 and done.usage.prompt_tokens > 0
-    assert done.model_extra["fusiongraph"]["results"][0]["answered_by"] == "smollm2-135m"
-    stream = oai.chat.completions.create(
-        model="fusiongraph",
-        max_tokens=24,
-        stream=True,
-        extra_body={"local_only": True},
-        messages=[{"role": "user", "content": "Name a colour."}],
-    )
-    chunks = list(stream)
-    deltas = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
-    assert "".join(deltas).strip()
-    final = chunks[-1].model_extra["fusiongraph"]
-    assert final["streamed_live"] is True  # local_only: one answering model, its tokens are forwarded live
-    assert len(deltas) >= 2 and "".join(deltas) == final["results"][0]["answer"][:500]
-    with pytest.raises(openai.BadRequestError):
-        oai.chat.completions.create(model="fusiongraph", messages=[{"role": "user", "content": ""}])
 
 
 def test_a_query_longer_than_every_context_is_a_400_streamed_or_not(client, fusion):

@@ -20,8 +20,8 @@ import pytest
 
 from tests.devserver import _free_port, langgraph_exe
 from tests.devserver import dev_env as server_env
+from tests.integration.test_replicas import _chat, _clean, _db_counts, _events, _start, _stop, _wait_ok
 from tests.pgcluster import ThrowawayPostgres
-from tests.test_replicas import _chat, _clean, _db_counts, _events, _start, _stop, _wait_ok
 
 pytestmark = [pytest.mark.integration]
 REQUEST_BOUND_S = 90  # a request that takes longer counts as a hang

@@ -15,7 +15,6 @@ from fusiongraph.cli import app
 from fusiongraph.routing.probe import PROBE_FILE
 from fusiongraph.store import Outcome, open_store
 from fusiongraph.store import outcomes as outcomes_mod
-from tests.test_keys import pg_url  # noqa: F401  (a fresh database on the real Postgres)
 
 DAY = 86400.0
 
@@ -53,7 +52,7 @@ def found(store, i: int) -> list[int]:
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_forget_by_text_erases_subtasks_outcomes_vectors_and_cached_answers(backend, tmp_path, request):
-    target = tmp_path / "s" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    target = tmp_path / "s" if backend == "sqlite" else request.getfixturevalue("pg")
     store = open_store(target, 8, "t")
     other = open_store(target, 8, "t")  # another worker on the same store
     try:
@@ -141,7 +140,7 @@ def test_cli_store_forget_prints_the_counts(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_like_wildcards_in_the_text_are_literal(backend, tmp_path, request):
-    target = tmp_path / "s" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    target = tmp_path / "s" if backend == "sqlite" else request.getfixturevalue("pg")
     store = open_store(target, 8, "t")
     try:
         store.record("a 50% discount", vec(0), None, [Outcome("m", 1.0, True)])

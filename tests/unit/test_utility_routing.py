@@ -192,7 +192,7 @@ def test_a_registered_strategy_is_used_by_the_router_knob_and_the_bench(tmp_path
     from fusiongraph.context import FusionContext
     from fusiongraph.routing.embeddings import Embedder
     from fusiongraph.routing.strategies import STRATEGIES, register
-    from tests.test_bench import TopicEmbeddings, three_model_table
+    from tests.unit.test_bench import TopicEmbeddings, three_model_table
 
     @register
     class PreferB:  # a strategy in one class and one decorator

@@ -17,7 +17,7 @@ from fusiongraph.routing.embeddings import Embedder
 from fusiongraph.routing.router import Router
 from fusiongraph.routing.rule import plan_utility
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "outcomes"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "outcomes"
 TOPICS = ["algebra", "poetry", "chemistry", "history", "riddles", "law"]
 
 

@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 
 from tests.devserver import run_langgraph_dev
-from tests.test_conversations_tools import WEATHER
+from tests.unit.test_conversations_tools import WEATHER
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 
 import numpy as np
 import psycopg
@@ -20,51 +19,14 @@ from typer.testing import CliRunner
 
 from fusiongraph.store import Outcome, OutcomeStore, StoreError, open_store
 from fusiongraph.store.postgres import PostgresBackend
+from tests.postgres import db_url
 
-ADMIN_URL = os.environ.get("FUSIONGRAPH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 pytestmark = pytest.mark.timeout(120)
 
 
 def unit(seed: int, dim: int = 8) -> np.ndarray:
     v = np.random.default_rng(seed).normal(size=dim).astype(np.float32)
     return v / np.linalg.norm(v)
-
-
-def db_url(name: str) -> str:
-    base, _, _ = ADMIN_URL.rpartition("/")
-    return f"{base}/{name}"
-
-
-def fresh_databases():
-    """Yields a factory of fresh databases; drops every one it made when resumed (a module fixture's body)."""
-    try:
-        admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"these tests need a real Postgres at {ADMIN_URL} (set FUSIONGRAPH_TEST_PG): {exc}")
-    prefix = f"fg_test_{uuid.uuid4().hex[:8]}"
-    made: list[str] = []
-
-    def make() -> str:
-        name = f"{prefix}_{len(made)}"
-        admin.execute(f"CREATE DATABASE {name}")
-        made.append(name)
-        return db_url(name)
-
-    yield make
-    for name in made:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.close()
-
-
-@pytest.fixture(scope="module")
-def databases():
-    """A factory of fresh databases; every one is dropped when the module is done."""
-    yield from fresh_databases()
-
-
-@pytest.fixture
-def pg(databases):
-    return databases()
 
 
 def wait_for(predicate, timeout: float, step: float = 0.01) -> bool:

@@ -13,7 +13,7 @@ from fusiongraph import privacy as pv
 from fusiongraph.graphs.fusion import graph
 from tests.conftest import ctx
 from tests.fakes import ScriptedChat
-from tests.test_faults import FaultServer, completion
+from tests.unit.test_faults import FaultServer, completion
 
 CARD = "4111 1111 1111 1111"
 CARD_DIGITS = CARD.replace(" ", "")

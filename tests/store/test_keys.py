@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
-import httpx
 import psycopg
 import pytest
 from starlette.requests import Request
@@ -24,10 +21,9 @@ from fusiongraph.server import auth
 from fusiongraph.server.openai_app import app
 from fusiongraph.store import StoreError
 from fusiongraph.store.postgres_schema import LATEST
-from tests.test_server import KNOBS, langgraph_dev, two_models  # noqa: F401, F811 - langgraph_dev is a fixture
+from tests.unit.test_server import KNOBS, two_models
 
-ROOT = Path(__file__).resolve().parents[1]
-ADMIN_URL = os.environ.get("FUSIONGRAPH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+ROOT = Path(__file__).resolve().parents[2]
 KNOBS_LOCAL = {"local_only": True, "max_tokens": 16}
 
 
@@ -42,19 +38,6 @@ def server_store(tmp_path, monkeypatch):
     for ks in keys_mod._stores.values():
         ks.close()
     keys_mod._stores.clear()
-
-
-@pytest.fixture
-def pg_url():
-    try:
-        admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"this test needs a real Postgres at {ADMIN_URL} (set FUSIONGRAPH_TEST_PG): {exc}")
-    name = f"fg_keys_{uuid.uuid4().hex[:8]}"
-    admin.execute(f"CREATE DATABASE {name}")
-    yield ADMIN_URL.rpartition("/")[0] + "/" + name
-    admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.close()
 
 
 # --- the key store ---------------------------------------------------------------------------------------
@@ -104,7 +87,7 @@ ks.close()
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_charges_are_shared_by_processes(backend, tmp_path, request):
-    target = str(tmp_path / "store") if backend == "sqlite" else request.getfixturevalue("pg_url")
+    target = str(tmp_path / "store") if backend == "sqlite" else request.getfixturevalue("pg")
     ks = KeyStore(target)
     token, key = ks.create("shared", 100.0, "month")
     n = 40
@@ -124,7 +107,7 @@ def test_charges_are_shared_by_processes(backend, tmp_path, request):
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_a_run_id_is_charged_at_most_once(backend, tmp_path, request):
-    target = str(tmp_path / "store") if backend == "sqlite" else request.getfixturevalue("pg_url")
+    target = str(tmp_path / "store") if backend == "sqlite" else request.getfixturevalue("pg")
     ks = KeyStore(target)
     _, key = ks.create("once", 10.0, "day")
     assert ks.get(key.id) == key and ks.get("key_nope") is None
@@ -135,18 +118,18 @@ def test_a_run_id_is_charged_at_most_once(backend, tmp_path, request):
     ks.close()
 
 
-def test_postgres_keys_migration_leaves_the_outcome_store_to_open(pg_url):
-    ks = KeyStore(pg_url)  # every migration, no outcome-store metadata yet
+def test_postgres_keys_migration_leaves_the_outcome_store_to_open(pg):
+    ks = KeyStore(pg)  # every migration, no outcome-store metadata yet
     ks.create("k", 1.0)
     ks.close()
-    with psycopg.connect(pg_url, autocommit=True) as conn:
+    with psycopg.connect(pg, autocommit=True) as conn:
         assert [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")] == list(
             range(1, LATEST + 1)
         )
         assert conn.execute("SELECT count(*) FROM meta").fetchone()[0] == 0
     from fusiongraph.store import open_store
 
-    store = open_store(pg_url, 8, "test")
+    store = open_store(pg, 8, "test")
     assert store.counts()["outcomes"] == 0
     store.close()
 
@@ -157,7 +140,7 @@ def test_the_keys_cli_creates_lists_and_revokes(backend, tmp_path, request):
 
     from fusiongraph.cli import app as cli
 
-    target = str(tmp_path / "store") if backend == "sqlite" else request.getfixturevalue("pg_url")
+    target = str(tmp_path / "store") if backend == "sqlite" else request.getfixturevalue("pg")
     runner = CliRunner(env={"COLUMNS": "300"})
 
     def run(app, args):
@@ -330,72 +313,3 @@ def test_a_langgraph_api_run_is_charged_once_to_its_key_by_the_settle_node(serve
 
 
 # --- a real langgraph dev ----------------------------------------------------------------------------------
-
-
-@pytest.mark.integration
-@pytest.mark.timeout(300)
-def test_langgraph_dev_keys_budgets_and_metrics(langgraph_dev, tmp_path):  # noqa: F811
-    import openai  # a dependency (the endpoint's response types): missing, the test fails
-
-    url, log_path = langgraph_dev
-    # no key configured: open, the OpenAI app and LangGraph's own routes alike
-    assert httpx.get(f"{url}/v1/models").status_code == 200
-    assert httpx.post(f"{url}/assistants/search", json={}).status_code == 200
-
-    ks = KeyStore(tmp_path / "store")  # the server's store (FUSIONGRAPH_STORE_DIR of the fixture)
-    token, key = ks.create("ci", 5.0, "day")
-    broke_token, _ = ks.create("broke", 0.0, "month")
-    for path, kwargs in [("/v1/models", {}), ("/assistants/search", {"json": {}})]:
-        method = httpx.get if not kwargs else httpx.post
-        refused = method(f"{url}{path}", **kwargs)
-        assert refused.status_code == 401, refused.text
-        assert refused.json()["error"]["code"] == "missing_api_key"
-        assert method(f"{url}{path}", headers={"Authorization": "Bearer fg-wrong"}, **kwargs).status_code == 401
-        assert method(f"{url}{path}", headers={"x-api-key": token}, **kwargs).status_code == 200
-    # Studio's header does not bypass the keys (disable_studio_auth)
-    assert httpx.post(f"{url}/assistants/search", json={}, headers={"x-auth-scheme": "langsmith"}).status_code == 401
-
-    oai = openai.OpenAI(base_url=f"{url}/v1", api_key=token, timeout=120, max_retries=0)
-    done = oai.chat.completions.create(
-        model="fusiongraph",
-        max_tokens=16,
-        extra_body={"local_only": True},
-        messages=[{"role": "user", "content": "What is the capital of France?"}],
-    )
-    assert done.choices[0].message.content.strip()
-    runs = ks.backend._db.execute("SELECT runs FROM api_key_spend WHERE key_id = ?", (key.id,)).fetchone()
-    assert runs == (1,)  # the run was charged once (the local model's compute), by the endpoint only
-
-    # a run through LangGraph's own API (the SDK) is charged too, by the graph's settle node, under its run id
-    from langgraph_sdk import get_sync_client
-
-    with pytest.raises(Exception, match="401"):
-        get_sync_client(url=url, api_key=None).runs.wait(None, "fusion", input={"query": "Hi"}, context=KNOBS_LOCAL)
-    sdk = get_sync_client(url=url, api_key=token)
-    thread = sdk.threads.create()
-    run = sdk.runs.create(thread["thread_id"], "fusion", input={"query": "Name a colour."}, context=KNOBS_LOCAL)
-    out = sdk.runs.join(thread["thread_id"], run["run_id"])
-    assert out["answer"].strip(), out
-    charges = ks.backend._db.execute(
-        "SELECT run_id, cost_usd FROM api_key_charges WHERE key_id = ? ORDER BY id", (key.id,)
-    ).fetchall()
-    assert len(charges) == 2 and charges[0][0] is None and charges[0][1] > 0, charges  # a local model costs its compute
-    assert charges[1] == (run["run_id"], out["summary"]["spent_usd"]["total"]), charges
-    assert ks.backend._db.execute("SELECT runs FROM api_key_spend WHERE key_id = ?", (key.id,)).fetchone() == (2,)
-
-    with pytest.raises(openai.RateLimitError) as over:
-        openai.OpenAI(base_url=f"{url}/v1", api_key=broke_token, timeout=60, max_retries=0).models.list()
-    assert over.value.status_code == 429 and over.value.body["code"] == "insufficient_quota"
-    assert "'broke' has spent $0.000000 of its $0.000000 per-month budget" in over.value.body["message"]
-
-    ks.revoke("ci")
-    with pytest.raises(openai.AuthenticationError) as revoked:
-        oai.models.list()
-    assert revoked.value.body["code"] == "revoked_api_key"
-
-    metrics = httpx.get(f"{url}/metrics").text  # LangGraph's /metrics serves the process's registry
-    assert 'fusiongraph_runs_total{key="ci",mode="json"} 1.0' in metrics
-    assert 'fusiongraph_runs_total{key="ci",mode="runs"} 1.0' in metrics  # the SDK run, counted once
-    assert 'fusiongraph_requests_total{key="ci",method="POST",route="/v1/chat/completions",status="200"} 1.0' in metrics
-    assert 'status="429"' in metrics and "fusiongraph_model_latency_seconds_bucket" in metrics
-    ks.close()

@@ -2,7 +2,7 @@
 store (outcomes and API keys) into it, the numbered migrations, and its tables beside LangGraph's in one
 database or in a schema of their own.
 
-The databases, the seeded data and the snapshot compared across backends are those of tests/test_store_postgres.py.
+The databases, the seeded data and the snapshot compared across backends are those of tests/store/test_store_postgres.py.
 """
 
 import threading
@@ -13,20 +13,9 @@ from typer.testing import CliRunner
 
 from fusiongraph.store import Outcome, OutcomeStore, StoreError, migrate_store, open_store
 from fusiongraph.store.postgres_schema import LATEST
-from tests.test_store_postgres import fresh_databases, seed, snapshot, unit, wait_for
+from tests.store.test_store_postgres import seed, snapshot, unit, wait_for
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(scope="module")
-def databases():
-    """A factory of fresh databases; every one is dropped when the module is done."""
-    yield from fresh_databases()
-
-
-@pytest.fixture
-def pg(databases):
-    return databases()
 
 
 def _sqlite_store(path):

@@ -18,9 +18,9 @@ from fusiongraph.routing.strategies.base import STRATEGIES
 from fusiongraph.store.outcomes import OutcomeStore
 from fusiongraph.store.types import Outcome
 from tests.conftest import ctx
-from tests.test_records import models, validate
+from tests.unit.test_records import models, validate
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 EXAMPLES = DOCS / "examples"
 
 

@@ -19,7 +19,7 @@ from fusiongraph.routing.router import Router
 from fusiongraph.store import Outcome, OutcomeStore, migrate_store
 from fusiongraph.store.sqlite import DB_FILE
 from tests.conftest import ctx
-from tests.test_graph import cheap_strong
+from tests.unit.test_graph import cheap_strong
 
 
 def unit(rng, dim=8) -> np.ndarray:

@@ -17,7 +17,6 @@ without a key even before the first key is created.
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 import threading
 import time
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from fusiongraph.settings import settings
 from fusiongraph.store.backend import StoreError
 from fusiongraph.store.key_backend import KEY_COLUMNS, KeyBackend, make_key_backend
 
@@ -50,7 +50,7 @@ def period_start(period: str, now: float | None = None) -> str:
 
 
 def require_keys_env() -> bool:
-    return os.environ.get(ENV_REQUIRE, "").strip().lower() in ("1", "true", "yes", "on")
+    return settings().require_api_key
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ original text; `public()` is what may be shown (never the value).
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 import unicodedata
@@ -31,6 +30,8 @@ from pathlib import Path
 from typing import Protocol
 
 import yaml
+
+from fusiongraph.settings import settings
 
 MODES = ("off", "route", "redact")
 
@@ -293,7 +294,7 @@ class PatternsDetector:
     name = "patterns"
 
     def find(self, text: str) -> list[Finding]:
-        path = getattr(_ACTIVE, "patterns", "") or os.environ.get("FUSIONGRAPH_PRIVACY_PATTERNS", "")
+        path = getattr(_ACTIVE, "patterns", "") or settings().privacy_patterns
         patterns = user_patterns(path)
         view = normalised(text)
         return [

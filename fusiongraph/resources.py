@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import threading
 import time
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ from fusiongraph.models.roster import Roster
 from fusiongraph.routing.embeddings import Embedder, MiniLMEmbeddings
 from fusiongraph.routing.router import Router
 from fusiongraph.routing.taxonomy import Taxonomy
+from fusiongraph.settings import settings
 from fusiongraph.store import OutcomeStore, open_store
 from fusiongraph.store.backend import url_scheme
 
@@ -42,7 +42,7 @@ class Resources:
 
 
 def default_store_dir() -> Path:
-    env = os.environ.get("FUSIONGRAPH_STORE_DIR")
+    env = settings().store_dir
     if env:
         return Path(env).expanduser()
     from platformdirs import user_data_dir
@@ -53,15 +53,15 @@ def default_store_dir() -> Path:
 def resolve_store(store_dir: str | None = None) -> Path | str:
     """Where the outcome store is: `store_dir` (a directory, or a URL such as ``postgresql://...``), else
     ``$FUSIONGRAPH_STORE_URL``, else :func:`default_store_dir` (SQLite)."""
-    target = store_dir or os.environ.get("FUSIONGRAPH_STORE_URL") or None
+    target = store_dir or settings().store_url or None
     if target and url_scheme(target):
         return target
     return (Path(target).expanduser() if target else default_store_dir()).resolve()
 
 
 def resolve_paths(ctx: FusionContext) -> tuple[Path, Path, Path | str]:
-    models = Path(ctx.models_path or os.environ.get("FUSIONGRAPH_MODELS") or DEFAULT_MODELS).expanduser()
-    taxonomy = Path(ctx.taxonomy_path or os.environ.get("FUSIONGRAPH_TAXONOMY") or DEFAULT_TAXONOMY).expanduser()
+    models = Path(ctx.models_path or settings().models or DEFAULT_MODELS).expanduser()
+    taxonomy = Path(ctx.taxonomy_path or settings().taxonomy or DEFAULT_TAXONOMY).expanduser()
     return models.resolve(), taxonomy.resolve(), resolve_store(ctx.store_dir)
 
 
@@ -102,9 +102,7 @@ def get_resources(ctx: FusionContext) -> Resources:
         roster,
         task_taxonomy,
         embedder,
-        open_store(
-            store_dir, embedder.dim, embedder.name, cache_dir=os.environ.get("FUSIONGRAPH_STORE_CACHE_DIR") or None
-        ),
+        open_store(store_dir, embedder.dim, embedder.name, cache_dir=settings().store_cache_dir or None),
     )
     apply_retention(res.store)
     with _lock:
@@ -119,15 +117,12 @@ _retention_at: dict[int, float] = {}
 def apply_retention(store, now: float | None = None) -> dict | None:
     """With $FUSIONGRAPH_RETENTION_DAYS set, erase what the store recorded longer ago (subtasks, outcomes,
     vectors, cached answers: `OutcomeStore.forget`); at start and then at most once an hour per store."""
-    raw = os.environ.get(RETENTION_ENV, "").strip()
-    if not raw:
-        return None
     try:
-        days = float(raw)
-        if not days > 0:
-            raise ValueError
-    except ValueError:
-        raise ValueError(f"{RETENTION_ENV}={raw!r} must be a positive number of days") from None
+        days = settings().retention_days
+    except ValueError as exc:
+        raise ValueError(f"{exc} (a positive number of days)") from None
+    if days is None:
+        return None
     now = time.time() if now is None else now
     last = _retention_at.get(id(store))
     if last is not None and now - last < RETENTION_EVERY_S:
@@ -135,7 +130,7 @@ def apply_retention(store, now: float | None = None) -> dict | None:
     _retention_at[id(store)] = now
     counts = store.forget(before=now - days * 86400)
     if counts["subtasks"]:
-        log.info("retention (%s days): erased %s", raw, counts)
+        log.info("retention (%s days): erased %s", days, counts)
     return counts
 
 

@@ -16,6 +16,8 @@ from typing import Callable
 import faiss
 import numpy as np
 
+from fusiongraph.settings import settings
+
 log = logging.getLogger(__name__)
 
 # One routing query searches one vector: OpenMP threads only add wake-up cost (measured: a flat search of
@@ -23,7 +25,7 @@ log = logging.getLogger(__name__)
 # with SEARCH_THREADS, set around the search call only (`faiss_threads`, as are small index adds); bulk index
 # builds and everything else in the process (torch, scikit-learn, other FAISS users) keep the process's
 # OpenMP setting.
-SEARCH_THREADS = int(os.environ.get("FUSIONGRAPH_FAISS_THREADS", "1"))
+SEARCH_THREADS = settings().faiss_threads
 
 
 @contextmanager

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Iterable
 import numpy as np
 
 from fusiongraph.defaults import ACCEPTANCE_LABELS
+from fusiongraph.settings import settings
 
 if TYPE_CHECKING:
     from fusiongraph.judging.base import Verdict
@@ -450,7 +451,7 @@ def current_fit(store) -> AcceptanceFit | None:
 
 def shipped_labels() -> list[LabelledAttempt]:
     """The labelled answers shipped with the package (none with FUSIONGRAPH_SHIPPED_ACCEPTANCE=0)."""
-    if os.environ.get("FUSIONGRAPH_SHIPPED_ACCEPTANCE", "1") == "0" or not SHIPPED_LABELS.is_file():
+    if not settings().shipped_acceptance or not SHIPPED_LABELS.is_file():
         return []
     return [
         LabelledAttempt.from_dict(json.loads(line))

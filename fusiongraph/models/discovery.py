@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
+from fusiongraph.settings import settings
+
 DEFAULT_PORTS = {11434: "ollama", 8080: "llama.cpp", 1234: "lmstudio", 8000: "vllm"}
 CONNECT_TIMEOUT_S = 0.2
 READ_TIMEOUT_S = 0.4
@@ -49,8 +51,7 @@ def discover_enabled(knob: bool | None) -> bool:
     """The ``discover_local`` knob: True/False as given; None reads ``$FUSIONGRAPH_DISCOVER_LOCAL`` (default on)."""
     if knob is not None:
         return bool(knob)
-    value = os.environ.get("FUSIONGRAPH_DISCOVER_LOCAL", "").strip().lower()
-    return value not in ("0", "false", "no", "off")
+    return settings().discover_local
 
 
 # ---------------------------------------------------------------- names and sizes
@@ -85,7 +86,7 @@ def _slug(text: str) -> str:
 def server_urls() -> list[str]:
     """The base URLs to probe: the usual loopback ports, then ``$FUSIONGRAPH_LOCAL_URLS``."""
     urls = [f"http://127.0.0.1:{port}/v1" for port in DEFAULT_PORTS]
-    for raw in re.split(r"[,\s]+", os.environ.get("FUSIONGRAPH_LOCAL_URLS", "")):
+    for raw in re.split(r"[,\s]+", settings().local_urls):
         if raw:
             urls.append(normalise_base(raw))
     seen: list[str] = []
@@ -308,7 +309,7 @@ def gguf_dirs() -> list[Path]:
         str(Path(os.environ["HF_HOME"]) / "hub") if os.environ.get("HF_HOME") else str(home / ".cache/huggingface/hub")
     )
     dirs = [Path(hf), home / ".lmstudio/models", home / ".cache/lm-studio/models"]
-    dirs += [Path(d) for d in os.environ.get("FUSIONGRAPH_GGUF_DIRS", "").split(os.pathsep) if d.strip()]
+    dirs += [Path(d) for d in settings().gguf_dirs.split(os.pathsep) if d.strip()]
     return [d.expanduser() for d in dirs]
 
 

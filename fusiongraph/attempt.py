@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from fusiongraph.budget import PER_MESSAGE_TOKENS, charge, counter_for, message_text, prompt_bound, token_bound
 from fusiongraph.context import FusionContext
@@ -329,11 +330,12 @@ def outcomes_from_attempts(attempts: list[Attempt], run_id: str | None, source: 
 
 
 def invoke_with_retries(model, messages, attempts: int = 3, first_wait_s: float = 0.2):
-    """A plain call with the cascade's retry rule, for use outside a graph run (calibration)."""
-    for i in range(attempts):
-        try:
-            return model.invoke(messages)
-        except Exception as exc:
-            if i == attempts - 1 or not is_transient(exc):
-                raise
-            time.sleep(first_wait_s * 2**i)
+    """A plain call with the cascade's retry rule (transient errors, exponential backoff), for use outside a
+    graph run (calibration, judge-eval, eval)."""
+    retrying = Retrying(
+        stop=stop_after_attempt(attempts),
+        wait=wait_exponential(multiplier=first_wait_s, min=first_wait_s),
+        retry=retry_if_exception(is_transient),
+        reraise=True,
+    )
+    return retrying(model.invoke, messages)

@@ -326,22 +326,18 @@ def fit_acceptance(rows: Iterable[LabelledAttempt], judge_order: Iterable[str] |
 
 def choose_c(x: np.ndarray, y: np.ndarray) -> float:
     """The L2 strength with the best cross-validated log-loss on the labelled attempts themselves
-    (stratified CV_FOLDS folds); C_DEFAULT when a label has fewer than 2 x CV_FOLDS rows."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import log_loss
+    (scikit-learn's LogisticRegressionCV over C_GRID, stratified CV_FOLDS folds); C_DEFAULT when a label has
+    fewer than 2 x CV_FOLDS rows."""
+    from sklearn.linear_model import LogisticRegressionCV
     from sklearn.model_selection import StratifiedKFold
 
     if min(int(y.sum()), int(len(y) - y.sum())) < 2 * CV_FOLDS:
         return C_DEFAULT
-    folds = list(StratifiedKFold(CV_FOLDS, shuffle=True, random_state=0).split(x, y))
-    losses = []
-    for c in C_GRID:
-        loss = 0.0
-        for train, test in folds:
-            m = LogisticRegression(C=c, max_iter=2000).fit(x[train], y[train])
-            loss += log_loss(y[test], m.predict_proba(x[test])[:, 1], labels=[0, 1]) * len(test)
-        losses.append(loss)
-    return float(C_GRID[int(np.argmin(losses))])
+    folds = StratifiedKFold(CV_FOLDS, shuffle=True, random_state=0)
+    search = LogisticRegressionCV(
+        Cs=list(C_GRID), cv=folds, scoring="neg_log_loss", max_iter=2000, l1_ratios=(0.0,), use_legacy_attributes=False
+    ).fit(x, y)
+    return float(np.ravel(search.C_)[0])
 
 
 # ------------------------------------------------------------------------------------- the decision

@@ -5,7 +5,7 @@ calls, streaming, tool calling and function-calling structured output) to share 
 model file built without the extra CPU buffer types that crash on AMX CPUs (:func:`_build_llama`).
 
 llama-cpp-python only returns logprobs when the model is built with ``logits_all=True``, which makes
-generation ~7x slower here; instead a logits processor reads the raw logits of each step and keeps
+generation much slower; instead a logits processor reads the raw logits of each step and keeps
 the log-probability of the token that was sampled from them, at no measurable cost. A lock per
 model file serialises calls, since ``llama_cpp.Llama`` is not thread-safe, and every in-process model of the
 process shares the CPU through one semaphore (:data:`CPU_SLOTS`): on 2 cores, two models decoding at once

@@ -14,13 +14,10 @@ outcomes, the promise of the project made into a rule:
    covered (at least half the outcomes of the best-covered one), and such subtasks must be at least 90% of
    those on which two or more candidates have one (where models were compared); else the fixed default is
    used. A smaller part is one selected by earlier routing (a model added later has outcomes only where it
-   was tried, where it looked best), and a point chosen on it misleads: in the bench's ``--introduce`` replay
-   on MMLU-Pro, once the late model had enough first picks to count as covered, the point chosen on its
-   first-pick subtasks was 0 and its share of first picks fell from ~70% to 38%. A live run's subtask has
+   was tried, where it looked best), and a point chosen on it misleads (the bench's ``--introduce`` replay
+   shows it: docs/routing.md). A live run's subtask has
    one unconditioned outcome (its first pick; escalations are conditioned), so live traffic beside an
-   imported table does not count against it: the imported subtasks stay a fair sample of themselves. (Until
-   2026-12-06 the share was of the subtasks with *any* candidate's outcome, and an import plus live traffic
-   past a tenth of it fell back to the fixed default.)
+   imported table does not count against it: the imported subtasks stay a fair sample of themselves.
 2. Route each with the router's own predictions, its own record left out: leave-one-out neighbours, and a
    success probe cross-fitted without it (in :data:`CROSS_FOLDS` parts); the class rates, pooled over
    hundreds of subtasks, are the store's as they are. Sweep :data:`LAMBDAS`.

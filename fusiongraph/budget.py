@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from langchain_core.messages import BaseMessage
@@ -126,6 +127,31 @@ def charge(spec, message, prompt_text: str, in_bound: int, max_out: int) -> dict
     return usage
 
 
+@dataclass
+class Ledger:
+    """What one scope may still spend: the query's budget (:meth:`for_query`) or a subtask's fixed share.
+    Before a call, :meth:`covers` its worst case (and what must be kept for later calls); after it,
+    :meth:`charge` what it actually cost. Every node that calls a model asks one."""
+
+    limit_usd: float
+    spent_usd: float = 0.0
+
+    @classmethod
+    def for_query(cls, budget_usd: float, spent_usd: float = 0.0) -> Ledger:
+        return cls(usable(budget_usd), spent_usd)
+
+    @property
+    def left_usd(self) -> float:
+        return self.limit_usd - self.spent_usd
+
+    def covers(self, worst_usd: float, keep_usd: float = 0.0) -> bool:
+        """Whether a call costing at most `worst_usd` fits, with `keep_usd` left for what must follow."""
+        return not worst_usd + keep_usd > self.left_usd
+
+    def charge(self, usd: float) -> None:
+        self.spent_usd += usd
+
+
 def usable(budget_usd: float) -> float:
     """The part of the budget the checks may use (see SLACK)."""
     return max(budget_usd, 0.0) * (1.0 - SLACK)
@@ -156,3 +182,10 @@ def spent_breakdown(results: list[dict], overhead: list[dict]) -> dict:
         "synthesis": synthesis,
         "total": plan + answers + judges + synthesis,
     }
+
+
+def branch_share(state, ctx) -> float:
+    """This subtask's fixed share of the budget, as decompose set it (else an equal split of the budget)."""
+    if state.get("share_usd") is not None:
+        return float(state["share_usd"])
+    return usable(ctx.budget_usd) / max(state.get("n_subtasks", 1), 1)

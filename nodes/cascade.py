@@ -19,7 +19,7 @@ from langgraph.types import RetryPolicy
 
 from fusiongraph import privacy as pv
 from fusiongraph.attempt import is_transient, prepare_call, run_attempt
-from fusiongraph.budget import usable
+from fusiongraph.budget import Ledger, branch_share
 from fusiongraph.context import FusionContext, as_context
 from fusiongraph.records import Attempt, Status, TraceEvent, attempt_cost
 from fusiongraph.resources import get_resources
@@ -34,13 +34,6 @@ TRANSIENT_RETRY = RetryPolicy(
 def call_model(model: BaseChatModel, messages: list) -> AIMessage:
     """One model call, retried by LangGraph only on transient errors."""
     return model.invoke(messages)
-
-
-def branch_share(state: SubtaskState, ctx: FusionContext) -> float:
-    """This subtask's fixed share of the budget, as decompose set it (else an equal split of the budget)."""
-    if state.get("share_usd") is not None:
-        return float(state["share_usd"])
-    return usable(ctx.budget_usd) / max(state.get("n_subtasks", 1), 1)
 
 
 def cascade(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
@@ -59,7 +52,7 @@ def cascade(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
     if ctx.llm_judge:
         trusted = [m for m in available if pv.is_trusted(res.roster[m])] if sensitive and ctx.privacy != "off" else None
         judge_id = res.roster.helper(available if trusted is None else trusted, ctx.judge_model, ctx.budget_usd)
-    spent = 0.0
+    ledger = Ledger(share)
     attempts: list[Attempt] = []
     trace: list[TraceEvent] = []
     status: Status | None = None
@@ -105,14 +98,14 @@ def cascade(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
                 }
             )
             continue
-        if spent + call.worst_cost_usd > share:
+        if not ledger.covers(call.worst_cost_usd):
             status = "budget_exhausted"
             trace.append(
                 {
                     "node": "cascade",
                     "model": model_id,
                     "event": "budget stop",
-                    "detail": f"a call could cost up to ${call.worst_cost_usd:.6f}; ${share - spent:.6f} of "
+                    "detail": f"a call could cost up to ${call.worst_cost_usd:.6f}; ${ledger.left_usd:.6f} of "
                     f"this subtask's ${share:.6f} share is left",
                 }
             )
@@ -131,7 +124,7 @@ def cascade(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
             attempt["answer"] = pv.restore(attempt["answer"], placeholders)
             trace.append({"node": "cascade", "model": model_id, "event": "redacted", "placeholders": len(placeholders)})
         attempts.append(attempt)
-        spent += attempt_cost(attempt)
+        ledger.charge(attempt_cost(attempt))
         if attempt["accepted"]:
             status = "accepted"
             break

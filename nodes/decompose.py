@@ -18,7 +18,7 @@ from langgraph.types import Send
 
 from fusiongraph import privacy as pv
 from fusiongraph.attempt import ANSWER_TOKENS_PER_TOKEN, JUDGE_MAX_TOKENS, answer_messages, judge_bound
-from fusiongraph.budget import charge, counter_for, prompt_bound, shares, token_bound, usable
+from fusiongraph.budget import Ledger, charge, counter_for, prompt_bound, shares, token_bound
 from fusiongraph.context import FusionContext, as_context
 from fusiongraph.conversation import answered_whole, check_fits, classify_text, has_images, make_request
 from fusiongraph.privacy import PrivacyHold
@@ -119,7 +119,7 @@ def decompose(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
         bound = prompt_bound(messages, count, schema=Decomposition)
         event["reserved_usd"] = spec.cost(bound, ctx.max_tokens)
         after = cheapest_answer_usd(res, ctx, query, history, request, tail)
-        if event["reserved_usd"] + after > usable(ctx.budget_usd) - prior:
+        if not Ledger.for_query(ctx.budget_usd, spent_usd=prior).covers(event["reserved_usd"], keep_usd=after):
             raise OverBudget(
                 f"the plan could cost up to ${event['reserved_usd']:.6f} and the cheapest answer "
                 f"${after:.6f}; the budget is ${ctx.budget_usd:.6f}; the planner is not called"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from langgraph.runtime import Runtime
 
 from fusiongraph import privacy as pv
+from fusiongraph.budget import branch_share
 from fusiongraph.context import FusionContext, as_context
-from fusiongraph.nodes.cascade import branch_share
 from fusiongraph.resources import get_resources
 from fusiongraph.routing.router import RoutingParams
 from fusiongraph.state import SubtaskState

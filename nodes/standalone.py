@@ -20,7 +20,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Overwrite
 
 from fusiongraph import privacy as pv
-from fusiongraph.budget import charge, counter_for, prompt_bound, usable
+from fusiongraph.budget import Ledger, charge, counter_for, prompt_bound
 from fusiongraph.context import FusionContext, as_context
 from fusiongraph.conversation import (
     depends_on_history,
@@ -75,7 +75,7 @@ def rewrite(res, ctx: FusionContext, text: str, history, request, event: dict) -
         bound = prompt_bound(messages, counter_for(model))
         event["reserved_usd"] = spec.cost(bound, REWRITE_MAX_TOKENS)
         after = cheapest_answer_usd(res, ctx, text, history, request)
-        if event["reserved_usd"] + after > usable(ctx.budget_usd):
+        if not Ledger.for_query(ctx.budget_usd).covers(event["reserved_usd"], keep_usd=after):
             event["rewrite"] = (
                 f"skipped: budget: the rewrite could cost up to ${event['reserved_usd']:.6f} and the cheapest "
                 f"answer ${after:.6f}; the budget is ${ctx.budget_usd:.6f}"

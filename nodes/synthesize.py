@@ -14,7 +14,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 
 from fusiongraph import privacy as pv
-from fusiongraph.budget import PLAN_NODES, charge, counter_for, prompt_bound, spent_breakdown, usable
+from fusiongraph.budget import PLAN_NODES, Ledger, charge, counter_for, prompt_bound, spent_breakdown
 from fusiongraph.context import FusionContext, as_context
 from fusiongraph.judging.verifiers import check_output
 from fusiongraph.privacy import PrivacyHold
@@ -86,7 +86,7 @@ def synthesize(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
     event["model"] = model_id
     started = time.perf_counter()
     spent = spent_breakdown(results, overhead)["total"]
-    left = usable(ctx.budget_usd) - spent
+    ledger = Ledger.for_query(ctx.budget_usd, spent_usd=spent)
     try:
         if guard.hold:
             raise PrivacyHold("the answers hold sensitive values and no trusted synthesiser is available")
@@ -98,9 +98,9 @@ def synthesize(state: FusionState, runtime: Runtime[FusionContext]) -> dict:
         messages = [SystemMessage(load_prompt("synthesize")), HumanMessage(prompt)]
         bound = prompt_bound(messages, counter_for(model))
         event["reserved_usd"] = spec.cost(bound, ctx.max_tokens)
-        if event["reserved_usd"] > left:
+        if not ledger.covers(event["reserved_usd"]):
             raise OverBudget(
-                f"the synthesis could cost up to ${event['reserved_usd']:.6f}; ${max(left, 0.0):.6f} "
+                f"the synthesis could cost up to ${event['reserved_usd']:.6f}; ${max(ledger.left_usd, 0.0):.6f} "
                 f"of the ${ctx.budget_usd:.6f} budget is left"
             )
         message = model.with_config(run_name="synthesize", tags=["synthesize"]).invoke(messages)

@@ -383,3 +383,15 @@ def test_the_whole_run_never_spends_past_the_budget(
         "synthesis: "
         + next((("joined" if "fallback" in e else "called") for e in out["trace"] if e["node"] == "synthesize"), "none")
     )
+
+
+def test_a_ledger_covers_a_call_only_within_what_is_left():
+    from fusiongraph.budget import Ledger, usable
+
+    share = Ledger(0.010)
+    assert share.covers(0.010) and not share.covers(0.0101)
+    share.charge(0.004)
+    assert share.left_usd == pytest.approx(0.006)
+    assert share.covers(0.006) and not share.covers(0.005, keep_usd=0.002)
+    query = Ledger.for_query(1.0, spent_usd=0.25)
+    assert query.limit_usd == usable(1.0) and query.left_usd == pytest.approx(usable(1.0) - 0.25)

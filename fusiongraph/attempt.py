@@ -339,3 +339,20 @@ def invoke_with_retries(model, messages, attempts: int = 3, first_wait_s: float 
         reraise=True,
     )
     return retrying(model.invoke, messages)
+
+
+def cheapest_answer_usd(res, ctx, query: str, history=(), request=None, tail=()) -> float:
+    """Worst case of the cheapest answer (and its judge) to the whole query, by the byte bound, each prompt
+    capped at the model's context (longer prompts are trimmed to it): what must stay after the plan."""
+    requires = (request or {}).get("requires") or []
+    answering, _ = res.roster.availability(ctx.local_only, answering=True, requires=requires)
+    if not answering:
+        return 0.0
+    available, _ = res.roster.availability(ctx.local_only)
+    judge_id = res.roster.helper(available, ctx.judge_model, ctx.budget_usd) if ctx.llm_judge else None
+    judge = 0.0
+    if judge_id is not None:
+        spec = res.roster[judge_id]
+        judge = spec.cost(min(judge_bound(res, ctx, judge_id, query, token_bound)[1], spec.context), JUDGE_MAX_TOKENS)
+    bound = prompt_bound(answer_messages(query, [], history, tail), request=request)
+    return judge + min(res.roster[m].cost(min(bound, res.roster[m].context), ctx.max_tokens) for m in answering)

@@ -17,7 +17,10 @@ from langgraph.runtime import Runtime
 from langgraph.types import Send
 
 from fusiongraph import privacy as pv
-from fusiongraph.attempt import ANSWER_TOKENS_PER_TOKEN, JUDGE_MAX_TOKENS, answer_messages, judge_bound
+from fusiongraph.attempt import (
+    ANSWER_TOKENS_PER_TOKEN,
+    cheapest_answer_usd,
+)
 from fusiongraph.budget import Ledger, charge, counter_for, prompt_bound, shares, token_bound
 from fusiongraph.context import FusionContext, as_context
 from fusiongraph.conversation import answered_whole, check_fits, classify_text, has_images, make_request
@@ -39,23 +42,6 @@ def _messages(query: str) -> list:
     for ex in load_examples("decompose"):
         messages += [HumanMessage(ex["request"]), AIMessage(json.dumps({"subtasks": ex["subtasks"]}))]
     return messages + [HumanMessage(query)]
-
-
-def cheapest_answer_usd(res, ctx: FusionContext, query: str, history=(), request=None, tail=()) -> float:
-    """Worst case of the cheapest answer (and its judge) to the whole query, by the byte bound, each prompt
-    capped at the model's context (longer prompts are trimmed to it): what must stay after the plan."""
-    requires = (request or {}).get("requires") or []
-    answering, _ = res.roster.availability(ctx.local_only, answering=True, requires=requires)
-    if not answering:
-        return 0.0
-    available, _ = res.roster.availability(ctx.local_only)
-    judge_id = res.roster.helper(available, ctx.judge_model, ctx.budget_usd) if ctx.llm_judge else None
-    judge = 0.0
-    if judge_id is not None:
-        spec = res.roster[judge_id]
-        judge = spec.cost(min(judge_bound(res, ctx, judge_id, query, token_bound)[1], spec.context), JUDGE_MAX_TOKENS)
-    bound = prompt_bound(answer_messages(query, [], history, tail), request=request)
-    return judge + min(res.roster[m].cost(min(bound, res.roster[m].context), ctx.max_tokens) for m in answering)
 
 
 def synthesis_estimate_usd(spec, ctx: FusionContext, count, query: str, subtasks: list[str]) -> float:

@@ -20,6 +20,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Overwrite
 
 from fusiongraph import privacy as pv
+from fusiongraph.attempt import cheapest_answer_usd
 from fusiongraph.budget import Ledger, charge, counter_for, prompt_bound
 from fusiongraph.context import FusionContext, as_context
 from fusiongraph.conversation import (
@@ -32,7 +33,6 @@ from fusiongraph.conversation import (
     rewrite_problem,
     split_conversation,
 )
-from fusiongraph.nodes.decompose import cheapest_answer_usd
 from fusiongraph.prompts import load_prompt
 from fusiongraph.resources import get_resources
 from fusiongraph.state import FusionState

@@ -108,3 +108,21 @@ def save_index(directory: Path, index: faiss.Index, meta: dict) -> None:
     meta_tmp.write_text(json.dumps(meta))
     os.replace(tmp, directory / INDEX_FILE)
     os.replace(meta_tmp, directory / INDEX_META_FILE)
+
+
+BLIND_SIMILARITY = 0.999  # two distinct texts this close look the same to the router
+
+
+def near_duplicates(vectors: np.ndarray, min_similarity: float = BLIND_SIMILARITY) -> int:
+    """How many of these vectors (one per distinct text, unit length) have another at cosine similarity
+    `min_similarity` or more: texts the router cannot tell apart (a long shared prefix read instead of what
+    they ask, for example)."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if len(vectors) < 2:
+        return 0
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    with faiss_threads(SEARCH_THREADS):
+        sims, ids = index.search(vectors, 2)
+    other = np.where(ids[:, 0] == np.arange(len(vectors)), sims[:, 1], sims[:, 0])  # ties may list another first
+    return int((other >= min_similarity).sum())

@@ -35,6 +35,7 @@ from fusiongraph.store.index import (
     faiss_threads,
     is_hnsw,
     load_index,
+    near_duplicates,
     new_index,
     save_index,
 )
@@ -454,6 +455,18 @@ class OutcomeStore:
             "complete": complete,
             "covered": covered,
         }
+
+    def blindness(self, sample: int = 5000) -> dict:
+        """Of the newest `sample` subtasks (each a distinct text), how many share their vector with another:
+        many means the router is blind there (see :func:`store.index.near_duplicates`)."""
+        with self._lock:
+            newest, _ = self._backend.max_ids()
+            rows = self._backend.newest_subtasks(newest + 1, sample)
+        if not rows:
+            return {"sampled": 0, "same_vector": 0, "share": 0.0}
+        vectors = np.stack([np.frombuffer(blob, dtype=np.float32) for _, _, blob in rows])
+        same = near_duplicates(vectors)
+        return {"sampled": len(rows), "same_vector": same, "share": round(same / len(rows), 4)}
 
     def counts(self) -> dict[str, int]:
         with self._lock:

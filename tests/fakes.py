@@ -155,3 +155,19 @@ def fit_where_every_judge_speaks(classes: tuple[str, ...] = ("math", "factual_qa
     every = set(classes)
     informative = {j: every for j in JUDGES}
     return fit_acceptance(labelled_attempts(200, 0, informative, classes, **kw), JUDGES)
+
+
+class WindowedEmbeddings(BagOfWordsEmbeddings):
+    """A bag of words that, like a real sentence encoder, reads only its first `window_tokens` words (the
+    rest of a long text is dropped) and says so, so the Embedder represents long texts by what they ask."""
+
+    name = "bag-of-words-windowed"
+
+    def __init__(self, dim: int = 256, window_tokens: int = 64, says_window: bool = True):
+        super().__init__(dim)
+        self.reads = window_tokens
+        self.window_tokens = window_tokens if says_window else 0  # 0: the Embedder does not know it truncates
+
+    def _one(self, text: str) -> list[float]:
+        words = [m.group(0) for m in re.finditer(r"\S+", text)][: self.reads]
+        return super()._one(" ".join(words))

@@ -28,13 +28,19 @@ def show_store(
     try:
         res = get_resources(common.context(store_dir=store_dir))
         counts = res.store.counts()
+        blind = res.store.blindness()
     except Exception as exc:
         common.fail(str(exc))
     where = str(getattr(res.store, "location", res.store.directory))
     if as_json:
-        print(json.dumps({"store": where, **counts}))
+        print(json.dumps({"store": where, **counts, "blind": blind}))
         return
     console.print(where, counts)
+    if blind["same_vector"]:
+        console.print(
+            f"[yellow]routing is blind on {blind['same_vector']} of the newest {blind['sampled']} subtasks[/]: "
+            "distinct texts with the same vector (cosine >= 0.999), so the neighbours cannot tell them apart"
+        )
     rows = res.store.outcomes()[-last:] if last else []
     table = Table()
     for col in ("id", "subtask", "class", "model", "success", "accepted", "after rejection", "cost $", "error"):

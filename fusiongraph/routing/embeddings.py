@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sqlite3
 import threading
 from collections import OrderedDict
@@ -61,6 +62,72 @@ class MiniLMEmbeddings(Embeddings):
     def embed_query(self, text: str) -> list[float]:
         return self.embed_documents([text])[0]
 
+    @property
+    def window_tokens(self) -> int:
+        """Tokens the model reads of one text (the rest is dropped): its max_seq_length, less [CLS] and [SEP]."""
+        return int(self._model.max_seq_length) - 2
+
+    def token_offsets(self, texts: list[str]) -> list[list[tuple[int, int]]]:
+        """Each text's tokens as (start, end) character offsets, by the model's own tokenizer."""
+        enc = self._model.tokenizer(
+            list(texts), add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False
+        )
+        return [[tuple(o) for o in offs] for offs in enc["offset_mapping"]]
+
+
+# ------------------------------------------------------------------------------------- what is embedded
+
+REPRESENTATION = "asks-v1"  # the long-text representation below (part of a long text's cache key)
+HEAD_TOKENS = 48  # of a long text's start kept in its frame: what kind of text it is
+QUESTION_CHARS = 600  # the most of a long text's end taken as what it asks
+QUESTION_WEIGHT = 0.5  # of the question's vector in a long text's pooled vector
+_WORD = re.compile(r"\S+")
+_SENTENCE = re.compile(r"(?<=[.!?:])\s+|\n")
+
+
+def _offsets(embeddings, texts: list[str]) -> list[list[tuple[int, int]]]:
+    """Token offsets by the model's tokenizer; for a model without one, words stand for tokens."""
+    if hasattr(embeddings, "token_offsets"):
+        return embeddings.token_offsets(texts)
+    return [[m.span() for m in _WORD.finditer(t)] for t in texts]
+
+
+def asked_part(text: str) -> str:
+    """What a long text asks: its last paragraph when that is short (the question after a context, a
+    document or a few-shot block), else its last whole sentences within QUESTION_CHARS (else the end of its
+    last sentence)."""
+    body = text.rstrip()
+    cut = body.rfind("\n\n")
+    last = body[cut + 2 :].strip() if cut >= 0 else ""
+    if last and len(last) <= QUESTION_CHARS:
+        return last
+    kept: list[str] = []
+    for sentence in reversed([p for p in _SENTENCE.split(body) if p.strip()]):
+        if sum(len(k) + 1 for k in kept) + len(sentence) > QUESTION_CHARS:
+            break
+        kept.insert(0, sentence.strip())
+    return " ".join(kept) if kept else body[-QUESTION_CHARS:].strip()
+
+
+def frame(text: str, offsets: list[tuple[int, int]], window: int) -> str:
+    """A long text as the model can read it: its first HEAD_TOKENS tokens and as many of its last as fit."""
+    tail = window - HEAD_TOKENS - 4
+    return text[: offsets[HEAD_TOKENS - 1][1]] + " … " + text[offsets[-tail][0] :]
+
+
+def views(text: str, offsets: list[tuple[int, int]], window: int) -> list[tuple[str, float]]:
+    """The texts embedded for `text` and their weights: itself when the model reads it whole; a long text
+    (more tokens than the model reads) is its frame and what it asks, pooled (so distinct questions behind a
+    shared context, template or few-shot block get distinct vectors, and the question weighs)."""
+    if len(offsets) <= window:
+        return [(text, 1.0)]
+    return [(frame(text, offsets, window), 1.0 - QUESTION_WEIGHT), (asked_part(text), QUESTION_WEIGHT)]
+
+
+def _unit(vecs: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+    return vecs / np.where(norms == 0, 1.0, norms)
+
 
 def content_key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
@@ -97,9 +164,25 @@ class Embedder:
     def embed_one(self, text: str) -> np.ndarray:
         return self.embed([text])[0]
 
+    @property
+    def window(self) -> int:
+        """Tokens the model reads of one text (0: no limit known, every text is embedded whole)."""
+        return int(getattr(self.embeddings, "window_tokens", 0) or 0)
+
+    def long_texts(self, texts: list[str]) -> dict[int, list[tuple[int, int]]]:
+        """Index -> token offsets of the texts longer than the model reads (see :func:`views`)."""
+        window = self.window
+        if not window:
+            return {}
+        maybe = [i for i, t in enumerate(texts) if len(t) > window]  # a token is at least one character
+        offsets = _offsets(self.embeddings, [texts[i] for i in maybe]) if maybe else []
+        return {i: o for i, o in zip(maybe, offsets) if len(o) > window}
+
     def embed(self, texts: list[str], progress=None) -> np.ndarray:
-        """Embed many texts; ``progress(n)`` is called as batches of uncached texts complete."""
-        keys = [content_key(t) for t in texts]
+        """Embed many texts; ``progress(n)`` is called as batches of uncached texts complete. A text longer
+        than the model reads is embedded as what it asks and its frame, pooled (:func:`views`)."""
+        long = self.long_texts(texts)
+        keys = [content_key(f"{REPRESENTATION}\0{t}" if i in long else t) for i, t in enumerate(texts)]
         out: dict[str, np.ndarray] = {}
         with self._lock:
             for k in keys:
@@ -117,12 +200,19 @@ class Embedder:
                     out[key] = np.frombuffer(blob, dtype=np.float32)
             if progress:
                 progress(sum(1 for k in keys if k in out))
-        todo = [(k, t) for k, t in dict(zip(keys, texts)).items() if k not in out]
-        for start in range(0, len(todo), 256):
-            batch = todo[start : start + 256]
-            vecs = np.asarray(self.embeddings.embed_documents([t for _, t in batch]), dtype=np.float32)
-            norms = np.linalg.norm(vecs, axis=1, keepdims=True)
-            vecs = vecs / np.where(norms == 0, 1.0, norms)
+        todo = {k: (t, long.get(i)) for i, (k, t) in enumerate(zip(keys, texts)) if k not in out}
+        items = list(todo.items())
+        for start in range(0, len(items), 256):
+            batch = items[start : start + 256]
+            parts = [views(t, o, self.window) if o is not None else [(t, 1.0)] for _, (t, o) in batch]
+            flat = _unit(np.asarray(self.embeddings.embed_documents([v for p in parts for v, _ in p]), np.float32))
+            vecs, j = [], 0
+            for p in parts:
+                if len(p) == 1:
+                    vecs.append(flat[j])
+                else:
+                    vecs.append(_unit(sum(w * flat[j + n] for n, (_, w) in enumerate(p))[None, :])[0])
+                j += len(p)
             for (k, _), v in zip(batch, vecs):
                 out[k] = v
             if self._disk is not None:

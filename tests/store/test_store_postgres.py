@@ -256,7 +256,7 @@ def test_store_json_prints_the_counts_of_the_configured_store(pg, monkeypatch):
 
     shown = json.loads(done.output)
     assert {k: shown[k] for k in ("subtasks", "outcomes", "vectors")} == {"subtasks": 1, "outcomes": 1, "vectors": 1}
-    assert shown["store"] == pg
+    assert shown["store"] == pg and shown["blind"] == {"sampled": 1, "same_vector": 0, "share": 0.0}
     for res in resources._built.values():
         res.store.close()
 

@@ -196,7 +196,7 @@ def test_results_shape_plots_and_router_is_used(tmp_path, embedder, monkeypatch)
     }
     for name, s in on_disk["strategies"].items():
         routed = name in ("random", "oracle", "taxonomy", "knn", "probe", "hybrid")
-        extra = {"pick_share", "routellm_curve"} if routed else set()
+        extra = {"pick_share", "oracle_choice", "routellm_curve"} if routed else set()
         extra |= {"tries", "strong_share"} if name.startswith("cascade") else set()
         assert set(s) == metrics | extra, name
         assert all(len(pt) == 2 for pt in s["curve"]) and s["curve"]

@@ -54,7 +54,8 @@ reach): ``aiq`` (RouterBench's average improvement in quality: the hull's mean q
 the cheapest to the costliest single model, 0 below the strategy's cheapest point),
 ``match_best_cost`` (the least mean cost at which the hull reaches the best single model's quality;
 null if never) and ``quality_at_quarter_cost`` (the hull's quality at 25 % of the best single model's
-cost). Routed strategies add ``pick_share`` (model -> share of first picks at the default knob); cascades
+cost), ``oracle_choice`` (how often its pick is the oracle's: the cheapest model with the best score). Routed strategies add
+``pick_share`` (model -> share of first picks at the default knob); cascades
 add ``tries`` (models called per prompt at the default).
 
 Cost

@@ -139,6 +139,12 @@ def print_table(results: dict, info: dict | None = None, console=None) -> None:
             row += [fmt(v.get("apgr"), ".3f"), fmt(v.get("cpt50"), ".1f", "%"), fmt(v.get("cpt80"), ".1f", "%")]
         t.add_row(*row)
     console.print(t)
+    blind = info.get("embedding") or {}
+    if blind.get("same_vector"):
+        console.print(
+            f"[yellow]routing is blind on {blind['same_vector']} of {blind['distinct_prompts']} distinct prompts[/]: "
+            "they share their vector with another (cosine >= 0.999)"
+        )
     if len(singles) > len(set(shown)):
         console.print(f"({len(singles) - len(set(shown))} more single models in results.json)")
     console.print(

@@ -249,6 +249,12 @@ def evaluate(
     weak, strong = (costs.order[0], costs.order[-1])
     q_weak, q_strong = float(scores[:, weak].mean()), float(scores[:, strong].mean())
 
+    rank = np.empty(m, int)
+    rank[costs.order] = np.arange(m)
+    # the oracle's choice per prompt: the cheapest model with the best recorded score (`oracle_choice`: how
+    # often a strategy's pick is it)
+    oracle = np.argmin(np.where(scores >= scores.max(axis=1, keepdims=True) - 1e-12, rank[None, :], m + 1), axis=1)
+
     def metrics(points) -> dict:
         return many_model_metrics(points, c_min, c_max, best_q, best_c)
 
@@ -275,15 +281,13 @@ def evaluate(
         entry = {"quality": float(scores[rows, pick].mean()), "cost": float(per[rows, pick].mean())}
         entry["pick_share"] = {models[j]: round(float((pick == j).mean()), 4) for j in range(m) if (pick == j).any()}
         if name == "oracle":  # headline: the cheapest model with the best score on each prompt
-            best = scores.max(axis=1, keepdims=True)
-            rank = np.empty(m, int)
-            rank[costs.order] = np.arange(m)
-            pick = np.argmin(np.where(scores >= best - 1e-12, rank[None, :], m + 1), axis=1)
+            pick = oracle
             entry = {
                 "quality": float(scores[rows, pick].mean()),
                 "cost": float(per[rows, pick].mean()),
                 "pick_share": {models[j]: round(float((pick == j).mean()), 4) for j in range(m) if (pick == j).any()},
             }
+        entry["oracle_choice"] = round(float((pick == oracle).mean()), 4)
         pts = sorted({(round(c_, 6), round(q_, 6)) for _, q_, c_ in sweep})
         entry["curve"] = [list(pt) for pt in pts]
         entry.update(metrics(pts))

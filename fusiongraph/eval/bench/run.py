@@ -27,6 +27,7 @@ from fusiongraph.eval.bench.replay import (
 from fusiongraph.eval.tables import OutcomeTable, TableError, load_table
 from fusiongraph.routing.router import Router
 from fusiongraph.routing.strategies import STRATEGIES
+from fusiongraph.store.index import near_duplicates
 
 
 def default_cache_path() -> Path:
@@ -82,7 +83,7 @@ def run_bench(
     outcomes before prompt N, and after it records MODEL's outcome only where the cascade tried it.
     Returns the results dict, also written to ``out_dir/results.json`` as exactly
     ``{"strategies": {NAME: {"quality", "cost", "curve", "aiq", "match_best_cost", "quality_at_quarter_cost",
-    ["pick_share" | "tries",] [two models: "apgr", "cpt50", "cpt80", "routellm_curve" | "strong_share"]}},
+    ["pick_share", "oracle_choice" | "tries",] [two models: "apgr", "cpt50", "cpt80", "routellm_curve" | "strong_share"]}},
     ["online": {...}]}``;
     run metadata (models by cost, cost unit, class source, knobs, timings) goes to ``out_dir/info.json``.
     """
@@ -126,6 +127,13 @@ def run_bench(
     vec_train = _embed(embedder, train.prompts, "embedding", quiet)
     vec_test = vec_train if test is train else _embed(embedder, test.prompts, "embedding TABLE2", quiet)
     embed_s = time.perf_counter() - t0
+    distinct = {t: i for i, t in enumerate(train.prompts)}  # the router's view: distinct prompts sharing a vector
+    blind = {
+        "distinct_prompts": len(distinct),
+        "same_vector": near_duplicates(vec_train[list(distinct.values())]),
+        "long_prompts": len(embedder.long_texts(list(distinct))),
+        "prompts_per_s": round(len(distinct) / embed_s, 1) if embed_s > 0 else None,
+    }
 
     if class_column and (train.categories is None or test.categories is None):
         raise TableError(
@@ -228,6 +236,7 @@ def run_bench(
     results = {"strategies": strategies}
     info = {
         "table": str(table_path),
+        "embedding": blind,
         "test_table": str(test_path) if test_path else None,
         "folds": folds if test_path is None else None,
         "rows": n,

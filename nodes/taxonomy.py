@@ -14,7 +14,8 @@ def taxonomy(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
     ctx = as_context(runtime.context)
     res = get_resources(ctx)
     # masked when it holds sensitive values; a tool request is classified from its last user/tool messages
-    embedding = res.embedder.embed_one(state.get("masked") or state.get("classify_text") or state["subtask"])
+    text = state.get("masked") or state.get("classify_text") or state["subtask"]
+    embedding = res.embedder.embed_one(text)
     result = res.taxonomy.classify(embedding, res.embedder)
     top = dict(sorted(result.scores.items(), key=lambda kv: -kv[1])[:3])
     answer_tokens = res.taxonomy.answer_tokens(result.task_class, ctx.max_tokens)
@@ -29,6 +30,7 @@ def taxonomy(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
                 "task_class": result.task_class,
                 "answer_tokens": answer_tokens,
                 "verifiers": res.taxonomy.verifiers(result.task_class),
+                "embedded": res.embedder.describe(text),  # what the router, the cache and the store read
             }
         ],
     }

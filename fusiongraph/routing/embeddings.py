@@ -178,6 +178,14 @@ class Embedder:
         offsets = _offsets(self.embeddings, [texts[i] for i in maybe]) if maybe else []
         return {i: o for i, o in zip(maybe, offsets) if len(o) > window}
 
+    def describe(self, text: str) -> dict:
+        """What is embedded for `text`, for the trace: the whole text, or (a long one) its frame and what it
+        asks (the question's first 200 characters)."""
+        long = self.long_texts([text])
+        if not long:
+            return {"as": "whole"}
+        return {"as": "frame + question", "tokens": len(long[0]), "question": asked_part(text)[:200]}
+
     def embed(self, texts: list[str], progress=None) -> np.ndarray:
         """Embed many texts; ``progress(n)`` is called as batches of uncached texts complete. A text longer
         than the model reads is embedded as what it asks and its frame, pooled (:func:`views`)."""

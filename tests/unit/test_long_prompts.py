@@ -92,3 +92,21 @@ def test_a_rag_shaped_table_is_routed_by_its_questions(tmp_path):
             assert info["long_prompts"] == 400 and info["same_vector"] == 0
     assert choice["plain"] > 0.7
     assert choice["rag"] > 0.5 * choice["plain"] and choice["window only"] < 0.2 * choice["plain"]
+
+
+def test_the_trace_says_what_was_embedded(fusion):
+    from fusiongraph.graphs.fusion import graph
+    from fusiongraph.resources import get_resources
+    from tests.conftest import ctx
+    from tests.unit.test_records import models
+
+    fusion(models(cheap_reply="Paris"))
+    get_resources(ctx()).embedder.embeddings.window_tokens = 64  # the fake now reads 64 words, and says so
+    long_query = f"{PREFIX}\n\nWhat is the capital of France?"
+    out = graph.invoke({"query": long_query}, context=ctx(max_subtasks=1))
+    (event,) = [e for e in out["results"][0]["trace"] if e.get("node") == "taxonomy"]
+    assert event["embedded"]["as"] == "frame + question"
+    assert event["embedded"]["question"] == "What is the capital of France?"
+    out = graph.invoke({"query": "What is the capital of France?"}, context=ctx())
+    (event,) = [e for e in out["results"][0]["trace"] if e.get("node") == "taxonomy"]
+    assert event["embedded"] == {"as": "whole"}

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     crosscheck_gguf: str = Field("", description="The cross-check judge's scorer GGUF (default: the shipped one).")
     # the server
     require_api_key: bool = Field(False, description="Refuse requests without a valid API key.")
+    max_runs: int = Field(2, ge=1, description="Chat runs in flight per worker; more wait in the queue.")
+    max_queued: int = Field(8, ge=0, description="Chat runs waiting per worker; past it, an immediate 429.")
 
 
 def settings() -> Settings:

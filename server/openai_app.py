@@ -16,11 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 from sse_starlette import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from fusiongraph.models.roster import CapabilityError
-from fusiongraph.server import auth, metrics, runs, streaming
+from fusiongraph.server import admission, auth, metrics, runs, streaming
 from fusiongraph.server.redaction import known_secrets
 from fusiongraph.server.response import completion_body
 from fusiongraph.server.schema import MODEL_CARD, MODEL_ID, RequestError, parse_request
@@ -42,6 +42,14 @@ def error_response(
         {"error": {"message": redact(message, known_secrets()), "type": kind, "param": param, "code": code}},
         status_code=status,
     )
+
+
+def overloaded(retry_after: int) -> JSONResponse:
+    response = error_response(
+        f"the server is at capacity; retry after {retry_after} s", 429, None, "rate_limit_exceeded", "requests"
+    )
+    response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 def _query_error(exc: QueryError) -> JSONResponse:
@@ -77,17 +85,29 @@ async def chat_completions(request: Request):
         await asyncio.to_thread(runs.check_request, req)
     except QueryError as exc:
         return _query_error(exc)
+    gate = admission.admission()
+    if gate.running >= gate.max_runs and gate.waiting >= gate.max_queued:
+        admission.REJECTED.inc()
+        return overloaded(gate.retry_after())
     if req.stream:
         return EventSourceResponse(
             streaming.events(req, request.scope), sep="\n", headers={"Cache-Control": "no-cache"}
         )
+    graph = await asyncio.to_thread(runs.load_graph)
+
+    def run():
+        return graph.ainvoke(req.graph_input, context=req.context, config=runs.run_config(request.scope))
+
     try:
-        graph = await asyncio.to_thread(runs.load_graph)
-        out = await graph.ainvoke(req.graph_input, context=req.context, config=runs.run_config(request.scope))
+        out = await admission.run_unless_disconnected(run, request.is_disconnected)
+    except admission.Overloaded as exc:
+        return overloaded(exc.retry_after)
     except QueryError as exc:
         return _query_error(exc)
     except Exception as exc:  # noqa: BLE001 - a failure of the graph itself, not of the request
         return error_response(f"the graph failed: {type(exc).__name__}: {exc}"[:1000], 500, kind="server_error")
+    if out is None:  # the client went away: its run was cancelled, nobody reads a response
+        return Response(status_code=499)
     await asyncio.to_thread(auth.settle, request.scope, out)  # charge the API key, record metrics
     return JSONResponse(completion_body(out, req.ignored))
 

@@ -18,7 +18,7 @@ from openai.types.chat.chat_completion_chunk import Choice as ChunkChoice
 from openai.types.chat.chat_completion_chunk import ChoiceDelta
 from openai.types.completion_usage import CompletionUsage
 
-from fusiongraph.server import auth, runs
+from fusiongraph.server import admission, auth, runs
 from fusiongraph.server.redaction import scrub
 from fusiongraph.server.response import finish_reason, fusiongraph_field, openai_tool_calls, usage_of
 from fusiongraph.server.schema import MODEL_ID, BaseChatRequest
@@ -62,40 +62,49 @@ async def events(req: BaseChatRequest, scope: dict | None = None):
     sent, live_run, n_subtasks, single = "", None, 0, False
     try:
         graph = await asyncio.to_thread(runs.load_graph)  # the first import loads the graph: not on the event loop
-        async for namespace, mode, data in graph.astream(
-            req.graph_input,
-            context=req.context,
-            config=runs.run_config(scope),
-            stream_mode=["updates", "messages"],
-            subgraphs=True,
-        ):
-            if mode == "updates" and not namespace and isinstance(data, dict):
-                for node, node_out in data.items():
-                    if isinstance(node_out, dict) and node == "decompose":
-                        n_subtasks = len(node_out.get("subtasks") or [])
-                        single = n_subtasks == 1 and await asyncio.to_thread(runs.single_candidate, req.context)
-                    for k, v in node_out.items() if isinstance(node_out, dict) else ():
-                        if isinstance(v, Overwrite):  # the standalone node starts the run's results and trace
-                            out[k] = list(v.value)
-                        elif k == "messages":
-                            out[k] = out.get(k, []) + list(v)
-                        else:
-                            out[k] = out.get(k, []) + v if k in ("results", "trace") else v
-            elif mode == "messages":
-                message, metadata = data
-                tags, text = set((metadata or {}).get("tags") or []), message.text
-                run_id = str(message.id or (metadata or {}).get("langgraph_checkpoint_ns") or "")
-                if (
-                    text
-                    and live_run is None
-                    and not req.structured  # a tool call or JSON is checked whole before it is sent
-                    and not tags & {"judge", "decompose", "standalone"}
-                    and (("synthesize" in tags and n_subtasks > 1) or ("answer" in tags and single))
-                ):
-                    live_run = run_id  # the run that is sure to produce the final answer
-                if text and run_id == live_run:
-                    sent += text
-                    yield chunk(cid, created, {"content": text})
+        async with admission.admission().slot():  # a run slot (server/admission.py) for the whole run
+            async for namespace, mode, data in graph.astream(
+                req.graph_input,
+                context=req.context,
+                config=runs.run_config(scope),
+                stream_mode=["updates", "messages"],
+                subgraphs=True,
+            ):
+                if mode == "updates" and not namespace and isinstance(data, dict):
+                    for node, node_out in data.items():
+                        if isinstance(node_out, dict) and node == "decompose":
+                            n_subtasks = len(node_out.get("subtasks") or [])
+                            single = n_subtasks == 1 and await asyncio.to_thread(runs.single_candidate, req.context)
+                        for k, v in node_out.items() if isinstance(node_out, dict) else ():
+                            if isinstance(v, Overwrite):  # the standalone node starts the run's results and trace
+                                out[k] = list(v.value)
+                            elif k == "messages":
+                                out[k] = out.get(k, []) + list(v)
+                            else:
+                                out[k] = out.get(k, []) + v if k in ("results", "trace") else v
+                elif mode == "messages":
+                    message, metadata = data
+                    tags, text = set((metadata or {}).get("tags") or []), message.text
+                    run_id = str(message.id or (metadata or {}).get("langgraph_checkpoint_ns") or "")
+                    if (
+                        text
+                        and live_run is None
+                        and not req.structured  # a tool call or JSON is checked whole before it is sent
+                        and not tags & {"judge", "decompose", "standalone"}
+                        and (("synthesize" in tags and n_subtasks > 1) or ("answer" in tags and single))
+                    ):
+                        live_run = run_id  # the run that is sure to produce the final answer
+                    if text and run_id == live_run:
+                        sent += text
+                        yield chunk(cid, created, {"content": text})
+    except asyncio.CancelledError:  # the client went away: the run stops here, nothing further is spent
+        admission.CANCELLED.labels("streaming").inc()
+        raise
+    except admission.Overloaded as exc:
+        err = {"error": {"message": str(exc), "type": "requests", "param": None, "code": "rate_limit_exceeded"}}
+        yield {"data": json.dumps(err)}
+        yield {"data": "[DONE]"}
+        return
     except Exception as exc:  # noqa: BLE001 - reported to the client as an error event
         err = {
             "error": {

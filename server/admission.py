@@ -1,0 +1,115 @@
+"""Admission control: a bounded number of graph runs in flight per worker and a bounded queue before them;
+past both, an immediate 429 with ``Retry-After`` (OpenAI's error shape, ``rate_limit_exceeded``), so a burst
+of clients gets answers or a clear refusal instead of timing out while the worker drowns. A client that
+disconnects while its run waits or runs cancels it: no further node of it runs, so nothing further is spent.
+
+Knobs (fusiongraph/settings.py): ``FUSIONGRAPH_MAX_RUNS`` (runs in flight; default 2, as many as 2 shared cores
+keep busy with local models) and ``FUSIONGRAPH_MAX_QUEUED`` (runs waiting; default 8). Metrics: queue depth
+and runs in flight (gauges), rejections and cancellations (counters).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import weakref
+from typing import AsyncIterator, Awaitable, Callable
+
+from prometheus_client import Counter, Gauge
+
+from fusiongraph.settings import settings
+
+QUEUED = Gauge("fusiongraph_queued_runs", "Chat runs waiting for a slot")
+RUNNING = Gauge("fusiongraph_running_runs", "Chat runs in flight")
+REJECTED = Counter("fusiongraph_rejected_runs", "Chat requests refused with a 429: every slot and the queue full")
+CANCELLED = Counter("fusiongraph_cancelled_runs", "Chat runs cancelled because their client went away", ["stage"])
+
+DISCONNECT_POLL_S = 0.25
+
+
+class Overloaded(Exception):
+    """Every run slot and the queue are full: answer 429, come back after `retry_after` seconds."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(f"the server is at capacity; retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+class Admission:
+    """At most `max_runs` runs at once and `max_queued` waiting (asyncio: one per event loop)."""
+
+    def __init__(self, max_runs: int, max_queued: int):
+        self.max_runs, self.max_queued = max_runs, max_queued
+        self.running = self.waiting = 0
+        self._slots = asyncio.Semaphore(max_runs)
+
+    def retry_after(self) -> int:
+        return max(1, (self.waiting + 1) // max(self.max_runs, 1))
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold a run slot for the block; raise :class:`Overloaded` at once when none is free and the queue is
+        full. Cancelled while waiting (the client left), it gives up its place."""
+        if self.running >= self.max_runs and self.waiting >= self.max_queued:
+            REJECTED.inc()
+            raise Overloaded(self.retry_after())
+        self.waiting += 1
+        QUEUED.set(self.waiting)
+        try:
+            await self._slots.acquire()
+        finally:
+            self.waiting -= 1
+            QUEUED.set(self.waiting)
+        self.running += 1
+        RUNNING.set(self.running)
+        try:
+            yield
+        finally:
+            self.running -= 1
+            RUNNING.set(self.running)
+            self._slots.release()
+
+
+_admissions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def admission() -> Admission:
+    """This event loop's admission (sized by the settings when first asked)."""
+    loop = asyncio.get_running_loop()
+    if loop not in _admissions:
+        s = settings()
+        _admissions[loop] = Admission(s.max_runs, s.max_queued)
+    return _admissions[loop]
+
+
+async def until_disconnected(is_disconnected: Callable[[], Awaitable[bool]]) -> None:
+    while not await is_disconnected():
+        await asyncio.sleep(DISCONNECT_POLL_S)
+
+
+async def run_unless_disconnected(work: Callable[[], Awaitable], is_disconnected: Callable[[], Awaitable[bool]]):
+    """Run `work()` in a run slot; if the client disconnects first (waiting or running), cancel it and return
+    None. :class:`Overloaded` when there is no room."""
+    stage = ["waiting"]
+
+    async def admitted():
+        async with admission().slot():
+            stage[0] = "running"
+            return await work()
+
+    task = asyncio.ensure_future(admitted())
+    watch = asyncio.ensure_future(until_disconnected(is_disconnected))
+    try:
+        done, _ = await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        watch.cancel()
+        raise
+    if task in done:
+        watch.cancel()
+        return task.result()
+    task.cancel()
+    CANCELLED.labels(stage[0]).inc()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+    return None

@@ -1,0 +1,101 @@
+"""Admission control (server/admission.py): a bounded number of runs in flight and queued per worker, an
+immediate 429 with Retry-After past them, cheap routes fast meanwhile, and a client that leaves cancels its
+run."""
+
+import asyncio
+import time
+
+import httpx
+import pytest
+
+import fusiongraph.server.runs as runs
+from fusiongraph.server import admission
+from fusiongraph.server.openai_app import app
+
+BODY = {"model": "fusiongraph", "messages": [{"role": "user", "content": "What is the capital of France?"}]}
+
+
+class SlowGraph:
+    """A graph whose run takes `seconds` and answers; it notes runs that were cancelled."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.started, self.cancelled = seconds, 0, 0
+
+    async def ainvoke(self, *a, **k):
+        self.started += 1
+        try:
+            await asyncio.sleep(self.seconds)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        return {"answer": "Paris", "results": [], "summary": {}, "trace": []}
+
+
+@pytest.fixture
+def slow(monkeypatch, fusion):
+    from tests.unit.test_server import two_models
+
+    fusion(two_models())
+    graph = SlowGraph(1.0)
+    monkeypatch.setattr(runs, "load_graph", lambda: graph)
+    monkeypatch.setattr(admission, "_admissions", __import__("weakref").WeakKeyDictionary())
+    monkeypatch.setenv("FUSIONGRAPH_MAX_RUNS", "1")
+    monkeypatch.setenv("FUSIONGRAPH_MAX_QUEUED", "1")
+    return graph
+
+
+def test_past_the_slots_and_the_queue_a_request_gets_an_immediate_429(slow):
+    async def scenario():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+            tasks = [asyncio.create_task(c.post("/v1/chat/completions", json=BODY)) for _ in range(2)]
+            await asyncio.sleep(0.3)  # one runs, one waits
+            started = time.perf_counter()
+            refused = await c.post("/v1/chat/completions", json=BODY)
+            refused_s = time.perf_counter() - started
+            started = time.perf_counter()
+            models = await c.get("/v1/models")
+            models_s = time.perf_counter() - started
+            done = await asyncio.gather(*tasks)
+            return refused, refused_s, models, models_s, done
+
+    refused, refused_s, models, models_s, done = asyncio.run(scenario())
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    err = refused.json()["error"]
+    assert err["code"] == "rate_limit_exceeded" and err["type"] == "requests" and "capacity" in err["message"]
+    assert refused_s < 0.5 and models.status_code == 200 and models_s < 0.5  # answered while two runs hold on
+    assert [r.status_code for r in done] == [200, 200] and slow.started == 2
+
+
+def test_a_client_that_leaves_cancels_its_run_waiting_or_running(slow):
+    async def scenario():
+        gate = admission.admission()
+        left = {"now": False}
+
+        async def gone():
+            return left["now"]
+
+        async def work():
+            return await slow.ainvoke()
+
+        running = asyncio.create_task(admission.run_unless_disconnected(work, gone))
+        waiting = asyncio.create_task(admission.run_unless_disconnected(work, gone))
+        await asyncio.sleep(0.2)
+        assert gate.running == 1 and gate.waiting == 1
+        left["now"] = True
+        return await asyncio.gather(running, waiting), gate
+
+    before = {s: admission.CANCELLED.labels(s)._value.get() for s in ("running", "waiting")}
+    (first, second), gate = asyncio.run(scenario())
+    assert first is None and second is None  # nobody is there to read an answer
+    assert slow.started == 1 and slow.cancelled == 1  # the waiting one never started
+    assert gate.running == 0 and gate.waiting == 0
+    for stage in ("running", "waiting"):
+        assert admission.CANCELLED.labels(stage)._value.get() == before[stage] + 1
+
+
+def test_a_bad_gate_setting_is_refused_naming_it(monkeypatch):
+    from fusiongraph.settings import settings
+
+    monkeypatch.setenv("FUSIONGRAPH_MAX_RUNS", "0")
+    with pytest.raises(ValueError, match="FUSIONGRAPH_MAX_RUNS"):
+        settings()

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sse_starlette import EventSourceResponse
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -73,36 +73,42 @@ async def get_model(request: Request) -> JSONResponse:
 
 async def chat_completions(request: Request):
     try:
-        raw = await request.body()
+        try:
+            raw = await request.body()
+        except ClientDisconnect:  # the body was cut short: the client is gone, nobody reads a response
+            return Response(status_code=499)
         try:
             body = json.loads(raw) if raw else None
         except (ValueError, UnicodeDecodeError) as exc:
             raise RequestError(f"the request body is not valid JSON: {exc}") from exc
+        except RecursionError:
+            raise RequestError("the request body nests JSON too deeply") from None
         req = parse_request(body)
     except RequestError as exc:
         return error_response(exc.message, exc.status, exc.param, exc.code)
-    try:  # a query no model can read whole is the client's error (400), also before a stream starts
-        await asyncio.to_thread(runs.check_request, req)
-    except QueryError as exc:
-        return _query_error(exc)
-    gate = admission.admission()
+    gate = admission.admission()  # first: a full worker answers 429 at once, before any work for the request
     if gate.running >= gate.max_runs and gate.waiting >= gate.max_queued:
         admission.REJECTED.inc()
         return overloaded(gate.retry_after())
     if req.stream:
+        try:  # a query no model can read whole is the client's error (400), before the stream starts
+            await asyncio.to_thread(runs.check_request, req)
+        except QueryError as exc:
+            return _query_error(exc)
         return EventSourceResponse(
             streaming.events(req, request.scope), sep="\n", headers={"Cache-Control": "no-cache"}
         )
-    graph = await asyncio.to_thread(runs.load_graph)
 
-    def run():
-        return graph.ainvoke(req.graph_input, context=req.context, config=runs.run_config(request.scope))
+    async def run():
+        await asyncio.to_thread(runs.check_request, req)
+        graph = await asyncio.to_thread(runs.load_graph)
+        return await graph.ainvoke(req.graph_input, context=req.context, config=runs.run_config(request.scope))
 
     try:
         out = await admission.run_unless_disconnected(run, request.is_disconnected)
     except admission.Overloaded as exc:
         return overloaded(exc.retry_after)
-    except QueryError as exc:
+    except QueryError as exc:  # a query no model can read whole, a capability no model has: the client's error
         return _query_error(exc)
     except Exception as exc:  # noqa: BLE001 - a failure of the graph itself, not of the request
         return error_response(f"the graph failed: {type(exc).__name__}: {exc}"[:1000], 500, kind="server_error")
@@ -110,6 +116,18 @@ async def chat_completions(request: Request):
         return Response(status_code=499)
     await asyncio.to_thread(auth.settle, request.scope, out)  # charge the API key, record metrics
     return JSONResponse(completion_body(out, req.ignored))
+
+
+async def method_not_allowed(request: Request) -> JSONResponse:
+    response = error_response(
+        f"{request.method} is not allowed on {request.url.path}; use POST", 405, None, "method_not_allowed"
+    )
+    response.headers["Allow"] = "POST"
+    return response
+
+
+async def not_found(request: Request) -> JSONResponse:
+    return error_response(f"no route {request.method} {request.url.path}", 404, None, "not_found")
 
 
 @contextlib.asynccontextmanager
@@ -124,6 +142,8 @@ app = Starlette(
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", get_model, methods=["GET"]),
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/chat/completions", method_not_allowed, methods=["GET", "PUT", "PATCH", "DELETE"]),
+        Route("/v1/{path:path}", not_found, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
     ],
 )
 metrics.install(app)  # request counters and latency, GET /metrics (server/metrics.py)

@@ -204,9 +204,21 @@ class BaseChatRequest(BaseModel):
     def _knobs_in_range(self):
         try:
             FusionContext(**self.context)  # range checks (quality_threshold in [0, 1], budget >= 0, ...)
+        except ValidationError as exc:
+            knob = str(exc.errors()[0]["loc"][0]) if exc.errors() and exc.errors()[0]["loc"] else ""
+            raise _refuse(str(exc), self._param_of(knob)) from exc
         except (ValueError, TypeError) as exc:
             raise _refuse(str(exc), "fusiongraph") from exc
         return self
+
+    def _param_of(self, knob: str) -> str:
+        """The request's own name of a knob that failed: a top-level field as the client sent it, else the
+        knob inside the `fusiongraph` object."""
+        if knob == "max_tokens" and "max_completion_tokens" in self.model_fields_set:
+            return "max_completion_tokens"
+        if knob in type(self).model_fields and knob in self.model_fields_set:
+            return knob
+        return f"fusiongraph.{knob}" if knob else "fusiongraph"
 
     @property
     def request(self) -> dict:

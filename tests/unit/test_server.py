@@ -128,12 +128,12 @@ def sse_events(response) -> list:
         (
             {"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 0},
             400,
-            "fusiongraph",
+            "max_tokens",
         ),
         (
             {"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}], "quality_threshold": 3},
             400,
-            "fusiongraph",
+            "quality_threshold",
         ),
         ({"model": "fusiongraph", "messages": [{"role": "user", "content": "hi"}], "bogus": 1}, 400, "bogus"),
         (

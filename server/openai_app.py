@@ -115,7 +115,7 @@ async def chat_completions(request: Request):
     if out is None:  # the client went away: its run was cancelled, nobody reads a response
         return Response(status_code=499)
     await asyncio.to_thread(auth.settle, request.scope, out)  # charge the API key, record metrics
-    return JSONResponse(completion_body(out, req.ignored))
+    return JSONResponse(completion_body(out, req.ignored, req.stops, req.prompt_text))
 
 
 async def method_not_allowed(request: Request) -> JSONResponse:

@@ -10,15 +10,40 @@ from openai.types.chat import ChatCompletion, ChatCompletionMessage
 from openai.types.chat.chat_completion import Choice
 from openai.types.completion_usage import CompletionUsage
 
-from fusiongraph.records import Attempt, Summary
+from fusiongraph.records import Attempt
 from fusiongraph.server.redaction import scrub
 from fusiongraph.server.schema import MODEL_ID
+from fusiongraph.text import estimate_tokens
 
 
-def usage_of(out: dict) -> CompletionUsage:
-    summary: Summary | dict = out.get("summary") or {}
-    tin, tout = int(summary.get("tokens_in", 0) or 0), int(summary.get("tokens_out", 0) or 0)
+def delivered_tokens(out: dict, answer: str) -> int:
+    """Output tokens of the answer delivered: the answering call's own count when the reply is one model's
+    answer as it made it, the synthesis call's when the synthesiser wrote it, else an estimate of the text."""
+    results = out.get("results") or []
+    if len(results) == 1 and results[0].get("answer") == answer:
+        for a in results[0].get("attempts", []):
+            if a.get("model") == results[0].get("answered_by") and a.get("answer") == answer:
+                return int(a.get("tokens_out") or 0) or estimate_tokens(answer)
+    synthesis = [e for e in out.get("trace") or [] if e.get("node") == "synthesize" and e.get("tokens_out")]
+    if synthesis and len(results) > 1:
+        return int(synthesis[-1]["tokens_out"])
+    return estimate_tokens(answer) if answer else 0
+
+
+def usage_of(out: dict, prompt_text: str = "", answer: str | None = None) -> CompletionUsage:
+    """OpenAI's usage, as a client's cost tracker reads it: the tokens of the messages sent (estimated) and of
+    the answer delivered. Every internal call (plans, answers tried, judges, synthesis) and its USD is in the
+    ``fusiongraph`` field's ``summary`` instead."""
+    answer = out.get("answer", "") or "" if answer is None else answer
+    tin = estimate_tokens(prompt_text) if prompt_text else 0
+    tout = delivered_tokens(out, answer)
     return CompletionUsage(prompt_tokens=tin, completion_tokens=tout, total_tokens=tin + tout)
+
+
+def cut_at_stop(answer: str, stop: list[str] | None) -> tuple[str, bool]:
+    """The answer up to the first of the `stop` sequences (OpenAI's ``stop``), and whether one was found."""
+    cuts = [answer.find(s) for s in stop or [] if s and s in answer]
+    return (answer[: min(cuts)], True) if cuts else (answer, False)
 
 
 def _slim_attempt(a: Attempt) -> dict:
@@ -80,12 +105,14 @@ def finish_reason(out: dict) -> str:
     return "length" if "length" in reasons and len(reasons) == 1 else "stop"
 
 
-def completion_body(out: dict, ignored: list[str]) -> dict:
-    """The non-streamed response: a ChatCompletion with the ``fusiongraph`` field, secrets redacted."""
+def completion_body(out: dict, ignored: list[str], stop: list[str] | None = None, prompt_text: str = "") -> dict:
+    """The non-streamed response: a ChatCompletion with the ``fusiongraph`` field, secrets redacted; the answer
+    cut at the first `stop` sequence (finish_reason ``stop``)."""
     calls = openai_tool_calls(out)
+    answer, stopped = cut_at_stop(out.get("answer", "") or "", stop)
     message = ChatCompletionMessage(
         role="assistant",
-        content=None if calls or out.get("refusal") else out.get("answer", ""),
+        content=None if calls or out.get("refusal") else answer,
         refusal=out.get("refusal"),
         **({"tool_calls": calls} if calls else {}),
     )
@@ -95,8 +122,10 @@ def completion_body(out: dict, ignored: list[str]) -> dict:
         created=int(time.time()),
         model=MODEL_ID,
         system_fingerprint=None,
-        usage=usage_of(out),
-        choices=[Choice(index=0, message=message, logprobs=None, finish_reason=finish_reason(out))],
+        usage=usage_of(out, prompt_text, answer),
+        choices=[
+            Choice(index=0, message=message, logprobs=None, finish_reason="stop" if stopped else finish_reason(out))
+        ],
         fusiongraph=fusiongraph_field(out, ignored),
     )
     return scrub(body.to_dict())

@@ -39,7 +39,6 @@ IGNORED_OPENAI_PARAMS = frozenset(
         "temperature",
         "top_p",
         "seed",
-        "stop",
         "user",
         "presence_penalty",
         "frequency_penalty",
@@ -236,6 +235,23 @@ class BaseChatRequest(BaseModel):
         return split_conversation(_conversation(self.messages))[1].text
 
     @property
+    def prompt_text(self) -> str:
+        """The text of every message sent (for the usage's prompt tokens)."""
+        return "\n".join(m.text for m in _conversation(self.messages))
+
+    @property
+    def stops(self) -> list[str] | None:
+        """OpenAI's ``stop``: the sequences the answer is cut at (None: not asked)."""
+        stop = getattr(self, "stop", None)
+        return None if stop is None else [stop] if isinstance(stop, str) else list(stop)
+
+    @model_validator(mode="after")
+    def _at_most_four_stops(self):
+        if len(self.stops or []) > 4 or any(not s for s in self.stops or []):
+            raise _refuse("'stop' takes at most 4 non-empty sequences", "stop")
+        return self
+
+    @property
     def context(self) -> dict:
         top = {k: getattr(self, k) for k in self.model_fields_set if k in _KNOB_TYPES}
         if self.max_completion_tokens is not None:
@@ -258,6 +274,7 @@ ChatRequest = create_model(
     **{k: (_KNOB_TYPES[k], None) for k in _HTTP_KNOBS if k != "max_tokens"},
     max_tokens=(int | None, None),
     max_completion_tokens=(int | None, None),
+    stop=(str | list[str] | None, None),
     **{p: (Any, None) for p in sorted(IGNORED_OPENAI_PARAMS) + list(UNSUPPORTED_PARAMS) + list(REQUEST_PARAMS)},
     fusiongraph=(Knobs, Field(default_factory=Knobs)),
 )

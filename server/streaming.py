@@ -20,7 +20,7 @@ from openai.types.completion_usage import CompletionUsage
 
 from fusiongraph.server import admission, auth, runs
 from fusiongraph.server.redaction import scrub
-from fusiongraph.server.response import finish_reason, fusiongraph_field, openai_tool_calls, usage_of
+from fusiongraph.server.response import cut_at_stop, finish_reason, fusiongraph_field, openai_tool_calls, usage_of
 from fusiongraph.server.schema import MODEL_ID, BaseChatRequest
 
 STREAM_CHUNK_CHARS = 24
@@ -90,6 +90,7 @@ async def events(req: BaseChatRequest, scope: dict | None = None):
                         text
                         and live_run is None
                         and not req.structured  # a tool call or JSON is checked whole before it is sent
+                        and not req.stops  # a stop sequence cuts the whole answer: sent once it is known
                         and not tags & {"judge", "decompose", "standalone"}
                         and (("synthesize" in tags and n_subtasks > 1) or ("answer" in tags and single))
                     ):
@@ -132,7 +133,8 @@ async def events(req: BaseChatRequest, scope: dict | None = None):
             yield chunk(cid, created, {"tool_calls": [piece]})
     if out.get("refusal"):
         yield chunk(cid, created, {"refusal": out["refusal"]})
-    answer, note = out.get("answer", "") or "", {}
+    answer, stopped = cut_at_stop(out.get("answer", "") or "", req.stops)
+    note = {}
     if answer.startswith(sent) or answer.strip() == sent.strip():
         rest = answer[len(sent) :] if answer.startswith(sent) else ""
     else:  # the streamed run did not produce the final text (e.g. the synthesiser failed)
@@ -141,7 +143,7 @@ async def events(req: BaseChatRequest, scope: dict | None = None):
     for i in range(0, len(rest), STREAM_CHUNK_CHARS):
         yield chunk(cid, created, {"content": rest[i : i + STREAM_CHUNK_CHARS]})
     field = fusiongraph_field(out, req.ignored) | note | {"streamed_live": bool(sent)}
-    yield chunk(cid, created, {}, finish_reason(out), fusiongraph=field)
+    yield chunk(cid, created, {}, "stop" if stopped else finish_reason(out), fusiongraph=field)
     if (req.stream_options or {}).get("include_usage"):
-        yield chunk(cid, created, usage=usage_of(out))
+        yield chunk(cid, created, usage=usage_of(out, req.prompt_text, answer))
     yield {"data": "[DONE]"}

@@ -52,7 +52,7 @@ def settle_run(configurable: dict, run_id: str | None, out: dict) -> None:
     with, once per run id, and record its metrics (mode ``runs``). Never raises."""
     user = configurable.get("langgraph_auth_user")
     identity = _user_field(user, "identity")
-    label = _user_field(user, "key_name") or ANONYMOUS
+    label = _user_field(user, "identity") or ANONYMOUS  # the key's id: /metrics names no key
     started_ms = configurable.get("__request_start_time_ms__")
     seconds = time.time() - float(started_ms) / 1000 if started_ms else None
     run_metrics.observe(out, "runs", label, seconds)

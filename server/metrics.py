@@ -5,7 +5,8 @@ Under ``langgraph dev``/``langgraph up`` they are served by LangGraph's own ``GE
 process's default prometheus_client registry, next to LangGraph's metrics); the app also has a ``/metrics``
 route of its own for when it runs outside LangGraph (LangGraph's route shadows it otherwise).
 
-* ``fusiongraph_requests_total{route, method, status, key}`` - requests to the endpoint, refused ones too.
+* ``fusiongraph_requests_total{route, method, status, key}`` - requests to the endpoint, refused ones too
+  (``key``: the API key's id, ``key_...``, never its name; ``anonymous`` on an open server).
 * ``fusiongraph_request_duration_seconds{route}`` - time to the last byte of the response.
 """
 
@@ -39,7 +40,7 @@ REQUEST_SECONDS = Histogram(
 
 def key_label(scope: dict | None) -> str:
     key = (scope or {}).get("fusiongraph.api_key")
-    return key.name if key is not None else ANONYMOUS
+    return key.id if key is not None else ANONYMOUS  # the key's id, never its name: /metrics may be public
 
 
 def count_rejection(scope: dict, status: int) -> None:

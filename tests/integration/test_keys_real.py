@@ -71,8 +71,12 @@ def test_langgraph_dev_keys_budgets_and_metrics(langgraph_dev, tmp_path):
     assert revoked.value.body["code"] == "revoked_api_key"
 
     metrics = httpx.get(f"{url}/metrics").text  # LangGraph's /metrics serves the process's registry
-    assert 'fusiongraph_runs_total{key="ci",mode="json"} 1.0' in metrics
-    assert 'fusiongraph_runs_total{key="ci",mode="runs"} 1.0' in metrics  # the SDK run, counted once
-    assert 'fusiongraph_requests_total{key="ci",method="POST",route="/v1/chat/completions",status="200"} 1.0' in metrics
+    assert f'fusiongraph_runs_total{{key="{key.id}",mode="json"}} 1.0' in metrics  # the key's id, not its name
+    assert f'fusiongraph_runs_total{{key="{key.id}",mode="runs"}} 1.0' in metrics  # the SDK run, counted once
+    assert (
+        f'fusiongraph_requests_total{{key="{key.id}",method="POST",route="/v1/chat/completions",status="200"}} 1.0'
+        in metrics
+    )
+    assert 'key="ci"' not in metrics and 'key="broke"' not in metrics
     assert 'status="429"' in metrics and "fusiongraph_model_latency_seconds_bucket" in metrics
     ks.close()

@@ -248,8 +248,9 @@ def test_a_run_is_charged_to_its_key_and_a_key_over_budget_gets_429(server_store
         error = over.json()["error"]
         assert error["type"] == error["code"] == "insufficient_quota" and "'tiny' has spent" in error["message"]
         metrics = client.get("/metrics").text
-    assert 'fusiongraph_runs_total{key="tiny",mode="json"}' in metrics
-    assert 'fusiongraph_cost_usd_total{key="tiny",kind="answer",model="strong"}' in metrics
+    assert f'fusiongraph_runs_total{{key="{key.id}",mode="json"}}' in metrics  # the key's id, never its name
+    assert f'fusiongraph_cost_usd_total{{key="{key.id}",kind="answer",model="strong"}}' in metrics
+    assert 'key="tiny"' not in metrics
     assert 'fusiongraph_attempts_total{accepted="false",model="cheap"}' in metrics
     assert 'route="/v1/chat/completions",status="429"' in metrics
     assert "fusiongraph_escalations_total" in metrics and "fusiongraph_request_duration_seconds_bucket" in metrics
@@ -306,8 +307,8 @@ def test_a_langgraph_api_run_is_charged_once_to_its_key_by_the_settle_node(serve
     charges = keys_mod.key_store().backend._db.execute("SELECT run_id FROM api_key_charges ORDER BY id").fetchall()
     assert charges == [("run-1",), ("run-2",)]
     metrics = generate_latest(REGISTRY).decode()
-    assert 'fusiongraph_runs_total{key="sdk",mode="runs"} 3.0' in metrics
-    assert 'fusiongraph_cost_usd_total{key="sdk",kind="answer",model="strong"}' in metrics
+    assert f'fusiongraph_runs_total{{key="{key.id}",mode="runs"}} 3.0' in metrics
+    assert f'fusiongraph_cost_usd_total{{key="{key.id}",kind="answer",model="strong"}}' in metrics
     assert 'fusiongraph_runs_total{key="anonymous",mode="runs"}' in metrics
     assert 'fusiongraph_run_duration_seconds_count{mode="runs"}' in metrics
 

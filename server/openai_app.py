@@ -20,8 +20,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from fusiongraph.models.roster import CapabilityError
-from fusiongraph.server import admission, auth, metrics, runs, streaming
-from fusiongraph.server.redaction import known_secrets
+from fusiongraph.server import admission, auth, metrics, responses_api, runs, streaming
+from fusiongraph.server.redaction import known_secrets, scrub
 from fusiongraph.server.response import completion_body
 from fusiongraph.server.schema import MODEL_CARD, MODEL_ID, RequestError, parse_request
 from fusiongraph.text import QueryError, redact
@@ -71,33 +71,36 @@ async def get_model(request: Request) -> JSONResponse:
     return JSONResponse(MODEL_CARD)
 
 
-async def chat_completions(request: Request):
+LEFT = object()  # read_json: the client left before its body was read
+
+
+async def read_json(request: Request):
+    """The request's JSON body (None for none; RequestError when it is not JSON); LEFT when the client left
+    mid-body."""
     try:
-        try:
-            raw = await request.body()
-        except ClientDisconnect:  # the body was cut short: the client is gone, nobody reads a response
-            return Response(status_code=499)
-        try:
-            body = json.loads(raw) if raw else None
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise RequestError(f"the request body is not valid JSON: {exc}") from exc
-        except RecursionError:
-            raise RequestError("the request body nests JSON too deeply") from None
-        req = parse_request(body)
-    except RequestError as exc:
-        return error_response(exc.message, exc.status, exc.param, exc.code)
-    gate = admission.admission()  # first: a full worker answers 429 at once, before any work for the request
+        raw = await request.body()
+    except ClientDisconnect:  # the body was cut short: the client is gone, nobody reads a response
+        return LEFT
+    try:
+        return json.loads(raw) if raw else None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestError(f"the request body is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise RequestError("the request body nests JSON too deeply") from None
+
+
+def full_gate() -> JSONResponse | None:
+    """A 429 when every run slot and the queue are taken: answered at once, before any work for the request."""
+    gate = admission.admission()
     if gate.running >= gate.max_runs and gate.waiting >= gate.max_queued:
         admission.REJECTED.inc()
         return overloaded(gate.retry_after())
-    if req.stream:
-        try:  # a query no model can read whole is the client's error (400), before the stream starts
-            await asyncio.to_thread(runs.check_request, req)
-        except QueryError as exc:
-            return _query_error(exc)
-        return EventSourceResponse(
-            streaming.events(req, request.scope), sep="\n", headers={"Cache-Control": "no-cache"}
-        )
+    return None
+
+
+async def admitted_run(req, request: Request):
+    """The graph run of a request in a run slot (the output), or the response that replaces it: 429, a 4xx for
+    a query the graph refuses, a 500 for a graph failure, 499 for a client that left."""
 
     async def run():
         await asyncio.to_thread(runs.check_request, req)
@@ -115,7 +118,61 @@ async def chat_completions(request: Request):
     if out is None:  # the client went away: its run was cancelled, nobody reads a response
         return Response(status_code=499)
     await asyncio.to_thread(auth.settle, request.scope, out)  # charge the API key, record metrics
+    return out
+
+
+async def chat_completions(request: Request):
+    try:
+        body = await read_json(request)
+        if body is LEFT:
+            return Response(status_code=499)
+        req = parse_request(body)
+    except RequestError as exc:
+        return error_response(exc.message, exc.status, exc.param, exc.code)
+    if refused := full_gate():
+        return refused
+    if req.stream:
+        try:  # a query no model can read whole is the client's error (400), before the stream starts
+            await asyncio.to_thread(runs.check_request, req)
+        except QueryError as exc:
+            return _query_error(exc)
+        return EventSourceResponse(
+            streaming.events(req, request.scope), sep="\n", headers={"Cache-Control": "no-cache"}
+        )
+
+    out = await admitted_run(req, request)
+    if isinstance(out, Response):
+        return out
     return JSONResponse(completion_body(out, req.ignored, req.stops, req.prompt_text))
+
+
+async def create_response(request: Request):
+    """``POST /v1/responses``: the Responses API (server/responses_api.py)."""
+    try:
+        body = await read_json(request)
+        if body is LEFT:
+            return Response(status_code=499)
+        chat, conversation = responses_api.chat_body(body)
+        req = parse_request(chat)
+    except RequestError as exc:
+        return error_response(exc.message, exc.status, exc.param, exc.code)
+    if refused := full_gate():
+        return refused
+    if req.stream:
+        try:
+            await asyncio.to_thread(runs.check_request, req)
+        except QueryError as exc:
+            return _query_error(exc)
+        return EventSourceResponse(
+            responses_api.events(req, conversation, request.scope), sep="\n", headers={"Cache-Control": "no-cache"}
+        )
+    out = await admitted_run(req, request)
+    if isinstance(out, Response):
+        return out
+    rid, created = responses_api.new_id()
+    items = responses_api.output_items(out)
+    responses_api.remember(rid, conversation, items)
+    return JSONResponse(scrub(responses_api.response_body(rid, out, items, req.prompt_text, req.ignored, created)))
 
 
 async def method_not_allowed(request: Request) -> JSONResponse:
@@ -143,6 +200,7 @@ app = Starlette(
         Route("/v1/models/{model:path}", get_model, methods=["GET"]),
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/chat/completions", method_not_allowed, methods=["GET", "PUT", "PATCH", "DELETE"]),
+        Route("/v1/responses", create_response, methods=["POST"]),
         Route("/v1/{path:path}", not_found, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
     ],
 )

@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from fusiongraph.models.roster import CapabilityError
-from fusiongraph.server import admission, auth, metrics, responses_api, runs, streaming
+from fusiongraph.server import admission, auth, messages_api, metrics, responses_api, runs, streaming
 from fusiongraph.server.redaction import known_secrets, scrub
 from fusiongraph.server.response import completion_body
 from fusiongraph.server.schema import MODEL_CARD, MODEL_ID, RequestError, parse_request
@@ -175,6 +175,33 @@ async def create_response(request: Request):
     return JSONResponse(scrub(responses_api.response_body(rid, out, items, req.prompt_text, req.ignored, created)))
 
 
+async def create_message(request: Request):
+    """``POST /v1/messages``: Anthropic's Messages API (server/messages_api.py), errors in its shape."""
+    try:
+        body = await read_json(request)
+        if body is LEFT:
+            return Response(status_code=499)
+        req = parse_request(messages_api.chat_body(body))
+    except RequestError as exc:
+        return messages_api.error(exc.status, exc.message if exc.param is None else f"{exc.param}: {exc.message}")
+    if refused := full_gate():
+        return messages_api.from_openai_error(refused)
+    if req.stream:
+        try:
+            await asyncio.to_thread(runs.check_request, req)
+        except QueryError as exc:
+            return messages_api.from_openai_error(_query_error(exc))
+        return EventSourceResponse(
+            messages_api.events(req, request.scope), sep="\n", headers={"Cache-Control": "no-cache"}
+        )
+    out = await admitted_run(req, request)
+    if isinstance(out, JSONResponse):
+        return messages_api.from_openai_error(out)
+    if isinstance(out, Response):
+        return out
+    return JSONResponse(scrub(messages_api.message_body(out, req)))
+
+
 async def method_not_allowed(request: Request) -> JSONResponse:
     response = error_response(
         f"{request.method} is not allowed on {request.url.path}; use POST", 405, None, "method_not_allowed"
@@ -201,6 +228,7 @@ app = Starlette(
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/chat/completions", method_not_allowed, methods=["GET", "PUT", "PATCH", "DELETE"]),
         Route("/v1/responses", create_response, methods=["POST"]),
+        Route("/v1/messages", create_message, methods=["POST"]),
         Route("/v1/{path:path}", not_found, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
     ],
 )

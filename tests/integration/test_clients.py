@@ -1,7 +1,8 @@
 """Real clients against a real `langgraph dev` on the embedded default (SmolLM2-135M, no API key): the official
 `openai` Python client, LangChain's ChatOpenAI (bind_tools, with_structured_output), an agent built with
-LangGraph's prebuilt ReAct agent completing a tool loop, threads through the LangGraph SDK, and the OpenAI
-JS client from npm streaming. One server for the whole module."""
+LangGraph's prebuilt ReAct agent completing a tool loop, threads through the LangGraph SDK, the OpenAI JS client
+from npm streaming, the Responses API through the openai client and the Messages API through the anthropic
+client, each with a tool. One server for the whole module."""
 
 from __future__ import annotations
 
@@ -255,3 +256,52 @@ def test_the_openai_js_client_streams_a_reply(server, openai_js, tmp_path):
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["text"].strip() and result["finish"] in ("stop", "length") and result["chunks"] >= 3
+
+
+def test_the_responses_api_with_a_function_tool_and_a_continued_conversation(oai):
+    tool = {"type": "function", **WEATHER["function"]}
+    first = oai.responses.create(
+        model="fusiongraph", input="What is the weather in Paris right now?", tools=[tool], tool_choice="required",
+        max_output_tokens=48, extra_body={"fusiongraph": LOCAL},
+    )  # fmt: skip
+    (item,) = [o for o in first.output if o.type == "function_call"]
+    assert item.name == "get_weather" and item.call_id
+    jsonschema.validate(json.loads(item.arguments), WEATHER_PARAMS)
+    after = oai.responses.create(
+        model="fusiongraph", previous_response_id=first.id, tools=[tool], max_output_tokens=48,
+        input=[{"type": "function_call_output", "call_id": item.call_id, "output": "sunny, 21 C"}],
+        extra_body={"fusiongraph": LOCAL},
+    )  # fmt: skip
+    assert after.status == "completed" and after.output
+    events = list(
+        oai.responses.create(
+            model="fusiongraph", input="What is the capital of France?", stream=True, max_output_tokens=24,
+            extra_body={"fusiongraph": LOCAL},
+        )
+    )  # fmt: skip
+    assert events[0].type == "response.created" and events[-1].type == "response.completed"
+    assert events[-1].response.output_text.strip()
+
+
+def test_the_anthropic_client_with_a_tool(server):
+    import anthropic
+
+    claude = anthropic.Anthropic(base_url=server, api_key="unused", timeout=300, max_retries=0)
+    tool = {"name": "get_weather", "description": WEATHER["function"]["description"], "input_schema": WEATHER_PARAMS}
+    first = claude.messages.create(
+        model="fusiongraph", max_tokens=48, tools=[tool], tool_choice={"type": "tool", "name": "get_weather"},
+        messages=[{"role": "user", "content": "What is the weather in Paris right now?"}],
+        extra_body={"fusiongraph": LOCAL},
+    )  # fmt: skip
+    assert first.stop_reason == "tool_use"
+    (use,) = first.content
+    jsonschema.validate(use.input, WEATHER_PARAMS)
+    done = claude.messages.create(
+        model="fusiongraph", max_tokens=48, tools=[tool], extra_body={"fusiongraph": LOCAL},
+        messages=[
+            {"role": "user", "content": "What is the weather in Paris right now?"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": use.id, "name": use.name, "input": use.input}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "sunny, 21 C"}]},
+        ],
+    )  # fmt: skip
+    assert done.content and done.stop_reason in ("end_turn", "tool_use", "max_tokens")

@@ -21,6 +21,7 @@ from fusiongraph import privacy as pv
 from fusiongraph.attempt import is_transient, prepare_call, run_attempt
 from fusiongraph.budget import Ledger, branch_share
 from fusiongraph.context import FusionContext, as_context
+from fusiongraph.judging.verifiers import TOOL_LOOP, tool_result_answer
 from fusiongraph.records import Attempt, Status, TraceEvent, attempt_cost
 from fusiongraph.resources import get_resources
 from fusiongraph.state import SubtaskState
@@ -145,11 +146,26 @@ def cascade(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
             trace.append(
                 {"node": "cascade", "event": "no answer", "detail": "every model failed or none could be afforded"}
             )
+    answer, tool_calls = (best["answer"], best.get("tool_calls", [])) if best else ("", [])
+    if status != "accepted" and best is not None and repeated_call(best):
+        answer, tool_calls = tool_result_answer([*history, *tail]) or answer, []
+        trace.append(
+            {
+                "node": "cascade",
+                "event": "tool result used",
+                "detail": "no model used the tool result (each repeated the call): answered with the result itself",
+            }
+        )
     return {
         "attempts": attempts,
         "status": status,
         "answered_by": best["model"] if best else None,
-        "answer": best["answer"] if best else "",
-        "tool_calls": best.get("tool_calls", []) if best else [],
+        "answer": answer,
+        "tool_calls": tool_calls,
         "trace": trace,
     }
+
+
+def repeated_call(attempt: dict) -> bool:
+    """The attempt repeated the tool call its tool result had answered (the rules judge's veto)."""
+    return any(v.get("veto") and str(v.get("detail", "")).startswith(TOOL_LOOP) for v in attempt.get("verdicts", []))

@@ -526,3 +526,49 @@ def check_schema(schema, what: str) -> None:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as exc:
         raise ValueError(f"{what} is not a valid JSON schema: {exc.message}") from None
+
+
+# ------------------------------------------------------------------------------------- after a tool result
+
+TOOL_LOOP = "tool loop"  # the reason's prefix: an answer that repeats the call just answered
+
+
+def answered_calls(messages: list) -> tuple[list[dict], list[str]]:
+    """When the conversation ends with tool results: the calls they answer and the results' texts."""
+    results: list[str] = []
+    for m in reversed(messages or []):
+        if type(m).__name__ == "ToolMessage":
+            results.insert(0, str(m.content))
+            continue
+        calls = list(getattr(m, "tool_calls", None) or []) if results else []
+        return calls, results
+    return [], results
+
+
+def repeats_call(messages: list, message) -> str | None:
+    """After a tool result, a reply that calls the same tool with the same arguments again, or restates the
+    call as text instead of using its result: why (TOOL_LOOP ...), else None."""
+    calls, results = answered_calls(messages)
+    if not calls:
+        return None
+    done = {(c["name"], json.dumps(c.get("args") or {}, sort_keys=True)) for c in calls}
+    for c in getattr(message, "tool_calls", None) or []:
+        if (c["name"], json.dumps(c.get("args") or {}, sort_keys=True)) in done:
+            return f"{TOOL_LOOP}: calls {c['name']} again with the arguments it just got a result for"
+    text = str(getattr(message, "content", "") or "")
+    used = any(w in text.lower() for r in results for w in re.findall(r"[^\W_]{3,}", r.lower()))
+    for c in calls:
+        named = c["name"] in text
+        args = [str(v) for v in (c.get("args") or {}).values()]
+        if named and (not args or all(a in text for a in args)) and not used:
+            return f"{TOOL_LOOP}: restates the call of {c['name']} instead of using its result"
+    return None
+
+
+def tool_result_answer(messages: list) -> str | None:
+    """An answer built from the tool results themselves, when no model used them."""
+    calls, results = answered_calls(messages)
+    if not results:
+        return None
+    names = [c["name"] for c in calls] or ["the tool"]
+    return "\n".join(f"{names[min(i, len(names) - 1)]} returned: {r}" for i, r in enumerate(results))

@@ -270,3 +270,25 @@ def test_an_image_goes_only_to_a_vision_model_and_with_none_is_a_clear_error(fus
     sent, _ = res.roster.chat_model("eyes", 1, 1).seen[0]
     assert sent[-1].content == IMAGE.content  # the user's own message, image part and all
     assert isinstance(ModelSpec(id="x", kind="openai", model="m", capabilities=["vision"]).capabilities, list)
+
+
+def test_after_a_tool_result_a_repeated_call_is_vetoed_and_the_next_model_uses_the_result(fusion):
+    spec, cheap, strong = models('get_weather({"city": "Paris"})', "GOOD It is sunny in Paris, 21 C.")
+    fusion(spec)
+    turns = [HumanMessage("Weather in Paris?"), call(city="Paris"), ToolMessage("sunny, 21 C", tool_call_id="c1")]
+    out = graph.invoke({"messages": turns, "tools": [WEATHER]}, context=ctx())
+    (result,) = out["results"]
+    first, second = result["attempts"]
+    assert first["verdicts"][0]["veto"] and first["verdicts"][0]["detail"].startswith("tool loop: restates")
+    assert out["answer"] == "GOOD It is sunny in Paris, 21 C." and "tool_calls" not in out
+
+
+def test_when_every_model_repeats_the_call_the_answer_is_the_tool_result(fusion):
+    spec, cheap, strong = models(call(city="Paris"), "Calling get_weather with city Paris")
+    fusion(spec)
+    turns = [HumanMessage("Weather in Paris?"), call(city="Paris"), ToolMessage("sunny, 21 C", tool_call_id="c1")]
+    out = graph.invoke({"messages": turns, "tools": [WEATHER]}, context=ctx())
+    (result,) = out["results"]
+    assert [a["verdicts"][0]["detail"].split(":")[0] for a in result["attempts"]] == ["tool loop", "tool loop"]
+    assert out["answer"] == "get_weather returned: sunny, 21 C" and "tool_calls" not in out
+    assert any(e.get("event") == "tool result used" for e in result["trace"])

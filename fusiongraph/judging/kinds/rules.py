@@ -9,7 +9,15 @@ import json
 import re
 
 from fusiongraph.judging.base import CallsNoModel, Judging, Verdict, register_judge
-from fusiongraph.judging.verifiers import WANTS_JSON, check_output, for_class, new_words, run_verifiers, strip_fence
+from fusiongraph.judging.verifiers import (
+    WANTS_JSON,
+    check_output,
+    for_class,
+    new_words,
+    repeats_call,
+    run_verifiers,
+    strip_fence,
+)
 
 _REFUSAL = re.compile(
     r"^\s*(i('| a)m sorry|sorry,|i can(no|')t (help|assist|answer|do)|i am unable|i'm unable|as an ai\b|"
@@ -75,6 +83,8 @@ class RulesJudge(CallsNoModel):
     def judge(self, j: Judging) -> Verdict:
         """The request's output checks first (tool calls, JSON format: fusiongraph.judging.verifiers.OUTPUT_VERIFIERS;
         a failed one vetoes), then, for a text answer, the text rules."""
+        if loop := repeats_call(j.messages, j.message):  # after a tool result: use it, never repeat the call
+            return Verdict("rules", 0.0, True, loop)
         checks = check_output(j.request, j.message)
         for name, check in checks:
             if check.veto:

@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     require_api_key: bool = Field(False, description="Refuse requests without a valid API key.")
     max_runs: int = Field(2, ge=1, description="Chat runs in flight per worker; more wait in the queue.")
     max_queued: int = Field(8, ge=0, description="Chat runs waiting per worker; past it, an immediate 429.")
+    key_rpm: int = Field(0, ge=0, description="Requests a minute allowed to each API key (0: no limit).")
+    redis_url: str = Field(
+        "", description="Redis for counts every replica shares (rate limits), e.g. redis://127.0.0.1:6379/0."
+    )
 
 
 def settings() -> Settings:

@@ -29,7 +29,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from fusiongraph.keys import PREFIX, ApiKey, KeyRefused, key_store, require_keys_env
+from fusiongraph.rate_limit import over_limit
 from fusiongraph.server import metrics
+from fusiongraph.settings import settings
 from fusiongraph.settlement import ANONYMOUS, charge, run_cost
 from fusiongraph.store.backend import StoreError, mask_url
 
@@ -86,6 +88,15 @@ def authenticate(authorization: str | None, headers: dict, scope: dict) -> dict:
             "server_error",
         ) from None
     scope[SCOPE_KEY] = key
+    if (retry_after := over_limit(key.id)) is not None:
+        rejected = KeyRejected(
+            429,
+            f"the API key {key.name!r} is over its {settings().key_rpm} requests a minute; retry after {retry_after} s",
+            "rate_limit_exceeded",
+            "requests",
+        )
+        rejected.headers = {"Retry-After": str(retry_after)}
+        raise rejected
     return {
         "identity": key.id,
         "display_name": key.name,

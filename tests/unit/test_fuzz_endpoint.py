@@ -1,7 +1,9 @@
 """Every bad input to the OpenAI-compatible endpoint is a 4xx in OpenAI's error shape, never a 500
-(property-based: random bodies, types, sizes and nesting, raw bytes, other methods and paths)."""
+(property-based: random bodies, types, sizes and nesting, raw bytes, other methods and paths).
+$FUSIONGRAPH_FUZZ_EXAMPLES sets the random bodies' count (benchmarks/bench_fuzz.py runs 10,000)."""
 
 import json
+import os
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -56,7 +58,9 @@ def assert_openai_error(r):
 
 
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+    max_examples=int(os.environ.get("FUSIONGRAPH_FUZZ_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(body=BODIES)
 def test_random_bodies_are_never_a_500(client, fusion, body):

@@ -1,8 +1,8 @@
 """Real clients against a real `langgraph dev` on the embedded default (SmolLM2-135M, no API key): the official
 `openai` Python client, LangChain's ChatOpenAI (bind_tools, with_structured_output), an agent built with
 LangGraph's prebuilt ReAct agent completing a tool loop, threads through the LangGraph SDK, the OpenAI JS client
-from npm streaming, the Responses API through the openai client and the Messages API through the anthropic
-client, each with a tool. One server for the whole module."""
+from npm streaming, the Responses API through the openai client and the OpenAI Agents SDK's default model, and
+the Messages API through the anthropic client, each with a tool. One server for the whole module."""
 
 from __future__ import annotations
 
@@ -305,3 +305,37 @@ def test_the_anthropic_client_with_a_tool(server):
         ],
     )  # fmt: skip
     assert done.content and done.stop_reason in ("end_turn", "tool_use", "max_tokens")
+
+
+def test_the_openai_agents_sdk_default_model_runs_a_tool_using_agent(server):
+    import asyncio
+
+    from agents import Agent, ModelSettings, OpenAIResponsesModel, RunConfig, Runner, function_tool
+    from openai import AsyncOpenAI
+
+    @function_tool
+    def get_weather(city: str) -> str:
+        """Current weather of a city."""
+        return f"sunny, 21 C in {city}"
+
+    async def run():
+        client = AsyncOpenAI(base_url=f"{server}/v1", api_key="unused", timeout=300, max_retries=0)
+        agent = Agent(
+            name="weather",
+            instructions="Answer with the tool's result.",
+            tools=[get_weather],
+            model=OpenAIResponsesModel(model="fusiongraph", openai_client=client),
+            model_settings=ModelSettings(tool_choice="get_weather", max_tokens=48, extra_body={"fusiongraph": LOCAL}),
+        )
+        config = RunConfig(tracing_disabled=True)
+        first = await Runner.run(agent, "What is the weather in Paris right now?", run_config=config, max_turns=4)
+        second = await Runner.run(
+            agent, first.to_input_list() + [{"role": "user", "content": "Thanks. Is that warm?"}], run_config=config,
+            max_turns=4,
+        )  # fmt: skip
+        return first, second
+
+    first, second = asyncio.run(run())
+    kinds = [item.type for item in first.new_items]
+    assert kinds[:2] == ["tool_call_item", "tool_call_output_item"] and kinds[-1] == "message_output_item"
+    assert first.final_output and second.final_output

@@ -50,6 +50,14 @@ def client():
         yield c
 
 
+@pytest.fixture
+def fused(fusion):
+    """Scripted models for the whole test (every example shares them: one store, opened once)."""
+    from tests.unit.test_server import two_models
+
+    return fusion(two_models())
+
+
 def assert_openai_error(r):
     assert r.status_code < 500, (r.status_code, r.text[:500])
     if r.status_code >= 400 and r.status_code != 499:
@@ -63,10 +71,7 @@ def assert_openai_error(r):
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(body=BODIES)
-def test_random_bodies_are_never_a_500(client, fusion, body):
-    from tests.unit.test_server import two_models
-
-    fusion(two_models())
+def test_random_bodies_are_never_a_500(client, fused, body):
     assert_openai_error(client.post("/v1/chat/completions", content=json.dumps(body)))
 
 

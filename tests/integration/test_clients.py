@@ -1,7 +1,7 @@
 """Real clients against a real `langgraph dev` on the embedded default (SmolLM2-135M, no API key): the official
 `openai` Python client, LangChain's ChatOpenAI (bind_tools, with_structured_output), an agent built with
 LangGraph's prebuilt ReAct agent completing a tool loop, threads through the LangGraph SDK, the OpenAI JS client
-from npm streaming, the Responses API through the openai client and the OpenAI Agents SDK's default model, and
+from npm streaming and creating responses, the Responses API through the openai client and the OpenAI Agents SDK's default model, and
 the Messages API through the anthropic client, each with a tool. One server for the whole module."""
 
 from __future__ import annotations
@@ -339,3 +339,30 @@ def test_the_openai_agents_sdk_default_model_runs_a_tool_using_agent(server):
     kinds = [item.type for item in first.new_items]
     assert kinds[:2] == ["tool_call_item", "tool_call_output_item"] and kinds[-1] == "message_output_item"
     assert first.final_output and second.final_output
+
+
+JS_RESPONSES = """
+const OpenAI = require("openai");
+const client = new OpenAI({ baseURL: process.env.BASE_URL, apiKey: "unused" });
+(async () => {
+  const first = await client.responses.create({
+    model: "fusiongraph", input: "Name a colour.", max_output_tokens: 24, fusiongraph: { local_only: true },
+  });
+  const more = await client.responses.create({
+    model: "fusiongraph", input: "Another one?", previous_response_id: first.id, max_output_tokens: 24,
+    fusiongraph: { local_only: true },
+  });
+  console.log(JSON.stringify({ first: first.output_text, more: more.output_text, status: more.status }));
+})().catch((e) => { console.error(e); process.exit(1); });
+"""
+
+
+def test_the_openai_js_client_creates_responses(server, openai_js, tmp_path):
+    node, cache = openai_js
+    script = tmp_path / "responses.js"
+    script.write_text(JS_RESPONSES)
+    env = dict(os.environ, BASE_URL=f"{server}/v1", NODE_PATH=str(cache / "node_modules"))
+    run = subprocess.run([node, str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["first"].strip() and result["more"].strip() and result["status"] == "completed"

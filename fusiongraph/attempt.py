@@ -27,6 +27,7 @@ from fusiongraph.budget import PER_MESSAGE_TOKENS, charge, counter_for, message_
 from fusiongraph.context import FusionContext
 from fusiongraph.judging.acceptance import current_fit, decide, without_say
 from fusiongraph.judging.base import JUDGES, NO_RESERVATION, AnswerCall, Judging, Reservation, Verdict
+from fusiongraph.judging.kinds.key_confidence import token_pieces
 from fusiongraph.judging.kinds.llm import (  # noqa: F401  (the LLM judge's bounds, under their old home)
     ANSWER_TOKENS_PER_TOKEN,
     JUDGE_MAX_TOKENS,
@@ -304,6 +305,7 @@ def run_attempt(
         acceptance=acceptance,
         after_rejection=conditioned,
         compute_s=compute_s,
+        logprobs=token_pieces(message) if ctx.logprobs else (),
     )
 
 

@@ -93,6 +93,11 @@ class FusionContext(BaseModel):
         default=0.7, ge=0.01, le=2.0, description="Sampling temperature of the consistency judge's samples (0.01-2)."
     )
     llm_judge: bool = Field(default=True, description="Ask an LLM judge to score each answer (prompts/judge.md).")
+    logprobs: bool = Field(
+        default=False,
+        description="Keep each answer's token log-probabilities in its attempt, where the model returns them "
+        "(the endpoint's `logprobs`).",
+    )
     judge_model: str = Field(
         default="",
         description="Roster id of the LLM judge; empty picks the cheapest available API model, else the local one.",

@@ -90,6 +90,7 @@ class Attempt(TypedDict):
     judge_tokens_out: NotRequired[int]
     judge_trimmed_chars: NotRequired[int]  # characters of the answer a judge did not read (its reserved allowance)
     compute_s: NotRequired[float]  # a returned call: in-process compute seconds of its answer and judges
+    logprobs: NotRequired[list[list[Any]]]  # with the logprobs knob: [token text, log-probability] of the answer
 
 
 class Skip(TypedDict):
@@ -199,6 +200,7 @@ def new_attempt(
     acceptance: AcceptanceRecord | None = None,
     after_rejection: bool = False,
     compute_s: float = 0.0,
+    logprobs: Sequence[tuple[str, float]] = (),
 ) -> Attempt:
     """The one place an :class:`Attempt` is built: a failed call when `error` is given, else a judged answer."""
     attempt: dict[str, Any] = {"model": model, "guides": list(guides), "after_rejection": bool(after_rejection)}
@@ -243,6 +245,8 @@ def new_attempt(
     )
     if tool_calls:
         attempt["tool_calls"] = [dict(tc) for tc in tool_calls]
+    if logprobs:
+        attempt["logprobs"] = [[str(t), round(float(lp), 6)] for t, lp in logprobs]
     return attempt  # type: ignore[return-value]
 
 

@@ -143,7 +143,11 @@ async def chat_completions(request: Request):
     out = await admitted_run(req, request)
     if isinstance(out, Response):
         return out
-    return JSONResponse(completion_body(out, req.ignored, req.stops, req.prompt_text))
+    return JSONResponse(
+        completion_body(
+            out, req.ignored, req.stops, req.prompt_text, req.wants_logprobs, getattr(req, "top_logprobs", None)
+        )
+    )
 
 
 async def create_response(request: Request):

@@ -105,11 +105,44 @@ def finish_reason(out: dict) -> str:
     return "length" if "length" in reasons and len(reasons) == 1 else "stop"
 
 
-def completion_body(out: dict, ignored: list[str], stop: list[str] | None = None, prompt_text: str = "") -> dict:
+def answer_logprobs(out: dict, answer: str, top: int | None = None) -> tuple[dict | None, str | None]:
+    """OpenAI's ``choices[0].logprobs`` for the delivered answer (its answering call's tokens), or None and
+    why not."""
+    results = out.get("results") or []
+    if len(results) != 1 or results[0].get("answer") != answer:
+        return None, "the answer was written by the synthesiser, not by one model call"
+    attempt = next((a for a in results[0].get("attempts", []) if a.get("model") == results[0].get("answered_by")), {})
+    if not attempt.get("logprobs"):
+        return None, f"the answering model {attempt.get('model')!r} returns no token log-probabilities"
+    content = [
+        {"token": t, "logprob": lp, "bytes": list(t.encode("utf-8")), "top_logprobs": []}
+        for t, lp in attempt["logprobs"]
+    ]
+    note = f"top_logprobs: {attempt.get('model')!r} gives only each chosen token's log-probability" if top else None
+    return {"content": content, "refusal": None}, note
+
+
+def completion_body(
+    out: dict,
+    ignored: list[str],
+    stop: list[str] | None = None,
+    prompt_text: str = "",
+    logprobs: bool = False,
+    top_logprobs: int | None = None,
+) -> dict:
     """The non-streamed response: a ChatCompletion with the ``fusiongraph`` field, secrets redacted; the answer
     cut at the first `stop` sequence (finish_reason ``stop``)."""
     calls = openai_tool_calls(out)
     answer, stopped = cut_at_stop(out.get("answer", "") or "", stop)
+    lps, note = answer_logprobs(out, answer, top_logprobs) if logprobs and not calls else (None, None)
+    if lps is not None and stopped:  # the tokens up to the cut
+        kept, text = [], ""
+        for tok in lps["content"]:
+            if len(text) >= len(answer):
+                break
+            kept.append(tok)
+            text += tok["token"]
+        lps["content"] = kept
     message = ChatCompletionMessage(
         role="assistant",
         content=None if calls or out.get("refusal") else answer,
@@ -124,8 +157,8 @@ def completion_body(out: dict, ignored: list[str], stop: list[str] | None = None
         system_fingerprint=None,
         usage=usage_of(out, prompt_text, answer),
         choices=[
-            Choice(index=0, message=message, logprobs=None, finish_reason="stop" if stopped else finish_reason(out))
+            Choice(index=0, message=message, logprobs=lps, finish_reason="stop" if stopped else finish_reason(out))
         ],
-        fusiongraph=fusiongraph_field(out, ignored),
+        fusiongraph=fusiongraph_field(out, ignored) | ({"logprobs_note": note} if note else {}),
     )
     return scrub(body.to_dict())

@@ -51,8 +51,6 @@ IGNORED_OPENAI_PARAMS = frozenset(
         "safety_identifier",
         "verbosity",
         "modalities",
-        "logprobs",
-        "top_logprobs",
     }
 )
 # accepted (and ignored) only with a value that asks for nothing (the legacy functions API: use tools)
@@ -240,10 +238,23 @@ class BaseChatRequest(BaseModel):
         return "\n".join(m.text for m in _conversation(self.messages))
 
     @property
+    def wants_logprobs(self) -> bool:
+        return bool(getattr(self, "logprobs", None))
+
+    @property
     def stops(self) -> list[str] | None:
         """OpenAI's ``stop``: the sequences the answer is cut at (None: not asked)."""
         stop = getattr(self, "stop", None)
         return None if stop is None else [stop] if isinstance(stop, str) else list(stop)
+
+    @model_validator(mode="after")
+    def _top_logprobs_in_range(self):
+        top = getattr(self, "top_logprobs", None)
+        if top is not None and not 0 <= top <= 20:
+            raise _refuse("'top_logprobs' must be between 0 and 20", "top_logprobs")
+        if top and not getattr(self, "logprobs", None):
+            raise _refuse("'top_logprobs' needs 'logprobs': true", "top_logprobs")
+        return self
 
     @model_validator(mode="after")
     def _at_most_four_stops(self):
@@ -256,6 +267,8 @@ class BaseChatRequest(BaseModel):
         top = {k: getattr(self, k) for k in self.model_fields_set if k in _KNOB_TYPES}
         if self.max_completion_tokens is not None:
             top["max_tokens"] = self.max_completion_tokens
+        if getattr(self, "logprobs", None):
+            top["logprobs"] = True
         return {k: v for k, v in top.items() if v is not None} | self.fusiongraph.model_dump(exclude_unset=True)
 
     @property
@@ -271,10 +284,12 @@ class BaseChatRequest(BaseModel):
 ChatRequest = create_model(
     "ChatRequest",
     __base__=BaseChatRequest,
-    **{k: (_KNOB_TYPES[k], None) for k in _HTTP_KNOBS if k != "max_tokens"},
+    **{k: (_KNOB_TYPES[k], None) for k in _HTTP_KNOBS if k not in ("max_tokens", "logprobs")},
     max_tokens=(int | None, None),
     max_completion_tokens=(int | None, None),
     stop=(str | list[str] | None, None),
+    logprobs=(bool | None, None),
+    top_logprobs=(int | None, None),
     **{p: (Any, None) for p in sorted(IGNORED_OPENAI_PARAMS) + list(UNSUPPORTED_PARAMS) + list(REQUEST_PARAMS)},
     fusiongraph=(Knobs, Field(default_factory=Knobs)),
 )

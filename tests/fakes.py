@@ -44,6 +44,7 @@ class ScriptedChat(BaseChatModel):
     script: Callable[[str], Any]
     tokens_out: int = 10
     logprob: float | None = None
+    token_texts: bool = False  # with logprob: also each token's text (the reply cut in tokens_out pieces)
     finish_reason: str = "stop"
     model_config = ConfigDict(arbitrary_types_allowed=True)
     _calls: list = PrivateAttr(default_factory=list)
@@ -76,6 +77,10 @@ class ScriptedChat(BaseChatModel):
         meta = {"finish_reason": self.finish_reason}
         if self.logprob is not None:
             meta["token_logprobs"] = [self.logprob] * self.tokens_out
+            if self.token_texts and isinstance(reply, str):
+                step = -(-len(reply) // self.tokens_out) or 1
+                pieces = [reply[i : i + step] for i in range(0, len(reply), step)]
+                meta["token_texts"] = pieces + [""] * (self.tokens_out - len(pieces))
         calls = []
         if isinstance(reply, AIMessage):  # a reply with tool calls
             reply, calls = reply.content, reply.tool_calls

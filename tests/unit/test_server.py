@@ -412,3 +412,27 @@ def test_a_query_longer_than_every_context_is_a_400_streamed_or_not(client, fusi
         assert r.status_code == 400, r.text
         err = r.json()["error"]
         assert err["param"] == "messages" and "largest context" in err["message"] and "2,000 tokens" in err["message"]
+
+
+def test_logprobs_are_the_answering_calls_tokens_or_say_why_not(client, fusion):
+    fusion(
+        {
+            "cheap": (
+                {"price_in": 0.0, "price_out": 0.0},
+                ScriptedChat(script=lambda p: "GOOD: Paris", logprob=-0.1, token_texts=True),
+            )
+        }
+    )
+    body = chat(client, logprobs=True, top_logprobs=2).json()
+    content = body["choices"][0]["logprobs"]["content"]
+    assert "".join(t["token"] for t in content) == "GOOD: Paris" and all(t["logprob"] == -0.1 for t in content)
+    assert "only each chosen token" in body["fusiongraph"]["logprobs_note"]
+    assert chat(client).json()["choices"][0]["logprobs"] is None  # not asked: none kept
+    fusion(one_model())  # a model that gives no log-probabilities
+    body = chat(client, logprobs=True).json()
+    assert (
+        body["choices"][0]["logprobs"] is None
+        and "returns no token log-probabilities" in body["fusiongraph"]["logprobs_note"]
+    )
+    r = chat(client, top_logprobs=3)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "top_logprobs"

@@ -15,6 +15,7 @@ import logging
 import time
 
 from fusiongraph import run_metrics
+from fusiongraph.budget import spent_breakdown
 from fusiongraph.keys import ApiKey, key_store
 
 log = logging.getLogger(__name__)
@@ -23,8 +24,11 @@ ANONYMOUS = "anonymous"  # the identity of requests to an open server (no key wa
 
 
 def run_cost(out: dict | None) -> float:
-    """A run's actual cost: its summary's ``spent_usd.total``."""
+    """A run's actual cost: its summary's ``spent_usd.total``; a run stopped before its summary (cancelled),
+    what its finished calls cost (its results' attempts and the plan in its trace)."""
     summary = (out or {}).get("summary") or {}
+    if not summary:
+        return float(spent_breakdown((out or {}).get("results") or [], (out or {}).get("trace") or [])["total"])
     return float((summary.get("spent_usd") or {}).get("total", summary.get("cost_usd", 0.0)) or 0.0)
 
 

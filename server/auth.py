@@ -132,3 +132,11 @@ def settle(scope: dict | None, out: dict, mode: str = "json") -> None:
     key = request_key(scope)
     if key is not None:
         charge(key, run_cost(out))
+
+
+def settle_cancelled(scope: dict | None, partial: dict) -> None:
+    """A run cancelled because its client left: charge the key what its finished calls cost (never raises)."""
+    key = request_key(scope)
+    cost = run_cost(partial)
+    if key is not None and cost > 0:
+        charge(key, cost)

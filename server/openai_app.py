@@ -102,10 +102,16 @@ async def admitted_run(req, request: Request):
     """The graph run of a request in a run slot (the output), or the response that replaces it: 429, a 4xx for
     a query the graph refuses, a 500 for a graph failure, 499 for a client that left."""
 
+    partial: dict = {}  # the run's state after each step: what a cancelled run had spent
+
     async def run():
         await asyncio.to_thread(runs.check_request, req)
         graph = await asyncio.to_thread(runs.load_graph)
-        return await graph.ainvoke(req.graph_input, context=req.context, config=runs.run_config(request.scope))
+        config = runs.run_config(request.scope)
+        async for state in graph.astream(req.graph_input, context=req.context, config=config, stream_mode="values"):
+            partial.clear()
+            partial.update(state)
+        return dict(partial)
 
     try:
         out = await admission.run_unless_disconnected(run, request.is_disconnected)
@@ -115,7 +121,8 @@ async def admitted_run(req, request: Request):
         return _query_error(exc)
     except Exception as exc:  # noqa: BLE001 - a failure of the graph itself, not of the request
         return error_response(f"the graph failed: {type(exc).__name__}: {exc}"[:1000], 500, kind="server_error")
-    if out is None:  # the client went away: its run was cancelled, nobody reads a response
+    if out is None:  # the client went away: its run was cancelled; what it spent so far is charged
+        await asyncio.to_thread(auth.settle_cancelled, request.scope, partial)
         return Response(status_code=499)
     await asyncio.to_thread(auth.settle, request.scope, out)  # charge the API key, record metrics
     return out

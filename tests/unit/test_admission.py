@@ -30,6 +30,19 @@ class SlowGraph:
             raise
         return {"answer": "Paris", "results": [], "summary": {}, "trace": []}
 
+    async def astream(self, *a, **k):
+        """The state after the plan (its call cost $0.001), then after one subtask ($0.002), then the rest."""
+        self.started += 1
+        plan = [{"node": "decompose", "cost_usd": 0.001}]
+        yield {"trace": plan, "results": []}
+        yield {"trace": plan, "results": [{"attempts": [{"cost_usd": 0.0015, "judge_cost_usd": 0.0005}]}]}
+        try:
+            await asyncio.sleep(self.seconds)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        yield {"answer": "Paris", "results": [], "summary": {}, "trace": []}
+
 
 @pytest.fixture
 def slow(monkeypatch, fusion):
@@ -99,3 +112,24 @@ def test_a_bad_gate_setting_is_refused_naming_it(monkeypatch):
     monkeypatch.setenv("FUSIONGRAPH_MAX_RUNS", "0")
     with pytest.raises(ValueError, match="FUSIONGRAPH_MAX_RUNS"):
         settings()
+
+
+def test_a_cancelled_run_is_charged_what_its_finished_calls_cost(slow, monkeypatch):
+    from types import SimpleNamespace
+
+    from fusiongraph.server import auth, openai_app
+    from fusiongraph.server.schema import parse_request
+
+    charged = []
+    key = SimpleNamespace(id="key_test", name="test")
+    monkeypatch.setattr(auth, "request_key", lambda scope: key)
+    monkeypatch.setattr(auth, "charge", lambda key, cost, run_id=None: charged.append((key.id, round(cost, 6))))
+    started = time.perf_counter()
+
+    async def gone():  # the client leaves 0.4 s in: the plan and one subtask are done, the rest is running
+        return time.perf_counter() - started > 0.4
+
+    request = SimpleNamespace(scope={}, is_disconnected=gone)
+    out = asyncio.run(openai_app.admitted_run(parse_request(BODY), request))
+    assert out.status_code == 499 and slow.cancelled == 1
+    assert charged == [("key_test", 0.003)]  # the plan $0.001 + the finished subtask $0.002

@@ -7,6 +7,9 @@ by the next caller. A bad value is a clear error naming the variable.
 
 from __future__ import annotations
 
+import os
+from functools import lru_cache
+
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -45,7 +48,13 @@ class Settings(BaseSettings):
 
 
 def settings() -> Settings:
-    """The settings as the environment says now."""
+    """The settings as the environment says now (parsed once per distinct FUSIONGRAPH_* environment: asking is
+    cheap on hot paths, and a changed variable is seen at once)."""
+    return _parsed(tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("FUSIONGRAPH_"))))
+
+
+@lru_cache(maxsize=32)
+def _parsed(environment: tuple) -> Settings:
     try:
         return Settings()
     except ValidationError as exc:

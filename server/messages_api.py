@@ -202,12 +202,13 @@ async def events(req, scope: dict | None):
     def ev(kind: str, **data) -> dict:
         return {"event": kind, "data": json.dumps(scrub({"type": kind, **data}), ensure_ascii=False)}
 
+    partial: dict = {}
     try:
-        graph = await asyncio.to_thread(runs.load_graph)
         async with admission.admission().slot():
-            out = await graph.ainvoke(req.graph_input, context=req.context, config=runs.run_config(scope))
-    except asyncio.CancelledError:
+            out = await runs.run_values(req, scope, partial)
+    except asyncio.CancelledError:  # the client went away: counted, and charged its finished calls
         admission.CANCELLED.labels("streaming").inc()
+        auth.settle_cancelled(scope, partial)
         raise
     except admission.Overloaded as exc:
         yield ev("error", error={"type": "rate_limit_error", "message": str(exc)})

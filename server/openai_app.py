@@ -106,12 +106,7 @@ async def admitted_run(req, request: Request):
 
     async def run():
         await asyncio.to_thread(runs.check_request, req)
-        graph = await asyncio.to_thread(runs.load_graph)
-        config = runs.run_config(request.scope)
-        async for state in graph.astream(req.graph_input, context=req.context, config=config, stream_mode="values"):
-            partial.clear()
-            partial.update(state)
-        return dict(partial)
+        return await runs.run_values(req, request.scope, partial)
 
     try:
         out = await admission.run_unless_disconnected(run, request.is_disconnected)

@@ -273,12 +273,13 @@ async def events(req, conversation: list[dict], scope: dict | None):
     }
     yield ev("response.created", response=base)
     yield ev("response.in_progress", response=base)
+    partial: dict = {}
     try:
-        graph = await asyncio.to_thread(runs.load_graph)
         async with admission.admission().slot():
-            out = await graph.ainvoke(req.graph_input, context=req.context, config=runs.run_config(scope))
-    except asyncio.CancelledError:
+            out = await runs.run_values(req, scope, partial)
+    except asyncio.CancelledError:  # the client went away: counted, and charged its finished calls
         admission.CANCELLED.labels("streaming").inc()
+        auth.settle_cancelled(scope, partial)
         raise
     except admission.Overloaded as exc:
         yield ev("error", code="rate_limit_exceeded", message=str(exc), param=None)

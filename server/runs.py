@@ -1,6 +1,8 @@
 """The endpoint's graph runs: the graph (loaded on first use), a run's config, and what is refused before a run
 starts (and before a stream starts), as the graph itself would refuse it."""
 
+import asyncio
+
 from fusiongraph.context import as_context
 from fusiongraph.conversation import check_fits
 from fusiongraph.resources import get_resources
@@ -40,3 +42,14 @@ def single_candidate(context: dict) -> bool:
         return len(get_resources(ctx).roster.availability(ctx.local_only, answering=True)[0]) == 1
     except Exception:  # noqa: BLE001 - when unsure, do not stream drafts live
         return False
+
+
+async def run_values(req: BaseChatRequest, scope: dict | None, partial: dict) -> dict:
+    """The graph's run of a request (the caller holds its run slot): its final state. `partial` holds the state
+    after each step, so a cancelled run's finished calls can be charged (auth.settle_cancelled)."""
+    graph = await asyncio.to_thread(load_graph)
+    config = run_config(scope)
+    async for state in graph.astream(req.graph_input, context=req.context, config=config, stream_mode="values"):
+        partial.clear()
+        partial.update(state)
+    return dict(partial)

@@ -49,7 +49,14 @@ import psycopg
 from fusiongraph.store.backend import OUTCOME_COLUMNS, Backend, StoreError, mask_url
 from fusiongraph.store.postgres_listen import CHANNEL, Listener
 from fusiongraph.store.postgres_schema import LATEST, MIGRATIONS
-from fusiongraph.store.sql import OUTCOME_ROWS_SQL, check_import, forget_filter, import_keys, outcome_values
+from fusiongraph.store.sql import (
+    OUTCOME_ROWS_SQL,
+    check_import,
+    forget_filter,
+    import_keys,
+    outcome_values,
+    refuse_filled,
+)
 
 log = logging.getLogger(__name__)
 
@@ -357,11 +364,7 @@ class PostgresBackend(Backend):
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
                 cur.execute("SELECT (SELECT count(*) FROM subtasks), (SELECT count(*) FROM outcomes)")
                 before = tuple(cur.fetchone())
-                if any(before) and not append:
-                    raise StoreError(
-                        f"outcome store {self.label} already holds {before[0]} subtasks and "
-                        f"{before[1]} outcomes; pass --append to add to them"
-                    )
+                refuse_filled(self.label, before, append)
                 mapping: dict[int, int] = {}
                 added_s = added_o = 0
                 for rows in subtasks:

@@ -18,6 +18,15 @@ OUTCOME_ROWS_SQL = (
 )
 
 
+def refuse_filled(label: str, before: tuple[int, int], append: bool) -> None:
+    """An import into a store that already holds rows needs --append."""
+    if any(before) and not append:
+        raise StoreError(
+            f"outcome store {label} already holds {before[0]} subtasks and {before[1]} outcomes; "
+            f"pass --append to add to them"
+        )
+
+
 def check_import(
     label: str,
     expected: tuple[int, int],

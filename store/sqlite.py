@@ -7,7 +7,14 @@ import time
 from pathlib import Path
 
 from fusiongraph.store.backend import ADDED_COLUMNS, Backend, StoreError
-from fusiongraph.store.sql import OUTCOME_ROWS_SQL, check_import, forget_filter, import_keys, outcome_values
+from fusiongraph.store.sql import (
+    OUTCOME_ROWS_SQL,
+    check_import,
+    forget_filter,
+    import_keys,
+    outcome_values,
+    refuse_filled,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -279,11 +286,7 @@ class SQLiteBackend(Backend):
         cur.execute("BEGIN IMMEDIATE")
         try:
             before = self.count_rows()
-            if any(before) and not append:
-                raise StoreError(
-                    f"outcome store {self.label} already holds {before[0]} subtasks and {before[1]} "
-                    f"outcomes; pass --append to add to them"
-                )
+            refuse_filled(self.label, before, append)
             mapping: dict[int, int] = {}
             added_s = added_o = 0
             for rows in subtasks:

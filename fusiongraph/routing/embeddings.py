@@ -151,6 +151,7 @@ class Embedder:
         self.name = name or getattr(embeddings, "name", type(embeddings).__name__)
         self._memory: OrderedDict[str, np.ndarray] = OrderedDict()
         self._memory_items = memory_items
+        self._described: OrderedDict[str, dict] = OrderedDict()  # long texts embedded: what was (describe)
         self._lock = threading.Lock()
         self._disk = None
         if cache_path is not None:
@@ -180,17 +181,31 @@ class Embedder:
 
     def describe(self, text: str) -> dict:
         """What is embedded for `text`, for the trace: the whole text, or (a long one) its frame and what it
-        asks (the question's first 200 characters)."""
-        long = self.long_texts([text])
-        if not long:
+        asks (the question's first 200 characters); known without tokenizing again once the text was embedded."""
+        if len(text) <= self.window or not self.window:
             return {"as": "whole"}
-        return {"as": "frame + question", "tokens": len(long[0]), "question": asked_part(text)[:200]}
+        key = content_key(f"{REPRESENTATION}\0{text}")
+        if key not in self._described:
+            long = self.long_texts([text])
+            if not long:
+                return {"as": "whole"}
+            self._note_long(key, text, len(long[0]))
+        return dict(self._described[key])
+
+    def _note_long(self, key: str, text: str, tokens: int) -> None:
+        with self._lock:
+            self._described[key] = {"as": "frame + question", "tokens": tokens, "question": asked_part(text)[:200]}
+            self._described.move_to_end(key)
+            while len(self._described) > self._memory_items:
+                self._described.popitem(last=False)
 
     def embed(self, texts: list[str], progress=None) -> np.ndarray:
         """Embed many texts; ``progress(n)`` is called as batches of uncached texts complete. A text longer
         than the model reads is embedded as what it asks and its frame, pooled (:func:`views`)."""
         long = self.long_texts(texts)
         keys = [content_key(f"{REPRESENTATION}\0{t}" if i in long else t) for i, t in enumerate(texts)]
+        for i, offsets in long.items():
+            self._note_long(keys[i], texts[i], len(offsets))
         out: dict[str, np.ndarray] = {}
         with self._lock:
             for k in keys:

@@ -4,9 +4,10 @@
 
 The roster is the 135M local tier alone (the shipped roster less the Qwen tiers), the admission knobs their
 defaults (FUSIONGRAPH_MAX_RUNS 2, FUSIONGRAPH_MAX_QUEUED 8) unless set. Every client sends one question at
-once (client timeout 170 s); meanwhile `/v1/models` is asked every 50 ms. Reported: answers, 429s and other
+once (client timeout 170 s), every other one streamed (`--streamed 0.5`); meanwhile `/v1/models` is asked every 50 ms. Reported: answers, 429s and other
 statuses, the time to each client's response (429s apart), `/v1/models` p50/p99 during the burst, and how long
-after the last client the worker has no run in flight or queued (its /metrics gauges).
+after the last client the worker has no run in flight or queued (its /metrics gauges), and how many streams got
+an error event after their HTTP 200 (none should: a full gate is a real 429).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def gauge(text: str, name: str) -> float:
     return 0.0
 
 
-async def burst(url: str, clients: int) -> dict:
+async def burst(url: str, clients: int, streamed: float = 0.5) -> dict:
     body = {
         "model": "fusiongraph",
         "messages": [{"role": "user", "content": "What is the capital of France?"}],
@@ -56,10 +57,15 @@ async def burst(url: str, clients: int) -> dict:
                 assert r.status_code == 200
                 await asyncio.sleep(0.05)
 
+        every = round(1 / streamed) if streamed > 0 else 0
+
         async def one(i):
             t = time.perf_counter()
+            stream = bool(every) and i % every == every - 1
             try:
-                r = await c.post("/v1/chat/completions", json=body)
+                r = await c.post("/v1/chat/completions", json=body | {"stream": stream})
+                if stream and r.status_code == 200 and ('"error"' in r.text or "[DONE]" not in r.text):
+                    return "200+error", time.perf_counter() - t
                 return r.status_code, time.perf_counter() - t
             except httpx.HTTPError as exc:
                 return type(exc).__name__, time.perf_counter() - t
@@ -86,6 +92,8 @@ async def burst(url: str, clients: int) -> dict:
     ms = np.array(models_s) * 1000
     return {
         "clients": clients,
+        "streamed": sum(1 for i in range(clients) if every and i % every == every - 1),
+        "stream_error_after_200": statuses.get("200+error", 0),
         "statuses": statuses,
         "answered": len(answered),
         "refused_429": len(refused),
@@ -105,6 +113,7 @@ async def burst(url: str, clients: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clients", type=int, default=200)
+    ap.add_argument("--streamed", type=float, default=0.5, help="share of clients that stream (0-1)")
     ap.add_argument("--out", type=Path, default=Path("bench-out/load.json"))
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
@@ -113,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         roster = Path(tmp) / "models.yaml"
         roster.write_text(yaml.safe_dump(data))
         with run_langgraph_dev(Path(tmp), FUSIONGRAPH_MODELS=str(roster)) as (url, _log):
-            result = asyncio.run(burst(url, args.clients))
+            result = asyncio.run(burst(url, args.clients, args.streamed))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -27,7 +27,7 @@ from fusiongraph.budget import PER_MESSAGE_TOKENS, charge, counter_for, message_
 from fusiongraph.context import FusionContext
 from fusiongraph.judging.acceptance import current_fit, decide, without_say
 from fusiongraph.judging.base import JUDGES, NO_RESERVATION, AnswerCall, Judging, Reservation, Verdict
-from fusiongraph.judging.kinds.key_confidence import token_pieces
+from fusiongraph.judging.kinds.key_confidence import token_entries
 from fusiongraph.judging.kinds.llm import (  # noqa: F401  (the LLM judge's bounds, under their old home)
     ANSWER_TOKENS_PER_TOKEN,
     JUDGE_MAX_TOKENS,
@@ -229,12 +229,13 @@ def run_attempt(
     spec = res.roster[call.model_id]
     model = res.roster.chat_model(call.model_id, ctx.max_tokens, ctx.request_timeout_s)
     guides = [g["subtask"][:80] for g in call.guides]
+    bound = bind_request(model, call.request)
+    if ctx.logprobs:  # the kind asks its model for token log-probabilities (and ctx.top_logprobs alternatives)
+        bound = spec.model_kind.with_logprobs(bound, ctx.top_logprobs)
     started = time.perf_counter()
     try:
         message = invoke(
-            bind_request(model, call.request).with_config(
-                run_name=f"answer:{call.model_id}", tags=["answer", call.model_id]
-            ),
+            bound.with_config(run_name=f"answer:{call.model_id}", tags=["answer", call.model_id]),
             call.messages,
         )
     except Exception as exc:
@@ -305,7 +306,7 @@ def run_attempt(
         acceptance=acceptance,
         after_rejection=conditioned,
         compute_s=compute_s,
-        logprobs=token_pieces(message) if ctx.logprobs else (),
+        logprobs=token_entries(message) if ctx.logprobs else (),
     )
 
 

@@ -98,6 +98,13 @@ class FusionContext(BaseModel):
         description="Keep each answer's token log-probabilities in its attempt, where the model returns them "
         "(the endpoint's `logprobs`).",
     )
+    top_logprobs: int = Field(
+        default=0,
+        ge=0,
+        le=20,
+        description="With `logprobs`: also keep the most likely tokens at each step of the answer (0-20), where the "
+        "model returns them (the local llama.cpp tiers and OpenAI-style APIs do; the endpoint's `top_logprobs`).",
+    )
     judge_model: str = Field(
         default="",
         description="Roster id of the LLM judge; empty picks the cheapest available API model, else the local one.",

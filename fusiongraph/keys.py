@@ -25,8 +25,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from fusiongraph.settings import settings
-from fusiongraph.store.backend import StoreError
-from fusiongraph.store.key_backend import KEY_COLUMNS, KeyBackend, make_key_backend
+from fusiongraph.store.backend import SideStore, StoreError
+from fusiongraph.store.key_backend import KEY_BACKENDS, KEY_COLUMNS, KeyBackend
 
 PREFIX = "fg-"
 PERIODS = ("day", "month", "total")
@@ -81,23 +81,18 @@ class KeyRefused(Exception):
         self.message, self.status, self.code, self.key = message, status, code, key
 
 
-class KeyStore:
+class KeyStore(SideStore):
     """The keys of one store (a directory or a URL, as :func:`fusiongraph.resources.resolve_store` gives)."""
 
+    backends = KEY_BACKENDS
+    backend: KeyBackend
+
     def __init__(self, target: str | Path | None):
-        self.backend: KeyBackend = make_key_backend(target)
-        self._lock = threading.Lock()  # a backend is used under one lock (the SQLite one shares a connection)
         self._ever_had_keys = False
-        with self._lock:
-            self.backend.keys_schema()
+        super().__init__(target)
 
-    @property
-    def label(self) -> str:
-        return self.backend.label
-
-    def close(self) -> None:
-        with self._lock:
-            self.backend.close()
+    def schema(self) -> None:
+        self.backend.keys_schema()
 
     # ------------------------------------------------------------ administration
     def create(self, name: str, budget_usd: float, period: str = "month") -> tuple[str, ApiKey]:
@@ -197,14 +192,9 @@ _stores_lock = threading.Lock()
 
 def key_store(target: str | Path | None = None) -> KeyStore:
     """The process-wide :class:`KeyStore` of `target` (default: the store the server uses)."""
-    from fusiongraph.resources import resolve_store
+    from fusiongraph.resources import shared_per_store
 
-    resolved = resolve_store(str(target) if target else None)
-    with _stores_lock:
-        ks = _stores.get(str(resolved))
-        if ks is None:
-            ks = _stores[str(resolved)] = KeyStore(resolved)
-        return ks
+    return shared_per_store(_stores, _stores_lock, KeyStore, target)
 
 
 __all__ = [

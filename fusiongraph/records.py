@@ -90,7 +90,9 @@ class Attempt(TypedDict):
     judge_tokens_out: NotRequired[int]
     judge_trimmed_chars: NotRequired[int]  # characters of the answer a judge did not read (its reserved allowance)
     compute_s: NotRequired[float]  # a returned call: in-process compute seconds of its answer and judges
-    logprobs: NotRequired[list[list[Any]]]  # with the logprobs knob: [token text, log-probability] of the answer
+    # with the logprobs knob: [token text, log-probability] of each answer token, and with top_logprobs (where
+    # the model gives them) a third element, that step's most likely tokens: [[text, log-probability], ...]
+    logprobs: NotRequired[list[list[Any]]]
 
 
 class Skip(TypedDict):
@@ -200,7 +202,7 @@ def new_attempt(
     acceptance: AcceptanceRecord | None = None,
     after_rejection: bool = False,
     compute_s: float = 0.0,
-    logprobs: Sequence[tuple[str, float]] = (),
+    logprobs: Sequence[tuple] = (),
 ) -> Attempt:
     """The one place an :class:`Attempt` is built: a failed call when `error` is given, else a judged answer."""
     attempt: dict[str, Any] = {"model": model, "guides": list(guides), "after_rejection": bool(after_rejection)}
@@ -245,8 +247,13 @@ def new_attempt(
     )
     if tool_calls:
         attempt["tool_calls"] = [dict(tc) for tc in tool_calls]
-    if logprobs:
-        attempt["logprobs"] = [[str(t), round(float(lp), 6)] for t, lp in logprobs]
+    if logprobs:  # (text, logprob) or (text, logprob, alternatives) per token
+        alts = any(len(e) > 2 and e[2] for e in logprobs)
+        attempt["logprobs"] = [
+            [str(e[0]), round(float(e[1]), 6)]
+            + ([[[str(a), round(float(alp), 6)] for a, alp in (e[2] if len(e) > 2 else ())]] if alts else [])
+            for e in logprobs
+        ]
     return attempt  # type: ignore[return-value]
 
 

@@ -59,6 +59,17 @@ def resolve_store(store_dir: str | None = None) -> Path | str:
     return (Path(target).expanduser() if target else default_store_dir()).resolve()
 
 
+def shared_per_store(opened: dict, lock: threading.Lock, factory, target: str | Path | None = None):
+    """The process-wide `factory(store)` of the store at `target` (default: the store the server uses), opened
+    once and kept in `opened` (keyed by the resolved store)."""
+    resolved = resolve_store(str(target) if target else None)
+    with lock:
+        found = opened.get(str(resolved))
+        if found is None:
+            found = opened[str(resolved)] = factory(resolved)
+        return found
+
+
 def resolve_paths(ctx: FusionContext) -> tuple[Path, Path, Path | str]:
     models = Path(ctx.models_path or settings().models or DEFAULT_MODELS).expanduser()
     taxonomy = Path(ctx.taxonomy_path or settings().taxonomy or DEFAULT_TAXONOMY).expanduser()

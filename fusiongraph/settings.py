@@ -42,6 +42,14 @@ class Settings(BaseSettings):
     max_runs: int = Field(2, ge=1, description="Chat runs in flight per worker; more wait in the queue.")
     max_queued: int = Field(8, ge=0, description="Chat runs waiting per worker; past it, an immediate 429.")
     key_rpm: int = Field(0, ge=0, description="Requests a minute allowed to each API key (0: no limit).")
+    metrics_key: str = Field(
+        "",
+        description="A token that alone may read GET /metrics (for a Prometheus scraper); unset: any valid API "
+        "key may once keys exist, anybody while the server is open.",
+    )
+    responses_retention_days: float = Field(
+        30.0, gt=0, description="Keep a Responses API conversation (for previous_response_id) this many days."
+    )
     redis_url: str = Field(
         "", description="Redis for counts every replica shares (rate limits), e.g. redis://127.0.0.1:6379/0."
     )

@@ -25,6 +25,7 @@ REJECTED = Counter("fusiongraph_rejected_runs", "Chat requests refused with a 42
 CANCELLED = Counter("fusiongraph_cancelled_runs", "Chat runs cancelled because their client went away", ["stage"])
 
 DISCONNECT_POLL_S = 0.25
+TICKET = "fusiongraph.admission_ticket"  # the request's place, in its ASGI scope
 
 
 class Overloaded(Exception):
@@ -33,6 +34,44 @@ class Overloaded(Exception):
     def __init__(self, retry_after: int):
         super().__init__(f"the server is at capacity; retry after {retry_after} s")
         self.retry_after = retry_after
+
+
+class Ticket:
+    """A request's place: counted as waiting from the moment it is admitted (:meth:`Admission.enter`, no await
+    between the check and the count, so a burst cannot slip past a full gate), then as running for the block of
+    :meth:`run`. :meth:`release` gives up a place never used (idempotent)."""
+
+    def __init__(self, gate: "Admission"):
+        self.gate, self.state = gate, "waiting"
+
+    def release(self) -> None:
+        if self.state == "waiting":
+            self.state = "done"
+            self.gate._left_queue()
+
+    @contextlib.asynccontextmanager
+    async def run(self) -> AsyncIterator[None]:
+        """Hold a run slot for the block (waiting for one first). Cancelled while waiting (the client left), it
+        gives up its place."""
+        if self.state != "waiting":
+            raise RuntimeError(f"this admission ticket is {self.state}")
+        gate = self.gate
+        try:
+            await gate._slots.acquire()
+        except BaseException:
+            self.release()
+            raise
+        self.state = "running"
+        gate._left_queue()
+        gate.running += 1
+        RUNNING.set(gate.running)
+        try:
+            yield
+        finally:
+            self.state = "done"
+            gate.running -= 1
+            RUNNING.set(gate.running)
+            gate._slots.release()
 
 
 class Admission:
@@ -46,28 +85,26 @@ class Admission:
     def retry_after(self) -> int:
         return max(1, (self.waiting + 1) // max(self.max_runs, 1))
 
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Hold a run slot for the block; raise :class:`Overloaded` at once when none is free and the queue is
-        full. Cancelled while waiting (the client left), it gives up its place."""
-        if self.running >= self.max_runs and self.waiting >= self.max_queued:
+    def enter(self) -> Ticket:
+        """A place for a run, or :class:`Overloaded` at once when every slot and the queue are taken (places
+        taken count whether or not their run has started)."""
+        if self.running + self.waiting >= self.max_runs + self.max_queued:
             REJECTED.inc()
             raise Overloaded(self.retry_after())
         self.waiting += 1
         QUEUED.set(self.waiting)
-        try:
-            await self._slots.acquire()
-        finally:
-            self.waiting -= 1
-            QUEUED.set(self.waiting)
-        self.running += 1
-        RUNNING.set(self.running)
-        try:
+        return Ticket(self)
+
+    def _left_queue(self) -> None:
+        self.waiting -= 1
+        QUEUED.set(self.waiting)
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold a run slot for the block; raise :class:`Overloaded` at once when none is free and the queue is
+        full."""
+        async with self.enter().run():
             yield
-        finally:
-            self.running -= 1
-            RUNNING.set(self.running)
-            self._slots.release()
 
 
 _admissions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -82,22 +119,44 @@ def admission() -> Admission:
     return _admissions[loop]
 
 
+def admit(scope: dict) -> None:
+    """Take the request's place before its response starts (a stream's too: its 429 is a real HTTP 429, not an
+    error event after a 200); :class:`Overloaded` when there is none. The run then holds it with
+    :func:`admitted`; :func:`release` gives it up if the run never starts (call it when the response ends)."""
+    scope[TICKET] = admission().enter()
+
+
+def release(scope: dict | None) -> None:
+    ticket = (scope or {}).get(TICKET)
+    if ticket is not None:
+        ticket.release()
+
+
+def admitted(scope: dict | None):
+    """The run slot of a request: its place taken by :func:`admit`, else a new one (Overloaded when full)."""
+    ticket = (scope or {}).pop(TICKET, None)
+    return ticket.run() if ticket is not None else admission().slot()
+
+
 async def until_disconnected(is_disconnected: Callable[[], Awaitable[bool]]) -> None:
     while not await is_disconnected():
         await asyncio.sleep(DISCONNECT_POLL_S)
 
 
-async def run_unless_disconnected(work: Callable[[], Awaitable], is_disconnected: Callable[[], Awaitable[bool]]):
-    """Run `work()` in a run slot; if the client disconnects first (waiting or running), cancel it and return
-    None. :class:`Overloaded` when there is no room."""
+async def run_unless_disconnected(
+    work: Callable[[], Awaitable], is_disconnected: Callable[[], Awaitable[bool]], scope: dict | None = None
+):
+    """Run `work()` in a run slot (the place :func:`admit` took for `scope`, else a new one); if the client
+    disconnects first (waiting or running), cancel it and return None. :class:`Overloaded` when there is no
+    room."""
     stage = ["waiting"]
 
-    async def admitted():
-        async with admission().slot():
+    async def admitted_work():
+        async with admitted(scope):
             stage[0] = "running"
             return await work()
 
-    task = asyncio.ensure_future(admitted())
+    task = asyncio.ensure_future(admitted_work())
     watch = asyncio.ensure_future(until_disconnected(is_disconnected))
     try:
         done, _ = await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)

@@ -8,8 +8,8 @@ whose :class:`KeyRejected` the mounted app's exception handler would not recogni
 * Otherwise every request needs a key, as ``Authorization: Bearer fg-...`` (the OpenAI clients) or
   ``x-api-key: fg-...`` (the LangGraph SDK's ``api_key``): a missing, unknown or revoked key is a 401, a key
   whose spend in its period has reached its budget a 429, both with OpenAI's error body (plus LangGraph's
-  ``detail``). The meta routes (``/ok``, ``/info``, ``/metrics``, ``/docs``) are not covered: LangGraph
-  serves them outside auth.
+  ``detail``). The meta routes (``/ok``, ``/info``, ``/docs``) are not covered: LangGraph serves them outside
+  auth; ``/metrics`` is guarded by :class:`MetricsGuard`.
 
 Every run is charged its actual cost to the key that made it and its metrics are recorded
 (fusiongraph/settlement.py): runs of the OpenAI endpoint by the endpoint once the run is done (:func:`settle`),
@@ -21,6 +21,8 @@ without that config, so no run is charged twice; a run id is charged at most onc
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import logging
 
 from langgraph_sdk import Auth
@@ -119,6 +121,61 @@ def install(app) -> None:
     """Answer refused keys in OpenAI's error format. LangGraph merges the mounted app's exception handlers
     into the server's, so this covers its own routes too."""
     app.add_exception_handler(KeyRejected, openai_error)
+
+
+METRICS_PATH = "/metrics"
+
+
+class MetricsGuard:
+    """ASGI middleware: ``GET /metrics`` behind the keys. LangGraph serves the route itself, outside its auth,
+    but runs the mounted app's middleware on every route, so this guards its route and the app's alike.
+
+    ``FUSIONGRAPH_METRICS_KEY`` set: only that token reads the metrics. Otherwise, once the server has keys (or
+    ``FUSIONGRAPH_REQUIRE_API_KEY``), any valid key does (one over its budget too: reading metrics costs
+    nothing); an open server's metrics are open. A refusal is a 401 in OpenAI's error format."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope.get("path", "").rstrip("/") == METRICS_PATH:
+            if (refused := await asyncio.to_thread(metrics_refusal, scope)) is not None:
+                return await refused(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+def metrics_refusal(scope: dict) -> JSONResponse | None:
+    """Why a request may not read /metrics (the response to give), or None."""
+    headers = dict(scope.get("headers") or [])
+    authorization = headers.get(b"authorization", b"").decode("latin-1") or None
+    token = _token(authorization, headers)
+    admin = settings().metrics_key
+    if admin:
+        if token and hmac.compare_digest(token.encode(), admin.encode()):
+            return None
+        return _refusal(401, "GET /metrics needs the metrics key (FUSIONGRAPH_METRICS_KEY)", "invalid_api_key")
+    try:
+        keys = key_store()
+        if not keys.any_keys() and not require_keys_env():
+            return None
+        keys.check(token)
+    except KeyRefused as exc:
+        if exc.status == 429 and exc.key is not None:  # a real key over its budget may still read metrics
+            return None
+        return _refusal(401, f"GET /metrics needs an API key: {exc.message}", exc.code)
+    except StoreError as exc:
+        log.error("API key check failed: %s", exc)
+        return _refusal(503, "the API key store is unavailable; retry later", "key_store_unavailable")
+    return None
+
+
+def _refusal(status: int, message: str, code: str) -> JSONResponse:
+    body = {"message": message, "type": "invalid_request_error" if status == 401 else "server_error"}
+    return JSONResponse(
+        {"error": body | {"param": None, "code": code}, "detail": message},
+        status_code=status,
+        headers={"WWW-Authenticate": "Bearer"} if status == 401 else None,
+    )
 
 
 def request_key(scope: dict | None) -> ApiKey | None:

@@ -204,7 +204,7 @@ async def events(req, scope: dict | None):
 
     partial: dict = {}
     try:
-        async with admission.admission().slot():
+        async with admission.admitted(scope):
             out = await runs.run_values(req, scope, partial)
     except asyncio.CancelledError:  # the client went away: counted, and charged its finished calls
         admission.CANCELLED.labels("streaming").inc()

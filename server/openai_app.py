@@ -10,11 +10,14 @@ secrets (server/redaction.py), API keys (server/auth.py) and metrics (server/met
 
 import asyncio
 import contextlib
+import functools
 import json
 from concurrent.futures import ThreadPoolExecutor
 
 from sse_starlette import EventSourceResponse
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -89,13 +92,42 @@ async def read_json(request: Request):
         raise RequestError("the request body nests JSON too deeply") from None
 
 
-def full_gate() -> JSONResponse | None:
-    """A 429 when every run slot and the queue are taken: answered at once, before any work for the request."""
-    gate = admission.admission()
-    if gate.running >= gate.max_runs and gate.waiting >= gate.max_queued:
-        admission.REJECTED.inc()
-        return overloaded(gate.retry_after())
+def full_gate(scope: dict) -> JSONResponse | None:
+    """A 429 when every run slot and the queue are taken: answered at once, before any work for the request
+    (streamed or not). Otherwise the request's place is taken (server/admission.py) for its run."""
+    try:
+        admission.admit(scope)
+    except admission.Overloaded as exc:
+        return overloaded(exc.retry_after)
     return None
+
+
+def streamed(events, scope: dict) -> EventSourceResponse:
+    """A streamed response; its place is given up when the response ends, if its run never started."""
+    return EventSourceResponse(
+        events,
+        sep="\n",
+        headers={"Cache-Control": "no-cache"},
+        background=BackgroundTask(admission.release, scope),
+    )
+
+
+def holding_places(handler):
+    """A run route: the place its request took (:func:`full_gate`) is given up when the route returns without a
+    run under way (a refusal, an error, a finished run); a stream gives its up when it ends (:func:`streamed`)."""
+
+    @functools.wraps(handler)
+    async def route(request: Request):
+        try:
+            response = await handler(request)
+        except BaseException:
+            admission.release(request.scope)
+            raise
+        if not isinstance(response, EventSourceResponse):
+            admission.release(request.scope)
+        return response
+
+    return route
 
 
 async def admitted_run(req, request: Request):
@@ -109,7 +141,7 @@ async def admitted_run(req, request: Request):
         return await runs.run_values(req, request.scope, partial)
 
     try:
-        out = await admission.run_unless_disconnected(run, request.is_disconnected)
+        out = await admission.run_unless_disconnected(run, request.is_disconnected, request.scope)
     except admission.Overloaded as exc:
         return overloaded(exc.retry_after)
     except QueryError as exc:  # a query no model can read whole, a capability no model has: the client's error
@@ -123,6 +155,7 @@ async def admitted_run(req, request: Request):
     return out
 
 
+@holding_places
 async def chat_completions(request: Request):
     try:
         body = await read_json(request)
@@ -131,16 +164,14 @@ async def chat_completions(request: Request):
         req = parse_request(body)
     except RequestError as exc:
         return error_response(exc.message, exc.status, exc.param, exc.code)
-    if refused := full_gate():
+    if refused := full_gate(request.scope):
         return refused
     if req.stream:
         try:  # a query no model can read whole is the client's error (400), before the stream starts
             await asyncio.to_thread(runs.check_request, req)
         except QueryError as exc:
             return _query_error(exc)
-        return EventSourceResponse(
-            streaming.events(req, request.scope), sep="\n", headers={"Cache-Control": "no-cache"}
-        )
+        return streamed(streaming.events(req, request.scope), request.scope)
 
     out = await admitted_run(req, request)
     if isinstance(out, Response):
@@ -152,35 +183,36 @@ async def chat_completions(request: Request):
     )
 
 
+@holding_places
 async def create_response(request: Request):
     """``POST /v1/responses``: the Responses API (server/responses_api.py)."""
     try:
         body = await read_json(request)
         if body is LEFT:
             return Response(status_code=499)
-        chat, conversation = responses_api.chat_body(body)
+        # previous_response_id is looked up in the store (a blocking database call)
+        chat, conversation = await asyncio.to_thread(responses_api.chat_body, body, request.scope)
         req = parse_request(chat)
     except RequestError as exc:
         return error_response(exc.message, exc.status, exc.param, exc.code)
-    if refused := full_gate():
+    if refused := full_gate(request.scope):
         return refused
     if req.stream:
         try:
             await asyncio.to_thread(runs.check_request, req)
         except QueryError as exc:
             return _query_error(exc)
-        return EventSourceResponse(
-            responses_api.events(req, conversation, request.scope), sep="\n", headers={"Cache-Control": "no-cache"}
-        )
+        return streamed(responses_api.events(req, conversation, request.scope), request.scope)
     out = await admitted_run(req, request)
     if isinstance(out, Response):
         return out
     rid, created = responses_api.new_id()
     items = responses_api.output_items(out)
-    responses_api.remember(rid, conversation, items)
+    await asyncio.to_thread(responses_api.remember, rid, conversation, items, request.scope)
     return JSONResponse(scrub(responses_api.response_body(rid, out, items, req.prompt_text, req.ignored, created)))
 
 
+@holding_places
 async def create_message(request: Request):
     """``POST /v1/messages``: Anthropic's Messages API (server/messages_api.py), errors in its shape."""
     try:
@@ -190,16 +222,14 @@ async def create_message(request: Request):
         req = parse_request(messages_api.chat_body(body))
     except RequestError as exc:
         return messages_api.error(exc.status, exc.message if exc.param is None else f"{exc.param}: {exc.message}")
-    if refused := full_gate():
+    if refused := full_gate(request.scope):
         return messages_api.from_openai_error(refused)
     if req.stream:
         try:
             await asyncio.to_thread(runs.check_request, req)
         except QueryError as exc:
             return messages_api.from_openai_error(_query_error(exc))
-        return EventSourceResponse(
-            messages_api.events(req, request.scope), sep="\n", headers={"Cache-Control": "no-cache"}
-        )
+        return streamed(messages_api.events(req, request.scope), request.scope)
     out = await admitted_run(req, request)
     if isinstance(out, JSONResponse):
         return messages_api.from_openai_error(out)
@@ -228,6 +258,7 @@ async def lifespan(app: Starlette):
 
 app = Starlette(
     lifespan=lifespan,
+    middleware=[Middleware(auth.MetricsGuard)],  # GET /metrics behind the keys, LangGraph's route too
     routes=[
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", get_model, methods=["GET"]),

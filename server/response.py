@@ -105,21 +105,49 @@ def finish_reason(out: dict) -> str:
     return "length" if "length" in reasons and len(reasons) == 1 else "stop"
 
 
+def _token_logprob(token: str, logprob: float) -> dict:
+    return {"token": token, "logprob": logprob, "bytes": list(token.encode("utf-8"))}
+
+
 def answer_logprobs(out: dict, answer: str, top: int | None = None) -> tuple[dict | None, str | None]:
-    """OpenAI's ``choices[0].logprobs`` for the delivered answer (its answering call's tokens), or None and
-    why not."""
+    """OpenAI's ``choices[0].logprobs`` for the delivered answer (its answering call's tokens, each with up to
+    `top` alternatives where the model gave them: the attempt's ``[token, logprob, [[alt, logprob], ...]]``),
+    or None and why not. The note (second value) also says when alternatives were asked and none given."""
     results = out.get("results") or []
     if len(results) != 1 or results[0].get("answer") != answer:
         return None, "the answer was written by the synthesiser, not by one model call"
+    if results[0].get("cache"):
+        return None, "the answer came from the answer cache, not from a model call (the `cache` knob off avoids it)"
     attempt = next((a for a in results[0].get("attempts", []) if a.get("model") == results[0].get("answered_by")), {})
     if not attempt.get("logprobs"):
         return None, f"the answering model {attempt.get('model')!r} returns no token log-probabilities"
     content = [
-        {"token": t, "logprob": lp, "bytes": list(t.encode("utf-8")), "top_logprobs": []}
-        for t, lp in attempt["logprobs"]
+        _token_logprob(entry[0], entry[1])
+        | {"top_logprobs": [_token_logprob(a, alp) for a, alp in (entry[2] if len(entry) > 2 else [])[: top or 0]]}
+        for entry in attempt["logprobs"]
     ]
-    note = f"top_logprobs: {attempt.get('model')!r} gives only each chosen token's log-probability" if top else None
+    given = any(len(entry) > 2 and entry[2] for entry in attempt["logprobs"])
+    note = (
+        f"top_logprobs: {attempt.get('model')!r} gives only each chosen token's log-probability"
+        if top and not given
+        else None
+    )
     return {"content": content, "refusal": None}, note
+
+
+def delivered_logprobs(out: dict, answer: str, stopped: bool, top: int | None = None) -> tuple[dict | None, str | None]:
+    """:func:`answer_logprobs` of the delivered answer: when it was cut at a stop sequence (`stopped`), the
+    whole answer's tokens up to the cut (the last may run past it)."""
+    lps, note = answer_logprobs(out, (out.get("answer") or "") if stopped else answer, top)
+    if lps is not None and stopped:
+        kept, text = [], ""
+        for tok in lps["content"]:
+            if len(text) >= len(answer):
+                break
+            kept.append(tok)
+            text += tok["token"]
+        lps["content"] = kept
+    return lps, note
 
 
 def completion_body(
@@ -134,15 +162,7 @@ def completion_body(
     cut at the first `stop` sequence (finish_reason ``stop``)."""
     calls = openai_tool_calls(out)
     answer, stopped = cut_at_stop(out.get("answer", "") or "", stop)
-    lps, note = answer_logprobs(out, answer, top_logprobs) if logprobs and not calls else (None, None)
-    if lps is not None and stopped:  # the tokens up to the cut
-        kept, text = [], ""
-        for tok in lps["content"]:
-            if len(text) >= len(answer):
-                break
-            kept.append(tok)
-            text += tok["token"]
-        lps["content"] = kept
+    lps, note = delivered_logprobs(out, answer, stopped, top_logprobs) if logprobs and not calls else (None, None)
     message = ChatCompletionMessage(
         role="assistant",
         content=None if calls or out.get("refusal") else answer,

@@ -4,26 +4,29 @@ and Codex-style clients speak. A request is translated into the chat request the
 ``response_format``, ``max_output_tokens``), run the same way (admission, cancellation, settlement), and its
 output returned as Response output items (a ``message`` with ``output_text``, or ``function_call`` items),
 streamed as the Responses events when asked. ``previous_response_id`` continues a stored conversation: each
-response's messages are kept in this worker's memory (the newest STORED_RESPONSES; a response id from another
-worker or an older one is a 404 naming it).
+response's messages are kept in the server's store (fusiongraph/response_store.py: the SQLite file of the store
+directory, or the server's Postgres), so any worker or replica sharing it continues it, after restarts too, for
+``$FUSIONGRAPH_RESPONSES_RETENTION_DAYS``. A response belongs to the API key that created it: an id created under
+another key, with ``"store": false``, or expired is a 404 exactly like an unknown one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
-from collections import OrderedDict
 from typing import Any
 
+from fusiongraph.response_store import response_store
 from fusiongraph.server import admission, auth, runs
 from fusiongraph.server.redaction import scrub
 from fusiongraph.server.response import cut_at_stop, fusiongraph_field, openai_tool_calls, usage_of
 from fusiongraph.server.schema import MODEL_ID, RequestError
+from fusiongraph.store.backend import StoreError, mask_url
 
-STORED_RESPONSES = 2000
-_stored: OrderedDict[str, list[dict]] = OrderedDict()
+log = logging.getLogger(__name__)
 
 # Responses fields taken as chat knobs or ignored as the chat endpoint does
 _PASSTHROUGH = (
@@ -107,8 +110,33 @@ def input_messages(items: Any) -> list[dict]:
     return messages
 
 
-def chat_body(body: Any) -> tuple[dict, list[dict]]:
-    """The chat request for a Responses request, and the conversation it continues with (for storing)."""
+def key_id(scope: dict | None) -> str | None:
+    """The id of the request's API key; None on an open server."""
+    key = auth.request_key(scope)
+    return key.id if key is not None else None
+
+
+def _earlier(rid: Any, scope: dict | None) -> list[dict]:
+    """The stored conversation of response `rid` of the request's key; a 404 when there is none (unknown, another
+    key's, not stored or expired: one answer, so nobody learns that another key's id exists)."""
+    try:
+        found = response_store().get(rid, key_id(scope)) if isinstance(rid, str) else None
+    except StoreError as exc:
+        log.error("stored responses unavailable: %s", mask_url(str(exc)))
+        raise RequestError(
+            f"the stored responses are unavailable ({mask_url(str(exc))[:300]}); retry later",
+            "previous_response_id",
+            503,
+            "store_unavailable",
+        ) from None
+    if found is None:
+        raise RequestError(f"no stored response {rid!r} on this server", "previous_response_id", 404, "not_found")
+    return found
+
+
+def chat_body(body: Any, scope: dict | None = None) -> tuple[dict, list[dict] | None]:
+    """The chat request for a Responses request, and the conversation it continues with, to store (None with
+    ``"store": false``). Looks up ``previous_response_id`` in the store: blocking (``asyncio.to_thread``)."""
     if not isinstance(body, dict):
         raise RequestError("the request body must be a JSON object", None)
     if body.get("model") not in (MODEL_ID, None):
@@ -121,12 +149,11 @@ def chat_body(body: Any) -> tuple[dict, list[dict]]:
     }  # fmt: skip
     if unknown:
         raise RequestError(f"unknown or unsupported parameter(s): {', '.join(sorted(unknown))}", sorted(unknown)[0])
+    if body.get("store") is not None and not isinstance(body["store"], bool):
+        raise RequestError("'store' must be a boolean", "store")
     earlier: list[dict] = []
     if body.get("previous_response_id") is not None:
-        rid = body["previous_response_id"]
-        if rid not in _stored:
-            raise RequestError(f"no stored response {rid!r} on this server", "previous_response_id", 404, "not_found")
-        earlier = [dict(m) for m in _stored[rid]]
+        earlier = _earlier(body["previous_response_id"], scope)
     instructions = body.get("instructions")
     if instructions is not None and not isinstance(instructions, str):
         raise RequestError("'instructions' must be a string", "instructions")
@@ -163,6 +190,8 @@ def chat_body(body: Any) -> tuple[dict, list[dict]]:
             chat[k] = body[k]
     if body.get("fusiongraph") is not None:
         chat["fusiongraph"] = body["fusiongraph"]
+    if body.get("store") is False:
+        return chat, None
     return chat, [m for m in messages if m["role"] != "system" or not instructions]
 
 
@@ -197,8 +226,12 @@ def output_items(out: dict) -> list[dict]:
     ]
 
 
-def remember(rid: str, conversation: list[dict], items: list[dict]) -> None:
-    """Keep the conversation with this response's output, for a later ``previous_response_id``."""
+def remember(rid: str, conversation: list[dict] | None, items: list[dict], scope: dict | None = None) -> None:
+    """Keep the conversation with this response's output in the store, for a later ``previous_response_id`` by
+    the same key (nothing kept for ``"store": false``: `conversation` None). Blocking (``asyncio.to_thread``). A
+    store that fails is logged, not raised: the answer is already paid for; continuing it is then a 404."""
+    if conversation is None:
+        return
     reply: list[dict] = []
     for item in items:
         if item["type"] == "function_call":
@@ -214,10 +247,10 @@ def remember(rid: str, conversation: list[dict], items: list[dict]) -> None:
         else:
             text = "".join(p.get("text", p.get("refusal", "")) for p in item["content"])
             reply.append({"role": "assistant", "content": text})
-    _stored[rid] = conversation + reply
-    _stored.move_to_end(rid)
-    while len(_stored) > STORED_RESPONSES:
-        _stored.popitem(last=False)
+    try:
+        response_store().put(rid, key_id(scope), conversation + reply)
+    except StoreError as exc:
+        log.error("response %s not stored: %s", rid, mask_url(str(exc)))
 
 
 def response_body(rid: str, out: dict, items: list[dict], prompt_text: str, ignored: list[str], created: int) -> dict:
@@ -250,7 +283,7 @@ def new_id() -> tuple[str, int]:
 # ----------------------------------------------------------------------------------------------- streaming
 
 
-async def events(req, conversation: list[dict], scope: dict | None):
+async def events(req, conversation: list[dict] | None, scope: dict | None):
     """The Responses streaming events of one run: created, in progress, then (once the answer is accepted; a
     rejected draft is never shown) the output items with their deltas, and completed; a failure is
     ``response.failed``. The run holds an admission slot; a client that leaves cancels it."""
@@ -275,7 +308,7 @@ async def events(req, conversation: list[dict], scope: dict | None):
     yield ev("response.in_progress", response=base)
     partial: dict = {}
     try:
-        async with admission.admission().slot():
+        async with admission.admitted(scope):
             out = await runs.run_values(req, scope, partial)
     except asyncio.CancelledError:  # the client went away: counted, and charged its finished calls
         admission.CANCELLED.labels("streaming").inc()
@@ -290,7 +323,7 @@ async def events(req, conversation: list[dict], scope: dict | None):
         return
     await asyncio.to_thread(auth.settle, scope, out, "stream")
     items = output_items(out)
-    remember(rid, conversation, items)
+    await asyncio.to_thread(remember, rid, conversation, items, scope)
     for index, item in enumerate(items):
         if item["type"] == "function_call":
             yield ev(

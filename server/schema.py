@@ -247,11 +247,17 @@ class BaseChatRequest(BaseModel):
         stop = getattr(self, "stop", None)
         return None if stop is None else [stop] if isinstance(stop, str) else list(stop)
 
-    @model_validator(mode="after")
-    def _top_logprobs_in_range(self):
-        top = getattr(self, "top_logprobs", None)
+    @field_validator("top_logprobs", check_fields=False)
+    @classmethod
+    def _top_logprobs_in_range(cls, top: Any) -> Any:
+        """Checked before the knobs (top_logprobs is also the knob of that name), with OpenAI's message."""
         if top is not None and not 0 <= top <= 20:
             raise _refuse("'top_logprobs' must be between 0 and 20", "top_logprobs")
+        return top
+
+    @model_validator(mode="after")
+    def _top_logprobs_needs_logprobs(self):
+        top = getattr(self, "top_logprobs", None)
         if top and not getattr(self, "logprobs", None):
             raise _refuse("'top_logprobs' needs 'logprobs': true", "top_logprobs")
         return self
@@ -284,7 +290,7 @@ class BaseChatRequest(BaseModel):
 ChatRequest = create_model(
     "ChatRequest",
     __base__=BaseChatRequest,
-    **{k: (_KNOB_TYPES[k], None) for k in _HTTP_KNOBS if k not in ("max_tokens", "logprobs")},
+    **{k: (_KNOB_TYPES[k], None) for k in _HTTP_KNOBS if k not in ("max_tokens", "logprobs", "top_logprobs")},
     max_tokens=(int | None, None),
     max_completion_tokens=(int | None, None),
     stop=(str | list[str] | None, None),

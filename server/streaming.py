@@ -5,6 +5,10 @@ a split query, or the ``answer`` of the only answering model) and the reply is n
 a JSON format); otherwise the accepted answer is sent in chunks once known, so a rejected draft is never
 shown. Tool calls are sent as OpenAI's tool-call deltas (id and name first, then the arguments), a refusal as
 a ``refusal`` delta; the last chunk carries the ``fusiongraph`` field, secrets redacted.
+
+With ``logprobs`` the answer is sent once known, one chunk per token of the answering call with its
+``logprobs`` entry (as OpenAI streams them), when those tokens join to the delivered answer; otherwise as
+text, and the last chunk's ``fusiongraph.logprobs_note`` says why (as the non-streamed response does).
 """
 
 import asyncio
@@ -15,12 +19,19 @@ import uuid
 from langgraph.types import Overwrite
 from openai.types.chat import ChatCompletionChunk
 from openai.types.chat.chat_completion_chunk import Choice as ChunkChoice
-from openai.types.chat.chat_completion_chunk import ChoiceDelta
+from openai.types.chat.chat_completion_chunk import ChoiceDelta, ChoiceLogprobs
 from openai.types.completion_usage import CompletionUsage
 
 from fusiongraph.server import admission, auth, runs
 from fusiongraph.server.redaction import scrub
-from fusiongraph.server.response import cut_at_stop, finish_reason, fusiongraph_field, openai_tool_calls, usage_of
+from fusiongraph.server.response import (
+    cut_at_stop,
+    delivered_logprobs,
+    finish_reason,
+    fusiongraph_field,
+    openai_tool_calls,
+    usage_of,
+)
 from fusiongraph.server.schema import MODEL_ID, BaseChatRequest
 
 STREAM_CHUNK_CHARS = 24
@@ -32,12 +43,14 @@ def chunk(
     delta: dict | None = None,
     finish: str | None = None,
     usage: CompletionUsage | None = None,
+    logprobs: dict | None = None,
     **extra,
 ) -> dict:
-    """One server-sent event: a ChatCompletionChunk with `delta` (or, with `usage`, no choices), secrets
-    redacted."""
+    """One server-sent event: a ChatCompletionChunk with `delta` (and the `logprobs` of its tokens: OpenAI's
+    ``{"content": [...], "refusal": None}``) or, with `usage`, no choices; secrets redacted."""
+    lps = ChoiceLogprobs.model_validate(logprobs) if logprobs is not None else None
     choices = (
-        [] if usage else [ChunkChoice(index=0, delta=ChoiceDelta(**delta or {}), logprobs=None, finish_reason=finish)]
+        [] if usage else [ChunkChoice(index=0, delta=ChoiceDelta(**delta or {}), logprobs=lps, finish_reason=finish)]
     )
     body = ChatCompletionChunk(
         id=cid,
@@ -62,7 +75,7 @@ async def events(req: BaseChatRequest, scope: dict | None = None):
     sent, live_run, n_subtasks, single = "", None, 0, False
     try:
         graph = await asyncio.to_thread(runs.load_graph)  # the first import loads the graph: not on the event loop
-        async with admission.admission().slot():  # a run slot (server/admission.py) for the whole run
+        async with admission.admitted(scope):  # a run slot (server/admission.py) for the whole run
             async for namespace, mode, data in graph.astream(
                 req.graph_input,
                 context=req.context,
@@ -91,6 +104,7 @@ async def events(req: BaseChatRequest, scope: dict | None = None):
                         and live_run is None
                         and not req.structured  # a tool call or JSON is checked whole before it is sent
                         and not req.stops  # a stop sequence cuts the whole answer: sent once it is known
+                        and not req.wants_logprobs  # sent once known, a chunk per token with its logprob
                         and not tags & {"judge", "decompose", "standalone"}
                         and (("synthesize" in tags and n_subtasks > 1) or ("answer" in tags and single))
                     ):
@@ -120,7 +134,8 @@ async def events(req: BaseChatRequest, scope: dict | None = None):
         yield {"data": "[DONE]"}
         return
     await asyncio.to_thread(auth.settle, scope, out, "stream")  # charge the API key, record metrics
-    for i, call in enumerate(openai_tool_calls(out)):  # OpenAI's form: id and name first, then the arguments
+    calls = openai_tool_calls(out)
+    for i, call in enumerate(calls):  # OpenAI's form: id and name first, then the arguments
         head = {
             "index": i,
             "id": call["id"],
@@ -141,9 +156,21 @@ async def events(req: BaseChatRequest, scope: dict | None = None):
     else:  # the streamed run did not produce the final text (e.g. the synthesiser failed)
         rest = "\n\n" + answer
         note = {"stream_note": "the live-streamed text was replaced by the final answer that follows"}
-    for i in range(0, len(rest), STREAM_CHUNK_CHARS):
-        yield chunk(cid, created, {"content": rest[i : i + STREAM_CHUNK_CHARS]})
+    tokens, lp_note = None, None
+    if req.wants_logprobs and not calls:
+        lps, lp_note = delivered_logprobs(out, answer, stopped, getattr(req, "top_logprobs", None))
+        if lps is not None and not sent and "".join(t["token"] for t in lps["content"]) == answer:
+            tokens = lps["content"]
+        elif lps is not None:
+            lp_note = "the answering call's tokens do not join to the delivered answer (e.g. cut inside a token)"
+    if tokens is not None:  # one chunk per token, with its log-probability (and alternatives)
+        for tok in tokens:
+            yield chunk(cid, created, {"content": tok["token"]}, logprobs={"content": [tok], "refusal": None})
+    else:
+        for i in range(0, len(rest), STREAM_CHUNK_CHARS):
+            yield chunk(cid, created, {"content": rest[i : i + STREAM_CHUNK_CHARS]})
     field = fusiongraph_field(out, req.ignored) | note | {"streamed_live": bool(sent)}
+    field |= {"logprobs_note": lp_note} if lp_note else {}
     yield chunk(cid, created, {}, "stop" if stopped else finish_reason(out), fusiongraph=field)
     if (req.stream_options or {}).get("include_usage"):
         yield chunk(cid, created, usage=usage_of(out, req.prompt_text, answer))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import threading
 from pathlib import Path
 from typing import Callable, ClassVar, Iterable, Iterator, Sequence
 
@@ -293,3 +294,76 @@ class Backend:
         transaction, "keys" the rows copied per key table.
         """
         raise NotImplementedError
+
+
+class SideBackend:
+    """A concern's tables on the connection of an outcome store :class:`Backend` (closing it closes that)."""
+
+    def __init__(self, db: Backend):
+        self.db = db
+
+    @property
+    def label(self) -> str:
+        """The file or (password-free) URL, for messages."""
+        return self.db.label
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class SideBackends:
+    """The backends of one concern kept in the outcome store's own database (API keys, Responses conversations):
+    a backend scheme -> ``"module:Class"`` registry (imported on first use), each built on the connection of an
+    outcome store :class:`Backend` of the same database (closing it closes that backend)."""
+
+    def __init__(self, what: str, specs: dict[str, str]):
+        self.what, self.specs = what, dict(specs)
+
+    def register(self, scheme: str, target: str | type) -> None:
+        """Keep this concern for a ``scheme`` backend with `target` (a subclass or ``"module:Class"``)."""
+        self.specs[scheme.lower()] = target if isinstance(target, str) else f"{target.__module__}:{target.__qualname__}"
+
+    def on(self, db: Backend):
+        """The backend of this concern on the connection of `db`."""
+        spec = self.specs.get(db.scheme)
+        if spec is None:
+            raise StoreError(
+                f"the outcome store {db.label} cannot keep {self.what}: no backend for its scheme "
+                f"{db.scheme or '(none)'}; known: {', '.join(sorted(self.specs))}"
+            )
+        module, _, name = spec.partition(":")
+        return getattr(importlib.import_module(module), name)(db)
+
+    def make(self, target: str | Path | None):
+        """The backend of this concern for the store at `target` (a directory or a URL, as :func:`make_backend`)."""
+        db = make_backend(target)
+        try:
+            return self.on(db)
+        except BaseException:
+            db.close()
+            raise
+
+
+class SideStore:
+    """A concern kept in the outcome store's database (its backend from `backends`), used under one lock (the
+    SQLite backend shares a connection). Subclasses set `backends` and create their tables in :meth:`schema`."""
+
+    backends: SideBackends
+
+    def __init__(self, target: str | Path | None):
+        self.backend = self.backends.make(target)
+        self._lock = threading.Lock()
+        with self._lock:
+            self.schema()
+
+    def schema(self) -> None:
+        """Create this concern's tables if they are missing."""
+
+    @property
+    def label(self) -> str:
+        """The file or (password-free) URL, for messages."""
+        return self.backend.label
+
+    def close(self) -> None:
+        with self._lock:
+            self.backend.close()

@@ -10,16 +10,16 @@ processes and machines.
 
 from __future__ import annotations
 
-import importlib
-from pathlib import Path
+from fusiongraph.store.backend import Backend, SideBackend, SideBackends
 
-from fusiongraph.store.backend import Backend, StoreError, make_backend
-
-# backend scheme -> "module:Class", imported on first use
-KEY_BACKENDS: dict[str, str] = {
-    "sqlite": "fusiongraph.store.keys_sqlite:SQLiteKeyBackend",
-    "postgresql": "fusiongraph.store.keys_postgres:PostgresKeyBackend",
-}
+# backend scheme -> "module:Class", imported on first use; .register(scheme, target) adds one
+KEY_BACKENDS = SideBackends(
+    "API keys",
+    {
+        "sqlite": "fusiongraph.store.keys_sqlite:SQLiteKeyBackend",
+        "postgresql": "fusiongraph.store.keys_postgres:PostgresKeyBackend",
+    },
+)
 
 # column order of KeyBackend.key_rows / key_where (fusiongraph.keys.ApiKey)
 KEY_COLUMNS = ("id", "name", "prefix", "budget_usd", "period", "created_at", "revoked_at")
@@ -29,33 +29,6 @@ KEY_TABLES: dict[str, tuple[str, ...]] = {
     "api_key_spend": ("key_id", "period_start", "spent_usd", "runs"),
     "api_key_charges": ("key_id", "period_start", "cost_usd", "run_id", "created_at"),
 }
-
-
-def register_key_backend(scheme: str, target: str | type) -> None:
-    """Keep the keys of a ``scheme`` backend with `target` (a KeyBackend subclass or ``"module:Class"``)."""
-    KEY_BACKENDS[scheme.lower()] = target if isinstance(target, str) else f"{target.__module__}:{target.__qualname__}"
-
-
-def key_backend(db: Backend) -> KeyBackend:
-    """The key backend on the connection of `db` (closing it closes `db`)."""
-    spec = KEY_BACKENDS.get(db.scheme)
-    if spec is None:
-        raise StoreError(
-            f"the outcome store {db.label} cannot keep API keys: no key backend for its scheme "
-            f"{db.scheme or '(none)'}; known: {', '.join(sorted(KEY_BACKENDS))}"
-        )
-    module, _, name = spec.partition(":")
-    return getattr(importlib.import_module(module), name)(db)
-
-
-def make_key_backend(target: str | Path | None) -> KeyBackend:
-    """The key backend of the store at `target` (a directory or a URL, as :func:`store.backend.make_backend`)."""
-    db = make_backend(target)
-    try:
-        return key_backend(db)
-    except BaseException:
-        db.close()
-        raise
 
 
 def export_keys(db: Backend) -> dict[str, list[tuple]]:
@@ -69,19 +42,8 @@ def export_keys(db: Backend) -> dict[str, list[tuple]]:
     }
 
 
-class KeyBackend:
+class KeyBackend(SideBackend):
     """What :class:`fusiongraph.keys.KeyStore` needs from a database; called under the key store's lock."""
-
-    def __init__(self, db: Backend):
-        self.db = db
-
-    @property
-    def label(self) -> str:
-        """The file or (password-free) URL, for messages."""
-        return self.db.label
-
-    def close(self) -> None:
-        self.db.close()
 
     def keys_schema(self) -> None:
         """Create the key tables if they are missing (no outcome-store metadata is written)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fusiongraph.store.backend import Backend, StoreError, make_backend, url_scheme
-from fusiongraph.store.key_backend import export_keys, key_backend
+from fusiongraph.store.key_backend import KEY_BACKENDS, export_keys
 from fusiongraph.store.outcomes import open_store
 from fusiongraph.store.sqlite import DB_FILE
 
@@ -39,7 +39,7 @@ def migrate_store(source: str | Path, target: str | Path, append: bool = False, 
         want_s, want_o = src.count_rows((upto_s, upto_o))
         keys = export_keys(src)  # API keys, their spend and charges: the budgets move with the store
         if keys["api_keys"]:
-            key_backend(dst).keys_schema()  # a target without key tables gets them
+            KEY_BACKENDS.on(dst).keys_schema()  # a target without key tables gets them
         result = dst.import_rows(
             src.export_subtasks(upto_s, batch),
             src.export_outcomes(upto_o, batch),

@@ -120,5 +120,18 @@ CREATE TABLE erasures (
         "outcomes.after_rejection: recorded after an earlier tier's answer to the subtask was rejected (older rows: no)",
         "ALTER TABLE outcomes ADD COLUMN after_rejection BOOLEAN NOT NULL DEFAULT false;",
     ),
+    (
+        8,
+        "responses: the Responses API's stored conversations per API key, as JSON (fusiongraph/response_store.py)",
+        """
+CREATE TABLE responses (
+    id TEXT PRIMARY KEY,
+    key_id TEXT,
+    created_at DOUBLE PRECISION NOT NULL,
+    messages TEXT NOT NULL
+);
+CREATE INDEX responses_created ON responses (created_at);
+""",
+    ),
 ]
 LATEST = MIGRATIONS[-1][0]

@@ -30,6 +30,11 @@ def _roster_without_the_qwen_tiers() -> str:
 
 
 __import__("os").environ.setdefault("FUSIONGRAPH_MODELS", _roster_without_the_qwen_tiers())
+# the server's own store (API keys, the Responses API's stored conversations) of a test that names none: a fresh
+# directory of this session, never the developer's user data dir
+__import__("os").environ.setdefault(
+    "FUSIONGRAPH_STORE_DIR", __import__("tempfile").mkdtemp(prefix="fusiongraph-tests-store-")
+)
 
 from fusiongraph.models.roster import ModelSpec, Roster  # noqa: E402
 from fusiongraph.resources import Resources, use_resources  # noqa: E402

@@ -57,6 +57,35 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=10)
 
 
+@contextlib.contextmanager
+def serve_gguf(gguf: Path, log_dir: Path, alias: str, *extra: str, port: int | None = None):
+    """A real llama.cpp server (`fusiongraph.models.llama_server`: no AMX crash) serving `gguf` under `alias`;
+    yields its OpenAI base URL (``.../v1``) and stops it after."""
+    port = port or _free_port()
+    log_path = log_dir / f"llama-server-{port}.log"
+    with open(log_path, "w+") as log:  # a file: a pipe would fill and block the server
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fusiongraph.models.llama_server", "--model", str(gguf), "--host", "127.0.0.1"]
+            + ["--port", str(port), "--n_ctx", "2048", "--model_alias", alias, *extra],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}/v1"
+        deadline = time.monotonic() + 120
+        try:
+            while True:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"the llama.cpp server did not start: {log_path.read_text()[-2000:]}")
+                try:
+                    if httpx.get(f"{base}/models", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.5)
+            yield base
+        finally:
+            stop(proc)
+
+
 STORE_ENV = (
     "FUSIONGRAPH_STORE_URL",
     "FUSIONGRAPH_STORE_DIR",

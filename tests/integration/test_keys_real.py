@@ -18,6 +18,7 @@ def test_langgraph_dev_keys_budgets_and_metrics(langgraph_dev, tmp_path):
     # no key configured: open, the OpenAI app and LangGraph's own routes alike
     assert httpx.get(f"{url}/v1/models").status_code == 200
     assert httpx.post(f"{url}/assistants/search", json={}).status_code == 200
+    assert httpx.get(f"{url}/metrics").status_code == 200  # an open server's metrics are open
 
     ks = KeyStore(tmp_path / "store")  # the server's store (FUSIONGRAPH_STORE_DIR of the fixture)
     token, key = ks.create("ci", 5.0, "day")
@@ -70,7 +71,10 @@ def test_langgraph_dev_keys_budgets_and_metrics(langgraph_dev, tmp_path):
         oai.models.list()
     assert revoked.value.body["code"] == "revoked_api_key"
 
-    metrics = httpx.get(f"{url}/metrics").text  # LangGraph's /metrics serves the process's registry
+    refused = httpx.get(f"{url}/metrics")  # LangGraph's /metrics, behind the keys (server/auth.py MetricsGuard)
+    assert refused.status_code == 401 and "fusiongraph_" not in refused.text, refused.text
+    # the process's registry, read with a key (one over its budget may still read it)
+    metrics = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {broke_token}"}).text
     assert f'fusiongraph_runs_total{{key="{key.id}",mode="json"}} 1.0' in metrics  # the key's id, not its name
     assert f'fusiongraph_runs_total{{key="{key.id}",mode="runs"}} 1.0' in metrics  # the SDK run, counted once
     assert (

@@ -247,13 +247,34 @@ def test_a_run_is_charged_to_its_key_and_a_key_over_budget_gets_429(server_store
         assert over.status_code == 429
         error = over.json()["error"]
         assert error["type"] == error["code"] == "insufficient_quota" and "'tiny' has spent" in error["message"]
-        metrics = client.get("/metrics").text
+        assert client.get("/metrics").status_code == 401  # keys exist: no key, no metrics
+        metrics = client.get("/metrics", headers={"Authorization": f"Bearer {token}"}).text  # over budget: may read
     assert f'fusiongraph_runs_total{{key="{key.id}",mode="json"}}' in metrics  # the key's id, never its name
     assert f'fusiongraph_cost_usd_total{{key="{key.id}",kind="answer",model="strong"}}' in metrics
     assert 'key="tiny"' not in metrics
     assert 'fusiongraph_attempts_total{accepted="false",model="cheap"}' in metrics
     assert 'route="/v1/chat/completions",status="429"' in metrics
     assert "fusiongraph_escalations_total" in metrics and "fusiongraph_request_duration_seconds_bucket" in metrics
+
+
+def test_metrics_are_open_without_keys_and_behind_them_once_one_exists(server_store, monkeypatch):
+    with TestClient(keyed(app)) as client:
+        assert client.get("/metrics").status_code == 200  # an open dev server
+        token, key = keys_mod.key_store().create("reader", 1.0)
+        refused = client.get("/metrics")
+        assert refused.status_code == 401 and refused.headers["WWW-Authenticate"] == "Bearer"
+        assert refused.json()["error"]["code"] == "missing_api_key" and "fusiongraph_" not in refused.text
+        assert client.get("/metrics", headers={"Authorization": "Bearer fg-not-a-key"}).status_code == 401
+        assert client.get("/metrics/", headers={"x-api-key": "fg-not-a-key"}).status_code == 401
+        assert client.get("/metrics", headers={"x-api-key": token}).status_code == 200
+        keys_mod.key_store().revoke("reader")
+        assert client.get("/metrics", headers={"x-api-key": token}).json()["error"]["code"] == "revoked_api_key"
+        monkeypatch.setenv("FUSIONGRAPH_METRICS_KEY", "scrape-secret")  # the metrics key alone reads them
+        other, _ = keys_mod.key_store().create("other", 1.0)
+        assert client.get("/metrics", headers={"Authorization": f"Bearer {other}"}).status_code == 401
+        scraped = client.get("/metrics", headers={"Authorization": "Bearer scrape-secret"})
+        assert scraped.status_code == 200 and "fusiongraph_requests_total" in scraped.text
+        assert client.get("/v1/models", headers={"Authorization": f"Bearer {other}"}).status_code == 200
 
 
 def test_a_streamed_run_is_charged_too(server_store, fusion):

@@ -100,6 +100,7 @@ OUR_TABLES = {
     "api_key_charges",
     "answer_cache",
     "erasures",
+    "responses",
 }
 # the LangGraph server's own tables on Postgres (langgraph-api: assistants, threads, runs, crons, its migrations;
 # the checkpointer's and the long-term store's, created by the server through langgraph-checkpoint-postgres)

@@ -133,3 +133,75 @@ def test_a_cancelled_run_is_charged_what_its_finished_calls_cost(slow, monkeypat
     out = asyncio.run(openai_app.admitted_run(parse_request(BODY), request))
     assert out.status_code == 499 and slow.cancelled == 1
     assert charged == [("key_test", 0.003)]  # the plan $0.001 + the finished subtask $0.002
+
+
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("/v1/chat/completions", BODY | {"stream": True}),
+        ("/v1/responses", {"model": "fusiongraph", "input": "What is the capital of France?", "stream": True}),
+        ("/v1/messages", {"model": "fusiongraph", "max_tokens": 64, "stream": True, "messages": BODY["messages"]}),
+    ],
+)
+def test_a_burst_of_streams_gets_real_429s_never_an_error_after_a_200(slow, path, body):
+    """Streams sent together: as many as there are places start (200), every other one is an HTTP 429 before
+    its stream starts, and no place is left taken once they are done."""
+
+    async def scenario():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+            replies = await asyncio.gather(*(c.post(path, json=body) for _ in range(6)))
+        return replies, admission.admission()
+
+    replies, gate = asyncio.run(scenario())
+    codes = sorted(r.status_code for r in replies)
+    assert codes == [200, 200, 429, 429, 429, 429], codes  # one running, one queued
+    for r in replies:
+        if r.status_code == 200:
+            assert "rate_limit" not in r.text and "error" not in r.text.lower().split("data:")[1]
+        else:
+            assert int(r.headers["Retry-After"]) >= 1
+    assert gate.running == 0 and gate.waiting == 0 and slow.started == 2
+
+
+def test_a_place_is_given_up_by_a_refused_or_failed_request(slow, monkeypatch):
+    """A stream refused before it starts (the query is the client's error) or a run that fails keeps no place."""
+    from fusiongraph.text import QueryError
+
+    def refuse(req):
+        raise QueryError("no model can read this query whole")
+
+    async def scenario():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+            monkeypatch.setattr(runs, "check_request", refuse)
+            first = [await c.post("/v1/chat/completions", json=BODY | {"stream": s}) for s in (True, False, True)]
+            monkeypatch.undo()
+            return first, admission.admission()
+
+    replies, gate = asyncio.run(scenario())
+    assert [r.status_code for r in replies] == [400, 400, 400]
+    assert gate.running == 0 and gate.waiting == 0
+
+
+def test_a_ticket_never_run_gives_its_place_back_once():
+    async def scenario():
+        gate = admission.Admission(1, 1)
+        first = gate.enter()
+        second = gate.enter()
+        with pytest.raises(admission.Overloaded):
+            gate.enter()
+        async with first.run():
+            assert gate.running == 1 and gate.waiting == 1
+        second.release()
+        second.release()  # idempotent
+        assert gate.waiting == 0 and gate.running == 0
+        with pytest.raises(RuntimeError, match="done"):
+            async with second.run():
+                pass
+        third = gate.enter()
+        async with third.run():
+            third.release()  # a running ticket is not given back twice
+            assert gate.running == 1 and gate.waiting == 0
+        return gate
+
+    gate = asyncio.run(scenario())
+    assert gate.running == 0 and gate.waiting == 0

@@ -419,3 +419,55 @@ def test_the_processor_keeps_the_log_probability_of_each_sampled_token():
     lp(np.array([5, 1]), scores.copy())
     lp(np.array([5, 1, 0]), scores.copy())
     assert lp.logprobs == pytest.approx([np.log(0.75), np.log(0.25)])
+
+
+def test_the_processor_keeps_the_most_likely_tokens_of_each_step_when_asked():
+    probs = np.array([0.1, 0.4, 0.05, 0.3, 0.15])
+    first, second = np.log(probs).astype(np.float32), np.log(probs[::-1]).astype(np.float32)
+    lp = SampledTokenLogprobs(top=3)
+    lp(np.array([7]), first.copy())
+    lp(np.array([7, 1]), second.copy())  # token 1 sampled from `first`
+    lp(np.array([7, 1, 0]), first.copy())  # token 0 sampled from `second`
+    assert lp.ids == [1, 0] and lp.top_ids == [[1, 3, 4], [3, 1, 0]]  # most likely first
+    assert lp.top_logprobs[0] == pytest.approx(np.log([0.4, 0.3, 0.15]), abs=1e-5)
+    assert lp.top_logprobs[1] == pytest.approx(np.log([0.4, 0.3, 0.15]), abs=1e-5)
+    assert lp.logprobs == pytest.approx([np.log(0.4), np.log(0.15)], abs=1e-5)
+    assert all(a >= b for step in lp.top_logprobs for a, b in zip(step, step[1:]))
+    wide = SampledTokenLogprobs(top=20)  # more than the vocabulary: all of it
+    wide(np.array([7]), first.copy())
+    wide(np.array([7, 3]), first.copy())
+    assert wide.top_ids == [[1, 3, 4, 0, 2]]
+    plain = SampledTokenLogprobs()
+    plain(np.array([7]), first.copy())
+    plain(np.array([7, 3]), first.copy())
+    assert plain.top_ids == [] and plain.logprobs == pytest.approx([np.log(0.3)], abs=1e-5)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_local_kind_binds_top_logprobs_that_the_model_reads_itself(fake_local, stream):
+    local = MODEL_KINDS["local"]
+    assert local.with_logprobs(fake_local, 0) is fake_local  # its chosen tokens' logprobs come anyway
+    bound = local.with_logprobs(fake_local, 2)
+    if stream:
+        chunks = list(bound.stream("count"))
+        message = chunks[0]
+        for c in chunks[1:]:
+            message += c
+    else:
+        message = bound.invoke("count")
+    assert "top_logprobs" not in fake_local.client.calls[-1]  # not llama.cpp's own (it needs logits_all)
+    meta = message.response_metadata
+    assert len(meta["token_top"]) == len(meta["token_logprobs"]) == 3
+    for alternatives in meta["token_top"]:
+        assert len(alternatives) == 2
+        assert all(text.startswith("w") and lp == pytest.approx(np.log(0.2)) for text, lp in alternatives)
+    assert "token_top" not in fake_local.invoke("count").response_metadata  # not asked: not kept
+
+
+def test_the_openai_style_kinds_ask_the_api_for_logprobs_and_alternatives():
+    from langchain_openai import ChatOpenAI
+
+    chat = ChatOpenAI(model="m", api_key="unused", base_url="http://127.0.0.1:9/v1")
+    for kind in ("openai", "openai_compatible"):
+        assert MODEL_KINDS[kind].with_logprobs(chat, 3).kwargs == {"logprobs": True, "top_logprobs": 3}
+        assert MODEL_KINDS[kind].with_logprobs(chat, 0).kwargs == {"logprobs": True, "top_logprobs": 1}

@@ -8,9 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from starlette.testclient import TestClient
 
-from fusiongraph.server.openai_app import app
 from fusiongraph.server.schema import RequestError, build_conversation
 from tests.fakes import ScriptedChat
 
@@ -29,12 +27,6 @@ def two_models(cheap_reply="BAD answer", strong_reply="GOOD answer"):
         "cheap": ({"price_in": 0.0, "price_out": 0.0}, cheap),
         "strong": ({"price_in": 1.0, "price_out": 4.0}, strong),
     }
-
-
-@pytest.fixture
-def client():
-    with TestClient(app) as c:
-        yield c
 
 
 def chat(client, content="What is the capital of France?", **extra):
@@ -428,8 +420,10 @@ def test_logprobs_are_the_answering_calls_tokens_or_say_why_not(client, fusion):
     assert "".join(t["token"] for t in content) == "GOOD: Paris" and all(t["logprob"] == -0.1 for t in content)
     assert "only each chosen token" in body["fusiongraph"]["logprobs_note"]
     assert chat(client).json()["choices"][0]["logprobs"] is None  # not asked: none kept
+    cached = chat(client, logprobs=True).json()  # answered from the answer cache: no call gave its tokens
+    assert cached["choices"][0]["logprobs"] is None and "answer cache" in cached["fusiongraph"]["logprobs_note"]
     fusion(one_model())  # a model that gives no log-probabilities
-    body = chat(client, logprobs=True).json()
+    body = chat(client, logprobs=True, cache=False).json()
     assert (
         body["choices"][0]["logprobs"] is None
         and "returns no token log-probabilities" in body["fusiongraph"]["logprobs_note"]

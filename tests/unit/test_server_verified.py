@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from starlette.testclient import TestClient
-
 from fusiongraph.records import UNVERIFIED
-from fusiongraph.server.openai_app import app
 from tests.fakes import ScriptedChat
 
 KNOBS = {"planner_model": "planner", "judge_model": "judge", "budget_usd": 0.01, "guides": 0}
@@ -21,12 +17,6 @@ def rejected_only():
         "cheap": ({"price_in": 0.0, "price_out": 0.0}, ScriptedChat(script=lambda p: "BAD answer")),
         "strong": ({"price_in": 1000.0, "price_out": 4000.0}, ScriptedChat(script=lambda p: "GOOD answer")),
     }
-
-
-@pytest.fixture
-def client():
-    with TestClient(app) as c:
-        yield c
 
 
 def ask(client, **knobs):

@@ -25,13 +25,32 @@ from fusiongraph.text import NUMBER, option_letter_span
 def token_pieces(message: AIMessage) -> list[tuple[str, float]]:
     """(text, log-probability) of each generated token: llama.cpp's ``token_texts`` with ``token_logprobs``,
     or an OpenAI-style ``logprobs.content``; empty when the model gives no text for its tokens."""
+    return [(text, lp) for text, lp, _ in token_entries(message)]
+
+
+def _alternatives(pairs) -> list[tuple[str, float]]:
+    """[[text, logprob], ...] or OpenAI's [{token, logprob}, ...] as (text, logprob) pairs."""
+    out = []
+    for alt in pairs or []:
+        text, lp = (alt.get("token"), alt.get("logprob")) if isinstance(alt, dict) else (alt[0], alt[1])
+        if text is not None and lp is not None:
+            out.append((str(text), float(lp)))
+    return out
+
+
+def token_entries(message: AIMessage) -> list[tuple[str, float, list[tuple[str, float]]]]:
+    """:func:`token_pieces` with each token's alternatives, the most likely tokens of its step as
+    (text, log-probability): llama.cpp's ``token_top`` (a bound ``top_logprobs``) or OpenAI-style
+    ``logprobs.content[i].top_logprobs``; empty lists when the model gives none."""
     meta = message.response_metadata or {}
     texts, lps = meta.get("token_texts"), meta.get("token_logprobs")
     if texts and lps and len(texts) == len(lps):
-        return [(str(t), float(lp)) for t, lp in zip(texts, lps)]
+        tops = meta.get("token_top")
+        tops = tops if isinstance(tops, list) and len(tops) == len(texts) else [()] * len(texts)
+        return [(str(t), float(lp), _alternatives(top)) for t, lp, top in zip(texts, lps, tops)]
     content = (meta.get("logprobs") or {}).get("content") if isinstance(meta.get("logprobs"), dict) else None
     return [
-        (str(t["token"]), float(t["logprob"]))
+        (str(t["token"]), float(t["logprob"]), _alternatives(t.get("top_logprobs")))
         for t in content or []
         if t.get("logprob") is not None and t.get("token") is not None
     ]

@@ -1,9 +1,10 @@
 """The model-kind extension point: a :class:`ModelKind` per ``kind:`` of fusiongraph/defaults/models.yaml, in one registry.
 
 A kind says what a roster entry of that kind needs (:meth:`ModelKind.validate`), whether it can be called
-now (:meth:`ModelKind.unavailable_reason`), how to build its LangChain chat model (:meth:`ModelKind.build`)
-and which of its provider's errors are worth retrying (:meth:`ModelKind.is_transient`, asked by the
-cascade's RetryPolicy through the registry-level :func:`is_transient`).
+now (:meth:`ModelKind.unavailable_reason`), how to build its LangChain chat model (:meth:`ModelKind.build`),
+how to ask it for token log-probabilities and alternatives (:meth:`ModelKind.with_logprobs`) and which of
+its provider's errors are worth retrying (:meth:`ModelKind.is_transient`, asked by the cascade's
+RetryPolicy through the registry-level :func:`is_transient`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Callable, ClassVar, TypeVar, overload
 
 from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.runnables import Runnable
 
 if TYPE_CHECKING:
     from fusiongraph.models.roster import ModelSpec
@@ -43,6 +45,14 @@ class ModelKind(ABC):
     def is_transient(self, exc: BaseException) -> bool | None:
         """True: worth retrying; False: never retry; None: not this kind's provider's error (ask others)."""
         return None
+
+    def with_logprobs(self, model: Runnable, top: int) -> Runnable:
+        """The model (or a binding of it: tools, response format) set to return each generated token's
+        log-probability and, with ``top`` > 0, the ``top`` most likely tokens at each step, in its
+        ``response_metadata`` (read by :func:`fusiongraph.judging.kinds.key_confidence.token_entries`).
+        Asked when a run wants log-probabilities (the ``logprobs`` knob). Default: the model unchanged (it
+        gives what it gives)."""
+        return model
 
 
 MODEL_KINDS: dict[str, ModelKind] = {}

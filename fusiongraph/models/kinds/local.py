@@ -38,3 +38,8 @@ class LocalKind(ModelKind):
             gguf = find_gguf(spec.gguf_package, spec.gguf_file, explicit)
         kwargs = dict(model_path=str(gguf), model_name=spec.id, n_ctx=spec.context, max_tokens=max_tokens)
         return LocalLlamaChat(**{**kwargs, **spec.options})
+
+    def with_logprobs(self, model, top):
+        """Each token's log-probability is always kept (``token_logprobs``); ``top_logprobs`` makes the call
+        also keep the ``top`` most likely tokens of each step (``token_top``, see LocalLlamaChat._generate)."""
+        return model.bind(top_logprobs=top) if top > 0 else model

@@ -51,6 +51,11 @@ class OpenAIStyleKind(ModelKind):
         )
         return ChatOpenAI(**{**kwargs, **spec.options})
 
+    def with_logprobs(self, model, top):
+        """The API's ``logprobs`` with at least one alternative per token (llama.cpp's server sends no
+        log-probabilities without ``top_logprobs``): ``response_metadata["logprobs"]["content"]``."""
+        return model.bind(logprobs=True, top_logprobs=max(1, top))
+
     def is_transient(self, exc):
         return openai_transient(exc)
 

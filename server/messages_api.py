@@ -1,7 +1,7 @@
 """Anthropic's Messages API (``POST /v1/messages``) on the same graph, for coding agents built for it: a
 request is translated into the chat request the endpoint already validates (``system``, ``messages`` with
 text, image, ``tool_use`` and ``tool_result`` blocks, ``tools`` with ``input_schema``, ``tool_choice``,
-``max_tokens``, ``stop_sequences``), run the same way (admission, cancellation, settlement), and returned as an
+``max_tokens``, ``stop_sequences``, structured outputs' ``output_config.format``), run the same way (admission, cancellation, settlement), and returned as an
 Anthropic message (``text`` and ``tool_use`` content blocks, ``stop_reason``, ``usage``), or as its streaming
 events. Errors are in Anthropic's shape: ``{"type": "error", "error": {"type", "message"}}``.
 """
@@ -59,7 +59,8 @@ def chat_body(body: Any) -> dict:
     if not isinstance(body, dict):
         raise RequestError("the request body must be a JSON object", None)
     known = {"model", "messages", "system", "max_tokens", "tools", "tool_choice", "stop_sequences", "stream",
-             "temperature", "top_p", "top_k", "metadata", "fusiongraph", "thinking", "service_tier"}  # fmt: skip
+             "temperature", "top_p", "top_k", "metadata", "fusiongraph", "thinking", "service_tier",
+             "output_config", "output_format"}  # fmt: skip
     if unknown := set(body) - known:
         raise RequestError(f"unknown or unsupported parameter(s): {', '.join(sorted(unknown))}", sorted(unknown)[0])
     if not isinstance(body.get("max_tokens"), int) or isinstance(body.get("max_tokens"), bool):
@@ -146,6 +147,8 @@ def chat_body(body: Any) -> dict:
     if isinstance(choice, dict):
         mapped = {"auto": "auto", "any": "required", "none": "none"}.get(choice.get("type"))
         chat["tool_choice"] = mapped or {"type": "function", "function": {"name": choice.get("name")}}
+    if (fmt := output_format(body)) is not None:
+        chat["response_format"] = {"type": "json_schema", "json_schema": {"name": "output", "schema": fmt}}
     if body.get("stop_sequences"):
         chat["stop"] = body["stop_sequences"]
     for k in ("temperature", "top_p", "metadata"):
@@ -154,6 +157,22 @@ def chat_body(body: Any) -> dict:
     if body.get("fusiongraph") is not None:
         chat["fusiongraph"] = body["fusiongraph"]
     return chat
+
+
+def output_format(body: dict) -> dict | None:
+    """The JSON schema of Anthropic's structured outputs: ``output_config.format`` (``output_format``, its beta
+    name, too), ``{"type": "json_schema", "schema": {...}}``; the answer is a text block holding the JSON."""
+    config = body.get("output_config")
+    if config is not None and not isinstance(config, dict):
+        raise RequestError("'output_config' must be an object", "output_config")
+    fmt, where = ((config or {}).get("format"), "output_config.format")
+    if fmt is None and body.get("output_format") is not None:
+        fmt, where = body["output_format"], "output_format"
+    if fmt is None:
+        return None
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema" or not isinstance(fmt.get("schema"), dict):
+        raise RequestError(f'\'{where}\' must be {{"type": "json_schema", "schema": {{...}}}}', where)
+    return fmt["schema"]
 
 
 def content_blocks(out: dict, stops: list[str] | None) -> tuple[list[dict], str, str | None]:

@@ -1,6 +1,8 @@
 """Anthropic's Messages API (POST /v1/messages) through the anthropic client: text, a tool used and its result
 answered, stop sequences, the streaming events and errors in Anthropic's shape."""
 
+import json
+
 import anthropic
 import pytest
 from starlette.testclient import TestClient
@@ -93,3 +95,25 @@ def test_errors_are_in_anthropics_shape(claude, fusion):
             model="fusiongraph", max_tokens=64, messages=[{"role": "user", "content": "x"}],
             tools=[{"type": "web_search_20250305", "name": "web_search"}],
         )  # fmt: skip
+
+
+def test_structured_output_gives_json_of_the_schema(claude, fusion):
+    """Anthropic's structured outputs (``output_config.format``, and its beta name ``output_format``): a text
+    block holding JSON that the schema validates; a model whose JSON misses the schema is not the answer."""
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    spec, cheap, strong = models('{"town": "Paris"}', '{"city": "Paris"}')
+    fusion(spec)
+    for field in ("output_config", "output_format"):
+        fmt = {"type": "json_schema", "schema": schema}
+        msg = claude.messages.create(
+            model="fusiongraph", max_tokens=64, messages=[{"role": "user", "content": "Capital of France as JSON"}],
+            extra_body={"fusiongraph": KNOBS, field: {"format": fmt} if field == "output_config" else fmt},
+        )  # fmt: skip
+        assert [b.type for b in msg.content] == ["text"] and json.loads(msg.content[0].text) == {"city": "Paris"}
+        assert msg.stop_reason == "end_turn"
+    with pytest.raises(anthropic.BadRequestError) as bad:
+        claude.messages.create(
+            model="fusiongraph", max_tokens=64, messages=[{"role": "user", "content": "x"}],
+            extra_body={"output_config": {"format": {"type": "xml"}}},
+        )  # fmt: skip
+    assert "output_config.format" in bad.value.body["error"]["message"]

@@ -205,6 +205,7 @@ def eval_command(
         table.add_column(col, justify="left" if col == "strategy" else "right")
     rows = [*results["strategies"].items()]
     rows += [(f"multi-part: {k}", v) for k, v in (results.get("multi_part") or {}).items() if isinstance(v, dict)]
+    rows += [(f"ceiling: {k}", v) for k, v in (results.get("ceilings") or {}).items() if "accuracy" in v]
     for name, s in rows:
         acc = "-" if s.get("accuracy") is None else f"{s['accuracy']:.3f}"
         table.add_row(name, str(s["questions"]), acc, f"{s['cost_usd']:.5f}", f"{s['seconds']:.0f}")

@@ -280,6 +280,7 @@ def run_eval(
         "acceptance": {"by": "calibrated", "fitted_on_rows": fit.rows} if fit is not None else {"by": "prior"},
         "strategies": replay["strategies"],
         "frontier": replay["frontier"],
+        "ceilings": replay["ceilings"],
         "judges": judges_report(rows, fit, ctx.quality_threshold),
         "judges_by_file": {
             f: judges_report([r for r in rows if r["file"] == f], fit, ctx.quality_threshold)
@@ -311,8 +312,9 @@ def run_eval(
                 "accuracy_points": round(100 * (s["accuracy"] - target["accuracy"]), 2),
                 "cost_share": round(s["cost_usd"] / target["cost_usd"], 4) if target["cost_usd"] else None,
             }
-            for name, s in results["strategies"].items()
-            if s.get("accuracy") is not None and name in ("graph_replay", "fixed_cascade", "oracle")
+            for name, s in [*results["strategies"].items(), *results["ceilings"].items()]
+            if s.get("accuracy") is not None
+            and (name in ("graph_replay", "fixed_cascade", "oracle") or name.startswith(("perfect_", "class_plan_")))
         }
     if record:
         results["recorded"] = record_rows(res, rows, out)

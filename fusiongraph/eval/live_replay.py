@@ -84,6 +84,65 @@ def run_cascade(plan: list[str], rows: dict[str, dict], judging: dict[str, tuple
     return Scored(bool(rows[best]["correct"]), cost, seconds, best, tried)
 
 
+def perfect_cascade(plan: list[str], rows: dict[str, dict]) -> Scored:
+    """The cascade on `plan` with a perfect, free judge: each tier's answer is paid for, the first right one is
+    taken (every tier paid and the last answer given when none is right). No judged cascade on this plan can
+    be more accurate or, at that accuracy, cheaper."""
+    tried, cost, seconds = [], 0.0, 0.0
+    for model in plan:
+        tried.append(model)
+        cost += rows[model]["answer_cost_usd"]
+        seconds += rows[model]["answer_s"]
+        if rows[model]["correct"] and not rows[model].get("error"):
+            return Scored(True, cost, seconds, model, tried)
+    return Scored(False, cost, seconds, tried[-1] if tried else None, tried)
+
+
+def ordered_plans(models: list[str]) -> list[list[str]]:
+    """Every non-empty ordered subset of `models` (a cascade's possible plans)."""
+    import itertools
+
+    return [list(p) for k in range(1, len(models) + 1) for p in itertools.permutations(models, k)]
+
+
+def ceilings(single_items: list[dict], by_q: dict[str, dict[str, dict]], models: list[str], plans: dict) -> dict:
+    """What judged cascades could reach at best, each with a perfect and free judge: on the graph's own plans,
+    cheapest to dearest, and with one plan per task class chosen in hindsight (every ordered subset of the
+    models tried): the cheapest plan as accurate as the class's best single model (``class_plan_matching``) and
+    the cheapest as accurate as any plan can be (``class_plan_best``). The gap between a strategy and its
+    ceiling is the judges'; the gap between a ceiling and the oracle is what no cascade closes, only a router
+    that knows in advance which model will be right."""
+    out = {
+        "perfect_judge_graph_plan": summarise(
+            [
+                perfect_cascade([m for m in plans.get(i["id"], []) if m in models] or models[:1], by_q[i["id"]])
+                for i in single_items
+            ]
+        ),  # fmt: skip
+        "perfect_judge_cheapest_first": summarise([perfect_cascade(models, by_q[i["id"]]) for i in single_items]),
+    }
+    classes: dict[str, list[dict]] = {}
+    for i in single_items:
+        classes.setdefault(by_q[i["id"]][models[0]].get("task_class") or "-", []).append(i)
+    matching: list[Scored] = []
+    best: list[Scored] = []
+    chosen: dict[str, dict] = {}
+    for cls, members in sorted(classes.items()):
+        runs = {tuple(plan): [perfect_cascade(plan, by_q[i["id"]]) for i in members] for plan in ordered_plans(models)}
+        score = {plan: (sum(r.correct for r in rs), sum(r.cost_usd for r in rs)) for plan, rs in runs.items()}
+        single_best = max(score[(m,)][0] for m in models)
+        top = max(right for right, _ in score.values())
+        match_plan = min((p for p in score if score[p][0] >= single_best), key=lambda p: score[p][1])
+        best_plan = min((p for p in score if score[p][0] == top), key=lambda p: score[p][1])
+        matching += runs[match_plan]
+        best += runs[best_plan]
+        chosen[cls] = {"questions": len(members), "matching": list(match_plan), "best": list(best_plan)}
+    out["class_plan_matching"] = summarise(matching)
+    out["class_plan_best"] = summarise(best)
+    out["class_plans"] = chosen
+    return out
+
+
 def graph_plan(item: dict, ctx: FusionContext) -> tuple[list[str], dict]:
     """The plan the live graph makes for a one-part question: its privacy, taxonomy and neighbours nodes, run
     on it (the same code, the same store); returns (plan, the route's state)."""
@@ -175,7 +234,12 @@ def strategies(
             ]
         )
         frontier.setdefault("graph_replay_price", []).append({"price_sensitivity": lam, **point})
-    return {"strategies": out, "frontier": frontier, "per_question": per_question}
+    return {
+        "strategies": out,
+        "frontier": frontier,
+        "per_question": per_question,
+        "ceilings": ceilings(single_items, by_q, models, plans),
+    }
 
 
 def best_single(strats: dict) -> str | None:

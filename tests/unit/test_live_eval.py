@@ -144,6 +144,36 @@ def test_strategies_from_recorded_rows():
     assert live_replay.cheapest_matching(out["frontier"]["graph_replay"], s["single:dear"])["accuracy"] == 1.0
 
 
+def test_ceilings_bound_every_judged_cascade_with_a_perfect_judge():
+    """Three models on two classes: the perfect judge pays only the answers tried up to the first right one; the
+    hindsight plan per class is the cheapest one as accurate as the class's best model, or as accurate as any."""
+    right = {  # question -> models right on it
+        "m0": {"small", "big"}, "m1": {"big"}, "m2": {"mid"}, "m3": set(),
+        "k0": {"small"}, "k1": {"small", "mid", "big"}, "k2": {"big"}, "k3": {"mid", "big"},
+    }  # fmt: skip
+    cost = {"small": 1.0, "mid": 3.0, "big": 10.0}
+    by_q = {
+        q: {m: _row(m, m in ok, 0.5, cost[m] / 0.8, 1) | {"task_class": q[0]} for m in cost} for q, ok in right.items()
+    }
+    items = [{"id": q} for q in right]
+    plans = {q: ["small", "mid", "big"] for q in right}
+    out = live_replay.ceilings(items, by_q, ["small", "mid", "big"], plans)
+    first = out["perfect_judge_cheapest_first"]
+    assert first["accuracy"] == 7 / 8  # right wherever some model is (m3: none)
+    # m0 1, m1 14, m2 4, m3 14 (none right: all paid), k0 1, k1 1, k2 14, k3 4
+    assert first["cost_usd"] == pytest.approx(53.0)
+    assert out["perfect_judge_graph_plan"] == first
+    # class m: the best single (big) is right on 2 of 4; small -> mid matches it at 1 + 4 + 4 + 4; small -> mid
+    # -> big reaches 3 at 33. Class k: big 3 of 4; small -> mid matches at 10; small -> mid -> big gets 4 at 20
+    assert out["class_plans"] == {
+        "k": {"questions": 4, "matching": ["small", "mid"], "best": ["small", "mid", "big"]},
+        "m": {"questions": 4, "matching": ["small", "mid"], "best": ["small", "mid", "big"]},
+    }
+    assert (out["class_plan_matching"]["accuracy"], out["class_plan_matching"]["cost_usd"]) == (5 / 8, 23.0)
+    assert (out["class_plan_best"]["accuracy"], out["class_plan_best"]["cost_usd"]) == (7 / 8, 53.0)
+    assert live_replay.ordered_plans(["a", "b"]) == [["a"], ["b"], ["a", "b"], ["b", "a"]]
+
+
 def _questions(tmp_path):
     f = tmp_path / "q.jsonl"
     lines = [

@@ -556,7 +556,9 @@ def repeats_call(messages: list, message) -> str | None:
         if (c["name"], json.dumps(c.get("args") or {}, sort_keys=True)) in done:
             return f"{TOOL_LOOP}: calls {c['name']} again with the arguments it just got a result for"
     text = str(getattr(message, "content", "") or "")
-    used = any(w in text.lower() for r in results for w in re.findall(r"[^\W_]{3,}", r.lower()))
+    # a word of the result that the call itself holds (a result that echoes the city asked for) is no sign of use
+    said = {w for c in calls for w in re.findall(r"[^\W_]{3,}", f"{c['name']} {json.dumps(c.get('args'))}".lower())}
+    used = any(w in text.lower() for r in results for w in re.findall(r"[^\W_]{3,}", r.lower()) if w not in said)
     for c in calls:
         named = c["name"] in text
         args = [str(v) for v in (c.get("args") or {}).values()]

@@ -307,26 +307,35 @@ def test_the_anthropic_client_with_a_tool(server):
     assert done.content and done.stop_reason in ("end_turn", "tool_use", "max_tokens")
 
 
-def test_the_openai_agents_sdk_default_model_runs_a_tool_using_agent(server):
-    import asyncio
-
-    from agents import Agent, ModelSettings, OpenAIResponsesModel, RunConfig, Runner, function_tool
+def weather_agent(server: str, model_class, calls: list | None = None):
+    """An Agents SDK agent on `model_class` (its Responses or chat-completions model) with one function tool,
+    made to call it first; `calls` collects the cities it was called with."""
+    from agents import Agent, ModelSettings, function_tool
     from openai import AsyncOpenAI
 
     @function_tool
     def get_weather(city: str) -> str:
         """Current weather of a city."""
-        return f"sunny, 21 C in {city}"
+        (calls if calls is not None else []).append(city)
+        return f"sunny and 21 C in {city}"
+
+    client = AsyncOpenAI(base_url=f"{server}/v1", api_key="unused", timeout=300, max_retries=0)
+    return Agent(
+        name="weather",
+        instructions="Answer with the tool's result.",
+        tools=[get_weather],
+        model=model_class(model="fusiongraph", openai_client=client),
+        model_settings=ModelSettings(tool_choice="get_weather", max_tokens=48, extra_body={"fusiongraph": LOCAL}),
+    )
+
+
+def test_the_openai_agents_sdk_default_model_runs_a_tool_using_agent(server):
+    import asyncio
+
+    from agents import OpenAIResponsesModel, RunConfig, Runner
 
     async def run():
-        client = AsyncOpenAI(base_url=f"{server}/v1", api_key="unused", timeout=300, max_retries=0)
-        agent = Agent(
-            name="weather",
-            instructions="Answer with the tool's result.",
-            tools=[get_weather],
-            model=OpenAIResponsesModel(model="fusiongraph", openai_client=client),
-            model_settings=ModelSettings(tool_choice="get_weather", max_tokens=48, extra_body={"fusiongraph": LOCAL}),
-        )
+        agent = weather_agent(server, OpenAIResponsesModel)
         config = RunConfig(tracing_disabled=True)
         first = await Runner.run(agent, "What is the weather in Paris right now?", run_config=config, max_turns=4)
         second = await Runner.run(

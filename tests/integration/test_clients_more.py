@@ -16,7 +16,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from tests.integration.test_clients import LOCAL, TIME, WEATHER_PARAMS, server  # noqa: F401 (a fixture)
+from tests.integration.test_clients import LOCAL, TIME, WEATHER_PARAMS, server, weather_agent  # noqa: F401 (a fixture)
 from tests.unit.test_conversations_tools import WEATHER
 
 pytestmark = [
@@ -262,27 +262,13 @@ def test_the_vercel_ai_sdk_responses_provider_generates_text(server, ai_sdk, tmp
 def test_the_openai_agents_sdk_chat_completions_model_runs_a_tool_using_agent(server):  # noqa: F811
     import asyncio
 
-    from agents import Agent, ModelSettings, OpenAIChatCompletionsModel, Runner, function_tool, set_tracing_disabled
-    from openai import AsyncOpenAI
+    from agents import OpenAIChatCompletionsModel, Runner, set_tracing_disabled
 
     set_tracing_disabled(True)
-    calls = []
-
-    @function_tool
-    def get_weather(city: str) -> str:
-        """Current weather of a city."""
-        calls.append(city)
-        return f"sunny and 21 C in {city}"
+    calls: list = []
 
     async def run():
-        client = AsyncOpenAI(base_url=f"{server}/v1", api_key="unused", timeout=300, max_retries=0)
-        agent = Agent(
-            name="weather",
-            instructions="Answer with the tool's result.",
-            tools=[get_weather],
-            model=OpenAIChatCompletionsModel(model="fusiongraph", openai_client=client),
-            model_settings=ModelSettings(tool_choice="get_weather", max_tokens=48, extra_body={"fusiongraph": LOCAL}),
-        )
+        agent = weather_agent(server, OpenAIChatCompletionsModel, calls)
         return await Runner.run(agent, "What is the weather in Paris right now?", max_turns=4)
 
     result = asyncio.run(run())

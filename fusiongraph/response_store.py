@@ -5,7 +5,7 @@ answered, after restarts too.
 
 Each response belongs to the API key that created it (None: an open server's anonymous requests): a lookup
 under another key finds nothing, exactly as for an unknown id. A conversation is kept for
-``$FUSIONGRAPH_RESPONSES_RETENTION_DAYS`` (default 30): an older one is never returned, and the writes delete
+``$FUSIONGRAPH_RESPONSES_RETENTION_DAYS`` (default 30; ``$FUSIONGRAPH_RETENTION_DAYS`` if shorter): an older one is never returned, and the writes delete
 the expired ones (at most once a minute per store). The messages are JSON text, never pickled.
 """
 
@@ -24,7 +24,10 @@ PRUNE_EVERY_S = 60.0
 
 
 def retention_s() -> float:
-    return settings().responses_retention_days * 86400.0
+    """How long a conversation is kept: its own retention, or the store's (FUSIONGRAPH_RETENTION_DAYS) if shorter."""
+    s = settings()
+    days = min(s.responses_retention_days, s.retention_days or s.responses_retention_days)
+    return days * 86400.0
 
 
 class ResponseStore(SideStore):
@@ -58,6 +61,16 @@ class ResponseStore(SideStore):
         with self._lock:
             text = self.backend.response_get(response_id, key_id, since)
         return None if text is None else json.loads(text)
+
+    def forget(self, match: str | None, before: float | None = None) -> int:
+        """Delete the conversations holding `match` (any case, in any message) and/or kept before `before`
+        (``fusiongraph store forget``); how many."""
+        pattern = None
+        if match is not None:
+            escaped = json.dumps(match.lower(), ensure_ascii=False)[1:-1]  # as the JSON text holds it
+            pattern = "%" + escaped.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        with self._lock:
+            return self.backend.response_forget(pattern, before)
 
     def prune(self, now: float | None = None) -> int:
         """Delete the responses older than the retention; how many."""

@@ -41,3 +41,8 @@ class ResponseBackend(SideBackend):
     def response_prune(self, before: float) -> int:
         """Delete the responses created before `before`; how many."""
         raise NotImplementedError
+
+    def response_forget(self, pattern: str | None, before: float | None) -> int:
+        """Delete the responses whose lower-cased messages are LIKE `pattern` (``\\`` escapes) and/or created
+        before `before` (None: no condition); how many."""
+        raise NotImplementedError

@@ -39,3 +39,15 @@ class PostgresResponseBackend(ResponseBackend):
             lambda conn: conn.execute("DELETE FROM responses WHERE created_at < %s", (before,)).rowcount,
             write=True,
         )
+
+    def response_forget(self, pattern, before):
+        return self.db.run(
+            lambda conn: (
+                conn.execute(
+                    "DELETE FROM responses WHERE (%s::text IS NULL OR LOWER(messages) LIKE %s ESCAPE '\\')"
+                    " AND (%s::double precision IS NULL OR created_at < %s)",
+                    (pattern, pattern, before, before),
+                ).rowcount
+            ),
+            write=True,
+        )

@@ -42,3 +42,10 @@ class SQLiteResponseBackend(ResponseBackend):
 
     def response_prune(self, before):
         return self._db.execute("DELETE FROM responses WHERE created_at < ?", (before,)).rowcount
+
+    def response_forget(self, pattern, before):
+        return self._db.execute(
+            "DELETE FROM responses WHERE (? IS NULL OR LOWER(messages) LIKE ? ESCAPE '\\')"
+            " AND (? IS NULL OR created_at < ?)",
+            (pattern, pattern, before, before),
+        ).rowcount

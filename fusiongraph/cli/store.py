@@ -148,24 +148,28 @@ def forget_command(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
 ) -> None:
-    """Erase subtasks with their outcomes, vectors and cached answers, together (both store backends; every
-    worker sharing the store drops them too). With --match and --before, what matches both."""
+    """Erase subtasks with their outcomes, vectors and cached answers, together, and the stored Responses
+    conversations that hold the text (both store backends; every worker sharing the store drops them too). With
+    --match and --before, what matches both."""
     from fusiongraph.resources import get_resources
 
     if match is None and before is None:
         common.fail("give --match TEXT, --before DATE or both")
     when = _parse_before(before) if before is not None else None
     try:
+        from fusiongraph.response_store import response_store
+
         res = get_resources(common.context(store_dir=store_dir))
         counts = res.store.forget(match, when)
+        counts["conversations"] = response_store(store_dir).forget(match, when)
     except Exception as exc:
         common.fail(str(exc))
     if as_json:
         print(json.dumps(counts))
         return
     console.print(
-        f"erased {counts['subtasks']} subtasks, {counts['outcomes']} outcomes, {counts['vectors']} vectors and "
-        f"{counts['cached_answers']} cached answers",
+        f"erased {counts['subtasks']} subtasks, {counts['outcomes']} outcomes, {counts['vectors']} vectors, "
+        f"{counts['cached_answers']} cached answers, and {counts['conversations']} stored Responses conversations",
         markup=False,
         highlight=False,
     )

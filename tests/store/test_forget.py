@@ -126,13 +126,21 @@ def test_cli_store_forget_prints_the_counts(tmp_path, monkeypatch):
     e[0] = 1
     store.record("Call Bob at +1 415 555 0132", e, "factual_qa", [Outcome("m", 1.0, True, answer="done")])
     store.close()
+    from fusiongraph.response_store import ResponseStore
+
+    conversations = ResponseStore(tmp_path / "s")  # a Responses API conversation that names Bob too
+    conversations.put("resp_1", None, [{"role": "user", "content": "Call Bob at +1 415 555 0132"}])
     said = CliRunner().invoke(app, ["store", "forget", "--match", "bob", "--store-dir", str(tmp_path / "s")])
     assert said.exit_code == 0, said.output
-    assert "erased 1 subtasks, 1 outcomes, 1 vectors and 0 cached answers" in said.output
+    assert "erased 1 subtasks, 1 outcomes, 1 vectors, 0 cached answers, and 1 stored Responses" in said.output
+    assert conversations.get("resp_1", None) is None
+    conversations.close()
     as_json = CliRunner().invoke(
         app, ["store", "forget", "--before", "2000-01-01", "--json", "--store-dir", str(tmp_path / "s")]
     )
-    assert json.loads(as_json.output) == {"subtasks": 0, "outcomes": 0, "cached_answers": 0, "vectors": 0}
+    assert json.loads(as_json.output) == {
+        "subtasks": 0, "outcomes": 0, "cached_answers": 0, "vectors": 0, "conversations": 0
+    }  # fmt: skip
     for bad, msg in [([], "give --match TEXT"), (["--before", "yesterday"], "is not a date")]:
         out = CliRunner().invoke(app, ["store", "forget", *bad, "--store-dir", str(tmp_path / "s")])
         assert out.exit_code == 2 and msg in out.output

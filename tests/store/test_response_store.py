@@ -43,6 +43,26 @@ def test_responses_are_shared_per_key_and_expire(backend, tmp_path, request, mon
     other.close()
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_forget_erases_the_conversations_that_hold_the_text_or_are_older(backend, tmp_path, request, monkeypatch):
+    target = str(tmp_path / "store") if backend == "sqlite" else request.getfixturevalue("pg")
+    rs = ResponseStore(target)
+    t0 = 1_700_000_000.0
+    rs.put("r1", "k", CONVERSATION, now=t0)  # "Weather in Paris? é"
+    rs.put("r2", "k", [{"role": "user", "content": 'He said "100%_off" at 2pm'}], now=t0 + 10)
+    rs.put("r3", None, [{"role": "user", "content": "nothing to see"}], now=t0 + 20)
+    assert rs.forget("PARIS? É") == 1 and rs.get("r1", "k", now=t0 + 30) is None  # any case, non-ASCII
+    assert rs.forget("1_0") == 0 and rs.forget("10%f") == 0  # LIKE's wildcards are only themselves here
+    assert rs.forget('"100%_off"') == 1 and rs.get("r2", "k", now=t0 + 30) is None  # quotes JSON-escaped
+    assert rs.forget(None, before=t0 + 15) == 0 and rs.get("r3", None, now=t0 + 30) is not None
+    assert rs.forget("nothing", before=t0 + 15) == 0  # both conditions
+    assert rs.forget(None, before=t0 + 25) == 1
+    monkeypatch.setenv("FUSIONGRAPH_RETENTION_DAYS", "1")  # the store's own retention, when shorter
+    rs.put("r4", "k", [], now=t0)
+    assert rs.get("r4", "k", now=t0 + 1.5 * DAY) is None and rs.get("r4", "k", now=t0 + 0.5 * DAY) == []
+    rs.close()
+
+
 def test_postgres_responses_migration_leaves_the_outcome_store_to_open(pg):
     rs = ResponseStore(pg)  # every migration, no outcome-store metadata yet
     rs.put("resp_x", "key_a", CONVERSATION)

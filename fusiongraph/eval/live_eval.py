@@ -30,6 +30,7 @@ from fusiongraph.context import FusionContext
 from fusiongraph.eval.gold import is_right, load_questions
 from fusiongraph.eval.live_replay import (
     PRICE_SENSITIVITIES,
+    THRESHOLDS,
     Scored,
     best_single,
     cheapest_matching,
@@ -282,6 +283,9 @@ def run_eval(
         "frontier": replay["frontier"],
         "ceilings": replay["ceilings"],
         "judges": judges_report(rows, fit, ctx.quality_threshold),
+        "acceptance_by_threshold": {  # the accept decision at other thresholds: is any both right and kind?
+            str(t): judges_report(rows, fit, t).get("acceptance") for t in (0.1, 0.2, *THRESHOLDS)
+        },
         "judges_by_file": {
             f: judges_report([r for r in rows if r["file"] == f], fit, ctx.quality_threshold)
             for f in sorted({r["file"] for r in rows})

@@ -228,6 +228,12 @@ def test_run_eval_writes_results_and_resumes_without_answering_again(fusion, tmp
     assert saved["multi_part"]["single:weak"]["accuracy"] == 0.0  # the weak model alone misses a part
     assert saved["judges"]["acceptance"]["answers"] == 6  # 3 questions x 2 models
     assert set(saved["judges"]) >= {"rules", "llm", "acceptance"}
+    sweep = saved["acceptance_by_threshold"]  # the accept decision at every threshold, on the same answers
+    assert list(sweep) == ["0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9"]
+    assert sweep["0.5"] == saved["judges"]["acceptance"]
+    rejected = [sweep[t]["right_rejected"] for t in sweep]
+    assert rejected == sorted(rejected)  # a higher bar rejects at least as many right answers
+    assert {"perfect_judge_cheapest_first", "class_plan_matching", "class_plans"} <= set(saved["ceilings"])
     assert (out / "frontier.png").stat().st_size > 0
     assert [p["price_sensitivity"] for p in saved["frontier"]["graph_replay_price"]] == list(
         live_replay.PRICE_SENSITIVITIES

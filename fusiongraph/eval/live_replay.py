@@ -108,8 +108,10 @@ def ordered_plans(models: list[str]) -> list[list[str]]:
 def ceilings(single_items: list[dict], by_q: dict[str, dict[str, dict]], models: list[str], plans: dict) -> dict:
     """What judged cascades could reach at best, each with a perfect and free judge: on the graph's own plans,
     cheapest to dearest, and with one plan per task class chosen in hindsight (every ordered subset of the
-    models tried): the cheapest plan as accurate as the class's best single model (``class_plan_matching``) and
-    the cheapest as accurate as any plan can be (``class_plan_best``). The gap between a strategy and its
+    models tried): the cheapest plan as accurate as the class's best single model (``class_plan_matching``), the
+    cheapest as accurate as any plan can be (``class_plan_best``), and the cheapest set of class plans that beats
+    the best single model by 2 points pooled (``class_plan_plus_2_points``; ``reachable: false`` when none can).
+    The gap between a strategy and its
     ceiling is the judges'; the gap between a ceiling and the oracle is what no cascade closes, only a router
     that knows in advance which model will be right."""
     out = {
@@ -127,6 +129,9 @@ def ceilings(single_items: list[dict], by_q: dict[str, dict[str, dict]], models:
     matching: list[Scored] = []
     best: list[Scored] = []
     chosen: dict[str, dict] = {}
+    # the cheapest per-class plans, pooled, as accurate as the best single model plus 2 points: a small knapsack
+    # over classes (right answers -> the cheapest cost and its plans)
+    pooled: dict[int, tuple[float, dict]] = {0: (0.0, {})}
     for cls, members in sorted(classes.items()):
         runs = {tuple(plan): [perfect_cascade(plan, by_q[i["id"]]) for i in members] for plan in ordered_plans(models)}
         score = {plan: (sum(r.correct for r in rs), sum(r.cost_usd for r in rs)) for plan, rs in runs.items()}
@@ -137,6 +142,26 @@ def ceilings(single_items: list[dict], by_q: dict[str, dict[str, dict]], models:
         matching += runs[match_plan]
         best += runs[best_plan]
         chosen[cls] = {"questions": len(members), "matching": list(match_plan), "best": list(best_plan)}
+        step: dict[int, tuple[float, dict]] = {}
+        for right, (cost, picks) in pooled.items():
+            for plan, (r, c) in score.items():
+                if right + r not in step or cost + c < step[right + r][0]:
+                    step[right + r] = (cost + c, picks | {cls: plan})
+        pooled = step
+    n = len(single_items)
+    best_single_right = max(sum(bool(by_q[i["id"]][m]["correct"]) for i in single_items) for m in models) if n else 0
+    need = best_single_right + 0.02 * n
+    reachable = [(cost, right, picks) for right, (cost, picks) in pooled.items() if right >= need - 1e-9]
+    if reachable:
+        cost, right, picks = min(reachable, key=lambda x: x[0])
+        out["class_plan_plus_2_points"] = {
+            "questions": n,
+            "accuracy": round(right / n, 4),
+            "cost_usd": round(cost, 8),
+            "plans": {cls: list(plan) for cls, plan in picks.items()},
+        }
+    else:
+        out["class_plan_plus_2_points"] = {"questions": n, "accuracy": None, "reachable": False}
     out["class_plan_matching"] = summarise(matching)
     out["class_plan_best"] = summarise(best)
     out["class_plans"] = chosen

@@ -171,6 +171,19 @@ def test_ceilings_bound_every_judged_cascade_with_a_perfect_judge():
     }
     assert (out["class_plan_matching"]["accuracy"], out["class_plan_matching"]["cost_usd"]) == (5 / 8, 23.0)
     assert (out["class_plan_best"]["accuracy"], out["class_plan_best"]["cost_usd"]) == (7 / 8, 53.0)
+    # the best single (big) is right on 5 of 8; +2 points needs 6: small -> mid -> big on k (4 at 20) and
+    # small -> mid on m (2 at 13), cheaper than the other ways to 6
+    plus = out["class_plan_plus_2_points"]
+    assert (plus["accuracy"], plus["cost_usd"]) == (6 / 8, 33.0)
+    assert plus["plans"] == {"k": ["small", "mid", "big"], "m": ["small", "mid"]}
+    out = live_replay.ceilings(items[:4], by_q, ["small", "mid", "big"], plans)  # class m: big 2 of 4, all 3
+    assert out["class_plan_plus_2_points"]["accuracy"] == 0.75  # 3 >= 2 + 0.08
+    out = live_replay.ceilings(items[4:], by_q, ["small", "mid", "big"], plans)  # class k: 4 of 4 > 3 + 0.08
+    assert out["class_plan_plus_2_points"]["accuracy"] == 1.0
+    no_gain = {"q": {m: _row(m, True, 0.5, 1.0, 1) for m in ("a", "b")}}  # every model right: no gain possible
+    assert live_replay.ceilings([{"id": "q"}], no_gain, ["a", "b"], {})["class_plan_plus_2_points"] == {
+        "questions": 1, "accuracy": None, "reachable": False
+    }  # fmt: skip
     assert live_replay.ordered_plans(["a", "b"]) == [["a"], ["b"], ["a", "b"], ["b", "a"]]
 
 

@@ -1,4 +1,5 @@
-"""``fusiongraph store migrate``: copy one outcome store into another (any two backends), API keys included."""
+"""``fusiongraph store migrate``: copy one outcome store into another (any two backends), API keys and stored
+Responses API conversations included."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 from fusiongraph.store.backend import Backend, StoreError, make_backend, url_scheme
 from fusiongraph.store.key_backend import KEY_BACKENDS, export_keys
 from fusiongraph.store.outcomes import open_store
+from fusiongraph.store.response_backend import RESPONSE_BACKENDS
 from fusiongraph.store.sqlite import DB_FILE
 
 
@@ -67,8 +69,31 @@ def migrate_store(source: str | Path, target: str | Path, append: bool = False, 
             f"after the copy {check.location} holds {counts}, expected {result['subtasks']} subtasks "
             f"and {result['outcomes']} outcomes"
         )
+    conversations = copy_conversations(source, target)
     return {
-        "source": {"subtasks": want_s, "outcomes": want_o} | {t: len(rows) for t, rows in keys.items()},
-        "copied": {"subtasks": result["subtasks_added"], "outcomes": result["outcomes_added"]} | result["keys"],
+        "source": {"subtasks": want_s, "outcomes": want_o}
+        | {t: len(rows) for t, rows in keys.items()}
+        | {"responses": conversations[0]},
+        "copied": {"subtasks": result["subtasks_added"], "outcomes": result["outcomes_added"]}
+        | result["keys"]
+        | {"responses": conversations[1]},
         "target": counts,
     }
+
+
+def copy_conversations(source: str | Path, target: str | Path) -> tuple[int, int]:
+    """Copy the stored Responses API conversations (after the outcomes: their own transaction; a response id the
+    target already has is kept as it is). (how many the source holds, how many were added)."""
+    src = make_backend(source)
+    try:
+        rows = RESPONSE_BACKENDS.on(src).response_rows() if src.has_table("responses") else []
+    finally:
+        src.close()
+    if not rows:
+        return 0, 0
+    dst = RESPONSE_BACKENDS.make(target)
+    try:
+        dst.responses_schema()
+        return len(rows), dst.response_import([tuple(r) for r in rows])
+    finally:
+        dst.close()

@@ -46,3 +46,12 @@ class ResponseBackend(SideBackend):
         """Delete the responses whose lower-cased messages are LIKE `pattern` (``\\`` escapes) and/or created
         before `before` (None: no condition); how many."""
         raise NotImplementedError
+
+    def response_rows(self) -> list[tuple]:
+        """Every stored response as (id, key_id, created_at, messages), for ``store migrate``."""
+        raise NotImplementedError
+
+    def response_import(self, rows: list[tuple]) -> int:
+        """Add (id, key_id, created_at, messages) rows, one transaction, an id already there left as it is; how
+        many were added."""
+        raise NotImplementedError

@@ -51,3 +51,21 @@ class PostgresResponseBackend(ResponseBackend):
             ),
             write=True,
         )
+
+    def response_rows(self):
+        return self.db.query("SELECT id, key_id, created_at, messages FROM responses ORDER BY created_at", ())
+
+    def response_import(self, rows):
+        def insert(conn):
+            added = 0
+            with conn.cursor() as cur:
+                for row in rows:
+                    cur.execute(
+                        "INSERT INTO responses (id, key_id, created_at, messages) VALUES (%s, %s, %s, %s)"
+                        " ON CONFLICT (id) DO NOTHING",
+                        row,
+                    )
+                    added += cur.rowcount
+            return added
+
+        return self.db.run(insert, write=True)

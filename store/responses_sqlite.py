@@ -49,3 +49,15 @@ class SQLiteResponseBackend(ResponseBackend):
             " AND (? IS NULL OR created_at < ?)",
             (pattern, pattern, before, before),
         ).rowcount
+
+    def response_rows(self):
+        return self._db.execute("SELECT id, key_id, created_at, messages FROM responses ORDER BY created_at").fetchall()
+
+    def response_import(self, rows):
+        with self._db:  # one transaction
+            before = self._db.total_changes
+            self._db.executemany(
+                "INSERT INTO responses (id, key_id, created_at, messages) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                rows,
+            )
+            return self._db.total_changes - before

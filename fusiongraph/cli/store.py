@@ -119,7 +119,7 @@ def migrate_store_command(
         f"{result['source']['subtasks']} / {result['source']['outcomes']} from {source}; the target now "
         f"holds {target['subtasks']} subtasks, {target['outcomes']} outcomes, {target['vectors']} vectors; "
         f"API keys copied with their spend and charges: {copied['api_keys']} keys, {copied['api_key_spend']} "
-        f"spend rows, {copied['api_key_charges']} charges",
+        f"spend rows, {copied['api_key_charges']} charges; {copied['responses']} stored Responses conversations",
         markup=False,
         highlight=False,
     )

@@ -45,6 +45,7 @@ def test_migrate_copies_a_sqlite_store_without_loss(databases, tmp_path):
         "api_keys": 0,
         "api_key_spend": 0,
         "api_key_charges": 0,
+        "responses": 0,
     }  # same texts: the subtasks are shared
     assert wait_for(lambda: post.outcomes_folded == 2 * lite.outcomes_folded, 2.0)  # NOTIFY reached it
     assert post.counts() == {"subtasks": 62, "outcomes": 370, "vectors": 62}
@@ -66,11 +67,20 @@ def test_migrate_copies_the_api_keys_their_spend_and_charges(databases, tmp_path
     lite.revoke("team-b")
     before = {k.name: (k, spent) for k, spent in lite.list()}
     lite.close()
+    from fusiongraph.response_store import ResponseStore
+
+    conversations = ResponseStore(tmp_path / "lite")  # a Responses API conversation moves with its key
+    conversations.put("resp_1", key.id, [{"role": "user", "content": "hi é"}, {"role": "assistant", "content": "yo"}])
+    conversations.close()
 
     url = databases()
     done = CliRunner().invoke(app, ["store", "migrate", "--to", url, "--store-dir", str(tmp_path / "lite")])
     assert done.exit_code == 0, done.output
-    assert "2 keys, 2 spend rows, 2 charges" in " ".join(done.output.split()), done.output
+    said = " ".join(done.output.split())
+    assert "2 keys, 2 spend rows, 2 charges; 1 stored Responses conversations" in said, done.output
+    moved = ResponseStore(url)
+    assert moved.get("resp_1", key.id) == [{"role": "user", "content": "hi é"}, {"role": "assistant", "content": "yo"}]
+    moved.close()
     pg_keys = KeyStore(url)
     assert {k.name: (k, spent) for k, spent in pg_keys.list()} == before  # ids, budgets, periods, revocation, spend
     assert pg_keys.check(token) == key  # the same token works against the new store (its hash was copied)

@@ -205,6 +205,7 @@ def test_a_prebuilt_react_agent_completes_a_tool_loop_with_fusiongraph_as_its_mo
     assert any(isinstance(m, ToolMessage) for m in messages)
     final = messages[-1]
     assert isinstance(final, AIMessage) and not final.tool_calls and final.text.strip()  # and answered
+    assert "sunny" in final.text.lower() or "21" in final.text, final.text  # with the tool's result
 
 
 @pytest.fixture(scope="session")
@@ -269,10 +270,15 @@ def test_the_responses_api_with_a_function_tool_and_a_continued_conversation(oai
     jsonschema.validate(json.loads(item.arguments), WEATHER_PARAMS)
     after = oai.responses.create(
         model="fusiongraph", previous_response_id=first.id, tools=[tool], max_output_tokens=48,
-        input=[{"type": "function_call_output", "call_id": item.call_id, "output": "sunny, 21 C"}],
+        input=[{"type": "function_call_output", "call_id": item.call_id, "output": "sunny and 21 C in Paris"}],
         extra_body={"fusiongraph": LOCAL},
     )  # fmt: skip
     assert after.status == "completed" and after.output
+    calls = [(o.name, o.arguments) for o in after.output if o.type == "function_call"]
+    if calls:  # a new call, never the one just answered
+        assert (item.name, item.arguments) not in calls, calls
+    else:  # or an answer that uses the result
+        assert "sunny" in after.output_text.lower() or "21" in after.output_text, after.output_text
     events = list(
         oai.responses.create(
             model="fusiongraph", input="What is the capital of France?", stream=True, max_output_tokens=24,
@@ -301,10 +307,18 @@ def test_the_anthropic_client_with_a_tool(server):
         messages=[
             {"role": "user", "content": "What is the weather in Paris right now?"},
             {"role": "assistant", "content": [{"type": "tool_use", "id": use.id, "name": use.name, "input": use.input}]},
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "sunny, 21 C"}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": use.id, "content": "sunny and 21 C in Paris"}
+            ]},
         ],
     )  # fmt: skip
-    assert done.content and done.stop_reason in ("end_turn", "tool_use", "max_tokens")
+    # the result is used, or a new call made: never the same call again, as a tool_use or restated as text
+    if done.stop_reason == "tool_use":
+        calls = [(b.name, b.input) for b in done.content if b.type == "tool_use"]
+        assert calls and (use.name, use.input) not in calls, calls
+    else:
+        text = " ".join(b.text for b in done.content if b.type == "text")
+        assert "sunny" in text.lower() or "21" in text, text
 
 
 def weather_agent(server: str, model_class, calls: list | None = None):

@@ -230,7 +230,9 @@ def run_attempt(
     model = res.roster.chat_model(call.model_id, ctx.max_tokens, ctx.request_timeout_s)
     guides = [g["subtask"][:80] for g in call.guides]
     bound = bind_request(model, call.request)
-    if ctx.logprobs:  # the kind asks its model for token log-probabilities (and ctx.top_logprobs alternatives)
+    if ctx.logprobs and (spec.logprobs or spec.model_kind.local):
+        # the kind asks its model for token log-probabilities (and ctx.top_logprobs alternatives); an API model
+        # only when its roster entry says it returns them (many reject the parameter)
         bound = spec.model_kind.with_logprobs(bound, ctx.top_logprobs)
     started = time.perf_counter()
     try:

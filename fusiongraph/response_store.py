@@ -19,6 +19,7 @@ from pathlib import Path
 from fusiongraph.settings import settings
 from fusiongraph.store.backend import SideStore
 from fusiongraph.store.response_backend import RESPONSE_BACKENDS, ResponseBackend
+from fusiongraph.store.sql import like_pattern
 
 PRUNE_EVERY_S = 60.0
 
@@ -65,10 +66,8 @@ class ResponseStore(SideStore):
     def forget(self, match: str | None, before: float | None = None) -> int:
         """Delete the conversations holding `match` (any case, in any message) and/or kept before `before`
         (``fusiongraph store forget``); how many."""
-        pattern = None
-        if match is not None:
-            escaped = json.dumps(match.lower(), ensure_ascii=False)[1:-1]  # as the JSON text holds it
-            pattern = "%" + escaped.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        # the text as the JSON of the messages holds it (quotes and backslashes escaped), as a LIKE pattern
+        pattern = None if match is None else like_pattern(json.dumps(match, ensure_ascii=False)[1:-1])
         with self._lock:
             return self.backend.response_forget(pattern, before)
 

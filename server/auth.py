@@ -138,10 +138,17 @@ class MetricsGuard:
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope.get("path", "").rstrip("/") == METRICS_PATH:
+        if scope["type"] == "http" and is_metrics_path(scope):
             if (refused := await asyncio.to_thread(metrics_refusal, scope)) is not None:
                 return await refused(scope, receive, send)
         await self.app(scope, receive, send)
+
+
+def is_metrics_path(scope: dict) -> bool:
+    """The request is for a ``/metrics`` route: at the root, under the server's ``root_path`` or a mount
+    prefix (LangGraph's ``mount_prefix``)."""
+    path = scope.get("path", "").rstrip("/")
+    return path == METRICS_PATH or path.endswith(METRICS_PATH) and path.count("/") >= 2
 
 
 def metrics_refusal(scope: dict) -> JSONResponse | None:

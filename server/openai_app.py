@@ -16,7 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sse_starlette import EventSourceResponse
 from starlette.applications import Starlette
-from starlette.background import BackgroundTask
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -102,14 +101,24 @@ def full_gate(scope: dict) -> JSONResponse | None:
     return None
 
 
+class PlaceHoldingStream(EventSourceResponse):
+    """A streamed run's response: its admission place is given up when the response ends however it ends (sent,
+    failed, cancelled), if its run never started; on the event loop, as the gate's counts are kept there."""
+
+    def __init__(self, events, scope: dict):
+        super().__init__(events, sep="\n", headers={"Cache-Control": "no-cache"})
+        self.scope = scope
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            admission.release(self.scope)
+
+
 def streamed(events, scope: dict) -> EventSourceResponse:
-    """A streamed response; its place is given up when the response ends, if its run never started."""
-    return EventSourceResponse(
-        events,
-        sep="\n",
-        headers={"Cache-Control": "no-cache"},
-        background=BackgroundTask(admission.release, scope),
-    )
+    """A streamed response that gives up its request's admission place when it ends (:class:`PlaceHoldingStream`)."""
+    return PlaceHoldingStream(events, scope)
 
 
 def holding_places(handler):

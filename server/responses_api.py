@@ -153,6 +153,8 @@ def chat_body(body: Any, scope: dict | None = None) -> tuple[dict, list[dict] | 
         raise RequestError("'store' must be a boolean", "store")
     earlier: list[dict] = []
     if body.get("previous_response_id") is not None:
+        if not isinstance(body["previous_response_id"], str):
+            raise RequestError("'previous_response_id' must be a string (a response's id)", "previous_response_id")
         earlier = _earlier(body["previous_response_id"], scope)
     instructions = body.get("instructions")
     if instructions is not None and not isinstance(instructions, str):

@@ -353,8 +353,12 @@ class SideStore:
     def __init__(self, target: str | Path | None):
         self.backend = self.backends.make(target)
         self._lock = threading.Lock()
-        with self._lock:
-            self.schema()
+        try:
+            with self._lock:
+                self.schema()
+        except BaseException:
+            self.backend.close()  # not kept: its connection would leak
+            raise
 
     def schema(self) -> None:
         """Create this concern's tables if they are missing."""

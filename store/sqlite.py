@@ -79,6 +79,10 @@ _OUTCOME_INSERT = (
 )
 
 
+def _lower(value):
+    return value.lower() if isinstance(value, str) else value
+
+
 class SQLiteBackend(Backend):
     """The embedded default: one file, WAL mode, several processes of one machine may share it."""
 
@@ -89,12 +93,15 @@ class SQLiteBackend(Backend):
         if self.directory is None:
             self.label = ":memory:"
             self._db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+            self._db.create_function("lower", 1, _lower, deterministic=True)
         else:
             self.directory.mkdir(parents=True, exist_ok=True)
             db_path = self.directory / DB_FILE
             self.label = str(db_path)
             try:
                 self._db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None, timeout=60)
+                # lower() of any script, as Postgres's (SQLite's own folds ASCII only): what `forget` matches
+                self._db.create_function("lower", 1, _lower, deterministic=True)
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 # neighbour look-ups hit random rows of a large table: read them through memory maps

@@ -152,7 +152,7 @@ def ceilings(single_items: list[dict], by_q: dict[str, dict[str, dict]], models:
     best_single_right = max(sum(bool(by_q[i["id"]][m]["correct"]) for i in single_items) for m in models) if n else 0
     need = best_single_right + 0.02 * n
     reachable = [(cost, right, picks) for right, (cost, picks) in pooled.items() if right >= need - 1e-9]
-    if reachable:
+    if n and reachable:
         cost, right, picks = min(reachable, key=lambda x: x[0])
         out["class_plan_plus_2_points"] = {
             "questions": n,

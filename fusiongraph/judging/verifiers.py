@@ -557,7 +557,11 @@ def repeats_call(messages: list, message) -> str | None:
             return f"{TOOL_LOOP}: calls {c['name']} again with the arguments it just got a result for"
     text = str(getattr(message, "content", "") or "")
     # a word of the result that the call itself holds (a result that echoes the city asked for) is no sign of use
-    said = {w for c in calls for w in re.findall(r"[^\W_]{3,}", f"{c['name']} {json.dumps(c.get('args'))}".lower())}
+    said = {
+        w
+        for c in calls
+        for w in re.findall(r"[^\W_]{3,}", f"{c['name']} {json.dumps(c.get('args'), ensure_ascii=False)}".lower())
+    }
     used = any(w in text.lower() for r in results for w in re.findall(r"[^\W_]{3,}", r.lower()) if w not in said)
     for c in calls:
         named = c["name"] in text

@@ -157,5 +157,7 @@ def test_like_wildcards_in_the_text_are_literal(backend, tmp_path, request):
         store.record("snakeXcase name", vec(3), None, [Outcome("m", 1.0, True)])
         assert store.forget(match="0%")["subtasks"] == 1 and store.forget(match="e_c")["subtasks"] == 1
         assert store.counts()["subtasks"] == 2
+        store.record("Call Jürgen MÜLLER", vec(4), None, [Outcome("m", 1.0, True)])  # any script's case
+        assert store.forget(match="müller")["subtasks"] == 1 and store.counts()["subtasks"] == 2
     finally:
         store.close()

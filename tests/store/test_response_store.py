@@ -57,6 +57,8 @@ def test_forget_erases_the_conversations_that_hold_the_text_or_are_older(backend
     assert rs.forget(None, before=t0 + 15) == 0 and rs.get("r3", None, now=t0 + 30) is not None
     assert rs.forget("nothing", before=t0 + 15) == 0  # both conditions
     assert rs.forget(None, before=t0 + 25) == 1
+    rs.put("r5", "k", [{"role": "user", "content": "Call Jürgen MÜLLER"}], now=t0 + 30)
+    assert rs.forget("müller") == 1  # any script's case, on SQLite too
     monkeypatch.setenv("FUSIONGRAPH_RETENTION_DAYS", "1")  # the store's own retention, when shorter
     rs.put("r4", "k", [], now=t0)
     assert rs.get("r4", "k", now=t0 + 1.5 * DAY) is None and rs.get("r4", "k", now=t0 + 0.5 * DAY) == []

@@ -205,3 +205,12 @@ def test_a_ticket_never_run_gives_its_place_back_once():
 
     gate = asyncio.run(scenario())
     assert gate.running == 0 and gate.waiting == 0
+
+
+def test_metrics_paths_under_a_prefix_are_guarded_too():
+    from fusiongraph.server.auth import is_metrics_path
+
+    for path in ("/metrics", "/metrics/", "/api/metrics", "/pfx/metrics/"):
+        assert is_metrics_path({"path": path}), path
+    for path in ("/v1/models", "/metricsx", "/ok", "/"):
+        assert not is_metrics_path({"path": path}), path

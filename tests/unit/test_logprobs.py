@@ -16,7 +16,7 @@ from tests.unit.test_server import chat as server_chat
 
 # the answer cache off: a cached answer comes from no model call, so it has no log-probabilities
 KNOBS = {"planner_model": "planner", "judge_model": "judge", "budget_usd": 1.0, "guides": 0, "cache": False}
-FREE = {"price_in": 0.0, "price_out": 0.0}
+FREE = {"price_in": 0.0, "price_out": 0.0, "logprobs": True}  # an API model that returns them
 
 
 class AlternativesChat(ScriptedChat):
@@ -143,6 +143,18 @@ def test_the_endpoint_returns_the_answering_calls_alternatives(client, fusion):
     assert attempt["logprobs"][0] == ["GOOD", -0.25, [["GOOD", -0.25], ["<alt1>", -2.0], ["<alt2>", -3.0]]]
     chat(client)  # no logprobs asked: the model is not asked for them
     assert "logprobs" not in cheap.seen[-1][1] and chat(client).json()["choices"][0]["logprobs"] is None
+
+
+def test_an_api_model_not_known_to_return_logprobs_is_not_asked_for_them(client, fusion):
+    """Many APIs reject ``logprobs`` (reasoning models, some providers): only a roster entry with
+    ``logprobs: true`` is sent it; the reply says why it has none."""
+    cheap = AlternativesChat(script=lambda p: "GOOD: Paris")
+    fusion({"cheap": ({"price_in": 0.0, "price_out": 0.0}, cheap)})
+    body = chat(client, logprobs=True, top_logprobs=3).json()
+    assert "logprobs" not in cheap.seen[-1][1] and "top_logprobs" not in cheap.seen[-1][1]
+    assert (
+        body["choices"][0]["logprobs"] is None and "no token log-probabilities" in body["fusiongraph"]["logprobs_note"]
+    )
 
 
 def test_a_streamed_reply_with_logprobs_sends_each_token_with_its_logprob(client, fusion):

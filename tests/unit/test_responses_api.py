@@ -50,6 +50,9 @@ def test_a_text_answer_and_a_continued_conversation(oai, fusion):
     ]
     with pytest.raises(openai.NotFoundError):
         oai.responses.create(model="fusiongraph", input="x", previous_response_id="resp_nope")
+    with pytest.raises(openai.BadRequestError) as bad:  # not an id at all: the client's error, named
+        oai.responses.create(model="fusiongraph", input="x", extra_body={"previous_response_id": 123})
+    assert bad.value.body["param"] == "previous_response_id"
 
 
 def test_a_function_tool_is_called_then_its_output_is_answered(oai, fusion):

@@ -98,11 +98,16 @@ def perfect_cascade(plan: list[str], rows: dict[str, dict]) -> Scored:
     return Scored(False, cost, seconds, tried[-1] if tried else None, tried)
 
 
+MAX_PLAN_MODELS = 3  # with more than 5 models, the hindsight plans try at most this many tiers
+
+
 def ordered_plans(models: list[str]) -> list[list[str]]:
-    """Every non-empty ordered subset of `models` (a cascade's possible plans)."""
+    """Every non-empty ordered subset of `models` (a cascade's possible plans); with more than 5 models, those
+    of at most MAX_PLAN_MODELS tiers (there are 13,699 plans of 7 models)."""
     import itertools
 
-    return [list(p) for k in range(1, len(models) + 1) for p in itertools.permutations(models, k)]
+    longest = len(models) if len(models) <= 5 else MAX_PLAN_MODELS
+    return [list(p) for k in range(1, longest + 1) for p in itertools.permutations(models, k)]
 
 
 def ceilings(single_items: list[dict], by_q: dict[str, dict[str, dict]], models: list[str], plans: dict) -> dict:

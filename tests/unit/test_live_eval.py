@@ -185,6 +185,8 @@ def test_ceilings_bound_every_judged_cascade_with_a_perfect_judge():
         "questions": 1, "accuracy": None, "reachable": False
     }  # fmt: skip
     assert live_replay.ordered_plans(["a", "b"]) == [["a"], ["b"], ["a", "b"], ["b", "a"]]
+    assert len(live_replay.ordered_plans(list("abcde"))) == 325  # every ordered subset of 5
+    assert max(map(len, live_replay.ordered_plans(list("abcdefg")))) == live_replay.MAX_PLAN_MODELS  # 7: capped
 
 
 def _questions(tmp_path):

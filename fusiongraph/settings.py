@@ -58,7 +58,12 @@ class Settings(BaseSettings):
 def settings() -> Settings:
     """The settings as the environment says now (parsed once per distinct FUSIONGRAPH_* environment: asking is
     cheap on hot paths, and a changed variable is seen at once)."""
-    return _parsed(tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("FUSIONGRAPH_"))))
+    raw = getattr(os.environ, "_data", None)  # CPython's undecoded mapping: no decoding of every variable
+    if isinstance(raw, dict) and all(isinstance(k, bytes) for k in raw):
+        found = tuple(sorted((k, v) for k, v in raw.items() if k.startswith(b"FUSIONGRAPH_")))
+    else:
+        found = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("FUSIONGRAPH_")))
+    return _parsed(found)
 
 
 @lru_cache(maxsize=32)

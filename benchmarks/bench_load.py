@@ -4,7 +4,8 @@
 
 The roster is the 135M local tier alone (the shipped roster less the Qwen tiers), the admission knobs their
 defaults (FUSIONGRAPH_MAX_RUNS 2, FUSIONGRAPH_MAX_QUEUED 8) unless set. Every client sends one question at
-once (client timeout 170 s), every other one streamed (`--streamed 0.5`); meanwhile `/v1/models` is asked every 50 ms. Reported: answers, 429s and other
+once (client timeout 170 s), every other one streamed (`--streamed 0.5`); meanwhile another process asks
+`/v1/models` every 50 ms. Reported: answers, 429s and other
 statuses, the time to each client's response (429s apart), `/v1/models` p50/p99 during the burst, and how long
 after the last client the worker has no run in flight or queued (its /metrics gauges), and how many streams got
 an error event after their HTTP 200 (none should: a full gate is a real 429).
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import sys
 import tempfile
 import time
@@ -37,6 +39,19 @@ def gauge(text: str, name: str) -> float:
     return 0.0
 
 
+def poll_models(url: str, stop, got) -> None:
+    """Ask `/v1/models` every 50 ms until `stop`; put the latencies (seconds) on `got`."""
+    seconds = []
+    with httpx.Client(base_url=url, timeout=30) as c:
+        while not stop.is_set():
+            t = time.perf_counter()
+            r = c.get("/v1/models")
+            seconds.append(time.perf_counter() - t)
+            assert r.status_code == 200, r.status_code
+            time.sleep(0.05)
+    got.put(seconds)
+
+
 async def burst(url: str, clients: int, streamed: float = 0.5) -> dict:
     body = {
         "model": "fusiongraph",
@@ -46,17 +61,6 @@ async def burst(url: str, clients: int, streamed: float = 0.5) -> dict:
     }
     limits = httpx.Limits(max_connections=clients + 10, max_keepalive_connections=clients + 10)
     async with httpx.AsyncClient(base_url=url, timeout=170, limits=limits) as c:
-        models_s: list[float] = []
-        done = asyncio.Event()
-
-        async def poll_models():
-            while not done.is_set():
-                t = time.perf_counter()
-                r = await c.get("/v1/models")
-                models_s.append(time.perf_counter() - t)
-                assert r.status_code == 200
-                await asyncio.sleep(0.05)
-
         every = round(1 / streamed) if streamed > 0 else 0
 
         async def one(i):
@@ -70,12 +74,15 @@ async def burst(url: str, clients: int, streamed: float = 0.5) -> dict:
             except httpx.HTTPError as exc:
                 return type(exc).__name__, time.perf_counter() - t
 
-        poller = asyncio.create_task(poll_models())
+        stop, got = multiprocessing.Event(), multiprocessing.Queue()
+        poller = multiprocessing.Process(target=poll_models, args=(url, stop, got))
+        poller.start()  # its own process: the clients' own work does not delay its requests
         started = time.perf_counter()
         results = await asyncio.gather(*(one(i) for i in range(clients)))
         last_client = time.perf_counter()
-        done.set()
-        await poller
+        stop.set()
+        models_s = got.get(timeout=60)
+        poller.join(timeout=10)
         idle_after = None
         while time.perf_counter() - last_client < 60:
             m = (await c.get("/metrics")).text

@@ -8,14 +8,13 @@ events. Errors are in Anthropic's shape: ``{"type": "error", "error": {"type", "
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from typing import Any
 
 from starlette.responses import JSONResponse
 
-from fusiongraph.server import admission, auth, runs
+from fusiongraph.server import runs
 from fusiongraph.server.redaction import scrub
 from fusiongraph.server.response import cut_at_stop, finish_reason, fusiongraph_field, usage_of
 from fusiongraph.server.schema import MODEL_ID, RequestError
@@ -221,23 +220,12 @@ async def events(req, scope: dict | None):
     def ev(kind: str, **data) -> dict:
         return {"event": kind, "data": json.dumps(scrub({"type": kind, **data}), ensure_ascii=False)}
 
-    partial: dict = {}
     try:
-        async with admission.admitted(scope):
-            out = await runs.run_values(req, scope, partial)
-    except asyncio.CancelledError:  # the client went away: counted, and charged its finished calls
-        admission.CANCELLED.labels("streaming").inc()
-        auth.settle_cancelled(scope, partial)
-        raise
-    except admission.Overloaded as exc:
-        yield ev("error", error={"type": "rate_limit_error", "message": str(exc)})
+        out = await runs.streamed_run(req, scope)
+    except runs.RunFailed as exc:
+        kind = "rate_limit_error" if exc.kind == "overloaded" else "api_error"
+        yield ev("error", error={"type": kind, "message": str(exc)})
         return
-    except Exception as exc:  # noqa: BLE001 - reported to the client as an error event
-        yield ev(
-            "error", error={"type": "api_error", "message": f"the graph failed: {type(exc).__name__}: {exc}"[:1000]}
-        )
-        return
-    await asyncio.to_thread(auth.settle, scope, out, "stream")
     body = message_body(out, req)
     start = body | {
         "content": [],

@@ -20,7 +20,7 @@ import uuid
 from typing import Any
 
 from fusiongraph.response_store import response_store
-from fusiongraph.server import admission, auth, runs
+from fusiongraph.server import auth, runs
 from fusiongraph.server.redaction import scrub
 from fusiongraph.server.response import cut_at_stop, fusiongraph_field, openai_tool_calls, usage_of
 from fusiongraph.server.schema import MODEL_ID, RequestError
@@ -308,22 +308,15 @@ async def events(req, conversation: list[dict] | None, scope: dict | None):
     }
     yield ev("response.created", response=base)
     yield ev("response.in_progress", response=base)
-    partial: dict = {}
     try:
-        async with admission.admitted(scope):
-            out = await runs.run_values(req, scope, partial)
-    except asyncio.CancelledError:  # the client went away: counted, and charged its finished calls
-        admission.CANCELLED.labels("streaming").inc()
-        auth.settle_cancelled(scope, partial)
-        raise
-    except admission.Overloaded as exc:
-        yield ev("error", code="rate_limit_exceeded", message=str(exc), param=None)
+        out = await runs.streamed_run(req, scope)
+    except runs.RunFailed as exc:
+        if exc.kind == "overloaded":
+            yield ev("error", code="rate_limit_exceeded", message=str(exc), param=None)
+        else:
+            error = {"code": "server_error", "message": str(exc)}
+            yield ev("response.failed", response=base | {"status": "failed", "error": error})
         return
-    except Exception as exc:  # noqa: BLE001 - reported to the client as a failed response
-        error = {"code": "server_error", "message": f"the graph failed: {type(exc).__name__}: {exc}"[:1000]}
-        yield ev("response.failed", response=base | {"status": "failed", "error": error})
-        return
-    await asyncio.to_thread(auth.settle, scope, out, "stream")
     items = output_items(out)
     await asyncio.to_thread(remember, rid, conversation, items, scope)
     for index, item in enumerate(items):

@@ -6,7 +6,7 @@ import asyncio
 from fusiongraph.context import as_context
 from fusiongraph.conversation import check_fits
 from fusiongraph.resources import get_resources
-from fusiongraph.server import auth
+from fusiongraph.server import admission, auth
 from fusiongraph.server.schema import BaseChatRequest
 
 
@@ -53,3 +53,32 @@ async def run_values(req: BaseChatRequest, scope: dict | None, partial: dict) ->
         partial.clear()
         partial.update(state)
     return dict(partial)
+
+
+class RunFailed(Exception):
+    """A streamed run that gave no answer: ``kind`` is ``overloaded`` (no room: the gate was full) or ``failed``
+    (the graph raised); the message is for the client."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+async def streamed_run(req: BaseChatRequest, scope: dict | None) -> dict:
+    """The run of a streamed request whose events are sent once its answer is known (the Responses and Messages
+    streams): in its admission place, settled (charged, counted) when done; :class:`RunFailed` when there was
+    no room or the graph failed. A client that leaves cancels it: counted, and charged its finished calls."""
+    partial: dict = {}
+    try:
+        async with admission.admitted(scope):
+            out = await run_values(req, scope, partial)
+    except asyncio.CancelledError:
+        admission.CANCELLED.labels("streaming").inc()
+        await asyncio.shield(asyncio.to_thread(auth.settle_cancelled, scope, partial))  # not on the event loop
+        raise
+    except admission.Overloaded as exc:
+        raise RunFailed("overloaded", str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - reported to the client in its protocol's shape
+        raise RunFailed("failed", f"the graph failed: {type(exc).__name__}: {exc}"[:1000]) from exc
+    await asyncio.to_thread(auth.settle, scope, out, "stream")
+    return out

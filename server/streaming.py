@@ -114,7 +114,7 @@ async def events(req: BaseChatRequest, scope: dict | None = None):
                         yield chunk(cid, created, {"content": text})
     except asyncio.CancelledError:  # the client went away: the run stops here, nothing further is spent
         admission.CANCELLED.labels("streaming").inc()
-        auth.settle_cancelled(scope, out)  # what its finished calls cost
+        await asyncio.shield(asyncio.to_thread(auth.settle_cancelled, scope, out))  # what its finished calls cost
         raise
     except admission.Overloaded as exc:
         err = {"error": {"message": str(exc), "type": "requests", "param": None, "code": "rate_limit_exceeded"}}

@@ -138,6 +138,68 @@ def admitted(scope: dict | None):
     return ticket.run() if ticket is not None else admission().slot()
 
 
+GONE = "fusiongraph.client_gone"  # the request's asyncio.Event, set when its client disconnects
+
+
+class DisconnectWatch:
+    """ASGI middleware (outermost: LangGraph runs the mounted app's middleware before its own): it notices a
+    client that leaves once its request body is read, and says so in the scope (:data:`GONE`).
+
+    Under LangGraph, ``request.is_disconnected()`` never sees the disconnect of a non-streamed request: a
+    ``BaseHTTPMiddleware`` of LangGraph's stack stands between uvicorn and the route. So, once the body is read,
+    this reads the server's ``receive`` itself, and hands the disconnect to whoever asks for the next message
+    (a streamed response's listener)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not scope.get("path", "").startswith("/v1/"):
+            return await self.app(scope, receive, send)
+        gone = asyncio.Event()
+        scope[GONE] = gone
+        state: dict = {"read": False, "watch": None, "last": {"type": "http.disconnect"}}
+
+        async def watch():
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    state["last"] = message
+                    gone.set()
+                    return
+
+        async def watched_receive():
+            if state["read"]:  # the body is in: the next message is the disconnect, when it comes
+                await gone.wait()
+                return state["last"]
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                gone.set()
+            elif not message.get("more_body"):
+                state["read"] = True
+                state["watch"] = asyncio.ensure_future(watch())
+            return message
+
+        try:
+            await self.app(scope, watched_receive, send)
+        finally:
+            if state["watch"] is not None:
+                state["watch"].cancel()
+
+
+def client_gone(request) -> Callable[[], Awaitable[bool]]:
+    """How to ask whether the request's client has left: :class:`DisconnectWatch`'s flag where it runs,
+    else Starlette's ``is_disconnected``."""
+    gone = request.scope.get(GONE)
+    if gone is None:
+        return request.is_disconnected
+
+    async def left() -> bool:
+        return gone.is_set()
+
+    return left
+
+
 async def until_disconnected(is_disconnected: Callable[[], Awaitable[bool]]) -> None:
     while not await is_disconnected():
         await asyncio.sleep(DISCONNECT_POLL_S)

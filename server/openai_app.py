@@ -150,7 +150,7 @@ async def admitted_run(req, request: Request):
         return await runs.run_values(req, request.scope, partial)
 
     try:
-        out = await admission.run_unless_disconnected(run, request.is_disconnected, request.scope)
+        out = await admission.run_unless_disconnected(run, admission.client_gone(request), request.scope)
     except admission.Overloaded as exc:
         return overloaded(exc.retry_after)
     except QueryError as exc:  # a query no model can read whole, a capability no model has: the client's error
@@ -267,7 +267,10 @@ async def lifespan(app: Starlette):
 
 app = Starlette(
     lifespan=lifespan,
-    middleware=[Middleware(auth.MetricsGuard)],  # GET /metrics behind the keys, LangGraph's route too
+    middleware=[  # LangGraph runs these on its own routes too, before its own middleware
+        Middleware(admission.DisconnectWatch),  # a client that leaves is noticed (and its run cancelled)
+        Middleware(auth.MetricsGuard),  # GET /metrics behind the keys, LangGraph's route too
+    ],
     routes=[
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", get_model, methods=["GET"]),

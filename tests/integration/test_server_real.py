@@ -67,3 +67,44 @@ def test_langgraph_dev_serves_the_graph_and_the_openai_endpoint(langgraph_dev):
     assert len(deltas) >= 2 and "".join(deltas) == final["results"][0]["answer"][:500]
     with pytest.raises(openai.BadRequestError):
         oai.chat.completions.create(model="fusiongraph", messages=[{"role": "user", "content": ""}])
+
+
+def _gauge_sum(metrics: str, name: str) -> float:
+    return sum(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith(name))
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_a_client_that_leaves_cancels_its_run_on_a_real_server(langgraph_dev):
+    """Through uvicorn and LangGraph: a non-streamed client that times out and a streamed one that stops
+    reading both cancel their runs (counted), and the worker holds no run afterwards."""
+    import time
+
+    import httpx
+
+    url, log_path = langgraph_dev
+    body = {
+        "model": "fusiongraph",
+        "messages": [{"role": "user", "content": "Write a long story about a dragon who learns to bake bread."}],
+        "max_tokens": 256,
+        "fusiongraph": {"local_only": True, "cache": False, "guides": 0},
+    }
+    before = _gauge_sum(httpx.get(f"{url}/metrics").text, "fusiongraph_cancelled_runs_total")
+    with pytest.raises(httpx.TimeoutException):  # gives up long before any local model can answer
+        httpx.post(f"{url}/v1/chat/completions", json=body, timeout=3)
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body | {"stream": True}, timeout=60) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():  # the first event (the role), then the client goes away
+            if line.startswith("data:"):
+                break
+    deadline, metrics = time.monotonic() + 60, ""
+    while time.monotonic() < deadline:
+        metrics = httpx.get(f"{url}/metrics").text
+        cancelled = _gauge_sum(metrics, "fusiongraph_cancelled_runs_total")
+        running = _gauge_sum(metrics, "fusiongraph_running_runs ")
+        if cancelled >= before + 2 and running == 0 and _gauge_sum(metrics, "fusiongraph_queued_runs ") == 0:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail(f"not cancelled and idle within 60 s:\n{metrics[-3000:]}\n{log_path.read_text()[-2000:]}")
+    assert "fusiongraph_cancelled_runs_total{stage=" in metrics

@@ -214,3 +214,87 @@ def test_metrics_paths_under_a_prefix_are_guarded_too():
         assert is_metrics_path({"path": path}), path
     for path in ("/v1/models", "/metricsx", "/ok", "/"):
         assert not is_metrics_path({"path": path}), path
+
+
+def test_a_disconnect_after_the_body_cancels_a_non_streamed_run_through_the_middleware(slow):
+    """At the ASGI level, as uvicorn delivers it: the body, then (0.3 s later) the client's disconnect; the
+    app's DisconnectWatch notices it and the run (1 s) is cancelled, whatever middleware stands in between."""
+    import json as _json
+
+    async def scenario():
+        messages = [{"type": "http.request", "body": _json.dumps(BODY).encode(), "more_body": False}]
+
+        async def receive():
+            if messages:
+                return messages.pop(0)
+            await asyncio.sleep(0.3)
+            return {"type": "http.disconnect"}
+
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+            "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions", "root_path": "", "query_string": b"",
+            "headers": [(b"content-type", b"application/json")], "client": ("t", 1), "server": ("t", 80),
+            "state": {},
+        }  # fmt: skip
+        started = time.perf_counter()
+        await app(scope, receive, send)
+        return sent, time.perf_counter() - started
+
+    sent, seconds = asyncio.run(scenario())
+    assert slow.cancelled == 1 and seconds < 0.9  # not the run's whole second
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 499
+
+
+def test_the_watch_sees_a_disconnect_that_a_base_http_middleware_hides():
+    """LangGraph's stack has a BaseHTTPMiddleware between uvicorn and the route: there, Starlette's
+    is_disconnected never turns true for a non-streamed request; DisconnectWatch's flag does."""
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.middleware.base import BaseHTTPMiddleware
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    class PassThrough(BaseHTTPMiddleware):
+        async def dispatch(self, request, call_next):
+            return await call_next(request)
+
+    seen = {}
+
+    async def route(request):
+        await request.body()
+        for _ in range(20):
+            if await admission.client_gone(request)():
+                seen["gone"] = True
+                break
+            await asyncio.sleep(0.05)
+        seen["starlette"] = await request.is_disconnected()
+        return JSONResponse({})
+
+    async def scenario(middleware):
+        seen.clear()
+        demo = Starlette(routes=[Route("/v1/x", route, methods=["POST"])], middleware=middleware)
+        messages = [{"type": "http.request", "body": b"{}", "more_body": False}]
+
+        async def receive():
+            if messages:
+                return messages.pop(0)
+            await asyncio.sleep(0.1)
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            pass
+
+        scope = {"type": "http", "method": "POST", "path": "/v1/x", "headers": [], "query_string": b"",
+                 "root_path": "", "scheme": "http", "server": ("t", 80)}  # fmt: skip
+        await demo(scope, receive, send)
+        return dict(seen)
+
+    hidden = asyncio.run(scenario([Middleware(PassThrough)]))
+    assert "gone" not in hidden and hidden["starlette"] is False  # the disconnect is hidden from the route
+    watched = asyncio.run(scenario([Middleware(admission.DisconnectWatch), Middleware(PassThrough)]))
+    assert watched["gone"] is True

@@ -66,7 +66,7 @@ class RoutingParams:
     min_neighbours: int
     taxonomy_confidence: float
     price_sensitivity: float | None
-    judge_accuracy: float
+    judge_accuracy: float | None  # None: the operating point is not capped for a judged cascade
     explore: float
     mode: Mode  # the routing strategy (the `router` knob)
     accept: float  # the graph's quality_threshold
@@ -127,31 +127,21 @@ class Router:
         # the price_sensitivity chosen on the store when the caller leaves it empty (fusiongraph/routing/operating_point.py)
         self.operating_points = OperatingPoints(self, background=self.probe_background)
 
-    def operating_point(
-        self,
-        models: list[str],
-        price_sensitivity: float | None,
-        *,
-        mode: Mode = "hybrid",
-        k: int,
-        min_similarity: float,
-        explore: float,
-        judge_accuracy: float | None = None,
-        accept: float = 0.5,
-    ) -> OperatingPoint:
-        """`price_sensitivity` as given, or (None) the one chosen on the store's own replay for these candidates
-        (cheapest first); with `judge_accuracy`, capped so that the judged cascade the graph runs is never
-        dearer than the best single model (:func:`fusiongraph.routing.operating_point.cap_for_cascade`)."""
-        if price_sensitivity is not None:
-            return op.fixed(price_sensitivity, "set by the caller", source="context")
+    def operating_point(self, models: list[str], p: RoutingParams) -> OperatingPoint:
+        """The route's price sensitivity: `p.price_sensitivity` as given, or (None) the one chosen on the store's
+        own replay for these candidates (cheapest first); with `p.judge_accuracy`, capped so that the judged
+        cascade the graph runs is never dearer than the best single model
+        (:func:`fusiongraph.routing.operating_point.cap_for_cascade`)."""
+        if p.price_sensitivity is not None:
+            return op.fixed(p.price_sensitivity, "set by the caller", source="context")
         return self.operating_points.get(
             models,
-            mode=mode,
-            k=k,
-            min_similarity=min_similarity,
-            explore=explore,
-            judge_accuracy=judge_accuracy,
-            accept=accept,
+            mode=p.mode,
+            k=p.k,
+            min_similarity=p.min_similarity,
+            explore=p.explore,
+            judge_accuracy=p.judge_accuracy,
+            accept=p.accept,
         )
 
     def global_rate(self, model: str, rates: dict | None = None) -> tuple[float, int]:
@@ -332,16 +322,7 @@ class Router:
             prices=prices,
             default_tokens=default_tokens,
         )
-        point = self.operating_point(
-            list(available),
-            p.price_sensitivity,
-            mode=p.mode,
-            k=p.k,
-            min_similarity=p.min_similarity,
-            explore=p.explore,
-            judge_accuracy=p.judge_accuracy,
-            accept=p.accept,
-        )
+        point = self.operating_point(list(available), p)
         plan, skip = plan_utility(
             pool,
             predictions,

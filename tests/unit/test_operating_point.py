@@ -28,6 +28,12 @@ MODELS = ["cheap", "mid", "dear"]  # cheapest first
 PRICE = {"cheap": 0.001, "mid": 0.01, "dear": 0.2}
 
 
+def params(price_sensitivity=None, judge_accuracy=None):
+    """A route's knobs as these tests ask for its operating point: k 32, hybrid, no cap unless judge_accuracy."""
+    base = RoutingParams.from_context(None, k=32, min_similarity=0.3, explore=1.0, router="hybrid")
+    return dataclasses.replace(base, price_sensitivity=price_sensitivity, judge_accuracy=judge_accuracy, accept=0.5)
+
+
 def region_table(n: int, seed: int = 0):
     """Three regions of prompts: cheap is good in region 0, mid in 0-1, dear everywhere but less reliably."""
     rng = np.random.default_rng(seed)
@@ -172,14 +178,14 @@ def test_the_point_is_raised_until_the_judged_cascade_is_within_the_best_single_
 def test_the_router_chooses_it_on_its_store_when_the_knob_is_left_empty_and_it_holds_on_new_prompts():
     store = filled_store(900)
     router = Router(store, probe_background=False)
-    point = router.operating_point(MODELS, None, k=32, min_similarity=0.3, explore=1.0, judge_accuracy=0.8)
+    point = router.operating_point(MODELS, params(judge_accuracy=0.8))
     assert point.source == "auto" and point.rows == 900 and point.best_model == "dear"
     assert point.outcomes == store.outcomes_folded
     # the graph runs the judged cascade at it (route's judge_accuracy 0.8): replayed, within the best model's cost
     assert point.cascade_accuracy == 0.8 and point.cascade_cost <= point.best_cost
     assert point.router_price_sensitivity is not None
     # an explicit knob wins
-    fixed = router.operating_point(MODELS, 0.5, k=32, min_similarity=0.3, explore=1.0)
+    fixed = router.operating_point(MODELS, params(0.5))
     assert fixed.price_sensitivity == 0.5 and fixed.source == "context"
     # on prompts the store never saw, the chosen knob beats the best single model at less than its cost
     region, scores, costs = region_table(600, seed=7)
@@ -199,11 +205,11 @@ def test_the_router_chooses_it_on_its_store_when_the_knob_is_left_empty_and_it_h
 def test_it_is_recomputed_as_the_store_grows_and_chosen_in_the_background_for_a_live_graph():
     store = filled_store(300)
     router = Router(store, probe_background=True)
-    first = router.operating_point(MODELS, None, k=32, min_similarity=0.3, explore=1.0)
+    first = router.operating_point(MODELS, params())
     assert first.source == "default" and "background" in first.reason  # not blocking the request
     deadline = time.time() + 60
     while time.time() < deadline:
-        point = router.operating_point(MODELS, None, k=32, min_similarity=0.3, explore=1.0)
+        point = router.operating_point(MODELS, params())
         if point.source == "auto":
             break
         time.sleep(0.05)
@@ -218,9 +224,9 @@ def test_it_is_recomputed_as_the_store_grows_and_chosen_in_the_background_for_a_
             for i in range(100)
         ]
     )  # fmt: skip
-    assert router.operating_point(MODELS, None, k=32, min_similarity=0.3, explore=1.0) == point
+    assert router.operating_point(MODELS, params()) == point
     while time.time() < deadline:
-        again = router.operating_point(MODELS, None, k=32, min_similarity=0.3, explore=1.0)
+        again = router.operating_point(MODELS, params())
         if again.rows == 400:
             break
         time.sleep(0.05)
@@ -235,10 +241,10 @@ def test_a_roster_with_a_model_just_added_routes_at_the_fixed_default_until_it_i
     vec = region_vectors(np.array([0]))[0]
     store.record("one new prompt", vec, "r0", [Outcome("newbie", 1.0, True, cost_usd=0.5)])
     router = Router(store, probe_background=False)
-    point = router.operating_point([*MODELS, "newbie"], None, k=32, min_similarity=0.3, explore=1.0)
+    point = router.operating_point([*MODELS, "newbie"], params())
     assert point.source == "default" and point.price_sensitivity == DEFAULT_PRICE_SENSITIVITY
     assert "newbie" in point.reason
-    assert router.operating_point(MODELS, None, k=32, min_similarity=0.3, explore=1.0).source == "auto"
+    assert router.operating_point(MODELS, params()).source == "auto"
     region, scores, costs = region_table(400)
 
     def newbie_on(rows):
@@ -249,7 +255,7 @@ def test_a_roster_with_a_model_just_added_routes_at_the_fixed_default_until_it_i
                 for i in rows
             ]
         )  # fmt: skip
-        return router.operating_point([*MODELS, "newbie"], None, k=32, min_similarity=0.3, explore=1.0)
+        return router.operating_point([*MODELS, "newbie"], params())
 
     # outcomes on three quarters of the subtasks: covered, but those are a part, not a fair sample to replay
     part = newbie_on(range(300))
@@ -258,7 +264,7 @@ def test_a_roster_with_a_model_just_added_routes_at_the_fixed_default_until_it_i
     # choice is cached until the store grows by 10%)
     newbie_on(range(300, 400))
     router = Router(store, probe_background=False)
-    every = router.operating_point([*MODELS, "newbie"], None, k=32, min_similarity=0.3, explore=1.0)
+    every = router.operating_point([*MODELS, "newbie"], params())
     assert every.source == "auto" and every.models == (*MODELS, "newbie") and every.rows == 400
     store.close()
 
@@ -282,7 +288,7 @@ def test_live_traffic_beside_an_imported_table_keeps_the_replay_of_the_import():
     data = store.replay_rows(MODELS, 1000)
     assert data["complete"] == 400 and data["covered"] == 400  # the live subtasks compared no two models
     router = Router(store, probe_background=False)
-    point = router.operating_point(MODELS, None, k=32, min_similarity=0.3, explore=1.0)
+    point = router.operating_point(MODELS, params())
     assert point.source == "auto" and point.rows == 400, point.reason
     # a subtask where two candidates were compared but not the third does count: the share rule still bites
     store.record_many(
@@ -293,7 +299,7 @@ def test_live_traffic_beside_an_imported_table_keeps_the_replay_of_the_import():
         ]
     )  # fmt: skip
     assert store.replay_rows(MODELS, 1000)["covered"] == 500
-    fresh = Router(store, probe_background=False).operating_point(MODELS, None, k=32, min_similarity=0.3, explore=1.0)
+    fresh = Router(store, probe_background=False).operating_point(MODELS, params())
     assert fresh.source == "default" and "400 of the 500" in fresh.reason
     store.close()
 

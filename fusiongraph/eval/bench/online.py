@@ -19,7 +19,7 @@ from fusiongraph.eval.bench.replay import (
 )
 from fusiongraph.eval.tables import OutcomeTable
 from fusiongraph.routing.operating_point import _predictions
-from fusiongraph.routing.router import Router
+from fusiongraph.routing.router import Router, RoutingParams
 from fusiongraph.routing.rule import explore_bonus, plan_utility
 from fusiongraph.store.outcomes import OutcomeStore
 
@@ -111,15 +111,11 @@ def run_online(
         # the default knob: fixed, or chosen on the store as it stands (the live graph's operating point)
         knob = lam
         if knob is None:
+            params = RoutingParams.from_context(  # the live route's knobs (judge_accuracy, quality_threshold)
+                None, router="hybrid", k=k, min_similarity=min_similarity, explore=explore, price_sensitivity=None
+            )
             op = router.operating_point(
-                [models[j] for j in usable],
-                None,
-                mode="hybrid",
-                k=k,
-                min_similarity=min_similarity,
-                explore=explore,
-                judge_accuracy=knobs["judge_accuracy"],
-                accept=knobs["accept"],
+                [models[j] for j in usable], params
             )  # as the live route asks for it: capped for the judged cascade the graph runs
             knob = op.price_sensitivity
             point["price_sensitivity"] = knob

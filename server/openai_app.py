@@ -13,6 +13,7 @@ import contextlib
 import functools
 import json
 from concurrent.futures import ThreadPoolExecutor
+from typing import AsyncIterator, Callable
 
 from sse_starlette import EventSourceResponse
 from starlette.applications import Starlette
@@ -164,6 +165,21 @@ async def admitted_run(req, request: Request):
     return out
 
 
+async def gate_then_run(req, request: Request, events: Callable[[], AsyncIterator]):
+    """What every run route does once its request is parsed: the gate (429), then the stream of `events()` (a
+    query the graph refuses is the client's error before it starts) or the run's output (or the response that
+    replaces it, see :func:`admitted_run`)."""
+    if refused := full_gate(request.scope):
+        return refused
+    if req.stream:
+        try:  # a query no model can read whole is the client's error (400), before the stream starts
+            await asyncio.to_thread(runs.check_request, req)
+        except QueryError as exc:
+            return _query_error(exc)
+        return streamed(events(), request.scope)
+    return await admitted_run(req, request)
+
+
 @holding_places
 async def chat_completions(request: Request):
     try:
@@ -173,16 +189,7 @@ async def chat_completions(request: Request):
         req = parse_request(body)
     except RequestError as exc:
         return error_response(exc.message, exc.status, exc.param, exc.code)
-    if refused := full_gate(request.scope):
-        return refused
-    if req.stream:
-        try:  # a query no model can read whole is the client's error (400), before the stream starts
-            await asyncio.to_thread(runs.check_request, req)
-        except QueryError as exc:
-            return _query_error(exc)
-        return streamed(streaming.events(req, request.scope), request.scope)
-
-    out = await admitted_run(req, request)
+    out = await gate_then_run(req, request, lambda: streaming.events(req, request.scope))
     if isinstance(out, Response):
         return out
     return JSONResponse(
@@ -204,15 +211,7 @@ async def create_response(request: Request):
         req = parse_request(chat)
     except RequestError as exc:
         return error_response(exc.message, exc.status, exc.param, exc.code)
-    if refused := full_gate(request.scope):
-        return refused
-    if req.stream:
-        try:
-            await asyncio.to_thread(runs.check_request, req)
-        except QueryError as exc:
-            return _query_error(exc)
-        return streamed(responses_api.events(req, conversation, request.scope), request.scope)
-    out = await admitted_run(req, request)
+    out = await gate_then_run(req, request, lambda: responses_api.events(req, conversation, request.scope))
     if isinstance(out, Response):
         return out
     rid, created = responses_api.new_id()
@@ -231,16 +230,8 @@ async def create_message(request: Request):
         req = parse_request(messages_api.chat_body(body))
     except RequestError as exc:
         return messages_api.error(exc.status, exc.message if exc.param is None else f"{exc.param}: {exc.message}")
-    if refused := full_gate(request.scope):
-        return messages_api.from_openai_error(refused)
-    if req.stream:
-        try:
-            await asyncio.to_thread(runs.check_request, req)
-        except QueryError as exc:
-            return messages_api.from_openai_error(_query_error(exc))
-        return streamed(messages_api.events(req, request.scope), request.scope)
-    out = await admitted_run(req, request)
-    if isinstance(out, JSONResponse):
+    out = await gate_then_run(req, request, lambda: messages_api.events(req, request.scope))
+    if isinstance(out, JSONResponse):  # a refusal or an error of the chat path, in Anthropic's shape
         return messages_api.from_openai_error(out)
     if isinstance(out, Response):
         return out

@@ -54,6 +54,7 @@ from fusiongraph.store.sql import (
     check_import,
     forget_filter,
     import_keys,
+    import_summary,
     outcome_values,
     refuse_filled,
 )
@@ -400,15 +401,7 @@ class PostgresBackend(Backend):
                 check_import(self.label, expected, len(mapping), added_s, added_o, before, after)
                 copied_keys = import_keys(cur, self.label, keys, "%s")
                 cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL, ""))
-            return {
-                "subtasks_before": before[0],
-                "outcomes_before": before[1],
-                "subtasks_added": added_s,
-                "outcomes_added": added_o,
-                "subtasks": after[0],
-                "outcomes": after[1],
-                "keys": copied_keys,
-            }
+            return import_summary(before, after, added_s, added_o, copied_keys)
 
         return self.run(copy, write=True)
 

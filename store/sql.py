@@ -45,6 +45,19 @@ def check_import(
         )
 
 
+def import_summary(before: tuple, after: tuple, added_s: int, added_o: int, keys: dict) -> dict:
+    """What :meth:`store.backend.Backend.import_rows` returns: the counts before and after, what it added."""
+    return {
+        "subtasks_before": before[0],
+        "outcomes_before": before[1],
+        "subtasks_added": added_s,
+        "outcomes_added": added_o,
+        "subtasks": after[0],
+        "outcomes": after[1],
+        "keys": keys,
+    }
+
+
 def import_keys(cur, label: str, keys: dict[str, list[tuple]] | None, mark: str) -> dict[str, int]:
     """Copy exported API key tables inside the caller's transaction (`mark`: the driver's placeholder).
 

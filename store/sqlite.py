@@ -12,6 +12,7 @@ from fusiongraph.store.sql import (
     check_import,
     forget_filter,
     import_keys,
+    import_summary,
     outcome_values,
     refuse_filled,
 )
@@ -323,15 +324,7 @@ class SQLiteBackend(Backend):
         except BaseException:
             cur.execute("ROLLBACK")
             raise
-        return {
-            "subtasks_before": before[0],
-            "outcomes_before": before[1],
-            "subtasks_added": added_s,
-            "outcomes_added": added_o,
-            "subtasks": after[0],
-            "outcomes": after[1],
-            "keys": copied_keys,
-        }
+        return import_summary(before, after, added_s, added_o, copied_keys)
 
     # ------------------------------------------------------------ erasure
     def forget(self, match, before, now):

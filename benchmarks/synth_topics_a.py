@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from synth_text import T, _num, _price  # noqa: F401
+from synth_common import topic
+from synth_text import _num, _price
 
-T["algebra"] = dict(
+topic(
+    "algebra",
     templates=[
         ("{name} buys {n1} {item}s at ${p1} each and pays with a ${bill} bill. How much change does {name} get?", -0.8),
         (
@@ -41,14 +43,14 @@ T["algebra"] = dict(
         "b": _num(2, 9),
         "rate": _num(2, 12),
     },
-    context=[
-        "I am tutoring a middle school student who struggles with word problems.",
-        "Our textbook chapter this week covers linear equations and systems of equations.",
-        "The teacher wants every algebra step written out, with the equation set up from the story.",
-        "Last time I tried this kind of problem I mixed up which quantity was the unknown variable.",
-        "Please define the variables clearly before solving the equations.",
-        "We are allowed to use a calculator but not a computer algebra system.",
-    ],
+    context="""
+        I am tutoring a middle school student who struggles with word problems.
+        Our textbook chapter this week covers linear equations and systems of equations.
+        The teacher wants every algebra step written out, with the equation set up from the story.
+        Last time I tried this kind of problem I mixed up which quantity was the unknown variable.
+        Please define the variables clearly before solving the equations.
+        We are allowed to use a calculator but not a computer algebra system.
+    """,
     easy=["Just give the final number.", "Keep the explanation short."],
     hard=[
         "Show every algebraic step and verify the answer by substitution.",
@@ -57,7 +59,8 @@ T["algebra"] = dict(
     ],
 )
 
-T["python"] = dict(
+topic(
+    "python",
     templates=[
         (
             "Write a Python function that returns the {n1} most common words in a text file, ignoring case and punctuation.",
@@ -105,14 +108,14 @@ T["python"] = dict(
         ],
         "var": ["numbers", "values", "scores", "ids"],
     },
-    context=[
-        "I'm working on a Flask web application that runs on Python 3.11.",
-        "The code base uses pandas and numpy heavily, and we run the tests with pytest.",
-        "Performance matters because the function is called on millions of records per day.",
-        "Please follow PEP 8 and avoid third-party dependencies where the standard library suffices.",
-        "Here is some background: the data comes from a CSV export and the fields are sometimes missing.",
-        "I am a beginner programmer, so please comment the Python code.",
-    ],
+    context="""
+        I'm working on a Flask web application that runs on Python 3.11.
+        The code base uses pandas and numpy heavily, and we run the tests with pytest.
+        Performance matters because the function is called on millions of records per day.
+        Please follow PEP 8 and avoid third-party dependencies where the standard library suffices.
+        Here is some background: the data comes from a CSV export and the fields are sometimes missing.
+        I am a beginner programmer, so please comment the Python code.
+    """,
     easy=["A short snippet is enough.", "No need for tests."],
     hard=[
         "Handle every edge case, including empty input and unicode, and state the time complexity.",
@@ -121,7 +124,8 @@ T["python"] = dict(
     ],
 )
 
-T["organic_chemistry"] = dict(
+topic(
+    "organic_chemistry",
     templates=[
         ("What is the major product when {compound} reacts with {reagent}? Explain the mechanism.", 0.3),
         ("Draw the mechanism of the {reaction} and explain the role of each intermediate.", 0.5),
@@ -170,13 +174,13 @@ T["organic_chemistry"] = dict(
         "c": _num(2, 5),
         "target": ["ibuprofen", "aspirin", "2-methyl-2-hexanol", "benzocaine", "cyclohexanone oxime"],
     },
-    context=[
-        "I'm studying for my organic chemistry II final exam.",
-        "Our professor emphasises arrow-pushing mechanisms and stereochemistry.",
-        "We covered carbocation rearrangements and Markovnikov's rule last week.",
-        "The lab report asks us to justify the regioselectivity of the reaction.",
-        "Please mention any side products and the reaction conditions (solvent, temperature).",
-    ],
+    context="""
+        I'm studying for my organic chemistry II final exam.
+        Our professor emphasises arrow-pushing mechanisms and stereochemistry.
+        We covered carbocation rearrangements and Markovnikov's rule last week.
+        The lab report asks us to justify the regioselectivity of the reaction.
+        Please mention any side products and the reaction conditions (solvent, temperature).
+    """,
     easy=["A brief answer is fine.", "Just name the product."],
     hard=[
         "Include stereochemistry and explain the kinetic versus thermodynamic control.",
@@ -184,7 +188,8 @@ T["organic_chemistry"] = dict(
     ],
 )
 
-T["european_history"] = dict(
+topic(
+    "european_history",
     templates=[
         ("What were the main causes of the {event}?", -0.4),
         ("Compare the political consequences of the {event} and the {event2} for European states.", 0.6),
@@ -228,13 +233,13 @@ T["european_history"] = dict(
             "Congress of Berlin",
         ],
     },
-    context=[
-        "I'm writing a history essay for my university seminar on early modern and modern Europe.",
-        "My lecturer wants us to weigh economic, religious and dynastic factors.",
-        "Historians disagree about this, so please present more than one historiographical view.",
-        "The essay has to be around two thousand words and cite sources such as Hobsbawm or Kennedy.",
-        "We have been reading about the monarchies, empires and nation states of the nineteenth century.",
-    ],
+    context="""
+        I'm writing a history essay for my university seminar on early modern and modern Europe.
+        My lecturer wants us to weigh economic, religious and dynastic factors.
+        Historians disagree about this, so please present more than one historiographical view.
+        The essay has to be around two thousand words and cite sources such as Hobsbawm or Kennedy.
+        We have been reading about the monarchies, empires and nation states of the nineteenth century.
+    """,
     easy=["Keep it to a few sentences.", "Just the key facts please."],
     hard=[
         "Discuss the historiographical debate and cite specific dates and primary sources.",
@@ -242,7 +247,8 @@ T["european_history"] = dict(
     ],
 )
 
-T["contract_law"] = dict(
+topic(
+    "contract_law",
     templates=[
         ("Is a verbal agreement to {deal} legally binding under {law}?", -0.2),
         (
@@ -287,13 +293,13 @@ T["contract_law"] = dict(
             "a flood",
         ],
     },
-    context=[
-        "I run a small business and we do not have in-house legal counsel.",
-        "The contract contains an arbitration clause and a choice of law clause.",
-        "The agreement was signed electronically and the parties exchanged several emails afterwards.",
-        "I understand this is not legal advice; I just want to understand the legal principles involved.",
-        "The counterparty claims the liquidated damages clause is an unenforceable penalty.",
-    ],
+    context="""
+        I run a small business and we do not have in-house legal counsel.
+        The contract contains an arbitration clause and a choice of law clause.
+        The agreement was signed electronically and the parties exchanged several emails afterwards.
+        I understand this is not legal advice; I just want to understand the legal principles involved.
+        The counterparty claims the liquidated damages clause is an unenforceable penalty.
+    """,
     easy=["A short overview is enough.", "Answer yes or no with one reason."],
     hard=[
         "Cite the leading case law and distinguish contrary precedents.",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from synth_text import T, _num, _price  # noqa: F401
+from synth_common import topic
+from synth_text import _num
 
-T["poetry"] = dict(
+topic(
+    "poetry",
     templates=[
         ("Write a haiku about {theme}.", -0.9),
         ("Write a sonnet in iambic pentameter about {theme}, with the rhyme scheme ABAB CDCD EFEF GG.", 0.7),
@@ -31,18 +33,19 @@ T["poetry"] = dict(
         "animal": ["cat", "walrus", "penguin", "goat", "parrot", "badger"],
         "hobby": ["baking bread", "jazz", "chess", "surfing", "knitting"],
     },
-    context=[
-        "I'd like to read this poem aloud at a family gathering.",
-        "The mood should be gentle and melancholic, with vivid imagery and metaphor.",
-        "Please avoid cliches like hearts and roses; surprise me with the imagery.",
-        "It is for a creative writing workshop where we study meter, rhyme and stanza forms.",
-        "I love poems with strong sensory details and a twist in the final line.",
-    ],
+    context="""
+        I'd like to read this poem aloud at a family gathering.
+        The mood should be gentle and melancholic, with vivid imagery and metaphor.
+        Please avoid cliches like hearts and roses; surprise me with the imagery.
+        It is for a creative writing workshop where we study meter, rhyme and stanza forms.
+        I love poems with strong sensory details and a twist in the final line.
+    """,
     easy=["Keep it short.", "Any form is fine."],
     hard=["Every line must scan perfectly; mark the stressed syllables.", "Use an acrostic that spells the theme."],
 )
 
-T["french_translation"] = dict(
+topic(
+    "french_translation",
     templates=[
         ('Translate into French: "{sentence}"', -0.6),
         ('How do you say "{sentence}" in French, formally and informally?', -0.1),
@@ -85,13 +88,13 @@ T["french_translation"] = dict(
             "I doubt that he knows the answer.",
         ],
     },
-    context=[
-        "I'm preparing an email to a French client and want to sound polite and professional.",
-        "The translation will be read by native speakers in Paris, so please use natural French.",
-        "Please keep the tone and register of the English original in the French version.",
-        "I'm learning French at the B1 level, so please also explain the grammar you used.",
-        "This text is for a French menu and a tourist brochure.",
-    ],
+    context="""
+        I'm preparing an email to a French client and want to sound polite and professional.
+        The translation will be read by native speakers in Paris, so please use natural French.
+        Please keep the tone and register of the English original in the French version.
+        I'm learning French at the B1 level, so please also explain the grammar you used.
+        This text is for a French menu and a tourist brochure.
+    """,
     easy=["Only the French translation please.", "A literal translation is fine."],
     hard=[
         "Explain every choice of tense, gender agreement and register.",
@@ -99,7 +102,8 @@ T["french_translation"] = dict(
     ],
 )
 
-T["medical_diagnosis"] = dict(
+topic(
+    "medical_diagnosis",
     templates=[
         ("A {age}-year-old patient presents with {symptom} and {symptom2}. What is the most likely diagnosis?", 0.2),
         ("What is the differential diagnosis for {symptom} in a {age}-year-old {sex}?", 0.4),
@@ -154,13 +158,13 @@ T["medical_diagnosis"] = dict(
             "low hemoglobin and low ferritin",
         ],
     },
-    context=[
-        "I am a third-year medical student preparing for the USMLE Step 2 exam.",
-        "The patient's vital signs: blood pressure 150/95, heart rate 104, temperature 38.4 C.",
-        "The patient takes metformin and lisinopril and has no known drug allergies.",
-        "Physical examination is otherwise unremarkable; the ECG shows sinus tachycardia.",
-        "The family history includes early coronary artery disease and breast cancer.",
-    ],
+    context="""
+        I am a third-year medical student preparing for the USMLE Step 2 exam.
+        The patient's vital signs: blood pressure 150/95, heart rate 104, temperature 38.4 C.
+        The patient takes metformin and lisinopril and has no known drug allergies.
+        Physical examination is otherwise unremarkable; the ECG shows sinus tachycardia.
+        The family history includes early coronary artery disease and breast cancer.
+    """,
     easy=["Just name the most likely diagnosis.", "One line is enough."],
     hard=[
         "Rank the differential diagnoses by likelihood and justify each with pathophysiology.",
@@ -168,7 +172,8 @@ T["medical_diagnosis"] = dict(
     ],
 )
 
-T["physics"] = dict(
+topic(
+    "physics",
     templates=[
         (
             "A ball is thrown upward at {n1} m/s from a height of {n2} m. How long until it hits the ground? Use g = 9.8 m/s^2.",
@@ -205,13 +210,13 @@ T["physics"] = dict(
             "momentum conservation",
         ],
     },
-    context=[
-        "This is for my first-year university physics course on mechanics and electromagnetism.",
-        "Please state which physical laws and conservation principles you use.",
-        "Ignore air resistance unless it changes the answer significantly.",
-        "Give the final answer with SI units and three significant figures.",
-        "My lab partner and I got different answers to this problem, so please explain carefully.",
-    ],
+    context="""
+        This is for my first-year university physics course on mechanics and electromagnetism.
+        Please state which physical laws and conservation principles you use.
+        Ignore air resistance unless it changes the answer significantly.
+        Give the final answer with SI units and three significant figures.
+        My lab partner and I got different answers to this problem, so please explain carefully.
+    """,
     easy=["Just the numerical answer.", "A rough estimate is fine."],
     hard=[
         "Include air resistance proportional to v^2 and solve numerically.",
@@ -219,7 +224,8 @@ T["physics"] = dict(
     ],
 )
 
-T["geography"] = dict(
+topic(
+    "geography",
     templates=[
         ("What is the capital of {country}?", -1.2),
         ("Which river flows through {city}?", -0.5),
@@ -264,17 +270,18 @@ T["geography"] = dict(
         ],
         "region": ["Africa", "South America", "Europe", "Southeast Asia", "Oceania", "Central Asia", "Scandinavia"],
     },
-    context=[
-        "We're having a pub quiz night and I want to double-check the geography answers.",
-        "My daughter is studying world capitals, rivers and mountain ranges for a school test.",
-        "I'm planning a backpacking trip and want to learn about the countries and cities on the route.",
-        "Our atlas is a bit old, so borders and city populations may have changed.",
-    ],
+    context="""
+        We're having a pub quiz night and I want to double-check the geography answers.
+        My daughter is studying world capitals, rivers and mountain ranges for a school test.
+        I'm planning a backpacking trip and want to learn about the countries and cities on the route.
+        Our atlas is a bit old, so borders and city populations may have changed.
+    """,
     easy=["One word answer.", "Just the name."],
     hard=["Give precise figures with sources and note any disputed borders.", "Rank them and give exact numbers."],
 )
 
-T["sql"] = dict(
+topic(
+    "sql",
     templates=[
         ("Write a SQL query to find the top {n1} {entity}s by total {metric} from the `{table}` table.", -0.2),
         (
@@ -299,13 +306,13 @@ T["sql"] = dict(
         "table": ["orders", "sales", "transactions", "invoices", "events"],
         "table2": ["customers", "employees", "products", "stores", "accounts"],
     },
-    context=[
-        "We use PostgreSQL 15 and the orders table has about 50 million rows.",
-        "The schema: orders(id, customer_id, amount, created_at), customers(id, name, country).",
-        "The query runs in a nightly reporting job and currently takes over an hour.",
-        "I am a data analyst and mostly write SELECT queries for dashboards.",
-        "Please make the SQL compatible with both MySQL and PostgreSQL if possible.",
-    ],
+    context="""
+        We use PostgreSQL 15 and the orders table has about 50 million rows.
+        The schema: orders(id, customer_id, amount, created_at), customers(id, name, country).
+        The query runs in a nightly reporting job and currently takes over an hour.
+        I am a data analyst and mostly write SELECT queries for dashboards.
+        Please make the SQL compatible with both MySQL and PostgreSQL if possible.
+    """,
     easy=["Just the query.", "A simple query is fine."],
     hard=[
         "Handle ties and NULL values correctly and explain the query plan.",
@@ -313,7 +320,8 @@ T["sql"] = dict(
     ],
 )
 
-T["summarising"] = dict(
+topic(
+    "summarising",
     templates=[
         ('Summarise the following article in {n1} bullet points: "{passage}"', -0.3),
         ('Write a one-sentence summary of this text: "{passage}"', -0.6),
@@ -335,13 +343,13 @@ T["summarising"] = dict(
             "The museum's restoration project uncovered a hidden sketch beneath the painting, which experts now date to the artist's early period in Florence.",
         ]
     },
-    context=[
-        "I need to paste the summary into our weekly newsletter.",
-        "My manager only reads the first two lines of anything I send, so the main point must come first.",
-        "Please keep a neutral tone and do not add information that is not in the original text.",
-        "The original document is much longer; this excerpt is the most important section.",
-        "The audience is busy executives who want the key takeaway and the decision needed.",
-    ],
+    context="""
+        I need to paste the summary into our weekly newsletter.
+        My manager only reads the first two lines of anything I send, so the main point must come first.
+        Please keep a neutral tone and do not add information that is not in the original text.
+        The original document is much longer; this excerpt is the most important section.
+        The audience is busy executives who want the key takeaway and the decision needed.
+    """,
     easy=["Keep it very brief.", "Any short summary is fine."],
     hard=[
         "Preserve every figure exactly and flag any claims that are not supported by the text.",

@@ -85,17 +85,11 @@ def run_cascade(plan: list[str], rows: dict[str, dict], judging: dict[str, tuple
 
 
 def perfect_cascade(plan: list[str], rows: dict[str, dict]) -> Scored:
-    """The cascade on `plan` with a perfect, free judge: each tier's answer is paid for, the first right one is
-    taken (every tier paid and the last answer given when none is right). No judged cascade on this plan can
-    be more accurate or, at that accuracy, cheaper."""
-    tried, cost, seconds = [], 0.0, 0.0
-    for model in plan:
-        tried.append(model)
-        cost += rows[model]["answer_cost_usd"]
-        seconds += rows[model]["answer_s"]
-        if rows[model]["correct"] and not rows[model].get("error"):
-            return Scored(True, cost, seconds, model, tried)
-    return Scored(False, cost, seconds, tried[-1] if tried else None, tried)
+    """The cascade on `plan` with a perfect, free judge (:func:`run_cascade` with P(right) = the gold label and
+    only the answers paid for): the first right answer is taken. No judged cascade on this plan can be more
+    accurate or, at that accuracy, cheaper."""
+    judging = {m: (1.0 if rows[m]["correct"] else 0.0, rows[m]["answer_cost_usd"], rows[m]["answer_s"]) for m in plan}
+    return run_cascade(plan, rows, judging, 0.5)
 
 
 MAX_PLAN_MODELS = 3  # with more than 5 models, the hindsight plans try at most this many tiers

@@ -121,7 +121,6 @@ from fusiongraph.eval.bench.replay import (
     Replay,
     _build_store,
     _check_two_model,
-    _context_defaults,
     _folds,
     _record,
     _route_rows,
@@ -157,7 +156,6 @@ __all__ = [
     # private helpers, re-exported for the tests
     "_build_store",
     "_check_two_model",
-    "_context_defaults",
     "_downsample",
     "_embed",
     "_folds",

@@ -12,7 +12,6 @@ from fusiongraph.eval.bench.metrics import CostModel, routellm_metrics, two_mode
 from fusiongraph.eval.bench.replay import (
     LAMBDAS,
     Replay,
-    _context_defaults,
     _record,
     _route_rows,
     replay_pick,
@@ -66,7 +65,7 @@ def run_online(
     replay = Replay.empty(n, m, ("hybrid",))
     seen_outcomes = 0
     new_j = models.index(introduce[0]) if introduce else None
-    knobs = _context_defaults()  # judge_accuracy and quality_threshold, as the live route reads them
+    knobs = RoutingParams.from_context()  # judge_accuracy and quality_threshold, as the live route reads them
     without_new = [j for j in costs.order if j != new_j]
     order = np.arange(n) if order_seed is None else np.random.default_rng(order_seed).permutation(n)
     for start in range(0, n, size):
@@ -128,7 +127,7 @@ def run_online(
             if start < introduce[1]:
                 sc[:, new_j] = np.nan
             else:  # only where the cascade ran it: in the plan, and every model before it rejected
-                accept = knobs["accept"]
+                accept = knobs.accept
                 col = {name: j for j, name in enumerate(models)}
                 tried = np.zeros(len(rows), bool)
                 conditioned = np.zeros(sc.shape, bool)
@@ -137,7 +136,7 @@ def run_online(
                         by_cost,
                         _predictions(p[r], c[r], n_out[r], models),
                         knob,
-                        judge_accuracy=knobs["judge_accuracy"],
+                        judge_accuracy=knobs.judge_accuracy,
                         explore=explore,
                         joint=router.joint(),
                     )

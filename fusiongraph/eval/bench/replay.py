@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fusiongraph.context import FusionContext
 from fusiongraph.eval.bench.metrics import (
     CostModel,
     _downsample,
@@ -29,24 +28,10 @@ from fusiongraph.routing.operating_point import (
     replay_cascade,
     replay_store,
 )
-from fusiongraph.routing.router import Router
+from fusiongraph.routing.router import Router, RoutingParams
 from fusiongraph.routing.rule import JointRates, explore_bonus, first_picks, plan_utility, price_scale
 from fusiongraph.store.outcomes import OutcomeStore
 from fusiongraph.store.types import text_hash
-
-
-def _context_defaults() -> dict:
-    """The graph's routing knobs (k, min_similarity, quality_threshold, judge_accuracy, ...) from FusionContext's
-    defaults."""
-    c = FusionContext()
-    return {
-        "k": c.k,
-        "min_similarity": c.min_similarity,
-        "accept": c.quality_threshold,
-        "price_sensitivity": c.price_sensitivity,
-        "explore": c.explore,
-        "judge_accuracy": c.judge_accuracy,
-    }
 
 
 # ------------------------------------------------------------------------------------ replaying
@@ -235,7 +220,7 @@ def evaluate(
     `default_lambda` None: each fold's operating point chosen on its training store (``replay.points``), as the
     live graph chooses it when the knob is left empty; with no points, the fixed fallback."""
     if default_lambda is None and not replay.points:
-        default_lambda = _context_defaults()["price_sensitivity"]
+        default_lambda = RoutingParams.from_context().price_sensitivity
         default_lambda = DEFAULT_PRICE_SENSITIVITY if default_lambda is None else default_lambda
     n, m = scores.shape
     rows = np.arange(n)

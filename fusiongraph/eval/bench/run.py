@@ -17,7 +17,6 @@ from fusiongraph.eval.bench.plots import plot_frontier, plot_learning, print_tab
 from fusiongraph.eval.bench.replay import (
     Replay,
     _build_store,
-    _context_defaults,
     _folds,
     _route_rows,
     cascade_name,
@@ -25,7 +24,7 @@ from fusiongraph.eval.bench.replay import (
     fold_points,
 )
 from fusiongraph.eval.tables import OutcomeTable, TableError, load_table
-from fusiongraph.routing.router import Router
+from fusiongraph.routing.router import Router, RoutingParams
 from fusiongraph.routing.strategies import STRATEGIES
 from fusiongraph.store.index import near_duplicates
 
@@ -88,13 +87,13 @@ def run_bench(
     run metadata (models by cost, cost unit, class source, knobs, timings) goes to ``out_dir/info.json``.
     """
     started = time.perf_counter()
-    defaults = _context_defaults()
-    k = defaults["k"] if k is None else int(k)
-    min_similarity = defaults["min_similarity"] if min_similarity is None else float(min_similarity)
-    accept = defaults["accept"]
+    defaults = RoutingParams.from_context()  # the live route's knobs
+    k = defaults.k if k is None else int(k)
+    min_similarity = defaults.min_similarity if min_similarity is None else float(min_similarity)
+    accept = defaults.accept
     # None: each training store chooses its operating point, as the live graph does with the knob left empty
-    lam = defaults["price_sensitivity"] if price_sensitivity is None else float(price_sensitivity)
-    explore = defaults["explore"] if explore is None else float(explore)
+    lam = defaults.price_sensitivity if price_sensitivity is None else float(price_sensitivity)
+    explore = defaults.explore if explore is None else float(explore)
     router_params = dict(router_params or {})
     say = progress or ((lambda s: None) if quiet else (lambda s: print(s, flush=True)))
 

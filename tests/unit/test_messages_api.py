@@ -8,14 +8,12 @@ import pytest
 from starlette.testclient import TestClient
 
 from fusiongraph.server.openai_app import app
+from tests.unit.test_conversations_tools import WEATHER as CHAT_WEATHER
 from tests.unit.test_conversations_tools import call, models
 from tests.unit.test_server import KNOBS, one_model
 
-WEATHER = {
-    "name": "get_weather",
-    "description": "Current weather of a city",
-    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-}
+FN = CHAT_WEATHER["function"]
+WEATHER = {"name": FN["name"], "description": FN["description"], "input_schema": FN["parameters"]}  # Anthropic's form
 
 
 @pytest.fixture

@@ -11,15 +11,11 @@ from starlette.testclient import TestClient
 
 from fusiongraph.response_store import ResponseStore, close_stores
 from fusiongraph.server.openai_app import app
+from tests.unit.test_conversations_tools import WEATHER as CHAT_WEATHER
 from tests.unit.test_conversations_tools import call, models
 from tests.unit.test_server import KNOBS, one_model
 
-WEATHER = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "Current weather of a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-}
+WEATHER = {"type": "function", **CHAT_WEATHER["function"]}  # the Responses API's flat form
 
 
 @pytest.fixture

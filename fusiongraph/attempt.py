@@ -28,12 +28,7 @@ from fusiongraph.context import FusionContext
 from fusiongraph.judging.acceptance import current_fit, decide, without_say
 from fusiongraph.judging.base import JUDGES, NO_RESERVATION, AnswerCall, Judging, Reservation, Verdict
 from fusiongraph.judging.kinds.key_confidence import token_entries
-from fusiongraph.judging.kinds.llm import (  # noqa: F401  (the LLM judge's bounds, under their old home)
-    ANSWER_TOKENS_PER_TOKEN,
-    JUDGE_MAX_TOKENS,
-    judge_bound,
-    judge_worst_cost,
-)
+from fusiongraph.judging.kinds.llm import JUDGE_MAX_TOKENS, judge_bound
 from fusiongraph.models.kinds import is_transient  # RetryPolicy retry_on: each model kind names its transient errors
 from fusiongraph.prompts import load_prompt
 from fusiongraph.records import Attempt, attempt_cost, attempt_scores, new_attempt

@@ -65,7 +65,8 @@ def over_limit(key_id: str, now: float | None = None) -> int | None:
     count = None
     if s.redis_url:
         try:
-            count = _redis.setdefault(s.redis_url, RedisCounts(s.redis_url)).incr(key_id, window)
+            counts = _redis.get(s.redis_url) or _redis.setdefault(s.redis_url, RedisCounts(s.redis_url))
+            count = counts.incr(key_id, window)
         except Exception as exc:  # noqa: BLE001 - fail open to this worker's own counts
             if s.redis_url not in _warned:
                 _warned.add(s.redis_url)

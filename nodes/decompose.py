@@ -17,13 +17,11 @@ from langgraph.runtime import Runtime
 from langgraph.types import Send
 
 from fusiongraph import privacy as pv
-from fusiongraph.attempt import (
-    ANSWER_TOKENS_PER_TOKEN,
-    cheapest_answer_usd,
-)
+from fusiongraph.attempt import cheapest_answer_usd
 from fusiongraph.budget import Ledger, charge, counter_for, prompt_bound, shares, token_bound
 from fusiongraph.context import FusionContext, as_context
 from fusiongraph.conversation import answered_whole, check_fits, classify_text, has_images, make_request
+from fusiongraph.judging.kinds.llm import ANSWER_TOKENS_PER_TOKEN
 from fusiongraph.privacy import PrivacyHold
 from fusiongraph.prompts import load_examples, load_prompt
 from fusiongraph.resources import get_resources

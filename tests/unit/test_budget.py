@@ -18,10 +18,10 @@ from langchain_core.runnables import RunnableLambda
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict
 
-from fusiongraph.attempt import JUDGE_MAX_TOKENS
 from fusiongraph.budget import prompt_bound, shares, token_bound, usable
 from fusiongraph.graphs.fusion import graph
 from fusiongraph.judging.acceptance import save_fit
+from fusiongraph.judging.kinds.llm import JUDGE_MAX_TOKENS
 from fusiongraph.models.roster import ModelSpec, Roster
 from fusiongraph.resources import Resources, use_resources
 from fusiongraph.routing.embeddings import Embedder

@@ -152,6 +152,7 @@ class Embedder:
         self._memory: OrderedDict[str, np.ndarray] = OrderedDict()
         self._memory_items = memory_items
         self._described: OrderedDict[str, dict] = OrderedDict()  # long texts embedded: what was (describe)
+        self._short: OrderedDict[str, bool] = OrderedDict()  # texts longer in characters than the window, not in tokens
         self._lock = threading.Lock()
         self._disk = None
         if cache_path is not None:
@@ -179,6 +180,33 @@ class Embedder:
         offsets = _offsets(self.embeddings, [texts[i] for i in maybe]) if maybe else []
         return {i: o for i, o in zip(maybe, offsets) if len(o) > window}
 
+    def long_ones(self, texts: list[str]) -> tuple[set[int], dict[int, list[tuple[int, int]]]]:
+        """The indexes of the texts longer than the model reads, and the token offsets of those it had to
+        tokenize to know. A text seen before is known without its tokenizer (a long one by :meth:`describe`'s
+        note, a long-in-characters but short-in-tokens one by a note of its own): the same subtask passes
+        through several nodes of a run."""
+        window = self.window
+        if not window:
+            return set(), {}
+        known, unknown = set(), []
+        with self._lock:
+            for i, t in enumerate(texts):
+                if len(t) <= window:  # a token is at least one character
+                    continue
+                if content_key(f"{REPRESENTATION}\0{t}") in self._described:
+                    known.add(i)
+                elif content_key(t) not in self._short:
+                    unknown.append(i)
+        found = self.long_texts([texts[i] for i in unknown]) if unknown else {}
+        offsets = {unknown[j]: o for j, o in found.items()}
+        with self._lock:
+            for j, i in enumerate(unknown):
+                if j not in found:
+                    self._short[content_key(texts[i])] = True
+                    while len(self._short) > self._memory_items:
+                        self._short.popitem(last=False)
+        return known | set(offsets), offsets
+
     def describe(self, text: str) -> dict:
         """What is embedded for `text`, for the trace: the whole text, or (a long one) its frame and what it
         asks (the question's first 200 characters); known without tokenizing again once the text was embedded."""
@@ -202,10 +230,10 @@ class Embedder:
     def embed(self, texts: list[str], progress=None) -> np.ndarray:
         """Embed many texts; ``progress(n)`` is called as batches of uncached texts complete. A text longer
         than the model reads is embedded as what it asks and its frame, pooled (:func:`views`)."""
-        long = self.long_texts(texts)
+        long, offsets = self.long_ones(texts)
         keys = [content_key(f"{REPRESENTATION}\0{t}" if i in long else t) for i, t in enumerate(texts)]
-        for i, offsets in long.items():
-            self._note_long(keys[i], texts[i], len(offsets))
+        for i, o in offsets.items():
+            self._note_long(keys[i], texts[i], len(o))
         out: dict[str, np.ndarray] = {}
         with self._lock:
             for k in keys:
@@ -223,7 +251,13 @@ class Embedder:
                     out[key] = np.frombuffer(blob, dtype=np.float32)
             if progress:
                 progress(sum(1 for k in keys if k in out))
-        todo = {k: (t, long.get(i)) for i, (k, t) in enumerate(zip(keys, texts)) if k not in out}
+        todo_long = [i for i, k in enumerate(keys) if i in long and i not in offsets and k not in out]
+        if todo_long:  # known long but its vector gone from the caches: its offsets are needed again
+            found = self.long_texts([texts[i] for i in todo_long])
+            offsets |= {todo_long[j]: o for j, o in found.items()}
+        todo = {
+            k: (t, offsets.get(i) if i in long else None) for i, (k, t) in enumerate(zip(keys, texts)) if k not in out
+        }
         items = list(todo.items())
         for start in range(0, len(items), 256):
             batch = items[start : start + 256]

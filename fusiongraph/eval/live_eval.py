@@ -37,6 +37,7 @@ from fusiongraph.eval.live_replay import (
     graph_plan,
     judges_report,
     plot_frontier,
+    route_state,
     single_model,
     strategies,
     summarise,
@@ -86,10 +87,16 @@ def _append(path: Path, row: dict) -> None:
 
 
 def answer_all(
-    items: list[dict], ctx: FusionContext, models: list[str], out: Path, progress: bool = True
+    items: list[dict],
+    ctx: FusionContext,
+    models: list[str],
+    out: Path,
+    progress: bool = True,
+    routed: dict[str, dict] | None = None,
 ) -> list[dict]:
-    """Every question answered and judged by every model (cheapest first); rows already in ``answers.jsonl``
-    (an earlier, interrupted run) are kept, not answered again."""
+    """Every question answered and judged by every model (cheapest first), in the class the live graph's
+    taxonomy node gives it (`routed`: question id -> :func:`route_state`, else worked out here); rows already in
+    ``answers.jsonl`` (an earlier, interrupted run) are kept, not answered again."""
     from tqdm import tqdm
 
     from fusiongraph.attempt import invoke_with_retries, prepare_call, run_attempt
@@ -111,7 +118,7 @@ def answer_all(
     todo = sum((item["id"], m) not in done for item in items for m in models)
     bar = tqdm(total=todo, desc="eval: answers", unit="answer", disable=not progress)
     for item in items:
-        task_class = res.taxonomy.classify(res.embedder.embed_one(item["prompt"]), res.embedder).task_class
+        task_class = ((routed or {}).get(item["id"]) or route_state(item, ctx)).get("task_class")
         asked = ctx.replace(max_tokens=res.taxonomy.answer_tokens(task_class, ctx.max_tokens))
         earlier: list[dict] = []
         for model_id in models:
@@ -262,11 +269,12 @@ def run_eval(
 
     chosen, skipped = choose_models(res, ctx, models)
     single = [i for i in items if len(i["parts"]) == 1]
-    rows = answer_all(single + [i for i in items if len(i["parts"]) > 1], ctx, chosen, out, progress)
+    routed = {i["id"]: route_state(i, ctx) for i in items}  # privacy and taxonomy: once a question
+    rows = answer_all(single + [i for i in items if len(i["parts"]) > 1], ctx, chosen, out, progress, routed)
     fit = current_fit(res.store)
-    plans = {i["id"]: graph_plan(i, ctx)[0] for i in single}
+    plans = {i["id"]: graph_plan(i, ctx, routed[i["id"]])[0] for i in single}
     price_plans = {
-        lam: {i["id"]: graph_plan(i, ctx.replace(price_sensitivity=lam))[0] for i in single}
+        lam: {i["id"]: graph_plan(i, ctx.replace(price_sensitivity=lam), routed[i["id"]])[0] for i in single}
         for lam in PRICE_SENSITIVITIES
     }
     replay = strategies(items, rows, ctx, chosen, fit, plans, price_plans)

@@ -167,19 +167,31 @@ def ceilings(single_items: list[dict], by_q: dict[str, dict[str, dict]], models:
     return out
 
 
-def graph_plan(item: dict, ctx: FusionContext) -> tuple[list[str], dict]:
-    """The plan the live graph makes for a one-part question: its privacy, taxonomy and neighbours nodes, run
-    on it (the same code, the same store); returns (plan, the route's state)."""
-    from fusiongraph.nodes.neighbours import neighbours
+def route_state(item: dict, ctx: FusionContext) -> dict:
+    """The live graph's state for a question after its privacy and taxonomy nodes (the same code, the same
+    store): its class, masked text and candidates, before the neighbours node."""
     from fusiongraph.nodes.privacy import privacy
     from fusiongraph.nodes.taxonomy import taxonomy
 
+    return _run_nodes((privacy, taxonomy), {"subtask": item["prompt"], "index": 0, "n_subtasks": 1, "trace": []}, ctx)
+
+
+def graph_plan(item: dict, ctx: FusionContext, routed: dict | None = None) -> tuple[list[str], dict]:
+    """The plan the live graph makes for a one-part question: its privacy, taxonomy and neighbours nodes run on
+    it (`routed`: the state :func:`route_state` gave, so only the neighbours node, which reads the price
+    sensitivity and the store, runs again); returns (plan, the route's state)."""
+    from fusiongraph.nodes.neighbours import neighbours
+
+    state = _run_nodes((neighbours,), dict(routed if routed is not None else route_state(item, ctx)), ctx)
+    return list(state.get("candidates") or []), state
+
+
+def _run_nodes(nodes, state: dict[str, Any], ctx: FusionContext) -> dict:
     runtime = SimpleNamespace(context=ctx)
-    state: dict[str, Any] = {"subtask": item["prompt"], "index": 0, "n_subtasks": 1, "trace": []}
-    for node in (privacy, taxonomy, neighbours):
+    for node in nodes:
         update = node(state, runtime)
         state.update({k: v for k, v in update.items() if k != "trace"})
-    return list(state.get("candidates") or []), state
+    return state
 
 
 def summarise(outcomes: list[Scored]) -> dict:

@@ -196,10 +196,20 @@ def parse_number(text: str) -> float | None:
     return float(text.replace(",", ""))
 
 
+def numbers_in(text: str) -> list[float]:
+    """Every number written in digits in the text, in order."""
+    return [float(n.replace(",", "")) for n in NUMBER.findall(text or "")]
+
+
 def last_number(answer: str) -> float | None:
     """The last number written in digits in the answer, else None."""
-    found = NUMBER.findall(answer or "")
-    return float(found[-1].replace(",", "")) if found else None
+    found = numbers_in(answer)
+    return found[-1] if found else None
+
+
+def same_number(got: float, want: float) -> bool:
+    """Two numbers equal for grading (relative tolerance REL_TOL)."""
+    return math.isclose(got, want, rel_tol=REL_TOL, abs_tol=1e-12)
 
 
 def normalise(text: str) -> str:
@@ -208,6 +218,23 @@ def normalise(text: str) -> str:
 
 def default_match(reference: str) -> str:
     return "numeric" if parse_number(reference) is not None else "exact"
+
+
+def gold_reference(reference, match, where: str, matches: tuple[str, ...] = MATCHES) -> tuple[str, str]:
+    """A question file's gold `reference` (a string or a number) and its `match` (default: numeric for a
+    number, else exact), checked: ValueError naming `where` when either is unusable."""
+    if isinstance(reference, (int, float)) and not isinstance(reference, bool):
+        reference = str(reference)
+    if not isinstance(reference, str) or not normalise(reference):
+        raise ValueError(f'{where}: "reference" must be a non-empty string or a number')
+    match = match or default_match(reference)
+    if match not in matches:
+        raise ValueError(f'{where}: "match" must be one of {list(matches)}, got {match!r}')
+    if match == "numeric" and parse_number(reference) is None:
+        raise ValueError(f'{where}: "match" is numeric but the reference {reference!r} is not a number')
+    if match == "option" and (len(reference.strip()) != 1 or reference.strip().upper() not in OPTION_LETTERS):
+        raise ValueError(f'{where}: "match" is option but the reference {reference!r} is not one option letter')
+    return reference, match
 
 
 def is_correct(answer: str, reference: str, match: str | None = None) -> bool:
@@ -219,7 +246,7 @@ def is_correct(answer: str, reference: str, match: str | None = None) -> bool:
         want, got = parse_number(reference), last_number(answer)
         if want is None:
             raise ValueError(f"numeric match needs a numeric reference, got {reference!r}")
-        return got is not None and math.isclose(got, want, rel_tol=REL_TOL, abs_tol=1e-12)
+        return got is not None and same_number(got, want)
     if match == "exact":
         ref, ans = normalise(reference), normalise(answer)
         return bool(ref) and (ans == ref or f" {ref} " in f" {ans} ")

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 from typing import Any
 
-from fusiongraph.text import OPTION_LETTERS, jsonl_objects, normalise, option_letter, parse_number
+from fusiongraph.text import gold_reference, jsonl_objects, numbers_in, option_letter, parse_number, same_number
 from fusiongraph.text import is_correct as plain_correct
 
-MATCHES = ("numeric", "exact", "option")
+GOLD_MATCHES = ("numeric", "exact", "option")  # text.MATCHES and the option letter
 
 
 # ---------------------------------------------------------------------------------------------- matching
-
-
-def numbers_in(text: str) -> list[float]:
-    from fusiongraph.text import NUMBER
-
-    return [float(n.replace(",", "")) for n in NUMBER.findall(text or "")]
 
 
 def part_correct(answer: str, reference: str, match: str, whole: bool = True) -> bool:
@@ -33,7 +26,7 @@ def part_correct(answer: str, reference: str, match: str, whole: bool = True) ->
         return bool(re.search(rf"(?:\({want}\)|\b{want}[\.\)])", answer or ""))
     if match == "numeric" and not whole:
         want = parse_number(reference)
-        return any(math.isclose(n, want, rel_tol=1e-6, abs_tol=1e-9) for n in numbers_in(answer))
+        return any(same_number(n, want) for n in numbers_in(answer))
     return plain_correct(answer or "", reference, match)
 
 
@@ -49,18 +42,7 @@ def is_right(answer: str, item: dict) -> bool:
 def _part(raw: Any, where: str) -> dict:
     if not isinstance(raw, dict) or "reference" not in raw:
         raise ValueError(f'{where}: a part must be an object with "reference" (and "match")')
-    reference = raw["reference"]
-    if isinstance(reference, (int, float)) and not isinstance(reference, bool):
-        reference = str(reference)
-    if not isinstance(reference, str) or not normalise(reference):
-        raise ValueError(f'{where}: "reference" must be a non-empty string or a number')
-    match = raw.get("match") or ("numeric" if parse_number(reference) is not None else "exact")
-    if match not in MATCHES:
-        raise ValueError(f'{where}: "match" must be one of {list(MATCHES)}, got {match!r}')
-    if match == "numeric" and parse_number(reference) is None:
-        raise ValueError(f'{where}: "match" is numeric but the reference {reference!r} is not a number')
-    if match == "option" and (len(reference.strip()) != 1 or reference.strip().upper() not in OPTION_LETTERS):
-        raise ValueError(f'{where}: "match" is option but the reference {reference!r} is not one option letter')
+    reference, match = gold_reference(raw["reference"], raw.get("match"), where, GOLD_MATCHES)
     return {"reference": reference.strip(), "match": match}
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from fusiongraph.context import FusionContext
 from fusiongraph.records import Attempt
-from fusiongraph.text import MATCHES, default_match, is_correct, normalise, parse_number
+from fusiongraph.text import gold_reference, is_correct
 
 # ------------------------------------------------------------------------------------------------ input
 
@@ -48,20 +48,11 @@ def load_items(path: str | Path) -> list[dict]:
         missing = [k for k in ("prompt", "reference") if k not in item]
         if missing:
             raise ValueError(f"{where}: missing field {', '.join(repr(k) for k in missing)}")
-        reference = item["reference"]
-        if isinstance(reference, (int, float)) and not isinstance(reference, bool):
-            reference = str(reference)
-        if not isinstance(reference, str) or not normalise(reference):
-            raise ValueError(f'{where}: "reference" must be a non-empty string (or a number)')
+        reference, match = gold_reference(item["reference"], item.get("match"), where)
         try:
             prompt = clean_query(item["prompt"])
         except ValueError as exc:
             raise ValueError(f'{where}: "prompt": {exc}') from None
-        match = item.get("match") or default_match(reference)
-        if match not in MATCHES:
-            raise ValueError(f'{where}: "match" must be one of {list(MATCHES)}, got {match!r}')
-        if match == "numeric" and parse_number(reference) is None:
-            raise ValueError(f'{where}: "match" is numeric but the reference {reference!r} is not a number')
         items.append({"line": n, "prompt": prompt, "reference": reference, "match": match})
     if not items:
         raise ValueError(f"{path}: no questions (the file is empty)")

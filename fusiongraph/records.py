@@ -35,6 +35,7 @@ class VerdictRecord(TypedDict):
     veto: bool  # a veto makes the attempt's confidence 0
     detail: str  # why, in a few words (secrets redacted)
     exact: NotRequired[bool]  # True: an exact check (a computed truth) decided; its verdict overrides the others
+    tool_loop: NotRequired[bool]  # True: vetoed for repeating the tool call its result had answered
 
 
 @with_config(_STRICT)

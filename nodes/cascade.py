@@ -21,7 +21,7 @@ from fusiongraph import privacy as pv
 from fusiongraph.attempt import is_transient, prepare_call, run_attempt
 from fusiongraph.budget import Ledger, branch_share
 from fusiongraph.context import FusionContext, as_context
-from fusiongraph.judging.verifiers import TOOL_LOOP, tool_result_answer
+from fusiongraph.judging.verifiers import tool_result_answer
 from fusiongraph.records import Attempt, Status, TraceEvent, attempt_cost
 from fusiongraph.resources import get_resources
 from fusiongraph.state import SubtaskState
@@ -168,4 +168,4 @@ def cascade(state: SubtaskState, runtime: Runtime[FusionContext]) -> dict:
 
 def repeated_call(attempt: dict) -> bool:
     """The attempt repeated the tool call its tool result had answered (the rules judge's veto)."""
-    return any(v.get("veto") and str(v.get("detail", "")).startswith(TOOL_LOOP) for v in attempt.get("verdicts", []))
+    return any(v.get("veto") and v.get("tool_loop") for v in attempt.get("verdicts", []))

@@ -51,6 +51,7 @@ class Verdict:
     exact: bool = False  # decided by an exact check (a computed truth): a pass overrides the soft judges
     usage: Usage | None = None  # a judge that called a model: what the call used (charged to the attempt)
     trimmed_chars: int = 0  # a judge that read a trimmed answer: the characters it did not read
+    tool_loop: bool = False  # the veto is for repeating a tool call just answered (the cascade then uses the result)
 
     def as_dict(self) -> VerdictRecord:
         record: VerdictRecord = {
@@ -61,6 +62,8 @@ class Verdict:
         }
         if self.exact:
             record["exact"] = True
+        if self.tool_loop:
+            record["tool_loop"] = True
         return record
 
 

@@ -84,7 +84,7 @@ class RulesJudge(CallsNoModel):
         """The request's output checks first (tool calls, JSON format: fusiongraph.judging.verifiers.OUTPUT_VERIFIERS;
         a failed one vetoes), then, for a text answer, the text rules."""
         if loop := repeats_call(j.messages, j.message):  # after a tool result: use it, never repeat the call
-            return Verdict("rules", 0.0, True, loop)
+            return Verdict("rules", 0.0, True, loop, tool_loop=True)
         checks = check_output(j.request, j.message)
         for name, check in checks:
             if check.veto:

@@ -227,6 +227,18 @@ def openai_js(tmp_path_factory):
     return node, cache
 
 
+def run_js(node_and_cache: tuple[str, Path], url: str, tmp_path: Path, source: str) -> dict:
+    """Run a node script against the server (BASE_URL: its /v1) with the npm cache's packages; its last stdout
+    line, as JSON."""
+    node, cache = node_and_cache
+    script = tmp_path / "client.js"
+    script.write_text(source)
+    env = dict(os.environ, BASE_URL=f"{url}/v1", NODE_PATH=str(cache / "node_modules"))
+    run = subprocess.run([node, str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
 JS_STREAM = """
 const OpenAI = require("openai");
 const client = new OpenAI({ baseURL: process.env.BASE_URL, apiKey: "unused" });
@@ -249,13 +261,7 @@ const client = new OpenAI({ baseURL: process.env.BASE_URL, apiKey: "unused" });
 
 
 def test_the_openai_js_client_streams_a_reply(server, openai_js, tmp_path):
-    node, cache = openai_js
-    script = tmp_path / "stream.js"
-    script.write_text(JS_STREAM)
-    env = dict(os.environ, BASE_URL=f"{server}/v1", NODE_PATH=str(cache / "node_modules"))
-    run = subprocess.run([node, str(script)], env=env, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr
-    result = json.loads(run.stdout.strip().splitlines()[-1])
+    result = run_js(openai_js, server, tmp_path, JS_STREAM)
     assert result["text"].strip() and result["finish"] in ("stop", "length") and result["chunks"] >= 3
 
 
@@ -381,11 +387,5 @@ const client = new OpenAI({ baseURL: process.env.BASE_URL, apiKey: "unused" });
 
 
 def test_the_openai_js_client_creates_responses(server, openai_js, tmp_path):
-    node, cache = openai_js
-    script = tmp_path / "responses.js"
-    script.write_text(JS_RESPONSES)
-    env = dict(os.environ, BASE_URL=f"{server}/v1", NODE_PATH=str(cache / "node_modules"))
-    run = subprocess.run([node, str(script)], env=env, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr
-    result = json.loads(run.stdout.strip().splitlines()[-1])
+    result = run_js(openai_js, server, tmp_path, JS_RESPONSES)
     assert result["first"].strip() and result["more"].strip() and result["status"] == "completed"

@@ -16,7 +16,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from tests.integration.test_clients import LOCAL, TIME, WEATHER_PARAMS, server, weather_agent  # noqa: F401 (a fixture)
+from tests.integration.test_clients import LOCAL, TIME, WEATHER_PARAMS, run_js, server, weather_agent  # noqa: F401 (a fixture)
 from tests.unit.test_conversations_tools import WEATHER
 
 pytestmark = [
@@ -215,13 +215,7 @@ JS_RESPONSES = """
 
 
 def _run_js(ai_sdk, url: str, tmp_path: Path, body: str) -> dict:
-    node, cache = ai_sdk
-    script = tmp_path / "ai_sdk.js"
-    script.write_text(JS_PRELUDE + body)
-    env = dict(os.environ, BASE_URL=f"{url}/v1", NODE_PATH=str(cache / "node_modules"))
-    run = subprocess.run([node, str(script)], env=env, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr
-    return json.loads(run.stdout.strip().splitlines()[-1])
+    return run_js(ai_sdk, url, tmp_path, JS_PRELUDE + body)
 
 
 def test_the_vercel_ai_sdk_generates_text(server, ai_sdk, tmp_path):  # noqa: F811

@@ -7,8 +7,6 @@ module. When the server is not reachable the tests FAIL: they are not skipped.
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -20,6 +18,7 @@ from typer.testing import CliRunner
 from fusiongraph.store import Outcome, OutcomeStore, StoreError, open_store
 from fusiongraph.store.postgres import PostgresBackend
 from tests.postgres import db_url
+from tests.store.test_store import _writer  # a process recording into a store (tests/store_writer.py)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -203,12 +202,6 @@ def test_concurrent_writers_leave_no_gap_behind_a_watcher(pg):
     assert watcher.class_rates("math") == {"a": (1.0, 160), "b": (0.0, 160)}
     for s in [watcher, *writers]:
         s.close()
-
-
-def _writer(target, name, count):
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.store_writer", str(target), name, str(count)], stdout=subprocess.PIPE, text=True
-    )
 
 
 def test_processes_recording_at_once_lose_nothing(pg):
